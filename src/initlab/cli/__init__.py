@@ -1,0 +1,34 @@
+"""The ``initlab`` command line: parses arguments and calls the library, nothing more.
+
+Each subcommand lives in its own module ``initlab.cli.<name>`` with ``register(subparsers)``,
+which adds its parser and sets ``func`` to a function taking the parsed arguments and returning
+an exit status. Library imports happen inside those functions so that ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+
+COMMANDS: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="initlab",
+        description="Initialize neural-network parameters, and measure whether it worked.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"initlab.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s"
+    )
+    return int(args.func(args) or 0)
