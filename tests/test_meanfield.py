@@ -1,0 +1,94 @@
+"""Mean-field theory against closed forms, known published values and scipy's quadrature."""
+
+import math
+
+import pytest
+import torch
+
+from initlab.diagnostics.meanfield import critical_weight_variance, mean_field
+
+integrate = pytest.importorskip("scipy.integrate")
+
+
+def _gauss(f):
+    """E[f(z)], z ~ N(0, 1), by adaptive quadrature (independent of the code under test)."""
+    density = lambda z: math.exp(-z * z / 2) / math.sqrt(2 * math.pi)  # noqa: E731
+    return integrate.quad(lambda z: f(z) * density(z), -12, 12, limit=200)[0]
+
+
+def test_edge_of_chaos_tanh_with_bias_matches_schoenholz():
+    # Schoenholz et al. (2017), Fig. 1: sigma_b^2 = 0.05 puts the tanh critical line at
+    # sigma_w^2 ~= 1.76.
+    assert critical_weight_variance("tanh", 0.05) == pytest.approx(1.76, abs=0.01)
+
+
+def test_edge_of_chaos_tanh_without_bias_is_one():
+    # chi_1 = sigma_w^2 tanh'(0)^2 = sigma_w^2 at q* = 0. Near sigma_w^2 = 1, q* -> 0 only
+    # algebraically (q_l ~ 1 / l), so the root is found within 1 % (measured: 1.003).
+    assert critical_weight_variance("tanh", 0.0) == pytest.approx(1.0, abs=0.01)
+
+
+def test_edge_of_chaos_relu_is_he():
+    # E[relu'(z)^2] = 1/2 for any q, so chi_1 = sigma_w^2 / 2 = 1 at He's 2.0.
+    assert critical_weight_variance("relu", 0.0) == pytest.approx(2.0, abs=1e-5)
+    mf = mean_field("relu", 2.0)
+    assert mf.chi_1 == pytest.approx(1.0, abs=1e-12)
+    assert mf.phase == "critical" and mf.xi_c == math.inf
+
+
+def test_linear_network_closed_form():
+    # phi(x) = x: q* = sigma_b^2 / (1 - sigma_w^2), chi_1 = sigma_w^2, xi_c = -1 / ln(sigma_w^2).
+    mf = mean_field("linear", 0.5, 0.2)
+    assert mf.q_star == pytest.approx(0.4, rel=1e-9)
+    assert mf.chi_1 == pytest.approx(0.5, rel=1e-12)
+    assert mf.xi_c == pytest.approx(-1 / math.log(0.5), rel=1e-12)
+    assert mf.phase == "ordered" and mf.c_star == 1.0
+
+
+def test_tanh_fixed_point_and_slope_match_scipy():
+    weight_var, bias_var = 1.5, 0.05
+    mf = mean_field("tanh", weight_var, bias_var)
+    q = mf.q_star
+    # q* is a fixed point of the variance map, integrated independently by scipy.
+    assert weight_var * _gauss(lambda z: math.tanh(math.sqrt(q) * z) ** 2) + bias_var == (
+        pytest.approx(q, rel=1e-8)
+    )
+    chi = weight_var * _gauss(lambda z: (1 - math.tanh(math.sqrt(q) * z) ** 2) ** 2)
+    assert mf.chi_1 == pytest.approx(chi, rel=1e-8)
+    assert mf.xi_c == pytest.approx(-1 / math.log(chi), rel=1e-6)
+    assert mf.trainable_depth == pytest.approx(6 * mf.xi_c)
+
+
+def test_phases_around_the_critical_point():
+    critical = critical_weight_variance("tanh", 0.05)
+    ordered, chaotic = mean_field("tanh", 1.0, 0.05), mean_field("tanh", 3.0, 0.05)
+    assert ordered.phase == "ordered" and ordered.chi_1 < 1
+    assert chaotic.phase == "chaotic" and chaotic.chi_1 > 1 and 0 < chaotic.c_star < 1
+    near = mean_field("tanh", critical, 0.05)
+    # The depth scale diverges at the edge of chaos and is finite on both sides.
+    assert near.xi_c > 100 > max(ordered.xi_c, chaotic.xi_c)
+
+
+def test_callable_activation_matches_name():
+    by_name, by_callable = mean_field("tanh", 1.2, 0.1), mean_field(torch.nn.Tanh(), 1.2, 0.1)
+    assert by_callable.chi_1 == pytest.approx(by_name.chi_1, rel=1e-12)
+    assert by_callable.activation == "Tanh"
+
+
+def test_relu_variance_collapse_and_explosion():
+    assert mean_field("relu", 1.0).q_star == 0.0
+    exploding = mean_field("relu", 3.0)
+    assert exploding.q_star == math.inf and exploding.phase == "chaotic"
+    # The variance grows by chi_1 = 1.5 per layer: depth scale 1 / ln 1.5.
+    assert exploding.xi_c == pytest.approx(1 / math.log(1.5), rel=1e-9)
+
+
+def test_errors_name_the_argument():
+    with pytest.raises(ValueError, match=r"activation must be one of .*did you mean 'tanh'"):
+        mean_field("tahn", 1.0)
+    with pytest.raises(ValueError, match=r"weight_var must be a finite number >= 0; got"):
+        mean_field("tanh", -1.0)
+    with pytest.raises(TypeError, match="activation must be a name or a callable"):
+        mean_field(3, 1.0)
+    with pytest.raises(ValueError, match="no edge of chaos"):
+        critical_weight_variance(lambda x: 0.0 * x, 0.0)  # chi_1 = 0 for every variance
