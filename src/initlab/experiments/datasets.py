@@ -1,0 +1,444 @@
+"""Known image-classification datasets in the IDX layout: locate, verify and load them.
+
+A dataset is four IDX files (MNIST's names: ``train-images-idx3-ubyte``,
+``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``), each
+gzip-compressed or raw. MNIST ships inside the package; the others are read from a directory,
+from a system location (Debian's ``dataset-fashion-mnist``), from the download cache, or fetched
+from their public mirrors on request.
+
+Checksums are SHA-256 digests of the *uncompressed* contents, so gzip files with different
+headers (Debian's) and raw files verify alike. For KMNIST only digests of the published ``.gz``
+files are known; its raw files load unverified, with a warning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.resources
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from initlab._checks import one_of
+from initlab.experiments import download as _download
+from initlab.experiments.idx import decompress_if_gzip, parse_idx
+
+__all__ = [
+    "DATASETS",
+    "CACHE_ENV",
+    "ChecksumError",
+    "Dataset",
+    "DatasetInfo",
+    "IDXFile",
+    "FILE_NAMES",
+    "load_dataset",
+]
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV = "INITLAB_CACHE"
+# The standard names of the four files, in the order train images, train labels, test images,
+# test labels (MNIST's, which Fashion-MNIST, KMNIST and EMNIST reuse).
+FILE_NAMES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+class ChecksumError(ValueError):
+    """A dataset file's digest differs from the published one (corrupted or a different file)."""
+
+
+@dataclass(frozen=True)
+class IDXFile:
+    """One file of a known dataset and its published digest.
+
+    Attributes:
+        name: the standard name without ``.gz``, e.g. ``"train-images-idx3-ubyte"``.
+        sha256: hex SHA-256 of the uncompressed contents; ``None`` when unpublished.
+        gz_sha256: hex SHA-256 of the published ``.gz`` file; used only when ``sha256`` is
+            ``None`` and the file on disk is gzip-compressed.
+    """
+
+    name: str
+    sha256: str | None
+    gz_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What initlab knows about a dataset: files, digests, mirrors, classes and license.
+
+    Attributes:
+        name: the registry key, e.g. ``"fashion-mnist"``.
+        files: the four files in :data:`FILE_NAMES` order.
+        num_classes: number of label values, ``0 .. num_classes - 1``.
+        mirrors: base URLs that serve ``<file name>.gz``, tried in order.
+        license: who made the data and under which license.
+        torchvision_dir: the folder torchvision uses (``root/<torchvision_dir>/raw/``).
+        system_dirs: directories where an operating-system package installs the files.
+    """
+
+    name: str
+    files: tuple[IDXFile, IDXFile, IDXFile, IDXFile]
+    num_classes: int
+    mirrors: tuple[str, ...]
+    license: str
+    torchvision_dir: str
+    system_dirs: tuple[str, ...] = ()
+
+
+def _files(*digests: str | None, gz: Sequence[str | None] = (None,) * 4) -> tuple:
+    return tuple(IDXFile(n, d, g) for n, d, g in zip(FILE_NAMES, digests, gz, strict=True))
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist": DatasetInfo(
+        name="mnist",
+        # Digests of the uncompressed official files, see shared/data/mnist/SOURCES.md.
+        files=_files(
+            "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+            "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+            "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+            "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        ),
+        num_classes=10,
+        mirrors=(
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "http://yann.lecun.com/exdb/mnist/",
+        ),
+        license="LeCun, Cortes, Burges, The MNIST database of handwritten digits; CC BY-SA 3.0",
+        torchvision_dir="MNIST",
+    ),
+    "fashion-mnist": DatasetInfo(
+        name="fashion-mnist",
+        # Digests of the uncompressed official files, see shared/data/fashion-mnist/SOURCES.md.
+        files=_files(
+            "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+            "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+            "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+            "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+        ),
+        num_classes=10,
+        mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        license="Xiao, Rasul, Vollgraf, Fashion-MNIST (2017), Copyright 2017 Zalando SE; MIT",
+        torchvision_dir="FashionMNIST",
+        # Debian/Ubuntu package dataset-fashion-mnist (gzip headers differ, contents do not).
+        system_dirs=("/usr/share/datasets/fashion-mnist",),
+    ),
+    "kmnist": DatasetInfo(
+        name="kmnist",
+        # Only digests of the published .gz files are known: SHA-256 as listed by
+        # torchvision-ruby (lib/torchvision/datasets/kmnist.rb); torchvision lists their MD5s
+        # (bdb82020..., e144d726..., 5c965bf0..., 7320c461...).
+        files=_files(
+            None,
+            None,
+            None,
+            None,
+            gz=(
+                "51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4",
+                "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17",
+                "edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5",
+                "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c",
+            ),
+        ),
+        num_classes=10,
+        mirrors=("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
+        license=(
+            "Clanuwat et al., Deep Learning for Classical Japanese Literature (2018), "
+            "KMNIST by CODH from the Kuzushiji Dataset (NIJL); CC BY-SA 4.0"
+        ),
+        torchvision_dir="KMNIST",
+    ),
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A classification dataset held in memory: uint8 images and int64 labels.
+
+    Attributes:
+        name: ``"mnist"``, ``"fashion-mnist"``, ``"kmnist"`` or the name given for a directory.
+        train_images: ``(N, H, W)`` uint8, pixel values 0..255.
+        train_labels: ``(N,)`` int64 in ``0 .. num_classes - 1``.
+        test_images: ``(M, H, W)`` uint8.
+        test_labels: ``(M,)`` int64.
+        num_classes: number of classes.
+        source: ``"embedded"`` or the directory the files came from.
+    """
+
+    name: str
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    num_classes: int
+    source: str
+
+    def __repr__(self) -> str:
+        train, test = tuple(self.train_images.shape), tuple(self.test_images.shape)
+        return (
+            f"Dataset(name={self.name!r}, train={train}, test={test}, "
+            f"num_classes={self.num_classes}, source={self.source!r})"
+        )
+
+    def subset(
+        self, n_train: int | None = None, n_test: int | None = None, *, seed: int = 0
+    ) -> Dataset:
+        """Return a random subset: ``n_train`` training and ``n_test`` test samples.
+
+        Each split draws its own ``torch.randperm`` from a generator seeded with ``seed``, keeps
+        the first ``n`` indices and sorts them, so the samples keep their original order and
+        the same seed always gives the same subset. Not stratified.
+
+        Args:
+            n_train: training samples to keep, ``0 <= n_train <= N``; ``None`` keeps all.
+            n_test: test samples to keep, ``0 <= n_test <= M``; ``None`` keeps all.
+            seed: seed of the selection.
+
+        Returns:
+            A new :class:`Dataset` with the same name, classes and source.
+
+        Raises:
+            TypeError: a count or ``seed`` is not an int.
+            ValueError: a count is negative or larger than its split.
+
+        Example:
+            >>> small = load_dataset().subset(1000, 200, seed=1)  # doctest: +SKIP
+        """
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int; got seed={seed!r}")
+        train_images, train_labels = _pick(
+            "n_train", n_train, self.train_images, self.train_labels, seed
+        )
+        test_images, test_labels = _pick("n_test", n_test, self.test_images, self.test_labels, seed)
+        return dataclasses.replace(
+            self,
+            train_images=train_images,
+            train_labels=train_labels,
+            test_images=test_images,
+            test_labels=test_labels,
+        )
+
+
+def _pick(
+    what: str, n: int | None, images: torch.Tensor, labels: torch.Tensor, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    if n is None:
+        return images, labels
+    total = len(labels)
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"{what} must be an int or None; got {what}={n!r}")
+    if not 0 <= n <= total:
+        raise ValueError(f"{what} must be between 0 and {total} (the split's size); got {what}={n}")
+    generator = torch.Generator().manual_seed(seed)
+    keep = torch.randperm(total, generator=generator)[:n].sort().values
+    return images[keep], labels[keep]
+
+
+def load_dataset(
+    name: str = "mnist",
+    *,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+) -> Dataset:
+    """Load a dataset's four IDX files into memory, verifying their published checksums.
+
+    Where the files are looked for, in order (the first directory holding all four wins):
+
+    - ``data_dir`` given: ``data_dir``, ``data_dir/<name>``, and torchvision's layout
+      ``data_dir/<MNIST|FashionMNIST|KMNIST>/raw``;
+    - no ``data_dir``: MNIST comes from the package itself (``source="embedded"``); other
+      datasets from their system directories (Fashion-MNIST: ``/usr/share/datasets/
+      fashion-mnist``, Debian's ``dataset-fashion-mnist``) and the cache directory;
+    - ``download=True`` and still not found: the files are fetched from the dataset's mirrors
+      (or ``$INITLAB_MIRRORS``) into the cache directory, see :mod:`initlab.experiments.download`.
+
+    Each file may be gzip-compressed or raw, named ``train-images-idx3-ubyte`` or
+    ``train-images.idx3-ubyte``, with or without ``.gz``. A known dataset's files must match the
+    SHA-256 of their uncompressed contents; a name not in :data:`DATASETS` loads from
+    ``data_dir`` without verification (logged) and takes ``max(label) + 1`` classes.
+
+    Args:
+        name: a key of :data:`DATASETS` (``"mnist"``, ``"fashion-mnist"``, ``"kmnist"``), or any
+            name together with ``data_dir``.
+        data_dir: directory holding the files.
+        download: fetch missing files of a known dataset from its public mirrors.
+        cache_dir: root of the download cache; files live in ``cache_dir/<name>/``. Default:
+            ``$INITLAB_CACHE`` or ``~/.cache/initlab``.
+
+    Returns:
+        A :class:`Dataset`: images ``(N, H, W)`` uint8, labels ``(N,)`` int64.
+
+    Raises:
+        ValueError: unknown ``name`` without ``data_dir``; labels out of range or image and label
+            counts that disagree.
+        FileNotFoundError: a file is missing everywhere; the message lists every path tried.
+        ChecksumError: a file's digest differs from the published one.
+        IDXError: a file is not well-formed IDX or its gzip stream is corrupted.
+        OSError: downloading failed on every mirror.
+
+    Example:
+        >>> mnist = load_dataset()  # doctest: +SKIP
+        >>> mnist.train_images.shape, mnist.test_labels.dtype
+        (torch.Size([60000, 28, 28]), torch.int64)
+    """
+    info = DATASETS.get(name)
+    if info is None and data_dir is None:
+        one_of("name", name, DATASETS)
+    if data_dir is None and name == "mnist":
+        root = importlib.resources.files("initlab") / "data" / "mnist"
+        files = [root / f"{file}.gz" for file in FILE_NAMES]
+        return _load(name, info, files, source="embedded")
+    directories = _search_dirs(name, info, data_dir, _cache_root(cache_dir) / name)
+    files, tried = _find_files(directories)
+    if files is None and download:
+        if info is None:
+            known = sorted(DATASETS)
+            raise ValueError(f"cannot download {name!r}: mirrors are known only for {known}")
+        files = _fetch(info, _cache_root(cache_dir) / name)
+    if files is None:
+        raise FileNotFoundError(_missing_message(name, info, tried))
+    return _load(name, info, files, source=os.fspath(files[0].parent))
+
+
+def _cache_root(cache_dir: str | os.PathLike | None) -> Path:
+    if cache_dir is not None:
+        return Path(cache_dir)
+    return Path(os.environ.get(CACHE_ENV) or "~/.cache/initlab").expanduser()
+
+
+def _search_dirs(
+    name: str, info: DatasetInfo | None, data_dir: str | os.PathLike | None, cache: Path
+) -> list[Path]:
+    if data_dir is None:
+        return [*(Path(d) for d in info.system_dirs), cache]
+    base = Path(data_dir)
+    directories = [base, base / name]
+    if info is not None:
+        directories.append(base / info.torchvision_dir / "raw")
+    return directories
+
+
+def _variants(file: str) -> list[str]:
+    # "train-images-idx3-ubyte" is also published as "train-images.idx3-ubyte"; raw files come
+    # first because they load without decompressing.
+    dotted = file.replace("-idx", ".idx")
+    return [file, dotted, f"{file}.gz", f"{dotted}.gz"]
+
+
+def _find_files(directories: list[Path]) -> tuple[list[Path] | None, list[Path]]:
+    """Return the four files from the first directory holding all of them, and the misses."""
+    tried: list[Path] = []
+    for directory in directories:
+        found, missing = [], []
+        for file in FILE_NAMES:
+            paths = [directory / variant for variant in _variants(file)]
+            hit = next((path for path in paths if path.is_file()), None)
+            if hit is None:
+                missing.extend(paths)
+            else:
+                found.append(hit)
+        if not missing:
+            return found, tried
+        tried.extend(missing)
+    return None, tried
+
+
+def _missing_message(name: str, info: DatasetInfo | None, tried: list[Path]) -> str:
+    listing = "\n".join(f"  {path}" for path in tried)
+    hint = " (or run: apt-get install dataset-fashion-mnist)" if name == "fashion-mnist" else ""
+    fetch = " or fetch them with --download (download=True)" if info is not None else ""
+    return (
+        f"dataset {name!r}: the four IDX files were not found; tried:\n{listing}\n"
+        f"Give their directory with --data-dir DIR (data_dir=DIR){fetch}{hint}."
+    )
+
+
+def _fetch(info: DatasetInfo, directory: Path) -> list[Path]:
+    mirrors = _download.resolve_mirrors(info.mirrors)
+    paths = []
+    for file in info.files:
+        present = [directory / v for v in _variants(file.name) if (directory / v).is_file()]
+        if present:
+            paths.append(present[0])
+            continue
+
+        def verify(path: Path, source: str, file: IDXFile = file) -> None:
+            raw = path.read_bytes()
+            _verify(info.name, file, raw, decompress_if_gzip(raw, source=source), source)
+
+        paths.append(_download.fetch(f"{file.name}.gz", directory, mirrors, verify))
+    return paths
+
+
+def _verify(dataset: str, file: IDXFile, raw: bytes, data: bytes, source: str) -> None:
+    """Raise ChecksumError unless the file matches its published digest."""
+    if file.sha256 is not None:
+        expected, actual, what = file.sha256, hashlib.sha256(data).hexdigest(), "uncompressed"
+    elif file.gz_sha256 is not None and raw is not data:
+        expected, actual, what = file.gz_sha256, hashlib.sha256(raw).hexdigest(), ".gz"
+    else:
+        logger.warning("%s: no published digest for this form of the file; not verified", source)
+        return
+    if actual != expected:
+        raise ChecksumError(
+            f"{source}: checksum mismatch for {dataset} {file.name}: SHA-256 ({what}) is "
+            f"{actual}, expected {expected}. The file is corrupted or is not the official "
+            "one; delete it and download it again (--download), or point --data-dir at a good copy"
+        )
+
+
+def _load(name: str, info: DatasetInfo | None, files: Sequence, source: str) -> Dataset:
+    if info is None:
+        logger.info("dataset %r is not a known dataset: loading %s without checksums", name, source)
+    tensors = []
+    for index, path in enumerate(files):
+        raw, label = path.read_bytes(), os.fspath(path) if isinstance(path, Path) else str(path)
+        data = decompress_if_gzip(raw, source=label)
+        if info is not None:
+            _verify(name, info.files[index], raw, data, label)
+        tensors.append(parse_idx(data, source=label))
+    logger.debug("loaded %s from %s", name, source)
+    return _assemble(name, info, tensors, [str(f) for f in files], source)
+
+
+def _assemble(
+    name: str, info: DatasetInfo | None, tensors: list[torch.Tensor], files: list[str], source: str
+) -> Dataset:
+    train_images, train_labels, test_images, test_labels = tensors
+    for images, path in ((train_images, files[0]), (test_images, files[2])):
+        if images.ndim != 3 or images.dtype != torch.uint8:
+            raise ValueError(
+                f"{path}: images must be (N, H, W) uint8; got shape {tuple(images.shape)} "
+                f"{images.dtype}"
+            )
+    for labels, images, path in (
+        (train_labels, train_images, files[1]),
+        (test_labels, test_images, files[3]),
+    ):
+        if labels.ndim != 1 or labels.dtype.is_floating_point:
+            raise ValueError(
+                f"{path}: labels must be (N,) integers; got shape {tuple(labels.shape)} "
+                f"{labels.dtype}"
+            )
+        if len(labels) != len(images):
+            raise ValueError(f"{path}: {len(labels)} labels for {len(images)} images")
+    train_labels, test_labels = train_labels.long(), test_labels.long()
+    both = torch.cat([train_labels, test_labels])
+    low, top = (int(both.min()), int(both.max())) if len(both) else (0, -1)
+    num_classes = info.num_classes if info is not None else top + 1
+    if low < 0 or top >= num_classes:
+        raise ValueError(
+            f"dataset {name!r}: labels must lie in 0..{num_classes - 1}; found {low}..{top}"
+        )
+    return Dataset(name, train_images, train_labels, test_images, test_labels, num_classes, source)
