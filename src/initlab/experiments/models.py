@@ -1,0 +1,189 @@
+"""The model zoo: small classifiers for 28x28 one-channel images, registered by name.
+
+Every model accepts ``(B, 1, 28, 28)``, ``(B, 28, 28)`` or flattened ``(B, 784)`` float input
+(it reshapes inside) and returns logits of shape ``(B, num_classes)``. Models are built with
+PyTorch's default initialization; an initialization scheme
+(:mod:`initlab.experiments.schemes`) overwrites it before training.
+
+To add a model, add one entry to :data:`MODELS`: a name mapped to a class or factory whose
+keyword arguments are its documented parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from initlab._checks import one_of
+
+__all__ = ["ACTIVATIONS", "MLP", "MODELS", "InitNet", "SmallCNN", "build_model", "describe_models"]
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,  # negative slope 0.01, PyTorch's default
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "selu": nn.SELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+}
+_NORMS = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
+
+
+class InitNet(nn.Module):
+    """The seed's network: 784 -> 128 -> ReLU -> 10, layers named ``fc1`` and ``fc2``.
+
+    Exactly the architecture of the seed's MNIST example; its initialization (fc1 Xavier-uniform,
+    fc2 Kaiming-uniform for ReLU, biases zero) is the ``seed`` scheme, not part of the model.
+
+    Example:
+        >>> InitNet()(torch.zeros(2, 1, 28, 28)).shape
+        torch.Size([2, 10])
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(784, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(x.shape[0], 784)  # (B, 1, 28, 28) or (B, 784) -> (B, 784)
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+class MLP(nn.Module):
+    """A multilayer perceptron: ``depth`` hidden blocks Linear -> [norm] -> activation -> [dropout].
+
+    Hidden layers are ``hidden.0``, ``hidden.1``, ... (each a Sequential whose Linear is ``.0``),
+    the output layer is ``head``.
+
+    Args:
+        depth: number of hidden layers, >= 1.
+        width: units per hidden layer, >= 1.
+        activation: one of ``relu, leaky_relu, tanh, sigmoid, selu, gelu, silu``.
+        norm: ``"batch"`` (BatchNorm1d), ``"layer"`` (LayerNorm) or ``None``, placed after each
+            hidden Linear.
+        dropout: dropout probability after each activation, in [0, 1); 0 adds no Dropout layer.
+        in_features: flattened input size (784 for 28x28 images).
+        num_classes: number of output logits.
+
+    Raises:
+        ValueError: on an unknown activation or norm, or an out-of-range size or probability.
+
+    Example:
+        >>> MLP(depth=2, width=32, activation="tanh")(torch.zeros(3, 784)).shape
+        torch.Size([3, 10])
+    """
+
+    def __init__(
+        self,
+        depth: int = 2,
+        width: int = 256,
+        activation: str = "relu",
+        norm: str | None = None,
+        dropout: float = 0.0,
+        in_features: int = 784,
+        num_classes: int = 10,
+    ) -> None:
+        super().__init__()
+        _positive("depth", depth)
+        _positive("width", width)
+        one_of("activation", activation, ACTIVATIONS)
+        if norm is not None:
+            one_of("norm", norm, _NORMS)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1); got dropout={dropout!r}")
+        self.in_features = in_features
+        blocks = []
+        for i in range(depth):
+            layers: list[nn.Module] = [nn.Linear(in_features if i == 0 else width, width)]
+            if norm is not None:
+                layers.append(_NORMS[norm](width))
+            layers.append(ACTIVATIONS[activation]())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            blocks.append(nn.Sequential(*layers))
+        self.hidden = nn.Sequential(*blocks)
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(x.shape[0], self.in_features)  # (B, ...) -> (B, in_features)
+        return self.head(self.hidden(x))
+
+
+class SmallCNN(nn.Module):
+    """A small CNN: two stages of 3x3 conv (padding 1) -> ReLU -> 2x2 max-pool, then a Linear head.
+
+    Shapes for 28x28 input: (B, 1, 28, 28) -> (B, c1, 14, 14) -> (B, c2, 7, 7) -> (B, classes).
+    Layers are ``conv1``, ``conv2`` and ``head``.
+
+    Args:
+        channels: output channels of the two conv stages ``(c1, c2)``, each >= 1.
+        num_classes: number of output logits.
+        image_size: side of the square one-channel input image, divisible by 4.
+
+    Example:
+        >>> SmallCNN()(torch.zeros(2, 784)).shape
+        torch.Size([2, 10])
+    """
+
+    def __init__(
+        self, channels: tuple[int, int] = (16, 32), num_classes: int = 10, image_size: int = 28
+    ) -> None:
+        super().__init__()
+        c1, c2 = channels
+        _positive("channels[0]", c1)
+        _positive("channels[1]", c2)
+        if image_size % 4:
+            raise ValueError(f"image_size must be divisible by 4; got image_size={image_size!r}")
+        self.image_size = image_size
+        self.conv1 = nn.Conv2d(1, c1, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv2d(c1, c2, kernel_size=3, padding=1)
+        self.head = nn.Linear(c2 * (image_size // 4) ** 2, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(x.shape[0], 1, self.image_size, self.image_size)  # (B, 1, H, W)
+        x = torch.max_pool2d(torch.relu(self.conv1(x)), 2)  # (B, c1, H/2, W/2)
+        x = torch.max_pool2d(torch.relu(self.conv2(x)), 2)  # (B, c2, H/4, W/4)
+        return self.head(x.flatten(1))
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "initnet": InitNet,
+    "mlp": MLP,
+    "cnn": SmallCNN,
+}
+
+
+def build_model(name: str, **params) -> nn.Module:
+    """Build the zoo model registered as ``name`` with keyword ``params``.
+
+    Args:
+        name: a key of :data:`MODELS` (``initnet``, ``mlp``, ``cnn``, ...).
+        **params: the model's documented keyword arguments.
+
+    Returns:
+        A new ``nn.Module`` with PyTorch's default initialization.
+
+    Raises:
+        ValueError: if ``name`` is unknown (the message suggests a close match).
+        TypeError: if a parameter is not accepted by that model.
+
+    Example:
+        >>> build_model("mlp", depth=1, width=8).head.in_features
+        8
+    """
+    one_of("model", name, MODELS)
+    return MODELS[name](**params)
+
+
+def describe_models() -> list[tuple[str, str]]:
+    """Return ``(name, first docstring line)`` for every registered model, sorted by name."""
+    return [(n, (MODELS[n].__doc__ or "").strip().splitlines()[0]) for n in sorted(MODELS)]
+
+
+def _positive(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1; got {name}={value!r}")

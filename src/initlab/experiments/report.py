@@ -1,0 +1,279 @@
+"""Summarize a comparison: the table, ``summary.csv``, ``report.md`` and PNG figures.
+
+Definitions used in every table (accuracies are fractions, shown as percent):
+
+- final accuracy: test accuracy after the last epoch of each *finished* run, mean and sample
+  standard deviation (ddof=1; 0 for a single run) over seeds; diverged runs are excluded;
+- best accuracy: the highest test accuracy of any epoch of any run of the scheme;
+- loss after epoch 1: mean training loss of epoch 1, averaged over the runs that finished it;
+- epochs to target: the first epoch whose test accuracy reaches the target, averaged over the
+  runs that reached it, shown with how many did (``2.0 (3/3)``);
+- diverged: diverged runs out of all runs.
+
+Files are written atomically (a temporary file, then ``os.replace``), so a reader never sees a
+half-written report.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+__all__ = ["SummaryRow", "format_table", "summarize", "write_atomic", "write_report"]
+
+FIGURES = {
+    "accuracy": "test_accuracy.png",
+    "loss": "train_loss.png",
+    "activations": "activation_std_at_init.png",
+}
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One scheme's line of the table; accuracies are fractions, ``None`` when undefined."""
+
+    scheme: str
+    runs: int
+    final_accuracy_mean: float | None
+    final_accuracy_std: float | None
+    best_accuracy: float | None
+    loss_epoch1: float | None
+    epochs_to_target: float | None
+    reached_target: int
+    diverged: int
+
+
+def summarize(lines: Sequence[dict], schemes: Sequence[str], target: float) -> list[SummaryRow]:
+    """Return one :class:`SummaryRow` per scheme from ``results.jsonl`` lines.
+
+    Args:
+        lines: parsed lines of ``results.jsonl``.
+        schemes: schemes in table order.
+        target: target test accuracy as a fraction.
+    """
+    runs = _runs(lines)
+    return [
+        _summarize_scheme(s, [r for r in runs.values() if r["scheme"] == s], target)
+        for s in schemes
+    ]
+
+
+def _runs(lines: Sequence[dict]) -> dict[str, dict]:
+    runs: dict[str, dict] = {}
+    for line in lines:
+        run = runs.setdefault(
+            line["run"],
+            {"scheme": line["scheme"], "epochs": [], "status": None, "activation_std": {}},
+        )
+        if line["type"] == "epoch":
+            run["epochs"].append(line)
+        elif line["type"] == "status":
+            run["status"] = line["status"]
+        elif line["type"] == "init":
+            run["activation_std"] = line["activation_std"]
+    return runs
+
+
+def _summarize_scheme(scheme: str, runs: list[dict], target: float) -> SummaryRow:
+    finals = [
+        r["epochs"][-1]["test_accuracy"] for r in runs if r["status"] == "finished" and r["epochs"]
+    ]
+    accuracies = [e["test_accuracy"] for r in runs for e in r["epochs"]]
+    first_losses = [r["epochs"][0]["train_loss"] for r in runs if r["epochs"]]
+    reached = [
+        next(e["epoch"] for e in r["epochs"] if e["test_accuracy"] >= target)
+        for r in runs
+        if any(e["test_accuracy"] >= target for e in r["epochs"])
+    ]
+    return SummaryRow(
+        scheme=scheme,
+        runs=len(runs),
+        final_accuracy_mean=_mean(finals),
+        final_accuracy_std=_std(finals),
+        best_accuracy=max(accuracies) if accuracies else None,
+        loss_epoch1=_mean(first_losses),
+        epochs_to_target=_mean(reached),
+        reached_target=len(reached),
+        diverged=sum(r["status"] == "diverged" for r in runs),
+    )
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _std(values: Sequence[float]) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return 0.0
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def _cells(row: SummaryRow) -> list[str]:
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.2f}%"
+
+    final = (
+        "-"
+        if row.final_accuracy_mean is None
+        else (f"{100 * row.final_accuracy_mean:.2f} ± {100 * row.final_accuracy_std:.2f}%")
+    )
+    to_target = "-" if row.epochs_to_target is None else f"{row.epochs_to_target:.1f}"
+    return [
+        row.scheme,
+        final,
+        pct(row.best_accuracy),
+        "-" if row.loss_epoch1 is None else f"{row.loss_epoch1:.4f}",
+        f"{to_target} ({row.reached_target}/{row.runs})",
+        f"{row.diverged}/{row.runs}",
+    ]
+
+
+def _headers(target: float) -> list[str]:
+    return [
+        "scheme",
+        "final test acc (mean ± std)",
+        "best acc",
+        "loss after epoch 1",
+        f"epochs to {100 * target:g}%",
+        "diverged",
+    ]
+
+
+def format_table(rows: Sequence[SummaryRow], target: float, *, markdown: bool = False) -> str:
+    """Return the summary as an aligned text table, or a Markdown table if ``markdown``."""
+    table = [_headers(target)] + [_cells(r) for r in rows]
+    if markdown:
+        lines = ["| " + " | ".join(cells) + " |" for cells in table]
+        lines.insert(1, "|" + "|".join("---" for _ in table[0]) + "|")
+        return "\n".join(lines)
+    widths = [max(len(cells[i]) for cells in table) for i in range(len(table[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+        for cells in table
+    )
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and os.replace."""
+    path = Path(path)
+    mode = "wb" if isinstance(data, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_report(out_dir: str | os.PathLike, config, lines: Sequence[dict]) -> list[SummaryRow]:
+    """Write ``summary.csv``, ``report.md`` and the figures of a comparison into ``out_dir``.
+
+    Args:
+        out_dir: the comparison's directory.
+        config: its :class:`~initlab.experiments.sweep.CompareConfig`.
+        lines: parsed lines of its ``results.jsonl``.
+
+    Returns:
+        The summary rows.
+    """
+    out = Path(out_dir)
+    rows = summarize(lines, config.schemes, config.target_accuracy)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(asdict(rows[0])), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(asdict(r) for r in rows)
+    write_atomic(out / "summary.csv", buffer.getvalue())
+    runs = _runs(lines)
+    _curve_figure(out / FIGURES["accuracy"], runs, config.schemes, "test_accuracy", "test accuracy")
+    _curve_figure(out / FIGURES["loss"], runs, config.schemes, "train_loss", "mean training loss")
+    _activation_figure(out / FIGURES["activations"], runs, config.schemes)
+    write_atomic(out / "report.md", _markdown(config, rows))
+    return rows
+
+
+def _markdown(config, rows: Sequence[SummaryRow]) -> str:
+    t = config.train
+    settings = (
+        f"model `{config.model}` {config.model_params or ''}, dataset `{config.dataset}`"
+        f" (train subset {config.train_subset or 'all'},"
+        f" test subset {config.test_subset or 'all'}),"
+        f" {t.optimizer} lr {t.lr:g} weight decay {t.weight_decay:g}, batch {t.batch_size},"
+        f" {t.epochs} epochs, {config.seeds} seeds from {config.first_seed},"
+        f" bias init {config.bias_init or 'scheme default'}, device {t.device}"
+    )
+    figures = "\n".join(f"![{name}]({file})" for name, file in FIGURES.items())
+    return (
+        "# Comparison of initialization schemes\n\n"
+        f"Settings: {settings}.\n\n"
+        f"{format_table(rows, config.target_accuracy, markdown=True)}\n\n"
+        "Final accuracy excludes diverged runs; std is over seeds (ddof=1). Bands in the curves "
+        "span min to max over seeds; the line is the mean.\n\n"
+        f"{figures}\n"
+    )
+
+
+def _curve_figure(path: Path, runs: dict, schemes: Sequence[str], key: str, label: str) -> None:
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    for scheme in schemes:
+        by_epoch: dict[int, list[float]] = {}
+        for run in runs.values():
+            if run["scheme"] == scheme:
+                for e in run["epochs"]:
+                    by_epoch.setdefault(e["epoch"], []).append(e[key])
+        if not by_epoch:
+            continue
+        epochs = sorted(by_epoch)
+        mean = [sum(by_epoch[e]) / len(by_epoch[e]) for e in epochs]
+        (line,) = ax.plot(epochs, mean, marker="o", label=scheme)
+        low = [min(by_epoch[e]) for e in epochs]
+        high = [max(by_epoch[e]) for e in epochs]
+        ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(label)
+    ax.set_title(f"{label} per epoch (mean, band = min..max over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    _save(fig, path)
+
+
+def _activation_figure(path: Path, runs: dict, schemes: Sequence[str]) -> None:
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    for scheme in schemes:
+        stds = [r["activation_std"] for r in runs.values() if r["scheme"] == scheme]
+        stds = [s for s in stds if s]
+        if not stds:
+            continue
+        layers = list(stds[0])
+        mean = [sum(s[layer] for s in stds) / len(stds) for layer in layers]
+        ax.plot(range(len(layers)), mean, marker="o", label=scheme)
+        ax.set_xticks(range(len(layers)), layers, rotation=30, fontsize="small")
+    # symlog: the zeros scheme has std exactly 0, which a log axis cannot show.
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_xlabel("layer output (forward order)")
+    ax.set_ylabel("activation std at init")
+    ax.set_title("Per-layer activation std at initialization (mean over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    _save(fig, path)
+
+
+def _save(fig: Figure, path: Path) -> None:
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=110)
+    write_atomic(path, buffer.getvalue())

@@ -1,0 +1,267 @@
+"""The comparison runner: train every scheme x seed, stream results to disk, resume after a stop.
+
+Output directory layout:
+
+- ``config.json``: the resolved :class:`CompareConfig`;
+- ``results.jsonl``: one JSON object per line, appended and fsync'ed as the sweep goes:
+  ``{"type": "init", ...}`` (activation std per layer at initialization, one per run),
+  ``{"type": "epoch", ...}`` (one per finished epoch of a run) and ``{"type": "status", ...}``
+  with ``status`` ``finished``, ``diverged`` (with ``epoch`` and ``step``), ``interrupted``
+  (KeyboardInterrupt) or ``failed`` (any other exception, with ``error``);
+- ``summary.csv``, ``report.md`` and PNG figures (:mod:`initlab.experiments.report`).
+
+Resuming (``resume=True``) reads ``config.json`` and ``results.jsonl``, keeps finished and
+diverged runs, drops the lines of every other run and reruns those from scratch. Training is
+deterministic, so a resumed sweep ends with the same numbers as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tqdm
+
+from initlab._checks import one_of
+from initlab.experiments import report
+from initlab.experiments.activations import activation_stds
+from initlab.experiments.datasets import load_dataset
+from initlab.experiments.models import MODELS
+from initlab.experiments.schemes import parse_bias_init, parse_scheme
+from initlab.experiments.trainer import (
+    EpochRecord,
+    TensorData,
+    TrainConfig,
+    build_initialized,
+    resolve_device,
+    train,
+)
+
+__all__ = [
+    "DEFAULT_SCHEMES",
+    "CompareConfig",
+    "read_results",
+    "run_id",
+    "run_sweep",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SCHEMES = ("seed", "zeros", "normal", "xavier_uniform", "kaiming_uniform", "orthogonal")
+# Activation std at init is measured on this many first training images (the same for all runs).
+_PROBE_SIZE = 256
+TERMINAL = ("finished", "diverged")
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """Everything that defines a comparison; saved as ``config.json``.
+
+    Attributes:
+        schemes: scheme names, each optionally with options (``"normal:std=0.1"``).
+        seeds: number of seeds per scheme; run seeds are ``first_seed .. first_seed+seeds-1``.
+        first_seed: the first run seed.
+        model: zoo model name; ``model_params`` its keyword arguments.
+        dataset: dataset name for :func:`~initlab.experiments.datasets.load_dataset`;
+            ``data_dir`` an optional directory to read it from.
+        bias_init: bias rule for every run (``None``: each scheme's default).
+        target_accuracy: test accuracy (fraction) whose first epoch the report counts.
+        train_subset, test_subset: optional sizes of seeded random subsets, for quick runs.
+        train: optimization settings; its ``seed`` is replaced by each run's seed.
+    """
+
+    schemes: tuple[str, ...] = DEFAULT_SCHEMES
+    seeds: int = 3
+    first_seed: int = 0
+    model: str = "initnet"
+    model_params: dict = field(default_factory=dict)
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    bias_init: str | None = None
+    target_accuracy: float = 0.97
+    train_subset: int | None = None
+    test_subset: int | None = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if not self.schemes:
+            raise ValueError("schemes must name at least one scheme; got schemes=()")
+        for scheme in self.schemes:
+            parse_scheme(scheme)
+        if len(set(self.schemes)) != len(self.schemes):
+            raise ValueError(f"schemes must not repeat; got schemes={list(self.schemes)}")
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
+            raise ValueError(f"seeds must be an integer >= 1; got seeds={self.seeds!r}")
+        one_of("model", self.model, MODELS)
+        if self.bias_init is not None:
+            parse_bias_init(self.bias_init)
+        if not 0.0 < self.target_accuracy <= 1.0:
+            raise ValueError(
+                "target_accuracy is a fraction in (0, 1]; "
+                f"got target_accuracy={self.target_accuracy!r}"
+            )
+
+    def to_json(self) -> str:
+        """Return the config as indented JSON (round-trips through :meth:`from_json`)."""
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> CompareConfig:
+        """Rebuild a config written by :meth:`to_json`."""
+        raw = json.loads(text)
+        raw["schemes"] = tuple(raw["schemes"])
+        raw["train"] = TrainConfig(**raw["train"])
+        return cls(**raw)
+
+    def seed_list(self) -> list[int]:
+        """Return the run seeds."""
+        return list(range(self.first_seed, self.first_seed + self.seeds))
+
+
+def run_id(scheme: str, seed: int) -> str:
+    """Return the identifier of one run, e.g. ``"seed/0"``."""
+    return f"{scheme}/{seed}"
+
+
+def run_sweep(
+    config: CompareConfig | None,
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    on_epoch: Callable[[str, EpochRecord], None] | None = None,
+) -> list[report.SummaryRow]:
+    """Run (or resume) a comparison into ``out_dir`` and write its summary, report and figures.
+
+    Args:
+        config: the comparison; ``None`` when resuming (read from ``out_dir/config.json``).
+        out_dir: output directory; created if missing. A new sweep refuses a directory that
+            already holds ``results.jsonl`` (resume it instead).
+        resume: continue the sweep in ``out_dir``: finished and diverged runs are kept,
+            unfinished ones rerun from scratch.
+        progress: show a tqdm progress bar (on stderr) counting epochs.
+        on_epoch: called with ``(run id, record)`` after each epoch is written (tests use it to
+            simulate an interrupt).
+
+    Returns:
+        The summary rows, one per scheme (as in ``summary.csv``).
+
+    Raises:
+        FileExistsError: a new sweep into a directory that already has results.
+        FileNotFoundError: resuming a directory without ``config.json``.
+        KeyboardInterrupt: re-raised after recording the interrupted run; finished epochs and
+            runs stay in ``results.jsonl``.
+    """
+    out = Path(out_dir)
+    results = out / "results.jsonl"
+    if resume:
+        config = CompareConfig.from_json((out / "config.json").read_text())
+        _drop_unfinished(results)
+    else:
+        if results.exists():
+            raise FileExistsError(f"{results} exists; resume it with --resume {out} or pick --out")
+        out.mkdir(parents=True, exist_ok=True)
+        report.write_atomic(out / "config.json", config.to_json() + "\n")
+    done = _terminal_runs(read_results(results))
+    pending = [
+        (scheme, seed)
+        for seed in config.seed_list()
+        for scheme in config.schemes
+        if run_id(scheme, seed) not in done
+    ]
+    log.info("%d runs to train, %d already done, writing to %s", len(pending), len(done), out)
+    data = _load_data(config)
+    with (
+        tqdm.tqdm(
+            total=len(pending) * config.train.epochs, disable=not progress, unit="epoch"
+        ) as bar,
+        open(results, "a", encoding="utf-8") as sink,
+    ):
+        for scheme, seed in pending:
+            bar.set_description(run_id(scheme, seed))
+            _run_one(config, scheme, seed, data, sink, bar, on_epoch)
+    rows = report.write_report(out, config, read_results(results))
+    return rows
+
+
+def _run_one(config, scheme, seed, data, sink, bar, on_epoch) -> None:
+    rid = run_id(scheme, seed)
+    base = {"run": rid, "scheme": scheme, "seed": seed}
+    model = build_initialized(
+        config.model,
+        scheme,
+        seed=seed,
+        model_params=config.model_params,
+        bias_init=config.bias_init,
+    ).to(data.train_x.device)
+    stds = activation_stds(model, data.train_x[:_PROBE_SIZE])
+    _append(sink, {"type": "init", **base, "activation_std": stds})
+
+    def record(epoch: EpochRecord) -> None:
+        _append(sink, {"type": "epoch", **base, **dataclasses.asdict(epoch)})
+        bar.update(1)
+        if on_epoch is not None:
+            on_epoch(rid, epoch)
+
+    try:
+        result = train(model, data, dataclasses.replace(config.train, seed=seed), on_epoch=record)
+    except KeyboardInterrupt:
+        _append(sink, {"type": "status", **base, "status": "interrupted"})
+        raise
+    except Exception as error:
+        _append(sink, {"type": "status", **base, "status": "failed", "error": repr(error)})
+        raise
+    status = {"type": "status", **base, "status": result.status}
+    if result.status == "diverged":
+        status.update(epoch=result.diverged_epoch, step=result.diverged_step)
+        log.warning("%s diverged at epoch %d, step %d", rid, status["epoch"], status["step"])
+        bar.update(config.train.epochs - len(result.epochs))
+    _append(sink, status)
+
+
+def _load_data(config: CompareConfig) -> TensorData:
+    dataset = load_dataset(config.dataset, data_dir=config.data_dir)
+    if config.train_subset is not None or config.test_subset is not None:
+        dataset = dataset.subset(config.train_subset, config.test_subset, seed=config.first_seed)
+    return TensorData.from_dataset(dataset, resolve_device(config.train.device))
+
+
+def _append(sink, line: dict) -> None:
+    sink.write(json.dumps(line) + "\n")
+    sink.flush()
+    os.fsync(sink.fileno())  # a crash or power loss keeps every line written so far
+
+
+def read_results(path: str | os.PathLike) -> list[dict]:
+    """Read ``results.jsonl``; a missing file is empty, a torn last line (crash) is skipped."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    parsed = []
+    for number, text in enumerate(lines, 1):
+        try:
+            parsed.append(json.loads(text))
+        except json.JSONDecodeError:
+            if number != len(lines):
+                raise ValueError(f"{path}, line {number}: not valid JSON: {text[:80]!r}") from None
+            log.warning("%s: skipping a torn last line (the sweep stopped while writing)", path)
+    return parsed
+
+
+def _drop_unfinished(results: Path) -> None:
+    lines = read_results(results)
+    keep = _terminal_runs(lines)
+    text = "".join(json.dumps(line) + "\n" for line in lines if line["run"] in keep)
+    report.write_atomic(results, text)
+
+
+def _terminal_runs(lines: Iterable[dict]) -> set[str]:
+    return {
+        line["run"] for line in lines if line["type"] == "status" and line["status"] in TERMINAL
+    }
