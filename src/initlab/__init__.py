@@ -5,11 +5,14 @@ fans, gains -> initializers -> policy, pretrained, datadriven, diagnostics -> ex
 """
 
 from initlab.fans import LayerFans, compute_fans, layer_fans
+from initlab.gains import calculate_gain, compute_gain
 
 __all__ = [
     # fans and gains
     "compute_fans",
     "layer_fans",
     "LayerFans",
+    "calculate_gain",
+    "compute_gain",
 ]
 __version__ = "0.1.0"
