@@ -11,7 +11,11 @@ import argparse
 import importlib
 import logging
 
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = (
+    "train",
+    "compare",
+    "schemes",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

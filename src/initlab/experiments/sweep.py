@@ -45,6 +45,7 @@ from initlab.experiments.trainer import (
 __all__ = [
     "DEFAULT_SCHEMES",
     "CompareConfig",
+    "SweepResult",
     "read_results",
     "run_id",
     "run_sweep",
@@ -68,7 +69,7 @@ class CompareConfig:
         first_seed: the first run seed.
         model: zoo model name; ``model_params`` its keyword arguments.
         dataset: dataset name for :func:`~initlab.experiments.datasets.load_dataset`;
-            ``data_dir`` an optional directory to read it from.
+            ``data_dir`` an optional directory to read it from; ``download`` fetches missing files.
         bias_init: bias rule for every run (``None``: each scheme's default).
         target_accuracy: test accuracy (fraction) whose first epoch the report counts.
         train_subset, test_subset: optional sizes of seeded random subsets, for quick runs.
@@ -82,6 +83,7 @@ class CompareConfig:
     model_params: dict = field(default_factory=dict)
     dataset: str = "mnist"
     data_dir: str | None = None
+    download: bool = False
     bias_init: str | None = None
     target_accuracy: float = 0.97
     train_subset: int | None = None
@@ -123,6 +125,15 @@ class CompareConfig:
         return list(range(self.first_seed, self.first_seed + self.seeds))
 
 
+@dataclass(frozen=True)
+class SweepResult:
+    """What a finished sweep returns: its config, output directory and summary rows."""
+
+    config: CompareConfig
+    out_dir: Path
+    rows: list[report.SummaryRow]
+
+
 def run_id(scheme: str, seed: int) -> str:
     """Return the identifier of one run, e.g. ``"seed/0"``."""
     return f"{scheme}/{seed}"
@@ -135,7 +146,7 @@ def run_sweep(
     resume: bool = False,
     progress: bool = True,
     on_epoch: Callable[[str, EpochRecord], None] | None = None,
-) -> list[report.SummaryRow]:
+) -> SweepResult:
     """Run (or resume) a comparison into ``out_dir`` and write its summary, report and figures.
 
     Args:
@@ -149,7 +160,7 @@ def run_sweep(
             simulate an interrupt).
 
     Returns:
-        The summary rows, one per scheme (as in ``summary.csv``).
+        A :class:`SweepResult`; its rows (one per scheme) are those of ``summary.csv``.
 
     Raises:
         FileExistsError: a new sweep into a directory that already has results.
@@ -186,7 +197,7 @@ def run_sweep(
             bar.set_description(run_id(scheme, seed))
             _run_one(config, scheme, seed, data, sink, bar, on_epoch)
     rows = report.write_report(out, config, read_results(results))
-    return rows
+    return SweepResult(config, out, rows)
 
 
 def _run_one(config, scheme, seed, data, sink, bar, on_epoch) -> None:
@@ -225,7 +236,7 @@ def _run_one(config, scheme, seed, data, sink, bar, on_epoch) -> None:
 
 
 def _load_data(config: CompareConfig) -> TensorData:
-    dataset = load_dataset(config.dataset, data_dir=config.data_dir)
+    dataset = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download)
     if config.train_subset is not None or config.test_subset is not None:
         dataset = dataset.subset(config.train_subset, config.test_subset, seed=config.first_seed)
     return TensorData.from_dataset(dataset, resolve_device(config.train.device))

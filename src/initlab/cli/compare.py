@@ -1,0 +1,97 @@
+"""``initlab compare``: train every scheme x seed, print the table, write results and a report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from initlab.cli.train import add_common_options, model_params, train_config
+
+HELP = "compare initialization schemes: train each over several seeds, table, report, figures"
+DEFAULT_SCHEMES = "seed,zeros,normal,xavier_uniform,kaiming_uniform,orthogonal"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "compare",
+        help=HELP,
+        description=(
+            "Train a model under several initialization schemes and seeds, print a table "
+            "(final test accuracy mean ± std over seeds, best accuracy, loss after epoch 1, "
+            "epochs to the target accuracy, diverged runs) and write config.json, "
+            "results.jsonl, summary.csv, report.md and PNG figures into --out. "
+            "Ctrl-C keeps every finished epoch; --resume DIR continues, rerunning unfinished "
+            "runs from scratch (training is deterministic)."
+        ),
+    )
+    add = parser.add_argument
+    add(
+        "--schemes",
+        default=DEFAULT_SCHEMES,
+        help="comma-separated schemes, see `initlab schemes` (default: %(default)s)",
+    )
+    add("--seeds", type=int, default=3, help="seeds per scheme (default: %(default)s)")
+    add("--first-seed", type=int, default=0, help="first run seed (default: %(default)s)")
+    add(
+        "--target-accuracy",
+        type=float,
+        default=0.97,
+        help="test accuracy (fraction) whose first epoch the table reports (default: %(default)s)",
+    )
+    add(
+        "--out",
+        default=None,
+        help="output directory (default: runs/compare-<UTC timestamp>)",
+    )
+    add(
+        "--resume",
+        default=None,
+        metavar="DIR",
+        help="resume the sweep in DIR with its saved config; other options are ignored "
+        "(default: none, start a new sweep)",
+    )
+    add("--no-progress", action="store_true", help="hide the progress bar (default: shown)")
+    add_common_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from initlab.experiments.report import format_table
+    from initlab.experiments.sweep import CompareConfig, run_sweep
+
+    out = args.resume or args.out or time.strftime("runs/compare-%Y%m%d-%H%M%S", time.gmtime())
+    try:
+        config = None
+        if args.resume is None:
+            config = CompareConfig(
+                schemes=tuple(s.strip() for s in args.schemes.split(",") if s.strip()),
+                seeds=args.seeds,
+                first_seed=args.first_seed,
+                model=args.model,
+                model_params=model_params(args.model_param),
+                dataset=args.dataset,
+                data_dir=args.data_dir,
+                download=args.download,
+                bias_init=args.bias_init,
+                target_accuracy=args.target_accuracy,
+                train_subset=args.train_subset,
+                test_subset=args.test_subset,
+                train=train_config(args, args.first_seed),
+            )
+        result = run_sweep(
+            config, out, resume=args.resume is not None, progress=not args.no_progress
+        )
+    except KeyboardInterrupt:
+        print(
+            "\nInterrupted; every finished epoch is kept in results.jsonl. "
+            f"Continue with: initlab compare --resume {out}",
+            file=sys.stderr,
+        )
+        return 130
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
+        print(f"initlab compare: error: {error}", file=sys.stderr)
+        return 2
+    print(format_table(result.rows, result.config.target_accuracy))
+    print(f"\nWrote {out}: config.json, results.jsonl, summary.csv, report.md, figures")
+    return 0

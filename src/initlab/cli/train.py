@@ -1,0 +1,171 @@
+"""``initlab train``: one training run, printing the seed's two lines per epoch.
+
+Also defines the data, model and optimization options that ``initlab compare`` shares.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+HELP = "train one model under one initialization scheme and print the seed's lines per epoch"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help=HELP,
+        description=(
+            "Train a zoo model on an MNIST-like dataset under one initialization scheme. "
+            "After every epoch print 'Epoch N, Loss: L' (mean training loss) and "
+            "'Test Accuracy: A%%', exactly as the seed's example does."
+        ),
+    )
+    parser.add_argument(
+        "--scheme",
+        default="seed",
+        help="initialization scheme, see `initlab schemes`; options "
+        "as name:key=value, e.g. normal:std=0.1 (default: %(default)s)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="run seed (default: %(default)s)")
+    add_common_options(parser)
+    parser.set_defaults(func=run)
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """Add the model, data and optimization options shared by ``train`` and ``compare``."""
+    add = parser.add_argument
+    add("--model", default="initnet", help="zoo model: initnet, mlp, cnn (default: %(default)s)")
+    add(
+        "--model-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a model keyword argument, repeatable, VALUE read as JSON else as text, e.g. "
+        "depth=3, norm=batch, channels=[8,16] (default: none, the model's own defaults)",
+    )
+    add(
+        "--bias-init",
+        default=None,
+        help="bias rule: zeros, constant:VALUE or torch (default: the scheme's own rule, zeros "
+        "for every scheme except torch_default)",
+    )
+    add("--dataset", default="mnist", help="dataset name (default: %(default)s, embedded)")
+    add(
+        "--data-dir",
+        default=None,
+        help="directory holding the dataset's IDX files (default: none, the embedded MNIST)",
+    )
+    add(
+        "--download",
+        action="store_true",
+        help="download missing files from the public mirrors, checksum-verified (default: off)",
+    )
+    add(
+        "--train-subset",
+        type=int,
+        default=None,
+        help="train on a seeded random subset of this size (default: all)",
+    )
+    add(
+        "--test-subset",
+        type=int,
+        default=None,
+        help="test on a seeded random subset of this size (default: all)",
+    )
+    add(
+        "--optimizer",
+        default="adamw",
+        choices=("adamw", "sgd"),
+        help="optimizer; sgd uses --momentum (default: %(default)s)",
+    )
+    add("--lr", type=float, default=1e-3, help="learning rate (default: %(default)s)")
+    add("--weight-decay", type=float, default=0.01, help="weight decay (default: %(default)s)")
+    add("--momentum", type=float, default=0.9, help="SGD momentum (default: %(default)s)")
+    add("--batch-size", type=int, default=64, help="training batch size (default: %(default)s)")
+    add("--epochs", type=int, default=5, help="number of epochs (default: %(default)s)")
+    add(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="stop each epoch after this many steps, for quick checks (default: no limit)",
+    )
+    add(
+        "--device",
+        default="cpu",
+        choices=("cpu", "cuda", "auto"),
+        help="where to train; auto picks cuda when available (default: %(default)s)",
+    )
+
+
+def train_config(args: argparse.Namespace, seed: int):
+    """Build the :class:`TrainConfig` from parsed options."""
+    from initlab.experiments.trainer import TrainConfig
+
+    return TrainConfig(
+        optimizer=args.optimizer,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        momentum=args.momentum,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        seed=seed,
+        device=args.device,
+        max_steps=args.max_steps,
+    )
+
+
+def model_params(pairs: list[str]) -> dict:
+    """Parse ``KEY=VALUE`` pairs; VALUE is JSON when it parses, else a string."""
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--model-param must be KEY=VALUE; got {pair!r}")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _train(args)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        print(f"initlab train: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _train(args: argparse.Namespace) -> int:
+    from initlab.experiments.datasets import load_dataset
+    from initlab.experiments.trainer import TensorData, resolve_device, train_scheme
+
+    config = train_config(args, args.seed)
+    dataset = load_dataset(args.dataset, data_dir=args.data_dir, download=args.download)
+    if args.train_subset is not None or args.test_subset is not None:
+        dataset = dataset.subset(args.train_subset, args.test_subset, seed=args.seed)
+    data = TensorData.from_dataset(dataset, resolve_device(args.device))
+
+    def show(record) -> None:
+        print(f"Epoch {record.epoch}, Loss: {record.train_loss:.4f}")
+        print(f"Test Accuracy: {100 * record.test_accuracy:.2f}%", flush=True)
+
+    result = train_scheme(
+        args.model,
+        args.scheme,
+        data,
+        config,
+        model_params=model_params(args.model_param),
+        bias_init=args.bias_init,
+        on_epoch=show,
+    )
+    if result.status == "diverged":
+        print(
+            f"Diverged: non-finite loss at epoch {result.diverged_epoch}, "
+            f"step {result.diverged_step}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
