@@ -1,0 +1,255 @@
+r"""Layer-sequential unit-variance initialization (LSUV).
+
+Source: Mishkin and Matas, "All you need is a good init" (ICLR 2016), Algorithm 1: pre-initialize
+every weight with an orthonormal matrix (Saxe et al. 2014), then, layer by layer in execution
+order, divide the weight by the standard deviation of the layer's output on a data batch until
+``|Var(output) - 1| < Tol_var`` (0.1) or ``T_max`` (10) iterations have run.
+
+Speed: the whole model runs forward exactly once. Each layer is calibrated inside its own forward
+hook, which re-evaluates only that layer on its captured input and hands the calibrated output
+on to the rest of the network; the cost is one forward pass plus, per layer, its iterations of
+that single layer (linear in depth, where re-running the prefix of the network per layer would
+be quadratic).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from initlab._checks import one_of
+from initlab.diagnostics.hooks import flush_denormal, forward_hooks, preserved_modes, preserved_rng
+
+__all__ = ["LSUVLayer", "LSUVReport", "lsuv_"]
+
+logger = logging.getLogger(__name__)
+
+#: Module types LSUV calibrates by default: those whose output is a linear map of the input.
+DEFAULT_LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.modules.conv._ConvNd)
+
+
+@dataclass(frozen=True)
+class LSUVLayer:
+    """The outcome for one layer.
+
+    Attributes:
+        name: qualified module name.
+        iterations: number of rescalings applied (0 if the output was already within tol).
+        std: standard deviation of the layer's output on the batch after calibration.
+        mean: mean of the layer's output after calibration (about 0 when the mean is corrected).
+        status: ``"converged"``, ``"max_iter"`` (tol not reached), ``"zero_variance"`` or
+            ``"non_finite"`` (both skipped, weight left as it was).
+    """
+
+    name: str
+    iterations: int
+    std: float
+    mean: float
+    status: str
+
+
+@dataclass(frozen=True)
+class LSUVReport:
+    """Per-layer results of :func:`lsuv_`, in execution order, with the options used."""
+
+    layers: tuple[LSUVLayer, ...]
+    target_std: float
+    tol: float
+    tol_on: str
+    correct_mean: bool
+    max_iter: int
+    orthogonal_preinit: bool
+    forward_passes: int
+
+    def table(self) -> str:
+        """Return a fixed-width text table, one row per calibrated layer."""
+        lines = [f"{'layer':<24} {'iters':>5} {'std':>10} {'mean':>10}  status"]
+        for r in self.layers:
+            lines.append(
+                f"{r.name:<24} {r.iterations:>5} {r.std:>10.4g} {r.mean:>10.3g}  {r.status}"
+            )
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """Return a JSON-ready dict (the options and one dict per layer)."""
+        return asdict(self)
+
+
+def lsuv_(
+    model: nn.Module,
+    data: torch.Tensor | Sequence[torch.Tensor],
+    *,
+    target_std: float = 1.0,
+    tol: float = 0.1,
+    max_iter: int = 10,
+    orthogonal_preinit: bool = True,
+    tol_on: str = "variance",
+    correct_mean: bool = True,
+    layer_types: tuple[type[nn.Module], ...] = DEFAULT_LAYER_TYPES,
+    train: bool = False,
+    generator: torch.Generator | None = None,
+) -> LSUVReport:
+    r"""Initialize ``model`` in place by LSUV so every layer's output has std ``target_std``.
+
+    Algorithm (Mishkin and Matas 2016, Alg. 1, plus an optional mean correction): if
+    ``orthogonal_preinit``, fill every calibrated weight with a (semi-)orthogonal matrix, gain 1
+    (Saxe et al. 2014). Then, for each calibrated layer in execution order, with ``y`` its output
+    on ``data`` (statistics over all elements of ``y``): if ``correct_mean``, subtract
+    ``mean(y)`` from the bias; stop when ``|Var(y) / target_std^2 - 1| <= tol``
+    (``tol_on="variance"``, the paper's criterion) or ``|std(y) / target_std - 1| <= tol``
+    (``tol_on="std"``); otherwise multiply weight *and bias* by ``target_std / std(y)`` (so the
+    output scales exactly for linear layers) and repeat, at most ``max_iter`` times.
+    Statistics are read from the layer's own output inside its forward hook, so an in-place
+    activation that follows cannot corrupt them. A layer whose output has zero or non-finite
+    variance is skipped with a warning, never divided by zero. Biases are otherwise left as they
+    are (initialize them first, e.g. to zero).
+
+    The model runs once, in eval mode by default (dropout off, norm layers on running
+    statistics, buffers unchanged); its train/eval flags and the global random state are
+    restored afterwards. Denormals are flushed during the pass.
+
+    Args:
+        model: any module; its ``layer_types`` submodules with a >= 2-D ``weight`` parameter are
+            calibrated, each at its first call.
+        data: an input batch, or a sequence whose first element is the input (e.g. ``(x, y)``).
+            Use a few hundred examples so that the statistics are stable.
+        target_std: the output standard deviation to reach, > 0.
+        tol: relative tolerance, on the variance or the std as ``tol_on`` says, > 0.
+        max_iter: the most rescalings per layer, >= 1.
+        orthogonal_preinit: draw orthogonal weights first (with ``generator``).
+        tol_on: ``"variance"`` or ``"std"``.
+        correct_mean: shift each bias so the layer's output mean is zero.
+        layer_types: module types to calibrate.
+        train: run the pass in train mode instead of eval mode.
+        generator: random stream for the orthogonal pre-initialization; ``None`` uses the
+            global generator.
+
+    Returns:
+        An :class:`LSUVReport` (per layer: iterations, final std and mean, status; the options).
+
+    Raises:
+        ValueError: bad option values, or no layer of ``layer_types`` in the model or in the pass.
+        TypeError: ``data`` holds no floating-point tensor.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(20, 50), nn.Tanh(), nn.Linear(50, 5))
+        >>> report = lsuv_(net, torch.randn(256, 20), generator=torch.Generator().manual_seed(0))
+        >>> all(abs(r.std ** 2 - 1) <= 0.1 for r in report.layers)
+        True
+    """
+    x = _input(data)
+    _check_options(target_std, tol, max_iter)
+    one_of("tol_on", tol_on, ("std", "variance"))
+    layers = [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, layer_types)
+        and isinstance(getattr(m, "weight", None), nn.Parameter)
+        and m.weight.ndim >= 2
+    ]
+    if not layers:
+        raise ValueError(
+            f"lsuv_ found no layer of layer_types={[t.__name__ for t in layer_types]} "
+            "with a >= 2-D weight parameter in the model"
+        )
+    if orthogonal_preinit:
+        with torch.no_grad():
+            for _, m in layers:
+                nn.init.orthogonal_(m.weight, gain=1.0, generator=generator)
+    rows: dict[str, LSUVLayer] = {}
+    calibrate = _Calibrator(target_std, tol, tol_on, correct_mean, max_iter, rows)
+    with ExitStack() as stack:
+        for context in (preserved_modes(model), preserved_rng(), flush_denormal()):
+            stack.enter_context(context)
+        stack.enter_context(torch.no_grad())
+        stack.enter_context(forward_hooks(layers, calibrate, with_kwargs=True))
+        model.train(train)
+        model(x)
+    if not rows:
+        raise ValueError("lsuv_: none of the calibrated layers ran in the forward pass")
+    return LSUVReport(
+        tuple(rows.values()), target_std, tol, tol_on, correct_mean, max_iter,
+        orthogonal_preinit, forward_passes=1,
+    )  # fmt: skip
+
+
+class _Calibrator:
+    """The forward hook: calibrates a layer at its first call and returns its new output."""
+
+    def __init__(self, target_std, tol, tol_on, correct_mean, max_iter, rows):
+        self.target_std, self.tol, self.tol_on = target_std, tol, tol_on
+        self.correct_mean, self.max_iter, self.rows = correct_mean, max_iter, rows
+
+    def __call__(self, name, module, args, kwargs, output):
+        if name in self.rows or not isinstance(output, torch.Tensor):
+            return None  # a shared module is calibrated once, at its first call
+        bias = module.bias if isinstance(getattr(module, "bias", None), nn.Parameter) else None
+        y, iterations, status = output, 0, "max_iter"
+        while True:
+            var, mean = torch.var_mean(y.double(), correction=0)
+            var, mean = float(var), float(mean)
+            if not (math.isfinite(var) and var > 0.0):
+                status = "zero_variance" if var == 0.0 else "non_finite"
+                warnings.warn(
+                    f"lsuv_: layer {name!r} has output variance {var} on the batch; "
+                    "skipped (weight unchanged)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                break
+            if self.correct_mean and bias is not None and mean != 0.0:
+                bias.sub_(mean)
+            if self._within_tol(var):
+                status = "converged"
+                break
+            if iterations == self.max_iter:
+                break
+            scale = self.target_std / math.sqrt(var)
+            module.weight.mul_(scale)
+            if bias is not None:
+                bias.mul_(scale)
+            iterations += 1
+            y = module.forward(*args, **kwargs)
+        if status in ("converged", "max_iter") and (iterations or self.correct_mean):
+            y = module.forward(*args, **kwargs)  # the final output, after the last change
+        if status == "max_iter":
+            warnings.warn(
+                f"lsuv_: layer {name!r} did not reach tol={self.tol} in max_iter={self.max_iter}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        var, mean = torch.var_mean(y.double(), correction=0)
+        self.rows[name] = LSUVLayer(name, iterations, math.sqrt(float(var)), float(mean), status)
+        logger.debug("lsuv_ %s: %s", name, self.rows[name])
+        return y
+
+    def _within_tol(self, var: float) -> bool:
+        if self.tol_on == "variance":
+            return abs(var / self.target_std**2 - 1.0) <= self.tol
+        return abs(math.sqrt(var) / self.target_std - 1.0) <= self.tol
+
+
+def _input(data) -> torch.Tensor:
+    x = data[0] if isinstance(data, (tuple, list)) and data else data
+    if not isinstance(x, torch.Tensor) or not x.dtype.is_floating_point:
+        raise TypeError(
+            "data must be a floating-point tensor or a sequence whose first element is one; "
+            f"got {type(x).__name__}"
+            + (f" of dtype {x.dtype}" if isinstance(x, torch.Tensor) else "")
+        )
+    return x
+
+
+def _check_options(target_std: float, tol: float, max_iter: int) -> None:
+    for name, value in (("target_std", target_std), ("tol", tol)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"{name} must be a number > 0; got {name}={value!r}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"max_iter must be an integer >= 1; got max_iter={max_iter!r}")

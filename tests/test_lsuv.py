@@ -1,0 +1,144 @@
+"""LSUV: per-layer target reached on real MNIST, hooks read the right tensor, state restored."""
+
+import pytest
+import torch
+from torch import nn
+
+from initlab.datadriven import lsuv_
+from initlab.experiments.datasets import load_dataset
+
+
+@pytest.fixture(scope="module")
+def mnist_batch():
+    images = load_dataset("mnist").test_images[:512]
+    return images.reshape(512, 784).float() / 255.0  # pixels in [0, 1], as trained on
+
+
+def _deep_mlp(depth, activation, width=64, inplace=False):
+    layers = []
+    for i in range(depth):
+        layers += [
+            nn.Linear(784 if i == 0 else width, width),
+            activation(inplace=True) if inplace else activation(),
+        ]
+    return nn.Sequential(*layers, nn.Linear(width, 10))
+
+
+def _output_stats(model, x):
+    """(var, mean) of every Linear output, recomputed layer by layer without hooks."""
+    stats = []
+    with torch.no_grad():
+        for module in model:
+            x = module(x)
+            if isinstance(module, nn.Linear):
+                stats.append((x.var(correction=0).item(), x.mean().item()))
+    return stats
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU, nn.Tanh])
+def test_every_layer_reaches_target_variance_on_mnist(mnist_batch, activation):
+    model = _deep_mlp(20, activation)
+    report = lsuv_(model, mnist_batch, generator=torch.Generator().manual_seed(0))
+    stats = _output_stats(model, mnist_batch)
+    assert len(stats) == len(report.layers) == 21
+    for (var, mean), row in zip(stats, report.layers, strict=True):
+        assert abs(var - 1.0) <= 0.1, row  # the paper's criterion, |Var - 1| <= Tol_var
+        assert abs(mean) <= 1e-4  # bias shifted by the output mean (float32 rounding only)
+        assert row.status == "converged" and row.std == pytest.approx(var**0.5, rel=1e-4)
+
+
+def test_target_std_and_std_tolerance(mnist_batch):
+    model = _deep_mlp(5, nn.Tanh)
+    report = lsuv_(model, mnist_batch, target_std=0.5, tol=0.01, tol_on="std")
+    for var, _ in _output_stats(model, mnist_batch):
+        assert abs(var**0.5 / 0.5 - 1) <= 0.01
+    assert report.to_dict()["tol_on"] == "std" and report.target_std == 0.5
+
+
+def test_inplace_activation_after_the_hooked_layer(mnist_batch):
+    # ReLU(inplace=True) overwrites the Linear's output right after the hook; statistics must be
+    # those of the Linear's output (mean 0, var 1), not of the rectified tensor (mean > 0).
+    model = _deep_mlp(3, nn.ReLU, inplace=True)
+    report = lsuv_(model, mnist_batch, tol=0.01)
+    with torch.no_grad():
+        first = model[0](mnist_batch)
+    assert abs(first.var(correction=0).item() - 1) <= 0.01
+    assert abs(report.layers[0].mean) <= 1e-4 and abs(first.mean().item()) <= 1e-4
+
+
+def test_zero_variance_layer_is_skipped_with_a_warning():
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 4))
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[0].bias.fill_(0.3)  # constant output: variance exactly 0
+    before = model[0].weight.clone()
+    with pytest.warns(RuntimeWarning, match=r"layer '0' has output variance 0.0 .*skipped"):
+        report = lsuv_(model, torch.randn(64, 8), orthogonal_preinit=False, correct_mean=False)
+    assert report.layers[0].status == "zero_variance"
+    assert torch.equal(model[0].weight, before)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_one_model_forward_and_few_layer_evaluations():
+    # Linear layers scale exactly with (weight, bias), so one rescaling converges: each layer is
+    # evaluated 3 times (hooked call, one re-evaluation, final output) and the model runs once.
+    model = _deep_mlp(30, nn.ReLU)
+    calls = {"model": 0, "layers": 0}
+    model.register_forward_pre_hook(lambda *_: calls.__setitem__("model", calls["model"] + 1))
+    originals = {}
+    for m in model:
+        if isinstance(m, nn.Linear):
+            originals[m] = m.forward
+
+            def counted(*a, _f=m.forward, **k):
+                calls["layers"] += 1
+                return _f(*a, **k)
+
+            m.forward = counted
+    report = lsuv_(model, torch.rand(128, 784))
+    assert report.forward_passes == 1 and calls["model"] == 1
+    assert calls["layers"] <= 3 * 31
+    assert all(r.iterations <= 1 for r in report.layers)
+
+
+def test_modes_global_rng_and_reproducibility():
+    model = nn.Sequential(nn.Linear(784, 32), nn.Dropout(0.5), nn.ReLU(), nn.Linear(32, 10))
+    model.train()
+    model[3].eval()  # a mixed mode must survive too
+    x = torch.rand(64, 784)
+    rng = torch.get_rng_state()
+    lsuv_(model, x, train=True, generator=torch.Generator().manual_seed(1))  # dropout draws
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert [m.training for m in model.modules()] == [True, True, True, True, False]
+    again = nn.Sequential(nn.Linear(784, 32), nn.Dropout(0.5), nn.ReLU(), nn.Linear(32, 10))
+    for net in (model, again):  # biases are not pre-initialized: start both from zero
+        nn.init.zeros_(net[0].bias), nn.init.zeros_(net[3].bias)
+        lsuv_(net, x, generator=torch.Generator().manual_seed(1))
+    for a, b in zip(model.parameters(), again.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_conv_layers_are_calibrated(mnist_batch):
+    model = nn.Sequential(
+        nn.Unflatten(1, (1, 28, 28)), nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3),
+        nn.Flatten(), nn.Linear(8 * 24 * 24, 10),
+    )  # fmt: skip
+    report = lsuv_(model, (mnist_batch[:128], torch.zeros(128)))
+    assert [r.name for r in report.layers] == ["1", "3", "5"]
+    assert all(abs(r.std**2 - 1) <= 0.1 for r in report.layers)
+    assert "converged" in report.table()
+
+
+def test_errors_name_the_argument():
+    model = nn.Sequential(nn.Linear(4, 4))
+    x = torch.randn(8, 4)
+    with pytest.raises(ValueError, match=r"tol_on must be one of \['std', 'variance'\]; .*'std'"):
+        lsuv_(model, x, tol_on="stdd")
+    with pytest.raises(ValueError, match=r"tol must be a number > 0; got tol=-0.1"):
+        lsuv_(model, x, tol=-0.1)
+    with pytest.raises(ValueError, match=r"max_iter must be an integer >= 1; got max_iter=0"):
+        lsuv_(model, x, max_iter=0)
+    with pytest.raises(TypeError, match="data must be a floating-point tensor.*int64"):
+        lsuv_(model, torch.ones(8, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="found no layer"):
+        lsuv_(nn.Sequential(nn.ReLU()), x)
