@@ -1,0 +1,334 @@
+"""Dataset loading: the embedded MNIST, Fashion-MNIST from a directory, file layouts, checksums.
+
+Reference values (label counts, first labels, pixel sums) are the content checks published in
+shared/data/*/SOURCES.md, computed independently of initlab.
+"""
+
+import dataclasses
+import gzip
+import hashlib
+import logging
+import os
+import re
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from initlab.experiments import datasets
+from initlab.experiments.datasets import (
+    DATASETS,
+    FILE_NAMES,
+    ChecksumError,
+    Dataset,
+    load_dataset,
+)
+
+SHARED = Path("/work/shared/data")
+MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def shared(name: str) -> Path:
+    directory = SHARED / name
+    if not directory.is_dir():
+        pytest.skip(f"real data directory {directory} is missing (see shared/data/SOURCES.md)")
+    return directory
+
+
+def link_all(source: Path, target: Path, names=FILE_NAMES) -> Path:
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        os.symlink(source / f"{name}.gz", target / f"{name}.gz")
+    return target
+
+
+def write_idx(path: Path, array: np.ndarray, code: int = 0x08) -> None:
+    header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(array.dtype.newbyteorder(">")).tobytes())
+
+
+def write_tiny(directory: Path, train_labels, test_labels, *, n_images=None) -> Path:
+    """Write a tiny 4x4 dataset whose image i is filled with the value i."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for stem, labels in (("train", train_labels), ("t10k", test_labels)):
+        n = len(labels) if n_images is None else n_images
+        images = np.repeat(np.arange(n, dtype=np.uint8), 16).reshape(n, 4, 4)
+        write_idx(directory / f"{stem}-images-idx3-ubyte", images)
+        # Lists become uint8 (type 0x08); int8 arrays (type 0x09) allow negative labels.
+        labels = labels if isinstance(labels, np.ndarray) else np.array(labels, dtype=np.uint8)
+        code = 0x09 if labels.dtype == np.int8 else 0x08
+        write_idx(directory / f"{stem}-labels-idx1-ubyte", labels, code)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_dataset()
+
+
+@pytest.fixture(scope="module")
+def raw_mnist_dir(tmp_path_factory):
+    """MNIST decompressed, under the dotted names ("train-images.idx3-ubyte")."""
+    source = shared("mnist")
+    target = tmp_path_factory.mktemp("raw-mnist")
+    for name in FILE_NAMES:
+        dotted = name.replace("-idx", ".idx")
+        (target / dotted).write_bytes(gzip.decompress((source / f"{name}.gz").read_bytes()))
+    return target
+
+
+# --- embedded MNIST -----------------------------------------------------------------------
+
+
+def test_embedded_mnist_shapes_and_dtypes(mnist):
+    assert mnist.name == "mnist"
+    assert mnist.source == "embedded"
+    assert mnist.num_classes == 10
+    assert mnist.train_images.shape == (60000, 28, 28)
+    assert mnist.test_images.shape == (10000, 28, 28)
+    assert mnist.train_images.dtype == mnist.test_images.dtype == torch.uint8
+    assert mnist.train_labels.shape == (60000,)
+    assert mnist.test_labels.shape == (10000,)
+    assert mnist.train_labels.dtype == mnist.test_labels.dtype == torch.int64
+
+
+def test_embedded_mnist_content(mnist):
+    assert torch.bincount(mnist.train_labels).tolist() == MNIST_TRAIN_COUNTS
+    assert torch.bincount(mnist.test_labels).tolist() == MNIST_TEST_COUNTS
+    assert mnist.train_labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert mnist.test_labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    assert int(mnist.train_images.sum(dtype=torch.int64)) == 1_567_298_545
+    assert int(mnist.test_images.sum(dtype=torch.int64)) == 264_923_200
+
+
+def test_embedded_checksum_is_verified(monkeypatch):
+    info = DATASETS["mnist"]
+    wrong = "0" * 64
+    files = (info.files[0], dataclasses.replace(info.files[1], sha256=wrong), *info.files[2:])
+    monkeypatch.setitem(DATASETS, "mnist", dataclasses.replace(info, files=files))
+    actual = info.files[1].sha256
+    with pytest.raises(ChecksumError, match=rf"train-labels-idx1-ubyte.gz: .* is {actual}"):
+        load_dataset()
+
+
+def test_repr_shows_shapes_not_pixels(mnist):
+    assert repr(mnist) == (
+        "Dataset(name='mnist', train=(60000, 28, 28), test=(10000, 28, 28), "
+        "num_classes=10, source='embedded')"
+    )
+
+
+# --- Fashion-MNIST and directory layouts --------------------------------------------------
+
+
+def test_fashion_mnist_from_directory():
+    directory = shared("fashion-mnist")
+    fashion = load_dataset("fashion-mnist", data_dir=directory)
+    assert fashion.name == "fashion-mnist"
+    assert fashion.source == str(directory)
+    assert fashion.train_images.shape == (60000, 28, 28)
+    assert torch.bincount(fashion.train_labels).tolist() == [6000] * 10
+    assert torch.bincount(fashion.test_labels).tolist() == [1000] * 10
+    assert int(fashion.train_images.sum(dtype=torch.int64)) == 3_431_114_169
+    assert int(fashion.test_images.sum(dtype=torch.int64)) == 573_469_082
+
+
+def test_fashion_mnist_from_debian_location(tmp_path, monkeypatch):
+    debian = link_all(shared("fashion-mnist"), tmp_path / "usr-share-datasets")
+    info = dataclasses.replace(DATASETS["fashion-mnist"], system_dirs=(str(debian),))
+    monkeypatch.setitem(DATASETS, "fashion-mnist", info)
+    fashion = load_dataset("fashion-mnist", cache_dir=tmp_path / "empty-cache")
+    assert fashion.source == str(debian)
+    assert torch.bincount(fashion.test_labels).tolist() == [1000] * 10
+
+
+def test_parent_directory_with_dataset_subfolder(mnist):
+    shared("mnist")
+    loaded = load_dataset("mnist", data_dir=SHARED)
+    assert loaded.source == str(SHARED / "mnist")
+    assert torch.equal(loaded.test_labels, mnist.test_labels)
+
+
+def test_raw_uncompressed_dotted_files(raw_mnist_dir, mnist):
+    loaded = load_dataset("mnist", data_dir=raw_mnist_dir)
+    assert loaded.source == str(raw_mnist_dir)
+    assert torch.equal(loaded.train_images, mnist.train_images)
+    assert torch.equal(loaded.test_labels, mnist.test_labels)
+
+
+def test_torchvision_layout(tmp_path, mnist):
+    raw = link_all(shared("mnist"), tmp_path / "MNIST" / "raw")
+    loaded = load_dataset("mnist", data_dir=tmp_path)
+    assert loaded.source == str(raw)
+    assert torch.equal(loaded.train_labels, mnist.train_labels)
+
+
+def test_download_cache_is_searched_without_download(tmp_path, monkeypatch):
+    link_all(shared("fashion-mnist"), tmp_path / "cache" / "fashion-mnist")
+    info = dataclasses.replace(DATASETS["fashion-mnist"], system_dirs=())
+    monkeypatch.setitem(DATASETS, "fashion-mnist", info)
+    monkeypatch.setenv(datasets.CACHE_ENV, str(tmp_path / "cache"))
+    fashion = load_dataset("fashion-mnist")
+    assert fashion.source == str(tmp_path / "cache" / "fashion-mnist")
+
+
+# --- checksums ----------------------------------------------------------------------------
+
+
+def test_checksum_mismatch_names_file_digests_and_remedy(tmp_path):
+    source = shared("mnist")
+    link_all(source, tmp_path, names=[n for n in FILE_NAMES if n != "train-labels-idx1-ubyte"])
+    labels = np.frombuffer(
+        gzip.decompress((source / "train-labels-idx1-ubyte.gz").read_bytes()), np.uint8
+    ).copy()
+    labels[8] = 3  # after the 8-byte header, the first label 5 becomes 3: valid IDX, wrong data
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(labels.tobytes())
+    actual = hashlib.sha256(labels.tobytes()).hexdigest()
+    expected = DATASETS["mnist"].files[1].sha256
+    message = (
+        rf"{re.escape(str(tmp_path))}/train-labels-idx1-ubyte: checksum mismatch for mnist train-labels-idx1-ubyte:"
+        rf" SHA-256 \(uncompressed\) is {actual}, expected {expected}\. .*delete it and download"
+    )
+    with pytest.raises(ChecksumError, match=message):
+        load_dataset("mnist", data_dir=tmp_path)
+
+
+def test_gz_digest_dataset_rejects_wrong_gz(tmp_path):
+    # KMNIST publishes only .gz digests: MNIST's .gz files must fail them.
+    link_all(shared("mnist"), tmp_path)
+    expected = DATASETS["kmnist"].files[0].gz_sha256
+    with pytest.raises(
+        ChecksumError, match=rf"SHA-256 \(\.gz\) is 440fcabf.*, expected {expected}"
+    ):
+        load_dataset("kmnist", data_dir=tmp_path)
+
+
+def test_gz_digest_dataset_loads_raw_files_unverified(raw_mnist_dir, caplog):
+    with caplog.at_level(logging.WARNING, logger="initlab.experiments.datasets"):
+        loaded = load_dataset("kmnist", data_dir=raw_mnist_dir)
+    assert loaded.name == "kmnist"
+    assert caplog.text.count("no published digest for this form of the file; not verified") == 4
+
+
+def test_registry_entries_are_complete():
+    assert set(DATASETS) == {"mnist", "fashion-mnist", "kmnist"}
+    for key, info in DATASETS.items():
+        assert info.name == key
+        assert [f.name for f in info.files] == list(FILE_NAMES)
+        for file in info.files:
+            digest = file.sha256 or file.gz_sha256
+            assert len(digest) == 64 and int(digest, 16) >= 0
+        assert info.mirrors and all(m.startswith(("http://", "https://")) for m in info.mirrors)
+        assert info.num_classes == 10 and info.license
+
+
+# --- unknown datasets and bad input -------------------------------------------------------
+
+
+def test_unknown_name_loads_from_directory_unverified(tmp_path, caplog):
+    write_tiny(tmp_path / "glyphs", [0, 2, 1, 2, 0, 1], [1, 0, 2])
+    with caplog.at_level(logging.INFO, logger="initlab.experiments.datasets"):
+        glyphs = load_dataset("glyphs", data_dir=tmp_path / "glyphs")
+    assert "'glyphs' is not a known dataset: loading" in caplog.text
+    assert "without checksums" in caplog.text
+    assert glyphs.num_classes == 3
+    assert glyphs.train_images.shape == (6, 4, 4)
+    assert glyphs.train_labels.tolist() == [0, 2, 1, 2, 0, 1]
+    assert glyphs.train_labels.dtype == torch.int64
+
+
+def test_unknown_name_without_directory_suggests_close_match():
+    with pytest.raises(
+        ValueError, match=r"got name='fashion_mnist' \(did you mean 'fashion-mnist'"
+    ):
+        load_dataset("fashion_mnist")
+
+
+def test_unknown_name_cannot_download(tmp_path):
+    with pytest.raises(ValueError, match=r"cannot download 'glyphs': mirrors are known only for"):
+        load_dataset("glyphs", data_dir=tmp_path, download=True, cache_dir=tmp_path)
+
+
+def test_missing_file_lists_every_path_tried(tmp_path):
+    link_all(shared("mnist"), tmp_path, names=FILE_NAMES[:3])
+    with pytest.raises(FileNotFoundError) as info:
+        load_dataset("mnist", data_dir=tmp_path)
+    message = str(info.value)
+    for variant in ("t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte.gz"):
+        assert f"  {tmp_path / variant}\n" in message
+    assert f"  {tmp_path / 'mnist' / 'train-images-idx3-ubyte'}\n" in message
+    assert f"  {tmp_path / 'MNIST' / 'raw' / 't10k-labels-idx1-ubyte.gz'}\n" in message
+    assert "--data-dir DIR" in message and "--download" in message
+    assert f"{tmp_path / 'train-images-idx3-ubyte.gz'}\n" not in message  # it was found
+
+
+def test_image_and_label_counts_must_agree(tmp_path):
+    write_tiny(tmp_path, [0, 1, 0, 1, 0], [1, 0], n_images=6)
+    with pytest.raises(ValueError, match=r"train-labels-idx1-ubyte: 5 labels for 6 images"):
+        load_dataset("tiny", data_dir=tmp_path)
+
+
+def test_negative_labels_are_rejected(tmp_path):
+    write_tiny(tmp_path, np.array([0, -1, 1], dtype=np.int8), np.array([1], dtype=np.int8))
+    with pytest.raises(ValueError, match=r"labels must lie in 0\.\.1; found -1\.\.1"):
+        load_dataset("tiny", data_dir=tmp_path)
+
+
+def test_images_must_be_3d_uint8(tmp_path):
+    write_tiny(tmp_path, [0, 1], [0])
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((2, 16), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"images must be \(N, H, W\) uint8; got shape \(2, 16\)"):
+        load_dataset("tiny", data_dir=tmp_path)
+
+
+# --- subset -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny():
+    # Image i is filled with i and has label i % 10, so the pairing can be checked after a subset.
+    images = torch.arange(50, dtype=torch.uint8).repeat_interleave(4).reshape(50, 2, 2)
+    labels = torch.arange(50) % 10
+    return Dataset("tiny", images, labels, images[:20], labels[:20], 10, "memory")
+
+
+def test_subset_sizes_pairing_and_order(tiny):
+    small = tiny.subset(12, 5, seed=3)
+    assert small.train_images.shape == (12, 2, 2)
+    assert small.test_labels.shape == (5,)
+    index = small.train_images[:, 0, 0].long()
+    assert torch.equal(small.train_labels, index % 10)
+    assert torch.all(index[1:] > index[:-1])  # sorted and without repeats
+    assert (small.name, small.num_classes, small.source) == ("tiny", 10, "memory")
+
+
+def test_subset_is_reproducible_by_seed(tiny):
+    a, b, c = tiny.subset(10, seed=1), tiny.subset(10, seed=1), tiny.subset(10, seed=2)
+    assert torch.equal(a.train_images, b.train_images)
+    assert not torch.equal(a.train_images, c.train_images)
+    assert a.test_images is tiny.test_images  # n_test=None keeps the split as is
+
+
+def test_subset_of_real_mnist(mnist):
+    small = mnist.subset(1000, 100, seed=0)
+    assert small.train_images.shape == (1000, 28, 28)
+    # Every digit appears in a random 1000-sample subset: P(a digit is missing) < 10 * 0.91^1000.
+    assert torch.bincount(small.train_labels, minlength=10).min() > 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"n_train": 51}, ValueError, r"n_train must be between 0 and 50 .*; got n_train=51"),
+        ({"n_test": -1}, ValueError, r"n_test must be between 0 and 20 .*; got n_test=-1"),
+        ({"n_train": 2.5}, TypeError, r"n_train must be an int or None; got n_train=2.5"),
+        ({"n_train": True}, TypeError, r"got n_train=True"),
+        ({"seed": "1"}, TypeError, r"seed must be an int; got seed='1'"),
+    ],
+)
+def test_subset_rejects_bad_arguments(tiny, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        tiny.subset(**kwargs)
