@@ -189,8 +189,9 @@ def test_checksum_mismatch_names_file_digests_and_remedy(tmp_path):
     actual = hashlib.sha256(labels.tobytes()).hexdigest()
     expected = DATASETS["mnist"].files[1].sha256
     message = (
-        rf"{re.escape(str(tmp_path))}/train-labels-idx1-ubyte: checksum mismatch for mnist train-labels-idx1-ubyte:"
-        rf" SHA-256 \(uncompressed\) is {actual}, expected {expected}\. .*delete it and download"
+        rf"{re.escape(str(tmp_path))}/train-labels-idx1-ubyte: checksum mismatch for mnist "
+        rf"train-labels-idx1-ubyte: SHA-256 \(uncompressed\) is {actual}, expected {expected}\. "
+        r".*delete it and download"
     )
     with pytest.raises(ChecksumError, match=message):
         load_dataset("mnist", data_dir=tmp_path)
