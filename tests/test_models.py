@@ -1,0 +1,104 @@
+"""The model zoo: exact architectures, input layouts, a forward/backward sweep, errors."""
+
+import pytest
+import torch
+from torch import nn
+
+from initlab.experiments.models import ACTIVATIONS, MLP, MODELS, InitNet, SmallCNN, build_model
+
+
+def test_initnet_is_the_seeds_network():
+    net = InitNet()
+    assert [name for name, _ in net.named_children()] == ["fc1", "fc2"]
+    assert (net.fc1.in_features, net.fc1.out_features) == (784, 128)
+    assert (net.fc2.in_features, net.fc2.out_features) == (128, 10)
+    # 784*128 + 128 + 128*10 + 10, by hand
+    assert sum(p.numel() for p in net.parameters()) == 101_770
+
+
+def test_initnet_forward_is_fc2_relu_fc1():
+    net = InitNet()
+    x = torch.rand(5, 784, generator=torch.Generator().manual_seed(0))
+    expected = net.fc2(torch.relu(net.fc1(x)))
+    torch.testing.assert_close(net(x), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_layout_gives_the_same_logits(name):
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    images = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    out = model(images)
+    assert out.shape == (4, 10)
+    torch.testing.assert_close(model(images.reshape(4, 28, 28)), out, rtol=0, atol=0)
+    torch.testing.assert_close(model(images.reshape(4, 784)), out, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("initnet", {}),
+        ("mlp", {}),
+        ("mlp", {"depth": 3, "width": 32, "activation": "tanh", "norm": "batch"}),
+        ("mlp", {"depth": 2, "width": 32, "activation": "selu", "norm": "layer", "dropout": 0.2}),
+        ("cnn", {}),
+        ("cnn", {"channels": (4, 8)}),
+    ],
+)
+def test_forward_backward_reaches_every_parameter(name, params):
+    torch.manual_seed(0)
+    model = build_model(name, **params).train()
+    x = torch.rand(8, 1, 28, 28)
+    loss = nn.functional.cross_entropy(model(x), torch.arange(8) % 10)
+    loss.backward()
+    assert torch.isfinite(loss)
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+        assert p.grad.abs().sum() > 0, pname
+
+
+def test_mlp_structure():
+    model = MLP(depth=3, width=16, activation="gelu", norm="batch", dropout=0.1)
+    kinds = [type(m) for m in model.modules()]
+    assert kinds.count(nn.Linear) == 4
+    assert kinds.count(nn.BatchNorm1d) == 3
+    assert kinds.count(nn.Dropout) == 3
+    assert kinds.count(nn.GELU) == 3
+    assert [type(m) for m in model.hidden[0]] == [nn.Linear, nn.BatchNorm1d, nn.GELU, nn.Dropout]
+    assert (model.hidden[0][0].in_features, model.hidden[1][0].in_features) == (784, 16)
+    assert (model.head.in_features, model.head.out_features) == (16, 10)
+
+
+def test_mlp_without_norm_or_dropout_adds_neither():
+    model = MLP(depth=1, width=8)
+    assert [type(m) for m in model.hidden[0]] == [nn.Linear, nn.ReLU]
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_mlp_activation_names(activation):
+    layer = MLP(depth=1, width=4, activation=activation).hidden[0][1]
+    assert type(layer) is ACTIVATIONS[activation]
+
+
+def test_cnn_shapes():
+    cnn = SmallCNN(channels=(16, 32))
+    assert cnn.conv1.weight.shape == (16, 1, 3, 3)
+    assert cnn.conv2.weight.shape == (32, 16, 3, 3)
+    assert cnn.head.in_features == 32 * 7 * 7  # two 2x2 pools: 28 -> 14 -> 7
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda: build_model("mpl"), ValueError, r"model must be one of .*did you mean 'mlp'"),
+        (lambda: MLP(activation="rellu"), ValueError, r"activation .* got activation='rellu'"),
+        (lambda: MLP(norm="group"), ValueError, r"norm must be one of \['batch', 'layer'\]"),
+        (lambda: MLP(dropout=1.0), ValueError, r"dropout must be in \[0, 1\); got dropout=1.0"),
+        (lambda: MLP(depth=0), ValueError, r"depth must be an integer >= 1; got depth=0"),
+        (lambda: SmallCNN(image_size=30), ValueError, r"divisible by 4; got image_size=30"),
+        (lambda: build_model("initnet", width=3), TypeError, r"width"),
+    ],
+)
+def test_errors_name_the_argument(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
