@@ -6,6 +6,31 @@ fans, gains -> initializers -> policy, pretrained, datadriven, diagnostics -> ex
 
 from initlab.fans import LayerFans, compute_fans, layer_fans
 from initlab.gains import calculate_gain, compute_gain
+from initlab.initializers import (
+    constant_,
+    delta_orthogonal_,
+    dirac_,
+    glorot_normal_,
+    glorot_uniform_,
+    he_normal_,
+    he_uniform_,
+    identity_,
+    kaiming_normal_,
+    kaiming_uniform_,
+    lecun_normal_,
+    lecun_uniform_,
+    normal_,
+    ones_,
+    orthogonal_,
+    per_block_,
+    sparse_,
+    trunc_normal_,
+    uniform_,
+    variance_scaling_,
+    xavier_normal_,
+    xavier_uniform_,
+    zeros_,
+)
 
 __all__ = [
     # fans and gains
@@ -14,5 +39,29 @@ __all__ = [
     "LayerFans",
     "calculate_gain",
     "compute_gain",
+    # tensor initializers
+    "zeros_",
+    "ones_",
+    "constant_",
+    "uniform_",
+    "normal_",
+    "trunc_normal_",
+    "variance_scaling_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "glorot_uniform_",
+    "glorot_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "he_uniform_",
+    "he_normal_",
+    "lecun_uniform_",
+    "lecun_normal_",
+    "orthogonal_",
+    "delta_orthogonal_",
+    "identity_",
+    "dirac_",
+    "sparse_",
+    "per_block_",
 ]
 __version__ = "0.1.0"

@@ -1,0 +1,67 @@
+"""In-place tensor initializers, with PyTorch's contract.
+
+Every function fills its tensor in place under ``torch.no_grad()`` and returns the same object;
+options are keyword-only; random ones take ``generator=`` and then never touch the global
+generator; meta and zero-element tensors are returned untouched (after the arguments are
+checked); an ``nn.Parameter`` stays a leaf Parameter. Every scaled initializer is
+:func:`variance_scaling_` with fixed arguments.
+
+Modules, one concept each: ``basic`` (constants, uniform, normal), ``truncated``
+(``trunc_normal_``), ``variance_scaling`` (the primitive), ``named`` (Glorot/Xavier, He/Kaiming,
+LeCun), ``orthogonal`` (orthogonal and delta-orthogonal), ``identity`` (identity, Dirac),
+``sparse`` (Martens' sparse init), ``blocks`` (per-block init of fused weights).
+"""
+
+from initlab.initializers.basic import constant_, normal_, ones_, uniform_, zeros_
+from initlab.initializers.blocks import per_block_
+from initlab.initializers.identity import dirac_, identity_
+from initlab.initializers.named import (
+    glorot_normal_,
+    glorot_uniform_,
+    he_normal_,
+    he_uniform_,
+    kaiming_normal_,
+    kaiming_uniform_,
+    lecun_normal_,
+    lecun_uniform_,
+    xavier_normal_,
+    xavier_uniform_,
+)
+from initlab.initializers.orthogonal import delta_orthogonal_, orthogonal_
+from initlab.initializers.sparse import sparse_
+from initlab.initializers.truncated import trunc_normal_
+from initlab.initializers.variance_scaling import (
+    DISTRIBUTIONS,
+    MODES,
+    TRUNCATED_STD,
+    variance_scaling_,
+)
+
+__all__ = [
+    "DISTRIBUTIONS",
+    "MODES",
+    "TRUNCATED_STD",
+    "constant_",
+    "delta_orthogonal_",
+    "dirac_",
+    "glorot_normal_",
+    "glorot_uniform_",
+    "he_normal_",
+    "he_uniform_",
+    "identity_",
+    "kaiming_normal_",
+    "kaiming_uniform_",
+    "lecun_normal_",
+    "lecun_uniform_",
+    "normal_",
+    "ones_",
+    "orthogonal_",
+    "per_block_",
+    "sparse_",
+    "trunc_normal_",
+    "uniform_",
+    "variance_scaling_",
+    "xavier_normal_",
+    "xavier_uniform_",
+    "zeros_",
+]

@@ -1,0 +1,157 @@
+"""The one primitive of scaled initialization: ``variance_scaling_``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+
+from initlab._checks import floating, non_negative, one_of
+from initlab.fans import compute_fans
+from initlab.initializers._args import nothing_to_fill
+from initlab.initializers.truncated import trunc_normal_
+
+__all__ = ["DISTRIBUTIONS", "MODES", "variance_scaling_"]
+
+MODES: tuple[str, ...] = ("fan_in", "fan_out", "fan_avg")
+DISTRIBUTIONS: tuple[str, ...] = ("truncated_normal", "normal", "uniform")
+
+# Standard deviation of a standard normal truncated to [-2, 2]:
+# sqrt(1 - 4 * pdf(2) / (cdf(2) - cdf(-2))). Dividing the parent std by it makes the variance
+# after truncation exactly the target (JAX and Keras use the same constant).
+TRUNCATED_STD = 0.8796256610342398
+
+
+def variance_scaling_(
+    tensor: torch.Tensor,
+    scale: float = 1.0,
+    mode: str = "fan_in",
+    distribution: str = "truncated_normal",
+    *,
+    fans: Sequence[int] | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    r"""Fill ``tensor`` in place with zero-mean values of variance ``scale / fan``.
+
+    The fan is chosen by ``mode``: ``fan_in``, ``fan_out`` or ``fan_avg = (fan_in + fan_out) / 2``,
+    with ``(fan_in, fan_out) = initlab.compute_fans(tensor)`` (PyTorch layout
+    ``(out, in, *kernel)``: ``fan_in = in * prod(kernel)``, ``fan_out = out * prod(kernel)``)
+    unless ``fans`` gives them. With ``sigma = sqrt(scale / fan)`` (a standard deviation):
+
+    - ``"truncated_normal"``: N(0, s**2) truncated to [-2 s, 2 s] with
+      ``s = sigma / 0.8796256610342398`` (the std of N(0, 1) truncated to [-2, 2]), so that the
+      variance *after* truncation is exactly ``scale / fan``. Bounds: +-2 s, i.e. about
+      +-2.27 sigma.
+    - ``"normal"``: N(0, sigma**2), untruncated.
+    - ``"uniform"``: U(-sqrt(3) sigma, sqrt(3) sigma), i.e. bound ``sqrt(3 * scale / fan)``.
+
+    ``scale`` multiplies the *variance*: He (Kaiming) is ``scale=2.0`` for ReLU, which is
+    ``gain**2`` for ``gain = sqrt(2)``. A ``gain`` (as in :func:`xavier_uniform_`) multiplies
+    the standard deviation instead.
+
+    Specializations (same distributions, see each function): Glorot/Xavier is ``scale=gain**2,
+    mode="fan_avg"``; He/Kaiming is ``scale=gain**2`` with ``mode="fan_in"`` (forward) or
+    ``"fan_out"`` (backward); LeCun is ``scale=1, mode="fan_in"``.
+
+    Sources: Glorot and Bengio, "Understanding the difficulty of training deep feedforward
+    neural networks" (AISTATS 2010), Eq. 16; He, Zhang, Ren and Sun, "Delving Deep into
+    Rectifiers" (ICCV 2015), Sec. 2.2, Eqs. 10 and 14; LeCun, Bottou, Orr and Mueller,
+    "Efficient BackProp" (1998), Sec. 4.6; ``jax.nn.initializers.variance_scaling`` (the
+    single-primitive design, the truncated-normal correction and this argument order).
+
+    Args:
+        tensor: weight with at least 2 dimensions (unless ``fans`` is given), floating point
+            (float16, bfloat16, float32, float64); meta and zero-element tensors are left as
+            they are.
+        scale: multiplier of the variance, finite, ``>= 0``.
+        mode: ``"fan_in"`` preserves the variance of activations in the forward pass,
+            ``"fan_out"`` that of gradients in the backward pass, ``"fan_avg"`` compromises.
+        distribution: ``"truncated_normal"``, ``"normal"`` or ``"uniform"``.
+        fans: ``(fan_in, fan_out)`` as positive ints, for layouts that
+            :func:`compute_fans` cannot read from the shape (see :func:`initlab.layer_fans`).
+        generator: random stream; ``None`` draws from the global generator.
+
+    Returns:
+        ``tensor`` itself.
+
+    Raises:
+        ValueError: if ``tensor.ndim < 2`` and no ``fans`` (a bias needs a bias rule such as
+            :func:`zeros_`), ``mode`` or ``distribution`` is unknown (the message lists the
+            accepted values), ``scale < 0`` or ``fans`` is not two positive ints.
+        TypeError: if ``tensor`` is not floating point (the message names the dtype).
+        All checks run before anything is written.
+
+    Example:
+        >>> w = torch.empty(256, 128)
+        >>> variance_scaling_(w, 2.0, "fan_in", "normal")  # He normal: std = sqrt(2 / 128)
+        >>> float(w.std())  # doctest: +SKIP
+        0.125
+    """
+    mode = one_of("mode", mode, MODES)
+    distribution = one_of("distribution", distribution, DISTRIBUTIONS)
+    scale = non_negative("scale", scale)
+    return _fill_scaled_(
+        tensor,
+        lambda fan_in, fan_out: math.sqrt(scale / _select_fan(fan_in, fan_out, mode)),
+        distribution,
+        fans=fans,
+        generator=generator,
+        what="variance_scaling_",
+    )
+
+
+def _select_fan(fan_in: int, fan_out: int, mode: str) -> float:
+    """Return the fan that ``mode`` (one of :data:`MODES`, already checked) names."""
+    return {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
+
+
+def _fill_scaled_(
+    tensor: torch.Tensor,
+    std_of: Callable[[int, int], float],
+    distribution: str,
+    *,
+    fans: Sequence[int] | None,
+    generator: torch.Generator | None,
+    what: str,
+) -> torch.Tensor:
+    """Check the weight, then fill it from ``distribution`` with std ``std_of(fan_in, fan_out)``.
+
+    The body shared by :func:`variance_scaling_` and its named specializations, which differ only
+    in how they compute the standard deviation (the named ones use PyTorch's float operations so
+    that they match ``torch.nn.init`` bit for bit).
+    """
+    floating(tensor, what)
+    fan_in, fan_out = compute_fans(tensor) if fans is None else _explicit(fans)
+    if nothing_to_fill(tensor):
+        return tensor
+    with torch.no_grad():
+        _SAMPLERS[distribution](tensor, std_of(fan_in, fan_out), generator)
+    return tensor
+
+
+def _explicit(fans: Sequence[int]) -> tuple[int, int]:
+    ok = (
+        isinstance(fans, Sequence)
+        and len(fans) == 2
+        and all(isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in fans)
+    )
+    if not ok:
+        raise ValueError(f"fans must be (fan_in, fan_out), two positive ints; got fans={fans!r}")
+    return fans[0], fans[1]
+
+
+def _normal(tensor: torch.Tensor, std: float, generator: torch.Generator | None) -> None:
+    tensor.normal_(0.0, std, generator=generator)
+
+
+def _uniform(tensor: torch.Tensor, std: float, generator: torch.Generator | None) -> None:
+    bound = math.sqrt(3.0) * std  # U(-bound, bound) has std bound / sqrt(3)
+    tensor.uniform_(-bound, bound, generator=generator)
+
+
+def _truncated(tensor: torch.Tensor, std: float, generator: torch.Generator | None) -> None:
+    trunc_normal_(tensor, std=std / TRUNCATED_STD, a=-2.0, b=2.0, generator=generator)
+
+
+_SAMPLERS = {"truncated_normal": _truncated, "normal": _normal, "uniform": _uniform}
