@@ -21,7 +21,7 @@ from torch import nn
 
 from initlab._checks import one_of
 
-__all__ = ["ACTIVATIONS", "PYTORCH_GAINS", "calculate_gain", "compute_gain"]
+__all__ = ["ACTIVATIONS", "ACTIVATION_PARAMS", "PYTORCH_GAINS", "calculate_gain", "compute_gain"]
 
 # Names torch.nn.init.calculate_gain accepts; the first seven are linear maps (gain 1).
 PYTORCH_GAINS: tuple[str, ...] = (
@@ -141,8 +141,11 @@ _ACTIVATIONS: dict[str, _Activation] = {
     "logsigmoid": _Activation(F.logsigmoid),
     "tanhshrink": _Activation(F.tanhshrink),
 }
-# Names compute_gain accepts.
+# Names compute_gain accepts, and the (parameter name, default) of the parametrized ones.
 ACTIVATIONS: tuple[str, ...] = tuple(_ACTIVATIONS)
+ACTIVATION_PARAMS: dict[str, tuple[str, float]] = {
+    name: (spec.param, spec.default) for name, spec in _ACTIVATIONS.items() if spec.param
+}
 
 
 def compute_gain(

@@ -15,6 +15,7 @@ COMMANDS: tuple[str, ...] = (
     "train",
     "compare",
     "schemes",
+    "gain",
 )
 
 
