@@ -1,0 +1,204 @@
+"""Map checkpoint tensor names onto a model's names: user key maps, then prefix alignment.
+
+Two causes of names that differ only by a prefix are common:
+
+- the checkpoint was saved from a wrapper: ``nn.DataParallel``/DDP (``module.``),
+  ``torch.compile`` (``_orig_mod.``), a Lightning module (``model.``), so its names carry a
+  prefix the model lacks;
+- the model wraps the checkpointed network: ``BertForSequenceClassification`` holds the encoder
+  as ``bert.``, so the model's names carry a prefix the checkpoint lacks.
+
+``strip_prefixes="auto"`` tries both: it strips a leading prefix (one or two dotted components)
+from the checkpoint's names, from the model's names, or both, and keeps the alignment under
+which the most checkpoint tensors land on a model tensor of the same shape, but only if that
+is strictly more than with the names as they are, and only if it matches at least half of the
+checkpoint's names.
+A load never silently copies nothing: the caller raises when no name matches.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+
+__all__ = ["Alignment", "align", "apply_key_map", "matches_any"]
+
+#: Wrapper prefixes tried first when ``strip_prefixes="auto"`` (the order breaks ties).
+KNOWN_WRAPPERS = ("module.", "_orig_mod.", "model.")
+# Auto alignment tries prefixes of at most this many dotted components ("module._orig_mod.").
+_MAX_DEPTH = 2
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """A rename of checkpoint names: strip ``source_prefix``, then match under ``model_prefix``.
+
+    A checkpoint name starting with ``source_prefix`` loses it; the result ``k`` is matched to
+    the model's ``model_prefix + k`` when that exists, else to ``k`` itself.
+    """
+
+    source_prefix: str = ""
+    model_prefix: str = ""
+
+    def rename(self, key: str, model_keys: Collection[str]) -> str:
+        """Return the model name that checkpoint name ``key`` maps to under this alignment."""
+        if self.source_prefix and key.startswith(self.source_prefix):
+            key = key[len(self.source_prefix) :]
+        if self.model_prefix and self.model_prefix + key in model_keys:
+            return self.model_prefix + key
+        return key
+
+    def describe(self) -> str:
+        """Return a one-line human description (empty for the identity)."""
+        parts = []
+        if self.source_prefix:
+            parts.append(f"stripped {self.source_prefix!r} from checkpoint names")
+        if self.model_prefix:
+            parts.append(f"matched under the model prefix {self.model_prefix!r}")
+        return "; ".join(parts)
+
+
+def apply_key_map(
+    keys: Iterable[str], key_map: Mapping[str, str] | Callable[[str], str | None] | None
+) -> dict[str, str | None]:
+    """Return ``{checkpoint name: new name}``; ``None`` as the new name drops that tensor.
+
+    Args:
+        keys: the checkpoint's tensor names.
+        key_map: ``None`` (names unchanged); a dict of exact renames (names not in it are kept;
+            a value ``None`` drops the tensor); or a callable ``name -> new name or None``.
+
+    Raises:
+        TypeError: ``key_map`` is neither, or the callable returns a non-string.
+        ValueError: two checkpoint names map to the same new name.
+    """
+    if key_map is None:
+        rename = str
+    elif isinstance(key_map, Mapping):
+
+        def rename(k):
+            return key_map.get(k, k)
+    elif callable(key_map):
+        rename = key_map
+    else:
+        raise TypeError(
+            "key_map must be None, a dict {checkpoint name: model name} or a callable "
+            f"name -> name; got key_map of type {type(key_map).__name__}"
+        )
+    mapped = {k: rename(k) for k in keys}
+    bad = {k: v for k, v in mapped.items() if v is not None and not isinstance(v, str)}
+    if bad:
+        raise TypeError(f"key_map must return str or None; got {dict(list(bad.items())[:5])}")
+    _no_collisions(mapped, "key_map")
+    return mapped
+
+
+def align(
+    shapes: Mapping[str, tuple[int, ...]],
+    model_shapes: Mapping[str, tuple[int, ...]],
+    strip_prefixes,
+) -> tuple[Alignment, dict[str, str]]:
+    """Choose how checkpoint names map to model names; return it and ``{checkpoint: model}``.
+
+    ``"auto"`` scores each candidate alignment by the number of checkpoint tensors that land on
+    a model tensor of the same shape (then by names matched at all), and accepts the best one
+    only if it beats the names as they are and matches at least half of the checkpoint's
+    names: a prefix that happens to line up one stray tensor is not a wrapper.
+
+    Args:
+        shapes: checkpoint names (after the key map) and their shapes.
+        model_shapes: the model's names (state_dict and non-persistent buffers) and shapes.
+        strip_prefixes: ``"auto"`` (search prefixes on both sides as above), ``None`` (names
+            as they are), or a sequence of checkpoint prefixes to strip, each removed
+            repeatedly from the front of every name that has it (e.g. ``("module.",)``).
+
+    Raises:
+        ValueError: ``strip_prefixes`` is a string other than ``"auto"``, or two checkpoint
+            names end up with the same model name.
+    """
+    if strip_prefixes is None:
+        return Alignment(), {k: k for k in shapes}
+    if isinstance(strip_prefixes, str):
+        if strip_prefixes != "auto":
+            raise ValueError(
+                "strip_prefixes must be 'auto', None or a sequence of prefixes such as "
+                f"('module.',); got strip_prefixes={strip_prefixes!r}"
+            )
+        best = _best_alignment(shapes, model_shapes)
+        mapped = {k: best.rename(k, model_shapes) for k in shapes}
+    else:
+        prefixes = tuple(strip_prefixes)
+        best = Alignment(source_prefix="+".join(prefixes))
+        mapped = {k: _strip_all(k, prefixes) for k in shapes}
+    _no_collisions(mapped, "strip_prefixes")
+    return best, mapped
+
+
+def matches_any(name: str, patterns: Iterable[str]) -> bool:
+    """Return True if ``name`` matches a glob pattern or lies under a pattern used as a prefix.
+
+    ``"bert.encoder"`` matches ``"bert.encoder.layer.0.output.dense.weight"`` (a module
+    prefix); ``"*.bias"`` matches every bias (shell-style glob, :mod:`fnmatch`).
+    """
+    return any(fnmatch.fnmatchcase(name, p) or name.startswith(p + ".") for p in patterns)
+
+
+def _best_alignment(shapes, model_shapes) -> Alignment:
+    candidates = [
+        Alignment(s, m)
+        for s in ("", *_prefixes(shapes))
+        for m in ("", *_prefixes(model_shapes))
+        if not (s and m and s == m)
+    ]
+
+    def score(a: Alignment) -> tuple[int, int]:
+        targets = [(k, a.rename(k, model_shapes)) for k in shapes]
+        named = [(k, t) for k, t in targets if t in model_shapes]
+        return sum(shapes[k] == model_shapes[t] for k, t in named), len(named)
+
+    identity = score(Alignment())
+    # max() keeps the first of equal scores: identity, then known wrappers, then shorter names.
+    best = max(candidates, key=score)
+    fits, named = score(best)
+    if fits > identity[0] and 2 * named >= len(shapes):
+        return best
+    return Alignment()
+
+
+def _prefixes(keys: Iterable[str]) -> list[str]:
+    """Leading dotted prefixes of ``keys`` (1 to _MAX_DEPTH components), known wrappers first."""
+    found = set()
+    for k in keys:
+        parts = k.split(".")[:-1]
+        for depth in range(1, min(_MAX_DEPTH, len(parts)) + 1):
+            found.add(".".join(parts[:depth]) + ".")
+
+    def rank(p: str) -> tuple:
+        known = p in KNOWN_WRAPPERS
+        return (not known, KNOWN_WRAPPERS.index(p) if known else 0, p.count("."), p)
+
+    return sorted(found, key=rank)
+
+
+def _strip_all(key: str, prefixes: tuple[str, ...]) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for p in prefixes:
+            if p and key.startswith(p):
+                key, changed = key[len(p) :], True
+    return key
+
+
+def _no_collisions(mapped: Mapping[str, str | None], option: str) -> None:
+    seen: dict[str, str] = {}
+    for k, v in mapped.items():
+        if v is None:
+            continue
+        if v in seen:
+            raise ValueError(
+                f"{option} maps two checkpoint tensors to the same name {v!r}: "
+                f"{seen[v]!r} and {k!r}"
+            )
+        seen[v] = k
