@@ -371,14 +371,21 @@ def _fetch(info: DatasetInfo, directory: Path) -> list[Path]:
         present = [directory / v for v in _variants(file.name) if (directory / v).is_file()]
         if present:
             paths.append(present[0])
-            continue
-
-        def verify(path: Path, source: str, file: IDXFile = file) -> None:
-            raw = path.read_bytes()
-            _verify(info.name, file, raw, decompress_if_gzip(raw, source=source), source)
-
-        paths.append(_download.fetch(f"{file.name}.gz", directory, mirrors, verify))
+        else:
+            paths.append(
+                _download.fetch(f"{file.name}.gz", directory, mirrors, _verifier(info, file))
+            )
     return paths
+
+
+def _verifier(info: DatasetInfo, file: IDXFile):
+    """Return the check a downloaded file must pass: readable gzip, published digest."""
+
+    def verify(path: Path, source: str) -> None:
+        raw = path.read_bytes()
+        _verify(info.name, file, raw, decompress_if_gzip(raw, source=source), source)
+
+    return verify
 
 
 def _verify(dataset: str, file: IDXFile, raw: bytes, data: bytes, source: str) -> None:
