@@ -31,6 +31,7 @@ from initlab.initializers import (
     xavier_uniform_,
     zeros_,
 )
+from initlab.policy import InitPlan, PlanRow, PolicyOptions, Rule, init_model, plan, preset_rules
 
 __all__ = [
     # fans and gains
@@ -63,5 +64,13 @@ __all__ = [
     "dirac_",
     "sparse_",
     "per_block_",
+    # policy: plan, apply, rules
+    "plan",
+    "init_model",
+    "InitPlan",
+    "PlanRow",
+    "Rule",
+    "PolicyOptions",
+    "preset_rules",
 ]
 __version__ = "0.1.0"

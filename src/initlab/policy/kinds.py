@@ -1,0 +1,170 @@
+"""Classify modules and parameters: layer kind, parameter role, fans and blocks.
+
+The kind is what a rule matches on (``"linear"``, ``"conv"``, ``"lstm"`` ...); the role is the
+parameter's short name without the layer index (``weight_ih_l1_reverse`` -> ``weight_ih``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from torch import nn
+
+from initlab.fans import compute_fans, layer_fans
+
+__all__ = [
+    "KINDS",
+    "can_be_output",
+    "is_norm",
+    "is_opaque",
+    "is_weight_layer",
+    "layer_kind",
+    "role_of",
+]
+
+_NORMS = (
+    nn.modules.batchnorm._NormBase,  # BatchNorm*, InstanceNorm* (and SyncBatchNorm)
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.RMSNorm,
+    nn.LocalResponseNorm,
+)
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_CONV_TRANSPOSES = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+#: Layer kinds the rules match on.
+KINDS = (
+    "attention",
+    "attention_out",
+    "bilinear",
+    "conv",
+    "conv_transpose",
+    "embedding",
+    "gru",
+    "linear",
+    "lstm",
+    "norm",
+    "other",
+    "prelu",
+    "rnn",
+)
+
+
+def is_norm(module: nn.Module) -> bool:
+    """Return whether ``module`` is a normalization layer (BatchNorm, LayerNorm, GroupNorm ...).
+
+    Third-party norms (``LlamaRMSNorm``, ``T5LayerNorm``) are recognized by a class name ending
+    in ``Norm`` or containing ``LayerNorm``.
+    """
+    name = type(module).__name__
+    return isinstance(module, _NORMS) or name.endswith("Norm") or "LayerNorm" in name
+
+
+def _is_hf_conv1d(module: nn.Module) -> bool:
+    # Hugging Face GPT-2's Conv1D is a linear layer stored (in, out), the transpose of nn.Linear.
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
+
+
+def layer_kind(module: nn.Module, parent: nn.Module | None = None) -> str:
+    """Return the kind of the module that owns a parameter (one of :data:`KINDS`)."""
+    if isinstance(parent, nn.MultiheadAttention) and module is parent.out_proj:
+        return "attention_out"
+    for types, kind in (
+        (nn.MultiheadAttention, "attention"),
+        (nn.Bilinear, "bilinear"),
+        (nn.Linear, "linear"),
+        (_CONVS, "conv"),
+        (_CONV_TRANSPOSES, "conv_transpose"),
+        ((nn.Embedding, nn.EmbeddingBag), "embedding"),
+        ((nn.LSTM, nn.LSTMCell), "lstm"),
+        ((nn.GRU, nn.GRUCell), "gru"),
+        ((nn.RNN, nn.RNNCell), "rnn"),
+        (nn.PReLU, "prelu"),
+    ):
+        if isinstance(module, types):
+            return kind
+    if _is_hf_conv1d(module):
+        return "linear"
+    return "norm" if is_norm(module) else "other"
+
+
+def is_opaque(module: nn.Module) -> bool:
+    """Return whether ``module`` is traced as one call (its insides are not recorded).
+
+    True for modules that own parameters and have no parametrized children (a Linear, a Conv,
+    an LSTM, a norm) and for ``nn.MultiheadAttention`` (its ``out_proj`` is read, not called).
+    """
+    if isinstance(module, nn.MultiheadAttention):
+        return True
+    if not any(True for _ in module.parameters(recurse=False)):
+        return False
+    return not any(any(True for _ in c.parameters()) for c in module.children())
+
+
+def is_weight_layer(module: nn.Module) -> bool:
+    """Return whether ``module`` is a weight layer (mixes features), not a norm or activation.
+
+    Known kinds (linear, conv, recurrent, attention, embedding) are; an unknown module is when
+    it is traced whole and owns a parameter of 2 or more dimensions.
+    """
+    kind = layer_kind(module)
+    if kind != "other":
+        return kind not in {"norm", "prelu"}
+    return is_opaque(module) and any(p.ndim >= 2 for p in module.parameters(recurse=False))
+
+
+def can_be_output(module: nn.Module) -> bool:
+    """Return whether ``module`` can be the output layer: a linear, bilinear or conv layer (or
+    an unknown weight layer); recurrent, attention, embedding and norm layers have own rules."""
+    kind = layer_kind(module)
+    return kind in {"linear", "bilinear", "conv", "conv_transpose"} or (
+        kind == "other" and is_weight_layer(module)
+    )
+
+
+_INDEX = re.compile(r"_l\d+(_reverse)?$")
+
+
+def role_of(leaf: str) -> str:
+    """Return the parameter role: its leaf name without an RNN layer suffix (``_l0_reverse``)."""
+    return _INDEX.sub("", leaf)
+
+
+def fans_of(owner: nn.Module, leaf: str, kind: str) -> tuple[int | None, int | None, int, str]:
+    """Return ``(fan_in, fan_out, blocks, note)`` of one parameter of ``owner``.
+
+    Weights use :func:`initlab.fans.layer_fans` (per block for fused gates and q/k/v); a bias
+    or other 1-D parameter takes the fans of its layer's ``weight`` (or ``in_proj_weight``,
+    ``weight_ih``) so that rules such as PyTorch's ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` bias
+    can be expressed; parameters without a weight to refer to have no fans (``None``).
+    """
+    param = getattr(owner, leaf)
+    if param.ndim >= 2 and leaf not in {"bias_k", "bias_v"}:
+        if _is_hf_conv1d(owner):
+            fan_in, fan_out = compute_fans(param, in_axis=0, out_axis=1)
+            return fan_in, fan_out, 1, f"Conv1D weight (in, out) = {tuple(param.shape)}"
+        lf = layer_fans(owner, leaf)
+        return lf.fan_in, lf.fan_out, lf.blocks, lf.note
+    partner = _partner(owner, leaf, kind)
+    if partner is None:
+        return None, None, _bias_blocks(owner, leaf, kind), ""
+    fan_in, fan_out, _, _ = fans_of(owner, partner, kind)
+    return fan_in, fan_out, _bias_blocks(owner, leaf, kind), f"fans of {partner}"
+
+
+def _partner(owner: nn.Module, leaf: str, kind: str) -> str | None:
+    if kind in {"lstm", "gru", "rnn"} and leaf.startswith("bias_"):
+        return "weight_" + leaf.removeprefix("bias_")
+    if kind == "attention" and leaf == "in_proj_bias":
+        return "in_proj_weight"
+    weight = getattr(owner, "weight", None)
+    if weight is not None and weight.ndim >= 2 and kind != "norm":
+        return "weight"
+    return None
+
+
+def _bias_blocks(owner: nn.Module, leaf: str, kind: str) -> int:
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}.get(kind)
+    if gates is not None and leaf.startswith("bias_"):
+        return gates
+    return 3 if kind == "attention" and leaf == "in_proj_bias" else 1

@@ -1,0 +1,543 @@
+"""Plan an initialization (one readable row per parameter), then apply it.
+
+``plan(model)`` inspects the model (kinds, layer-aware fans, the activation after each layer),
+matches every parameter against an ordered rule table and stores an explicit distribution per
+parameter; nothing is written. ``InitPlan.apply(seed=s)`` writes the weights, each parameter
+from its own random stream derived from ``(s, parameter name)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import logging
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from initlab.fans import compute_fans
+from initlab.policy.kinds import fans_of, layer_kind, role_of
+from initlab.policy.presets import PolicyOptions, preset_rules
+from initlab.policy.rules import Draw, Rule, Target, resolve
+from initlab.policy.trace import ModelContext, analyze
+
+__all__ = ["InitPlan", "PlanRow", "init_model", "plan"]
+
+log = logging.getLogger(__name__)
+
+# Modules that initialize themselves keep doing so when no rule covers them.
+_OWN_INIT = ("reset_parameters", "_reset_parameters", "init_weights")
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """One parameter of a plan.
+
+    ``distribution`` is ``normal`` (N(0, std^2)), ``uniform`` (U(-bound, bound), std =
+    bound/sqrt(3)), ``truncated_normal`` (N(0, std^2) cut to +-bound, std of the normal before
+    truncation), ``orthogonal`` (per block, times ``gain``), ``constant`` (``value`` per
+    block), ``keep`` (the module's own init runs), ``skip`` (frozen) or ``none`` (no rule: left
+    untouched). ``fan_in``/``fan_out`` are those of one of ``blocks`` blocks.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    layer_kind: str
+    role: str
+    fan_in: int | None
+    fan_out: int | None
+    blocks: int
+    activation: str | None
+    rule: str
+    distribution: str
+    std: float | None
+    bound: float | None
+    reason: str
+    value: tuple[float, ...] | None = None
+    gain: float | None = None
+    zero_rows: tuple[int, ...] = ()
+    module: str = ""
+    tied: tuple[str, ...] = ()
+
+
+def _stream_seed(seed: int, name: str) -> int:
+    """Seed of one named random stream: SHA-256 of ``"{seed}:{name}"``, stable across runs
+    (Python's ``hash`` is salted per process)."""
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
+
+
+class InitPlan:
+    """The initialization of one model: rows to read, print, save and apply.
+
+    Attributes:
+        rows: list of :class:`PlanRow`, in ``named_parameters`` order.
+        model: the model the plan writes into.
+        source: how activations were found, ``"trace"`` or ``"structure"``.
+        policy: the preset name (or ``"custom"``).
+        uncovered: names of parameters no rule covers and that have no own init.
+    """
+
+    def __init__(self, model: nn.Module, rows: Sequence[PlanRow], *, source: str, policy: str):
+        self.model = model
+        self.rows = list(rows)
+        self.source = source
+        self.policy = policy
+        self.uncovered = [r.name for r in self.rows if r.distribution == "none"]
+
+    def __repr__(self) -> str:
+        return f"InitPlan(policy={self.policy!r}, source={self.source!r}, rows={len(self.rows)})"
+
+    def __getitem__(self, name: str) -> PlanRow:
+        for row in self.rows:
+            if row.name == name or name in row.tied:
+                return row
+        close = difflib.get_close_matches(name, [r.name for r in self.rows], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise KeyError(f"no row for parameter {name!r}{hint}")
+
+    def apply(self, *, seed: int | None = None, generator: torch.Generator | None = None):
+        """Write every planned parameter in place and return this plan.
+
+        Each parameter draws from its own ``torch.Generator`` seeded with SHA-256 of
+        ``"{base}:{name}"``, so the weights depend only on the seed and the parameter's name:
+        not on module construction order, nor on other layers. ``base`` is ``seed``; else one
+        draw from ``generator``; else one draw from the global generator. Values are drawn on
+        the CPU in float32 and copied to the parameter's device and dtype, so a seed gives the
+        same weights on every device. Modules that ``keep`` their own init run it under a
+        forked global RNG seeded the same way.
+
+        Raises:
+            TypeError: if ``seed`` is not an int or ``generator`` not a ``torch.Generator``.
+            ValueError: if a parameter is on the meta device (call ``model.to_empty()`` first)
+                or no longer has the planned shape.
+        """
+        base = _base_seed(seed, generator)
+        with torch.no_grad():
+            self._run_own_inits(base)
+            for row in self.rows:
+                if row.distribution not in {"keep", "skip", "none"}:
+                    _write(self.model, row, base)
+        return self
+
+    def _run_own_inits(self, base: int) -> None:
+        keep = [r for r in self.rows if r.distribution == "keep"]
+        for owner in dict.fromkeys(r.module for r in keep):
+            module = self.model.get_submodule(owner)
+            mine = {r.name.rpartition(".")[2] for r in keep if r.module == owner}
+            _own_init(module, owner, mine, base)
+
+    def table(self) -> str:
+        """Return the plan as a fixed-width text table, one line per parameter."""
+        header = ("parameter", "shape", "kind", "fans", "act", "rule", "draw", "reason")
+        lines = [header]
+        for r in self.rows:
+            fans = "" if r.fan_in is None else f"{r.fan_in}/{r.fan_out}"
+            if r.blocks > 1:
+                fans += f" x{r.blocks}"
+            lines.append(
+                (
+                    r.name,
+                    "x".join(map(str, r.shape)),
+                    r.layer_kind,
+                    fans,
+                    r.activation or "-",
+                    r.rule,
+                    _draw_text(r),
+                    r.reason,
+                )
+            )
+        widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+        out = [
+            "  ".join(cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=True))
+            + "  "
+            + line[-1]
+            for line in lines
+        ]
+        out.append(f"({len(self.rows)} parameters; policy {self.policy}; activations from "
+                   f"{self.source})")  # fmt: skip
+        return "\n".join(out)
+
+    def to_dict(self) -> dict:
+        """Return the plan as JSON-ready data (``json.dumps`` works on it)."""
+        return {
+            "format": "initlab.InitPlan",
+            "version": 1,
+            "policy": self.policy,
+            "source": self.source,
+            "rows": [dataclasses.asdict(r) for r in self.rows],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, model: nn.Module) -> InitPlan:
+        """Rebuild a plan from :meth:`to_dict` data for ``model``.
+
+        Raises:
+            ValueError: if ``data`` is not a plan, or a row names a parameter the model lacks
+                or has with another shape.
+        """
+        if not isinstance(data, dict) or data.get("format") != "initlab.InitPlan":
+            raise ValueError("data is not an initlab plan (missing format='initlab.InitPlan')")
+        params = dict(model.named_parameters(remove_duplicate=False))
+        rows = []
+        for raw in data["rows"]:
+            row = PlanRow(
+                **{
+                    k: tuple(v) if isinstance(v, list) else v
+                    for k, v in raw.items()
+                    if k in PlanRow.__dataclass_fields__
+                }
+            )
+            if row.name not in params or tuple(params[row.name].shape) != row.shape:
+                got = tuple(params[row.name].shape) if row.name in params else "missing"
+                raise ValueError(
+                    f"plan row {row.name!r} with shape {row.shape} does not fit the model "
+                    f"(model has: {got})"
+                )
+            rows.append(row)
+        return cls(model, rows, source=data["source"], policy=data["policy"])
+
+
+def _draw_text(r: PlanRow) -> str:
+    if r.distribution in {"normal", "orthogonal"} and r.std is not None:
+        text = f"N(0, {r.std:.4g}^2)" if r.distribution == "normal" else f"orth std {r.std:.3g}"
+    elif r.distribution == "uniform":
+        text = f"U(+-{r.bound:.4g})"
+    elif r.distribution == "truncated_normal":
+        text = f"TN(0, {r.std:.4g}^2, +-{r.bound:.4g})"
+    elif r.distribution == "constant":
+        values = set(r.value)
+        text = (
+            f"= {r.value[0]:g}" if len(values) == 1 else "= " + ",".join(f"{v:g}" for v in r.value)
+        )
+    else:
+        text = r.distribution
+    return text + (" (pad row 0)" if r.zero_rows else "")
+
+
+def _base_seed(seed, generator) -> int:
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int; got seed={seed!r}")
+        return seed
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator; got {type(generator).__name__}")
+    return int(torch.randint(0, 2**62, (1,), generator=generator))
+
+
+def _own_init(module: nn.Module, owner: str, mine: set[str], base: int) -> None:
+    """Run the module's own init under a seeded, forked global RNG, and restore any of its
+    tensors that the plan does not cover (e.g. weights a pretrained loader just set)."""
+    saved = {
+        n: t.detach().clone()
+        for n, t in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
+        if n not in mine and not t.is_meta
+    }
+    devices = sorted({p.device.index for p in module.parameters() if p.is_cuda})
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(_stream_seed(base, owner or "<root>"))
+        getattr(module, next(m for m in _OWN_INIT if hasattr(module, m)))()
+    for n, t in saved.items():
+        getattr(module, n).copy_(t)
+
+
+def _write(model: nn.Module, row: PlanRow, base: int) -> None:
+    from initlab import initializers as il
+
+    param = model.get_parameter(row.name)
+    if param.is_meta:
+        raise ValueError(
+            f"parameter {row.name!r} is on the meta device: call model.to_empty(device=...) "
+            "before apply()"
+        )
+    if tuple(param.shape) != row.shape:
+        raise ValueError(f"parameter {row.name!r} has shape {tuple(param.shape)}, plan {row.shape}")
+    g = torch.Generator().manual_seed(_stream_seed(base, row.name))
+    out = torch.empty(row.shape, dtype=torch.float32)
+    blocks = out.chunk(row.blocks, dim=0) if row.blocks > 1 else (out,)
+    for i, block in enumerate(blocks):
+        if row.distribution == "normal":
+            il.normal_(block, std=row.std, generator=g)
+        elif row.distribution == "uniform":
+            il.uniform_(block, a=-row.bound, b=row.bound, generator=g)
+        elif row.distribution == "truncated_normal":
+            il.trunc_normal_(block, std=row.std, a=-row.bound, b=row.bound, bounds="absolute",
+                             generator=g)  # fmt: skip
+        elif row.distribution == "orthogonal":
+            il.orthogonal_(block, gain=row.gain, generator=g)
+        elif row.distribution == "constant":
+            il.constant_(block, val=row.value[i if len(row.value) > 1 else 0])
+        else:
+            raise ValueError(f"row {row.name!r} has unknown distribution {row.distribution!r}")
+    for index in row.zero_rows:
+        out[index].zero_()
+    param.copy_(out)
+
+
+def plan(
+    model: nn.Module,
+    policy: str | Sequence[Rule] = "auto",
+    *,
+    example_input=None,
+    rules: Iterable[Rule] | None = None,
+    only: Iterable[str] | None = None,
+    **options,
+) -> InitPlan:
+    r"""Plan the initialization of every parameter of ``model``; write nothing.
+
+    For each parameter: its layer kind and role, layer-aware fans per block
+    (:func:`initlab.fans.layer_fans`), the activation after its layer (traced from one forward
+    on ``example_input``, else read from module order), and the first rule of
+    ``rules + preset`` that matches. The rule gives an explicit distribution (std or bound);
+    the row says why. Tied parameters get one row (listing the other names); frozen ones
+    (``requires_grad=False``) are skipped unless ``include_frozen=True``; a parameter no rule
+    covers keeps its module's own ``reset_parameters`` if there is one, else it is left
+    untouched and reported in ``InitPlan.uncovered`` with a warning. A model on the meta device
+    can be planned (and applied after ``model.to_empty()``).
+
+    The ``auto`` preset is the selection guide: ReLU family -> He (fan_in, gain
+    sqrt(2/(1+a^2)), He et al. 2015); tanh/sigmoid/softsign -> Xavier with the activation's
+    gain (Glorot and Bengio 2010); SELU -> LeCun normal (Klambauer et al. 2017); other
+    activations -> He-type with :func:`initlab.gains.compute_gain`; no activation and the
+    output layer -> Xavier (``output_init="lecun"`` for LeCun); RNN/LSTM/GRU -> Xavier input and
+    orthogonal hidden weights per gate (Saxe et al. 2014), zero biases, LSTM forget bias 1
+    (Jozefowicz et al. 2015); attention -> Xavier per q/k/v block; embeddings N(0, 1) with the
+    padding row 0; norms 1 and 0. See :mod:`initlab.policy.presets` for all presets.
+
+    Args:
+        model: any ``nn.Module``; parameters may be on any device, including meta.
+        policy: a preset name (``auto``, ``torch``, ``gpt2``, ``bert``, ``keras``, ``flax``) or
+            a sequence of :class:`Rule`.
+        example_input: a tensor, tuple (positional) or dict (keyword) for one traced forward.
+        rules: user rules tried before the policy's; one that matches nothing warns.
+        only: parameter names to plan; every other parameter is left out and never touched.
+        **options: :class:`~initlab.policy.presets.PolicyOptions` fields (``mode``,
+            ``output_init``, ``relu_bias``, ``classifier_bias``, ``forget_bias``,
+            ``zero_init_residual``, ``scale_residual``, ``embedding_std``, ``std``,
+            ``include_frozen``).
+
+    Returns:
+        An :class:`InitPlan`.
+
+    Raises:
+        TypeError: ``model`` is not a module, a rule is not a :class:`Rule`, or an option name
+            is unknown.
+        ValueError: unknown preset or option value, or a name in ``only`` that is not a
+            parameter of ``model``.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+        >>> p = plan(net)
+        >>> p["0.weight"].rule, p["2.weight"].rule
+        ('ReLU family: He', 'output layer: Xavier')
+        >>> p.apply(seed=0)  # doctest: +ELLIPSIS
+        InitPlan(...)
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    opts = PolicyOptions.from_kwargs(**options)
+    table, name = _rule_table(policy, rules, options)
+    context = analyze(model, example_input)
+    targets = _targets(model, context, _selected(model, only), opts)
+    matched = [next((r for r in table if r.matches(t[0])), None) for t in targets]
+    n_scaled = sum(1 for r in matched if r is not None and r.residual_scale)
+    rows = [_row(t, r, n_scaled, context) for t, r in zip(targets, matched, strict=True)]
+    _warn_unused(rules or (), matched)
+    result = InitPlan(model, rows, source=context.source, policy=name)
+    if result.uncovered:
+        warnings.warn(
+            f"no rule covers {len(result.uncovered)} parameter(s), left untouched: "
+            f"{result.uncovered[:8]}; add a Rule(param=...) for them",
+            stacklevel=2,
+        )
+    return result
+
+
+def init_model(
+    model: nn.Module,
+    policy: str | Sequence[Rule] = "auto",
+    *,
+    example_input=None,
+    seed: int | None = None,
+    **options,
+) -> InitPlan:
+    """Plan and apply in one step; return the applied :class:`InitPlan`.
+
+    Same arguments as :func:`plan` (``rules=``, ``only=`` and options pass through) plus
+    ``seed`` for :meth:`InitPlan.apply`.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+        >>> init_model(net, seed=0).rows[0].rule
+        'tanh/sigmoid family: Xavier'
+    """
+    return plan(model, policy, example_input=example_input, **options).apply(seed=seed)
+
+
+def _rule_table(policy, rules, options) -> tuple[tuple[Rule, ...], str]:
+    user = tuple(rules or ())
+    if isinstance(policy, str):
+        base, name = preset_rules(policy, **options), policy
+    else:
+        base, name = tuple(policy), "custom"
+    for rule in (*user, *base):
+        if not isinstance(rule, Rule):
+            raise TypeError(f"rules must be initlab.policy.Rule objects; got {rule!r}")
+    return user + base, name
+
+
+def _selected(model: nn.Module, only) -> set[str] | None:
+    if only is None:
+        return None
+    if isinstance(only, str):
+        raise TypeError("only must be an iterable of parameter names, not a single string")
+    params = dict(model.named_parameters(remove_duplicate=False))
+    buffers = {n for n, _ in model.named_buffers()}
+    chosen = set()
+    for name in only:
+        if name in params:
+            chosen.add(id(params[name]))
+        elif name in buffers:
+            log.debug("only: %r is a buffer, not a parameter; ignored", name)
+        else:
+            close = difflib.get_close_matches(name, list(params), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"only names {name!r}, which is not a parameter of the model{hint}")
+    return chosen
+
+
+def _targets(model, context: ModelContext, selected, opts: PolicyOptions):
+    """Return ``(Target, param, owner_name, aliases)`` per unique selected parameter."""
+    aliases: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        aliases.setdefault(id(p), []).append(name)
+    modules = dict(model.named_modules(remove_duplicate=False))
+    out = []
+    for name, param in model.named_parameters():
+        if selected is not None and id(param) not in selected:
+            continue
+        owner_name, _, leaf = name.rpartition(".")
+        owner = modules[owner_name]
+        parent = modules.get(owner_name.rpartition(".")[0]) if owner_name else None
+        kind = layer_kind(owner, parent)
+        # an MHA's out_proj is never called on its own: it takes the context of the MHA
+        ctx = context.of(owner_name if kind != "attention_out" else owner_name.rpartition(".")[0])
+        fan_in, fan_out, blocks, note = _fans(owner, leaf, kind)
+        target = Target(
+            name=name,
+            role=role_of(leaf),
+            kind=kind,
+            module=owner,
+            activation=ctx.activation,
+            is_output=ctx.is_output,
+            residual_end=ctx.residual_end,
+            ndim=param.ndim,
+            fan_in=fan_in,
+            fan_out=fan_out,
+            blocks=blocks,
+            hidden=getattr(owner, "hidden_size", None),
+        )
+        frozen = not param.requires_grad and not opts.include_frozen
+        out.append((target, param, owner_name, tuple(aliases[id(param)][1:]), note, frozen))
+    return out
+
+
+def _fans(owner: nn.Module, leaf: str, kind: str):
+    try:
+        return fans_of(owner, leaf, kind)
+    except ValueError as error:  # e.g. an uninitialized lazy parameter: plan it without fans
+        return None, None, 1, str(error)
+
+
+def _stored_fans(owner: nn.Module, param: torch.Tensor, leaf: str) -> tuple[int, int] | None:
+    if param.ndim >= 2:
+        return compute_fans(param)
+    weight = getattr(owner, "weight", None)
+    if leaf.startswith("bias_") and hasattr(owner, "weight_" + leaf[5:]):
+        weight = getattr(owner, "weight_" + leaf[5:])
+    if leaf == "in_proj_bias":
+        weight = getattr(owner, "in_proj_weight", None)
+    return compute_fans(weight) if isinstance(weight, torch.Tensor) and weight.ndim >= 2 else None
+
+
+def _row(entry, rule: Rule | None, n_scaled: int, context: ModelContext) -> PlanRow:
+    t, param, owner_name, tied, note, frozen = entry
+    act = None if t.activation is None else str(t.activation)
+    common = {
+        "name": t.name,
+        "shape": tuple(param.shape),
+        "layer_kind": t.kind,
+        "role": t.role,
+        "fan_in": t.fan_in,
+        "fan_out": t.fan_out,
+        "blocks": t.blocks,
+        "activation": "output" if t.is_output else act,
+        "module": owner_name,
+        "tied": tied,
+    }
+    tied_text = f"; tied with {', '.join(tied)}, initialized once" if tied else ""
+    if frozen:
+        reason = "frozen (requires_grad=False): skipped; include_frozen=True initializes it"
+        return PlanRow(**common, rule="frozen", distribution="skip", std=None, bound=None,
+                       reason=reason + tied_text)  # fmt: skip
+    if rule is None:
+        own = next((m for m in _OWN_INIT if hasattr(t.module, m)), None)
+        if own is not None:
+            reason = f"no rule covers it: {type(t.module).__name__}.{own}() keeps its own init"
+            return PlanRow(**common, rule="own init", distribution="keep", std=None, bound=None,
+                           reason=reason + tied_text)  # fmt: skip
+        return PlanRow(**common, rule="none", distribution="none", std=None, bound=None,
+                       reason="no rule covers it: left untouched" + tied_text)  # fmt: skip
+    stored = _stored_fans(t.module, param, t.name.rpartition(".")[2])
+    draw = resolve(rule, t, n_scaled, stored)
+    if not rule.per_block:
+        common["blocks"] = 1
+        if stored is not None:
+            common["fan_in"], common["fan_out"] = stored
+    if draw.distribution == "orthogonal":
+        rows, cols = tuple(param.shape)[0] // common["blocks"], param[0].numel()
+        draw = dataclasses.replace(draw, std=draw.gain / max(rows, cols) ** 0.5)
+    return PlanRow(
+        **common,
+        rule=rule.name,
+        distribution=draw.distribution,
+        std=draw.std,
+        bound=draw.bound,
+        value=draw.value,
+        gain=draw.gain,
+        zero_rows=_zero_rows(rule, t.module),
+        reason=_reason(rule, draw, t, context, note) + tied_text,
+    )
+
+
+def _zero_rows(rule: Rule, module: nn.Module) -> tuple[int, ...]:
+    index = getattr(module, rule.zero_rows, None) if rule.zero_rows else None
+    return () if index is None else (int(index),)
+
+
+def _reason(rule: Rule, draw: Draw, t: Target, context: ModelContext, note: str) -> str:
+    parts = [rule.note] if rule.note else []
+    if draw.formula:
+        parts.append(f"std {draw.formula}" if draw.distribution != "constant" else draw.formula)
+    if rule.activations and t.kind not in {"norm", "embedding"}:
+        where = (
+            "traced forward"
+            if context.source == "trace"
+            else "module order (no example_input: functional activations are not seen)"
+        )
+        what = "output layer" if t.is_output else f"activation {t.activation or 'none'}"
+        parts.append(f"{what} from {where}")
+    if t.blocks > 1 and rule.per_block and note:
+        parts.append(note)
+    return "; ".join(parts)
+
+
+def _warn_unused(user_rules, fired) -> None:
+    used = {id(r) for r in fired if r is not None}
+    for rule in user_rules:
+        if id(rule) not in used:
+            warnings.warn(f"rule {rule.name!r} matched no parameter", stacklevel=3)

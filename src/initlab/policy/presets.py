@@ -1,0 +1,334 @@
+"""Named policies (presets) as ordered rule tables, and the options that tune them.
+
+``auto`` is the selection guide (activation -> He / Xavier / LeCun, RNN -> Xavier + orthogonal,
+attention -> Xavier, output layer -> Xavier or LeCun); ``torch``, ``gpt2``, ``bert``, ``keras``
+and ``flax`` reproduce those libraries' own defaults. Print one with
+``print(*initlab.policy.preset_rules("auto"), sep="\\n")``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+
+from torch import nn
+
+from initlab._checks import non_negative, one_of
+from initlab.policy.rules import Rule
+
+__all__ = ["PRESETS", "PolicyOptions", "preset_rules"]
+
+_WEIGHTED = ("linear", "conv", "conv_transpose", "bilinear")
+_RECURRENT = ("lstm", "gru", "rnn")
+_QKV = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+
+
+@dataclass(frozen=True)
+class PolicyOptions:
+    """Options of the presets (``initlab.plan(model, **options)``).
+
+    Attributes:
+        mode: fan used by He rules, ``"fan_in"`` (forward variance, He et al. 2015) or
+            ``"fan_out"`` (backward variance, as torchvision's ResNet).
+        output_init: ``"xavier"`` (Glorot uniform) or ``"lecun"`` (LeCun normal) for the layer
+            that produces the output.
+        relu_bias: constant bias of layers followed by a ReLU-family activation (0.01 or 0.1
+            keeps units active at the start; 0 by default).
+        classifier_bias: constant bias of the output layer.
+        forget_bias: LSTM forget-gate bias (Jozefowicz et al. 2015: 1.0).
+        zero_init_residual: zero the last norm weight of each residual branch (Goyal et al.
+            2017, "Accurate, Large Minibatch SGD", Sec. 5.1); needs ``example_input``.
+        scale_residual: scale residual-branch output projections by 1/sqrt(number of branches)
+            = 1/sqrt(2 n_layers) for transformers (Radford et al. 2019, GPT-2, Sec. 2.3).
+        embedding_std: std of embedding weights (auto: 1.0; gpt2 and bert: ``std``).
+        std: the initializer range of the gpt2 and bert presets (Hugging Face default 0.02).
+        include_frozen: also initialize parameters with ``requires_grad=False``.
+    """
+
+    mode: str = "fan_in"
+    output_init: str = "xavier"
+    relu_bias: float = 0.0
+    classifier_bias: float = 0.0
+    forget_bias: float = 1.0
+    zero_init_residual: bool = False
+    scale_residual: bool = False
+    embedding_std: float | None = None
+    std: float = 0.02
+    include_frozen: bool = False
+
+    def __post_init__(self) -> None:
+        one_of("mode", self.mode, ("fan_in", "fan_out"))
+        one_of("output_init", self.output_init, ("lecun", "xavier"))
+        for name in ("relu_bias", "classifier_bias", "forget_bias"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number; got {name}={value!r}")
+        non_negative("std", self.std)
+        if self.embedding_std is not None:
+            non_negative("embedding_std", self.embedding_std)
+
+    @classmethod
+    def from_kwargs(cls, **options) -> PolicyOptions:
+        """Build options from keyword arguments, rejecting unknown names with a suggestion."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        for key in options:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise TypeError(f"unknown policy option {key!r}{hint}; options are {known}")
+        return cls(**options)
+
+
+def _norms() -> list[Rule]:
+    return [
+        Rule("norm weight = 1", "constant", kinds=("norm",), roles=("weight",), value=1.0),
+        Rule("norm bias = 0", "constant", kinds=("norm",), roles=("bias",)),
+    ]
+
+
+def _auto(o: PolicyOptions) -> list[Rule]:
+    xavier = {"init": "variance_scaling", "mode": "fan_avg", "distribution": "uniform"}
+    rules = []
+    if o.zero_init_residual:
+        rules.append(
+            Rule(
+                "residual norm = 0",
+                "constant",
+                kinds=("norm",),
+                roles=("weight",),
+                residual_end=True,
+                note="last norm of a residual branch starts at 0 (Goyal et al. 2017)",
+            )
+        )
+    rules += _norms()
+    rules += [
+        Rule(
+            "embedding N(0, std)",
+            "normal",
+            kinds=("embedding",),
+            roles=("weight",),
+            std=1.0 if o.embedding_std is None else o.embedding_std,
+            zero_rows="padding_idx",
+            note="one input is active per row, so no fan scaling; a padding row stays 0",
+        ),
+        Rule(
+            "LSTM forget bias",
+            "forget_gate",
+            kinds=("lstm",),
+            roles=("bias_ih",),
+            value=o.forget_bias,
+            note="forget gate open at start (Jozefowicz et al. 2015)",
+        ),
+        Rule("recurrent bias = 0", "constant", kinds=_RECURRENT, roles=("bias_ih", "bias_hh")),
+        Rule(
+            "recurrent input: Xavier per gate",
+            kinds=_RECURRENT,
+            roles=("weight_ih", "weight_hr"),
+            note="Glorot and Bengio 2010, each gate block its own matrix",
+            **xavier,
+        ),
+        Rule(
+            "recurrent hidden: orthogonal per gate",
+            "orthogonal",
+            kinds=_RECURRENT,
+            roles=("weight_hh",),
+            note="norm-preserving recurrence (Saxe et al. 2014)",
+        ),
+        Rule(
+            "attention q/k/v: Xavier per block",
+            kinds=("attention",),
+            roles=_QKV,
+            note="Vaswani et al. 2017 / nn.Transformer",
+            **xavier,
+        ),
+        Rule(
+            "attention bias_k/v",
+            "variance_scaling",
+            kinds=("attention",),
+            roles=("bias_k", "bias_v"),
+            mode="fan_avg",
+            per_block=False,
+        ),
+        Rule(
+            "attention bias = 0",
+            "constant",
+            kinds=("attention", "attention_out"),
+            roles=("in_proj_bias", "bias"),
+        ),
+    ]
+    if o.scale_residual:
+        rules.append(
+            Rule(
+                "residual projection: Xavier / sqrt(branches)",
+                kinds=("attention_out", *_WEIGHTED),
+                roles=("weight",),
+                activations=("none", "output"),
+                residual_end=True,
+                residual_scale=True,
+                note="GPT-2 (Radford et al. 2019) scaling of residual projections",
+                **xavier,
+            )
+        )
+    rules.append(Rule("attention output: Xavier", kinds=("attention_out",), min_ndim=2, **xavier))
+    rules += _auto_weights(o, xavier)
+    return rules
+
+
+def _auto_weights(o: PolicyOptions, xavier: dict) -> list[Rule]:
+    out = (
+        Rule(
+            "output layer: Xavier",
+            kinds=_WEIGHTED,
+            roles=("weight",),
+            activations=("output",),
+            note="produces the output (logits), no activation after it: Glorot and Bengio 2010",
+            **xavier,
+        )
+        if o.output_init == "xavier"
+        else Rule(
+            "output layer: LeCun normal",
+            "variance_scaling",
+            kinds=_WEIGHTED,
+            roles=("weight",),
+            activations=("output",),
+            note="produces the output (logits), no activation after it: LeCun et al. 1998",
+        )
+    )
+    weights = {"kinds": _WEIGHTED, "roles": ("weight",)}
+    return [
+        Rule("output bias", "constant", kinds=_WEIGHTED, activations=("output",),
+             roles=("bias",), value=o.classifier_bias),
+        Rule("bias before ReLU", "constant", kinds=_WEIGHTED, roles=("bias",),
+             activations=("relu_family",), value=o.relu_bias),
+        Rule("bias = 0", "constant", kinds=_WEIGHTED, roles=("bias",)),
+        out,
+        Rule("ReLU family: He", "variance_scaling", scale="activation", mode=o.mode,
+             activations=("relu_family",), note="He et al. 2015, gain sqrt(2/(1+slope^2))",
+             **weights),
+        Rule("tanh/sigmoid family: Xavier", scale="activation", activations=("saturating",),
+             note="Glorot and Bengio 2010, with the activation's gain", **weights,
+             **xavier),
+        Rule("SELU: LeCun normal", "variance_scaling", activations=("selu",),
+             note="self-normalizing (Klambauer et al. 2017)", **weights),
+        Rule("no activation: Xavier", activations=("none",),
+             note="linear layer (projection) before no activation: Glorot and Bengio 2010",
+             **weights, **xavier),
+        Rule("other activation: He with its gain", "variance_scaling", scale="activation",
+             mode=o.mode, activations=("any",),
+             note="variance preserving, gain 1/sqrt(E[phi(z)^2]) (compute_gain)", **weights),
+        Rule("position embedding / class token", "truncated_normal",
+             param=r"re:(^|\.)(pos_embed\w*|cls_token|position_embeddings?)$", std=0.02,
+             note="ViT (Dosovitskiy et al. 2021), as timm: N(0, 0.02^2) cut at 2 std"),
+    ]  # fmt: skip
+
+
+def _torch(o: PolicyOptions) -> list[Rule]:
+    # torch.nn.Linear/ConvNd.reset_parameters: kaiming_uniform_(a=sqrt(5)) gives the variance
+    # scale gain^2 = 2 / (1 + 5) = 1/3 on the stored fan_in, i.e. U(-1/sqrt(fan_in), ...).
+    default = {"init": "variance_scaling", "scale": 1 / 3, "distribution": "uniform",
+               "per_block": False}  # fmt: skip
+    return [
+        *_norms(),
+        Rule("Embedding N(0, 1)", "normal", kinds=("embedding",), roles=("weight",),
+             module=nn.Embedding, zero_rows="padding_idx"),
+        Rule("RNN U(+-1/sqrt(hidden))", kinds=_RECURRENT, mode="hidden",
+             module=(nn.RNNBase, nn.RNNCellBase),
+             **default),
+        Rule("MHA in_proj Xavier (whole)", "variance_scaling", kinds=("attention",),
+             roles=_QKV, mode="fan_avg", distribution="uniform", per_block=False),
+        Rule("MHA bias_k/v Xavier normal", "variance_scaling", kinds=("attention",),
+             roles=("bias_k", "bias_v"), mode="fan_avg", per_block=False),
+        Rule("MHA biases 0", "constant", kinds=("attention", "attention_out"),
+             roles=("in_proj_bias", "bias")),
+        Rule("Linear/Conv default U(+-1/sqrt(fan_in))", kinds=("linear", "conv",
+             "conv_transpose", "attention_out"), module=(nn.Linear, nn.Conv1d, nn.Conv2d,
+             nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d),
+             note="kaiming_uniform_(a=sqrt(5)); bias from the weight's fan_in", **default),
+        Rule("own reset_parameters", "keep", note="the module's own default"),
+    ]  # fmt: skip
+
+
+def _hf(o: PolicyOptions, *, scaled: bool) -> list[Rule]:
+    std = o.std
+    rules = []
+    if scaled:
+        rules.append(
+            Rule(
+                "GPT-2 residual projection",
+                "normal",
+                param="*c_proj.weight",
+                std=std,
+                residual_scale=True,
+                note="std / sqrt(2 n_layer) (Radford et al. 2019; Hugging Face GPT2)",
+            )
+        )
+    weighted = ("linear", "conv", "conv_transpose")
+    return rules + [
+        *_norms(),
+        Rule("embedding N(0, std)", "normal", kinds=("embedding",), roles=("weight",),
+             std=std if o.embedding_std is None else o.embedding_std, zero_rows="padding_idx"),
+        Rule("weights N(0, std)", "normal", kinds=weighted, roles=("weight",), std=std,
+             note="Hugging Face PreTrainedModel._init_weights"),
+        Rule("biases 0", "constant", kinds=weighted, roles=("bias",)),
+        *_auto(o),
+    ]  # fmt: skip
+
+
+def _keras(o: PolicyOptions) -> list[Rule]:
+    glorot = {"init": "variance_scaling", "mode": "fan_avg", "distribution": "uniform",
+              "per_block": False}  # fmt: skip
+    return [
+        *_norms(),
+        Rule("Embedding U(+-0.05)", "uniform", kinds=("embedding",), roles=("weight",),
+             bound=0.05),
+        Rule("unit forget bias", "forget_gate", kinds=("lstm",), roles=("bias_ih",), value=1.0),
+        Rule("bias zeros", "constant", min_ndim=1, roles=("bias", "bias_ih", "bias_hh",
+             "in_proj_bias")),
+        Rule("recurrent kernel orthogonal", "orthogonal", kinds=_RECURRENT, roles=("weight_hh",),
+             per_block=False),
+        Rule("MHA q/k/v Glorot uniform per projection", kinds=("attention",), roles=_QKV,
+             **{**glorot, "per_block": True}),
+        Rule("kernel Glorot uniform", min_ndim=2, kinds=(*_WEIGHTED, *_RECURRENT,
+             "attention_out"), **glorot),
+    ]  # fmt: skip
+
+
+def _flax(o: PolicyOptions) -> list[Rule]:
+    lecun = {"init": "variance_scaling", "distribution": "truncated_normal"}
+    return [
+        *_norms(),
+        Rule("Embed N(0, 1/features)", "variance_scaling", kinds=("embedding",),
+             roles=("weight",), mode="fan_out"),
+        Rule("bias zeros", "constant", min_ndim=1, roles=("bias", "bias_ih", "bias_hh",
+             "in_proj_bias")),
+        Rule("recurrent kernel orthogonal per gate", "orthogonal", kinds=_RECURRENT,
+             roles=("weight_hh",)),
+        Rule("kernel LeCun normal (truncated)", min_ndim=2, kinds=(*_WEIGHTED, *_RECURRENT,
+             "attention", "attention_out"), **lecun),
+    ]  # fmt: skip
+
+
+PRESETS = {
+    "auto": _auto,
+    "torch": _torch,
+    "gpt2": lambda o: _hf(o, scaled=True),
+    "bert": lambda o: _hf(o, scaled=False),
+    "keras": _keras,
+    "flax": _flax,
+}
+
+
+def preset_rules(policy: str = "auto", **options) -> tuple[Rule, ...]:
+    """Return the ordered rules of a named preset (first match wins).
+
+    Args:
+        policy: one of ``auto``, ``torch``, ``gpt2``, ``bert``, ``keras``, ``flax``.
+        **options: :class:`PolicyOptions` fields.
+
+    Raises:
+        ValueError: unknown ``policy`` (with a close match) or an invalid option value.
+        TypeError: unknown option name.
+    """
+    one_of("policy", policy, PRESETS)
+    return tuple(PRESETS[policy](PolicyOptions.from_kwargs(**options)))

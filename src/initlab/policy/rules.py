@@ -1,0 +1,262 @@
+"""Rules as data: what a rule matches and which distribution it assigns.
+
+A :class:`Rule` is a frozen dataclass: a set of conditions (layer kind, parameter role,
+following activation, name glob or regex, module type, residual-branch end) and one
+initialization. A policy is an ordered tuple of rules; the first rule that matches a
+parameter fires. Every rule resolves to an explicit distribution with its standard deviation
+or bound, which is what a plan row stores and what ``apply`` draws from.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from initlab._checks import one_of
+from initlab.policy.activations import FAMILIES, Activation
+
+__all__ = ["INITS", "Rule", "Target"]
+
+#: What a rule can assign.
+INITS = (
+    "constant",
+    "forget_gate",
+    "keep",
+    "normal",
+    "orthogonal",
+    "truncated_normal",
+    "uniform",
+    "variance_scaling",
+)
+_MODES = ("fan_avg", "fan_in", "fan_out", "hidden")
+_DISTRIBUTIONS = ("normal", "truncated_normal", "uniform")
+# Standard deviation of a standard normal truncated to [-2, 2]: dividing by it gives a
+# truncated normal whose actual std is the target (the JAX/Keras variance_scaling convention).
+_TRUNC2_STD = 0.87962566103423978
+
+
+@dataclass(frozen=True)
+class Target:
+    """Everything a rule can match on for one parameter."""
+
+    name: str  # qualified name, e.g. "encoder.layers.0.linear1.weight"
+    role: str  # leaf name without the RNN layer suffix, e.g. "weight_ih"
+    kind: str  # layer kind from initlab.policy.kinds.KINDS
+    module: nn.Module
+    activation: Activation | None
+    is_output: bool
+    residual_end: bool
+    ndim: int
+    fan_in: int | None
+    fan_out: int | None
+    blocks: int
+    hidden: int | None  # hidden_size of recurrent layers
+
+
+@dataclass(frozen=True)
+class Rule:
+    r"""One row of a policy: conditions, then one initialization.
+
+    Conditions (all given ones must hold; an empty tuple or ``None`` matches anything):
+
+    * ``kinds``: layer kinds (``"linear"``, ``"conv"``, ``"lstm"``, ``"norm"`` ... see
+      :data:`initlab.policy.kinds.KINDS`).
+    * ``roles``: parameter leaf names without RNN suffix (``"weight"``, ``"bias"``,
+      ``"weight_hh"``, ``"in_proj_weight"``).
+    * ``activations``: the activation after the layer, by name (``"relu"``), family
+      (``"relu_family"``, ``"saturating"``, ``"selu"``), ``"any"`` (any activation), ``"none"``
+      (no activation, not the output layer) or ``"output"`` (the layer producing the output).
+    * ``param``: a glob on the qualified name (``"*.c_proj.weight"``) or a regex prefixed with
+      ``"re:"`` (``"re:^head\."``), matched with :func:`re.search`.
+    * ``module``: a module class (``isinstance``) or a class name.
+    * ``residual_end``: whether the layer must (or must not) end a residual branch.
+    * ``min_ndim``: parameters with fewer dimensions do not match.
+
+    Initializations (``init``), each with the fields it reads:
+
+    * ``"variance_scaling"``: std = sqrt(scale / fan), ``fan`` by ``mode`` (``"fan_in"``,
+      ``"fan_out"``, ``"fan_avg"`` = (fan_in + fan_out) / 2, ``"hidden"`` = ``hidden_size``);
+      ``scale`` multiplies the variance; ``scale="activation"`` uses the square of the gain of
+      the following activation (1 without one). ``distribution`` ``"normal"``, ``"uniform"``
+      (bound = sqrt(3) std) or ``"truncated_normal"`` (actual std = target, cut at 2 sigma of
+      the underlying normal, as in JAX). Glorot and Bengio (2010), He et al. (2015), LeCun et
+      al. (1998) are special cases. Fans are per block (gate, q/k/v) when ``per_block``; else
+      read from the stored shape as ``torch.nn.init`` and Keras do.
+    * ``"normal"``: N(0, std**2). ``"truncated_normal"``: N(0, std**2) cut to +-``bound``
+      (absolute; default 2 std). ``"uniform"``: U(-bound, bound).
+    * ``"orthogonal"``: a (semi-)orthogonal matrix per block times ``gain`` (Saxe et al. 2014).
+    * ``"constant"``: ``value``. ``"forget_gate"``: an LSTM bias, ``value`` in the forget gate
+      block and 0 elsewhere (Jozefowicz et al. 2015).
+    * ``"keep"``: the module's own ``reset_parameters()`` / ``init_weights()`` runs.
+
+    ``residual_scale`` multiplies the std by 1 / sqrt(number of parameters this policy scales),
+    i.e. 1 / sqrt(2 n_layers) for the two residual projections per GPT-2 block (Radford et al.
+    2019, Sec. 2.3). ``zero_rows`` (``"padding_idx"``) zeroes an embedding's padding row.
+
+    Example:
+        >>> Rule("heads in fp", "normal", param="re:^head\\.", std=0.01, note="tiny logits")
+    """
+
+    name: str
+    init: str
+    kinds: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+    activations: tuple[str, ...] = ()
+    param: str | None = None
+    module: type | tuple[type, ...] | str | None = None
+    residual_end: bool | None = None
+    min_ndim: int = 0
+    scale: float | str = 1.0
+    mode: str = "fan_in"
+    distribution: str = "normal"
+    std: float = 1.0
+    bound: float | None = None
+    value: float = 0.0
+    gain: float = 1.0
+    per_block: bool = True
+    residual_scale: bool = False
+    zero_rows: str | None = None
+    note: str = ""
+    _regex: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        one_of("init", self.init, INITS)
+        one_of("mode", self.mode, _MODES)
+        one_of("distribution", self.distribution, _DISTRIBUTIONS)
+        for attr in ("kinds", "roles", "activations"):
+            value = getattr(self, attr)
+            if isinstance(value, str):  # a bare string would match per character
+                object.__setattr__(self, attr, (value,))
+        if self.scale != "activation" and (
+            not isinstance(self.scale, (int, float)) or self.scale < 0
+        ):
+            raise ValueError(
+                f"scale must be a number >= 0 or 'activation'; got scale={self.scale!r}"
+            )
+        if self.param is not None:
+            pattern = (
+                self.param[3:]
+                if self.param.startswith("re:")
+                else "^" + fnmatch.translate(self.param)
+            )
+            try:
+                object.__setattr__(self, "_regex", re.compile(pattern))
+            except re.error as error:
+                raise ValueError(
+                    f"param is not a valid pattern: param={self.param!r} ({error})"
+                ) from None
+
+    def matches(self, t: Target) -> bool:
+        """Return whether every condition of this rule holds for ``t``."""
+        return (
+            t.ndim >= self.min_ndim
+            and (not self.kinds or t.kind in self.kinds)
+            and (not self.roles or t.role in self.roles)
+            and (not self.activations or _activation_matches(self.activations, t))
+            and (self._regex is None or self._regex.search(t.name) is not None)
+            and (self.module is None or _module_matches(self.module, t.module))
+            and (self.residual_end is None or self.residual_end == t.residual_end)
+        )
+
+    def to_dict(self) -> dict:
+        """Return the rule as JSON-ready data (a module class is written as its name)."""
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__ if not k.startswith("_")}
+        if isinstance(self.module, type):
+            data["module"] = self.module.__name__
+        elif isinstance(self.module, tuple):
+            data["module"] = [m.__name__ for m in self.module]
+        for key in ("kinds", "roles", "activations"):
+            data[key] = list(data[key])
+        return data
+
+
+def _activation_matches(wanted: tuple[str, ...], t: Target) -> bool:
+    if t.is_output:
+        return "output" in wanted
+    if t.activation is None:
+        return "none" in wanted
+    name = t.activation.name
+    return (
+        "any" in wanted
+        or name in wanted
+        or any(name in FAMILIES[w] for w in wanted if w in FAMILIES)
+    )
+
+
+def _module_matches(wanted: type | tuple | str, module: nn.Module) -> bool:
+    if isinstance(wanted, (type, tuple)):
+        return isinstance(module, wanted)
+    return any(cls.__name__ == wanted for cls in type(module).__mro__)
+
+
+@dataclass(frozen=True)
+class Draw:
+    """A resolved initialization: what a plan row stores and ``apply`` draws from."""
+
+    distribution: str  # normal | truncated_normal | uniform | orthogonal | constant | keep
+    std: float | None = None
+    bound: float | None = None
+    value: tuple[float, ...] | None = None  # per block for constants
+    gain: float | None = None
+    formula: str = ""
+
+
+def resolve(rule: Rule, t: Target, n_scaled: int, stored_fans: tuple[int, int] | None) -> Draw:
+    """Turn ``rule`` into an explicit :class:`Draw` for target ``t``.
+
+    ``n_scaled`` is the number of parameters the policy's ``residual_scale`` rules match;
+    ``stored_fans`` are the fans of the whole stored tensor (for ``per_block=False``).
+    """
+    factor = 1.0 / math.sqrt(n_scaled) if rule.residual_scale and n_scaled else 1.0
+    suffix = f" * 1/sqrt({n_scaled})" if factor != 1.0 else ""
+    if rule.init == "keep":
+        return Draw("keep", formula="the module's own reset_parameters()")
+    if rule.init == "constant":
+        return Draw("constant", std=0.0, value=(rule.value,), formula=f"= {rule.value:g}")
+    if rule.init == "forget_gate":
+        values = tuple(rule.value if i == 1 else 0.0 for i in range(t.blocks))
+        return Draw("constant", std=0.0, value=values, formula="gate blocks (i, f, g, o)")
+    if rule.init == "orthogonal":
+        return Draw("orthogonal", gain=rule.gain, formula=f"orthogonal * {rule.gain:g}")
+    if rule.init == "normal":
+        return Draw("normal", std=rule.std * factor, formula=f"{rule.std:g}{suffix}")
+    if rule.init == "truncated_normal":
+        bound = rule.bound if rule.bound is not None else 2 * rule.std
+        return Draw("truncated_normal", std=rule.std * factor, bound=bound * factor)
+    if rule.init == "uniform":
+        bound = (rule.bound if rule.bound is not None else math.sqrt(3) * rule.std) * factor
+        return Draw("uniform", std=bound / math.sqrt(3), bound=bound)
+    return _variance_scaling(rule, t, stored_fans, factor, suffix)
+
+
+def _variance_scaling(rule: Rule, t: Target, stored_fans, factor: float, suffix: str) -> Draw:
+    fan_in, fan_out = (t.fan_in, t.fan_out) if rule.per_block else stored_fans or (None, None)
+    if rule.mode == "hidden":
+        fan, fan_text = t.hidden, "hidden"
+    elif rule.mode == "fan_avg" and fan_in is not None:
+        fan, fan_text = (fan_in + fan_out) / 2, f"({fan_in}+{fan_out})/2"
+    else:
+        fan = fan_in if rule.mode in {"fan_in", "fan_avg"} else fan_out
+        fan_text = rule.mode
+    if not fan:
+        raise ValueError(
+            f"rule {rule.name!r} needs fans for parameter {t.name!r} (mode={rule.mode!r}), "
+            "which has none; give that parameter a constant, normal or uniform rule"
+        )
+    if rule.scale == "activation":
+        scale = t.activation.gain() ** 2 if t.activation is not None and not t.is_output else 1.0
+    else:
+        scale = float(rule.scale)
+    std = math.sqrt(scale / fan) * factor
+    formula = f"sqrt({scale:.4g}/{fan_text}={fan:g}){suffix}"
+    if rule.distribution == "uniform":
+        return Draw("uniform", std=std, bound=math.sqrt(3) * std, formula=formula)
+    if rule.distribution == "truncated_normal":
+        sigma = std / _TRUNC2_STD
+        return Draw("truncated_normal", std=sigma, bound=2 * sigma, formula=formula)
+    return Draw("normal", std=std, formula=formula)

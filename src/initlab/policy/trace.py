@@ -1,0 +1,365 @@
+"""Find, for each layer, the activation that follows it, whether it produces the output, and
+whether it ends a residual branch.
+
+Two sources, the first that applies wins:
+
+* **trace** (given ``example_input``): one forward pass under ``no_grad`` in ``eval`` mode that
+  records module calls (forward hooks) and functional calls (a ``TorchFunctionMode``) in
+  execution order, and follows the data: every tensor carries the set of layers whose output it
+  still is (``sources``). Element-wise and shape operations (add, mul, views, dropout, norms
+  written functionally, pooling) keep the sources; mixing operations (``matmul``, ``softmax``,
+  ``einsum``, a layer call) end them. The first activation applied to a tensor whose sources
+  include a layer is that layer's activation, so ``F.relu``, ``torch.tanh``, ``x.sigmoid()`` and
+  ``x * torch.sigmoid(x)`` (SiLU) inside a custom ``forward`` are all found, in any branch order.
+  The output layer is the last-called layer among the sources of each model output that has no
+  activation. A residual add is an add of two traced tensors of different depth (the number of
+  weight layers on their path): the deeper one is the branch, its producing layers end it.
+* **structure** (no example input, or the forward failed): module registration order
+  (``named_modules``), reading named activation modules; norms, dropout and pooling are skipped
+  over. It cannot see functional activations or residual adds, and every reason says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from initlab.policy.activations import Activation, from_function, from_module
+from initlab.policy.kinds import can_be_output, is_norm, is_opaque, is_weight_layer
+
+__all__ = ["LayerContext", "ModelContext", "analyze"]
+
+log = logging.getLogger(__name__)
+
+# Operations whose output is no longer "the output of a layer" (it mixes features across
+# positions or normalizes a distribution): an activation after them belongs to no layer.
+_MIXING = frozenset(
+    {
+        "matmul",
+        "__matmul__",
+        "__rmatmul__",
+        "mm",
+        "bmm",
+        "baddbmm",
+        "einsum",
+        "softmax",
+        "log_softmax",
+        "scaled_dot_product_attention",
+        "linear",
+        "bilinear",
+        "conv1d",
+        "conv2d",
+        "conv3d",
+        "embedding",
+    }
+)
+_ADDS = frozenset({"add", "add_", "__add__", "__iadd__", "__radd__"})
+_MULS = frozenset({"mul", "mul_", "__mul__", "__imul__", "__rmul__"})
+# x * act2(act1(x)) patterns that are one activation: SiLU (Elfwing et al. 2018), Mish (Misra 2019).
+_COMPOSITES = {("sigmoid",): "silu", ("softplus", "tanh"): "mish"}
+
+
+@dataclass(frozen=True)
+class LayerContext:
+    """What follows one layer (a module that owns parameters)."""
+
+    activation: Activation | None = None
+    is_output: bool = False
+    residual_end: bool = False
+    called: bool = True
+
+
+@dataclass(frozen=True)
+class ModelContext:
+    """Per-layer context of a whole model; ``source`` is ``"trace"`` or ``"structure"``."""
+
+    layers: Mapping[str, LayerContext]
+    source: str
+    n_residual: int = 0
+
+    def of(self, module_name: str) -> LayerContext:
+        """Return the context of ``module_name`` (an empty one for unknown modules)."""
+        return self.layers.get(module_name, LayerContext(called=self.source != "trace"))
+
+
+def analyze(model: nn.Module, example_input=None) -> ModelContext:
+    """Return the :class:`ModelContext` of ``model``, traced if ``example_input`` is given.
+
+    ``example_input`` is a tensor (``model(x)``), a tuple/list (``model(*x)``) or a mapping
+    (``model(**x)``). A failing forward is reported as a warning and falls back to structure.
+    """
+    if example_input is None:
+        return _from_structure(model)
+    try:
+        return _Tracer(model).run(example_input)
+    except Exception as error:  # any user forward can fail; the structure still gives a plan
+        warnings.warn(
+            f"tracing the model with example_input failed ({type(error).__name__}: {error}); "
+            "falling back to module structure",
+            stacklevel=3,
+        )
+        return _from_structure(model)
+
+
+@dataclass
+class _Info:
+    sources: frozenset[str]
+    depth: int
+    cubic: bool = False
+    chain: tuple[int, tuple[str, ...], tuple[str, ...]] | None = None  # root id, acts, layers
+
+
+@dataclass
+class _State:
+    infos: dict[int, tuple[torch.Tensor, _Info]] = field(default_factory=dict)
+    activations: dict[str, Activation] = field(default_factory=dict)
+    residual_ends: set[str] = field(default_factory=set)
+    n_residual: int = 0
+    order: list[str] = field(default_factory=list)
+    suppress: int = 0
+
+
+def _tensors(obj) -> Iterator[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            yield from _tensors(item)
+    elif isinstance(obj, Mapping):
+        for item in obj.values():
+            yield from _tensors(item)
+
+
+class _Mode(TorchFunctionMode):
+    def __init__(self, tracer: _Tracer):
+        super().__init__()
+        self.tracer = tracer
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self.tracer.state.suppress == 0:
+            self.tracer.on_function(func, args, kwargs, out)
+        return out
+
+
+class _Tracer:
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.state = _State()
+        self.names = {m: n for n, m in model.named_modules(remove_duplicate=False)}
+        self.modules = dict(model.named_modules(remove_duplicate=False))
+
+    def run(self, example_input) -> ModelContext:
+        handles = []
+        for module in self.model.modules():
+            handles.append(module.register_forward_pre_hook(self._pre, with_kwargs=True))
+            handles.append(module.register_forward_hook(self._post, with_kwargs=True))
+        was_training = self.model.training
+        self.model.eval()  # batch norm must not update its running statistics here
+        try:
+            args, kwargs = _call_args(example_input)
+            for t in _tensors((args, kwargs)):
+                self._set(t, _Info(frozenset(), 0))
+            with torch.no_grad(), _Mode(self):
+                output = self.model(*args, **kwargs)
+        finally:
+            for handle in handles:
+                handle.remove()
+            self.model.train(was_training)
+        return self._context(output)
+
+    def _info(self, t: torch.Tensor) -> _Info | None:
+        entry = self.state.infos.get(id(t))
+        return entry[1] if entry is not None and entry[0] is t else None
+
+    def _set(self, t: torch.Tensor, info: _Info) -> None:
+        # Keep the tensor alive so that its id is not reused by another tensor.
+        self.state.infos[id(t)] = (t, info)
+
+    def _pre(self, module, args, kwargs):
+        if is_opaque(module) or from_module(module) is not None:
+            self.state.suppress += 1
+
+    def _post(self, module, args, kwargs, output):
+        if not (is_opaque(module) or from_module(module) is not None):
+            return
+        self.state.suppress -= 1
+        if self.state.suppress:
+            return
+        act = from_module(module)
+        inputs = [i for i in map(self._info, _tensors((args, kwargs))) if i is not None]
+        first = next(_tensors((args, kwargs)), None)
+        if act is not None and first is not None:
+            self._activation(act, first, output)
+            return
+        name = self.names[module]
+        if name not in self.state.order:
+            self.state.order.append(name)
+        depth = max((i.depth for i in inputs), default=0) + (0 if is_norm(module) else 1)
+        for t in _tensors(output):
+            self._set(t, _Info(frozenset({name}), depth))
+
+    def on_function(self, func, args, kwargs, out) -> None:
+        name = getattr(func, "__name__", "")
+        act = from_function(func, args, kwargs)
+        first = next(_tensors((args, kwargs)), None)
+        if act is not None and first is not None:
+            if act.name == "tanh" and (info := self._info(first)) is not None and info.cubic:
+                act = Activation("gelu", "tanh")  # 0.5x(1 + tanh(c(x + 0.044715 x^3)))
+            self._activation(act, first, out)
+            return
+        inputs = [i for i in map(self._info, _tensors((args, kwargs))) if i is not None]
+        if not inputs:
+            for t in _tensors(out):
+                self._set(t, _Info(frozenset(), 0))
+            return
+        depth = max(i.depth for i in inputs)
+        if name in _MULS and self._composite(args, out):
+            return
+        if name in _ADDS and len(inputs) == 2:
+            self._residual(*inputs)
+        if name in _MIXING:
+            info = _Info(frozenset(), depth)
+        else:
+            cubic = any(i.cubic for i in inputs) or (
+                name in {"pow", "__pow__"} and len(args) > 1 and args[1] == 3
+            )
+            info = _Info(frozenset().union(*(i.sources for i in inputs)), depth, cubic)
+        for t in _tensors(out):
+            self._set(t, info)
+
+    def _activation(self, act: Activation, inp: torch.Tensor, out) -> None:
+        info = self._info(inp) or _Info(frozenset(), 0)
+        if info.chain is not None:  # act2(act1(x)): remember it for x * act2(act1(x))
+            root, acts, layers = info.chain
+            chain = (root, (*acts, act.name), layers)
+        else:
+            layers = tuple(s for s in info.sources if s not in self.state.activations)
+            for layer in layers:
+                self.state.activations[layer] = act
+            chain = (id(inp), (act.name,), layers)
+        for t in _tensors(out):
+            self._set(t, _Info(frozenset(), info.depth, chain=chain))
+
+    def _composite(self, args, out) -> bool:
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        if len(tensors) != 2:
+            return False
+        for x, y in (tensors, tensors[::-1]):
+            info = self._info(y)
+            if info is None or info.chain is None or info.chain[0] != id(x):
+                continue
+            composite = _COMPOSITES.get(info.chain[1])
+            if composite is None:
+                continue
+            for layer in info.chain[2]:
+                self.state.activations[layer] = Activation(composite)
+            for t in _tensors(out):
+                self._set(t, _Info(frozenset(), info.depth))
+            return True
+        return False
+
+    def _residual(self, a: _Info, b: _Info) -> None:
+        if a.depth == b.depth:
+            return
+        branch = a if a.depth > b.depth else b
+        if branch.sources:
+            self.state.n_residual += 1
+            self.state.residual_ends |= branch.sources
+
+    def _context(self, output) -> ModelContext:
+        rank = {n: i for i, n in enumerate(self.state.order)}
+        outputs = set()
+        for t in _tensors(output):
+            info = self._info(t)
+            free = [
+                s
+                for s in (info.sources if info else ())
+                if s not in self.state.activations and can_be_output(self.modules[s])
+            ]
+            if free:
+                outputs.add(max(free, key=rank.__getitem__))
+        layers = {
+            name: LayerContext(
+                activation=self.state.activations.get(name),
+                is_output=name in outputs,
+                residual_end=name in self.state.residual_ends,
+            )
+            for name in self.state.order
+        }
+        return ModelContext(layers, "trace", self.state.n_residual)
+
+
+def _call_args(example_input) -> tuple[tuple, dict]:
+    if isinstance(example_input, Mapping):
+        return (), dict(example_input)
+    if isinstance(example_input, (list, tuple)):
+        return tuple(example_input), {}
+    return (example_input,), {}
+
+
+def _from_structure(model: nn.Module) -> ModelContext:
+    """Read activations from registration order: the next activation module, skipping norms,
+    dropout and pooling, before the next weight layer."""
+    sequence = list(_flat_modules(model))
+    layers: dict[str, LayerContext] = {}
+    last_weight = None
+    for i, (name, module) in enumerate(sequence):
+        if not any(True for _ in module.parameters(recurse=False)):
+            continue
+        act, ends = _next_activation(sequence[i + 1 :])
+        act = act or _declared_activation(model, name)
+        layers[name] = LayerContext(activation=act, called=True)
+        if can_be_output(module) and act is None and ends:
+            last_weight = name
+    if last_weight is not None:
+        layers[last_weight] = LayerContext(is_output=True)
+    return ModelContext(layers, "structure")
+
+
+def _flat_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """Yield leaf-like modules (opaque ones whole) in registration order."""
+    stack = [("", model)]
+    while stack:
+        name, module = stack.pop()
+        children = list(module.named_children())
+        if not children or is_opaque(module):
+            yield name, module
+            continue
+        if any(True for _ in module.parameters(recurse=False)):
+            yield name, module
+        prefix = f"{name}." if name else ""
+        stack.extend((prefix + n, c) for n, c in reversed(children))
+
+
+def _next_activation(rest) -> tuple[Activation | None, bool]:
+    """Return (activation after a layer or None, whether nothing but skippable modules follow)."""
+    for _, module in rest:
+        act = from_module(module)
+        if act is not None:
+            return act, False
+        if is_weight_layer(module):
+            return None, False
+    return None, True
+
+
+def _declared_activation(model: nn.Module, name: str) -> Activation | None:
+    """``nn.TransformerEncoderLayer``/``DecoderLayer`` keep their activation as an attribute
+    applied after ``linear1``; read it there, since it is not a registered module."""
+    parent_name, _, leaf = name.rpartition(".")
+    if leaf != "linear1":
+        return None
+    parent = model.get_submodule(parent_name)
+    if not isinstance(parent, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)):
+        return None
+    fn = parent.activation
+    if isinstance(fn, nn.Module):
+        return from_module(fn)
+    return from_function(fn, (), {})
