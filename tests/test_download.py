@@ -102,8 +102,10 @@ def test_corrupted_download_is_deleted_and_named(server, tmp_path, monkeypatch):
     expected = datasets.DATASETS["mnist"].files[1].sha256
     url = f"{server}/bad/train-labels-idx1-ubyte.gz"
     message = rf"from any mirror:\n  {url}: .*is [0-9a-f]{{64}}, expected {expected}"
-    with pytest.raises(DownloadError, match=message):
+    with pytest.raises(DownloadError, match=message) as info:
         load_dataset("mnist", data_dir=tmp_path / "empty", download=True, cache_dir=cache)
+    assert "set INITLAB_MIRRORS to a working mirror" in str(info.value)
+    assert str(info.value).count(url) == 1
     # The good first file stays; the corrupted one and every temporary file are gone.
     assert [p.name for p in (cache / "mnist").iterdir()] == ["train-images-idx3-ubyte.gz"]
 

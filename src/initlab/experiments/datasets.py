@@ -18,7 +18,7 @@ import hashlib
 import importlib.resources
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -378,7 +378,7 @@ def _fetch(info: DatasetInfo, directory: Path) -> list[Path]:
     return paths
 
 
-def _verifier(info: DatasetInfo, file: IDXFile):
+def _verifier(info: DatasetInfo, file: IDXFile) -> Callable[[Path, str], None]:
     """Return the check a downloaded file must pass: readable gzip, published digest."""
 
     def verify(path: Path, source: str) -> None:
@@ -389,7 +389,11 @@ def _verifier(info: DatasetInfo, file: IDXFile):
 
 
 def _verify(dataset: str, file: IDXFile, raw: bytes, data: bytes, source: str) -> None:
-    """Raise ChecksumError unless the file matches its published digest."""
+    """Raise ChecksumError unless the file matches its published digest.
+
+    ``raw`` is the file as stored, ``data`` its uncompressed contents (the same object when the
+    file was not compressed, see :func:`decompress_if_gzip`).
+    """
     if file.sha256 is not None:
         expected, actual, what = file.sha256, hashlib.sha256(data).hexdigest(), "uncompressed"
     elif file.gz_sha256 is not None and raw is not data:
@@ -410,7 +414,7 @@ def _load(name: str, info: DatasetInfo | None, files: Sequence, source: str) -> 
         logger.info("dataset %r is not a known dataset: loading %s without checksums", name, source)
     tensors = []
     for index, path in enumerate(files):
-        raw, label = path.read_bytes(), os.fspath(path) if isinstance(path, Path) else str(path)
+        raw, label = path.read_bytes(), str(path)
         data = decompress_if_gzip(raw, source=label)
         if info is not None:
             _verify(name, info.files[index], raw, data, label)

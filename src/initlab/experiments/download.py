@@ -26,8 +26,8 @@ __all__ = ["MIRRORS_ENV", "DownloadError", "fetch", "resolve_mirrors"]
 logger = logging.getLogger(__name__)
 
 MIRRORS_ENV = "INITLAB_MIRRORS"
-# Largest file accepted: the biggest known dataset file (EMNIST's, about 0.5 GB uncompressed)
-# fits; a misconfigured mirror that streams forever does not fill the disk.
+# Largest file accepted, far above any IDX dataset file (Fashion-MNIST's train images are 26 MB
+# compressed), so that a misconfigured mirror that streams forever cannot fill the disk.
 _MAX_BYTES = 1 << 30
 _CHUNK = 1 << 20
 
@@ -94,10 +94,15 @@ def fetch(
             _fetch_one(url, directory / filename, verify, timeout)
         except (OSError, ValueError, http.client.HTTPException) as error:
             logger.warning("download of %s failed: %s", url, error)
-            failures.append(f"  {url}: {error}")
+            reason = str(error)  # verify names the URL itself; do not say it twice
+            failures.append(f"  {reason}" if reason.startswith(url) else f"  {url}: {reason}")
         else:
             return directory / filename
-    raise DownloadError(f"could not download {filename} from any mirror:\n" + "\n".join(failures))
+    raise DownloadError(
+        f"could not download {filename} from any mirror:\n" + "\n".join(failures) + "\n"
+        f"Check the network, set {MIRRORS_ENV} to a working mirror, or fetch the files yourself "
+        "and pass their directory with --data-dir"
+    )
 
 
 def _join(base: str, filename: str) -> str:
