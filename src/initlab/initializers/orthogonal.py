@@ -33,9 +33,11 @@ def orthogonal_(
       float32/float64 the result equals it bit for bit with an identically seeded generator.
     - ``"svd"``: ``G = U S V^T``, then ``W = U V^T``, the orthogonal polar factor of G, as in
       Saxe, McClelland and Ganguli, "Exact solutions to the nonlinear dynamics of learning in
-      deep linear neural networks" (ICLR 2014), who take U from the SVD of a Gaussian. U alone
-      is Haar only up to the SVD routine's sign convention; ``U V^T`` is unique and exactly Haar
-      (it inherits the left and right orthogonal invariance of G). Costs several times a QR
+      deep linear neural networks" (ICLR 2014), who take U from the SVD of a Gaussian. U would
+      be Haar if its column signs were random, but LAPACK fixes them (for 3 x 3 matrices
+      ``U[0, 0]`` is measurably not uniform on [-1, 1], as Haar requires); ``U V^T`` does not
+      depend on the signs and is exactly Haar (it inherits the left and right orthogonal
+      invariance of G). Costs several times a QR
       (a thin SVD is an iterative bidiagonalization, QR a single Householder sweep).
 
     float16 and bfloat16 are computed in float32 and cast (PyTorch raises for them).
