@@ -1,5 +1,17 @@
 """Diagnostics at initialization: per-layer statistics, verdicts, mean-field theory, plots."""
 
+from initlab.diagnostics.diagnose import Diagnosis, LayerStats, ParamStats, Verdict, diagnose
+from initlab.diagnostics.hooks import flush_denormal
 from initlab.diagnostics.meanfield import MeanField, critical_weight_variance, mean_field
 
-__all__ = ["MeanField", "critical_weight_variance", "mean_field"]
+__all__ = [
+    "Diagnosis",
+    "LayerStats",
+    "MeanField",
+    "ParamStats",
+    "Verdict",
+    "critical_weight_variance",
+    "diagnose",
+    "flush_denormal",
+    "mean_field",
+]

@@ -1,0 +1,528 @@
+r"""Diagnose a model at initialization: per-layer signal statistics, verdicts and hints.
+
+One forward pass (and one backward pass when a loss is given) with hooks on every leaf module
+records, in execution order, each layer's output mean and std, dead and saturated fractions,
+the ratio of the observed output variance to the variance the weights predict, and the gradient
+with respect to each layer's output. Weight gradients alone can look flat while the
+back-propagated signal vanishes (Glorot and Bengio 2010, Sec. 4.2.2: the activation and the
+back-propagated gradient shrink in opposite directions, so their product, the weight gradient,
+stays level), which is why the gradient verdict reads the output gradients.
+
+Verdicts and their thresholds (module constants below):
+
+- ``vanishing_activations`` / ``exploding_activations``: the std of the last hidden signal is
+  below ``1 / SIGNAL_RATIO`` (0.1) or above ``SIGNAL_RATIO`` (10) times that of the first, i.e.
+  it moved by more than an order of magnitude through depth (non-finite values explode).
+  Hidden signals are the outputs of activation modules, or of every weight layer but the last
+  when the model applies its activations functionally.
+- ``vanishing_gradients`` / ``exploding_gradients``: the RMS gradient with respect to the first
+  weight layer's output is below ``1 / SIGNAL_RATIO`` or above ``SIGNAL_RATIO`` times the
+  last weight layer's (needs ``loss_fn``).
+- ``dead_layers``: a ReLU/ReLU6 layer with more than ``DEAD_FRACTION`` (0.5) of its units zero for
+  every example of the batch.
+- ``saturated_layers``: a tanh/hardtanh (``|y| > 0.99``) or sigmoid (``y < 0.01`` or
+  ``y > 0.99``) layer with more than ``SATURATED_FRACTION`` (0.5) of its outputs saturated.
+- ``unbroken_symmetry``: a weight layer other than the last with more than ``SYMMETRIC_FRACTION``
+  (0.5) of its units identical to another unit: same incoming weights and bias and, when the
+  next weight layer reads them directly, same outgoing weights. Such units receive identical
+  gradients forever (zero or constant initialization). Weight layers are taken in execution
+  order, so in non-sequential graphs the "next layer" is a heuristic.
+- ``healthy``: none of the above.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from initlab.diagnostics.hooks import (
+    flush_denormal,
+    forward_hooks,
+    leaf_modules,
+    preserved_modes,
+    preserved_rng,
+)
+from initlab.fans import layer_fans
+
+__all__ = ["Diagnosis", "LayerStats", "ParamStats", "Verdict", "diagnose"]
+
+SIGNAL_RATIO = 10.0
+DEAD_FRACTION = 0.5
+SATURATED_FRACTION = 0.5
+SYMMETRIC_FRACTION = 0.5
+_WEIGHT_TYPES = (nn.Linear, nn.modules.conv._ConvNd)
+_DEAD_TYPES = (nn.ReLU, nn.ReLU6)
+_TANH_TYPES = (nn.Tanh, nn.Hardtanh)
+_ACTIVATION_TYPES = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU,
+    nn.SiLU, nn.Mish, nn.Tanh, nn.Hardtanh, nn.Sigmoid, nn.Hardsigmoid, nn.Hardswish,
+    nn.Softplus, nn.Softsign, nn.Tanhshrink,
+)  # fmt: skip
+
+HINTS = {
+    "vanishing_activations": (
+        "weights too small for this depth: use a variance-preserving scheme for the activation "
+        "(kaiming_normal for ReLU, xavier_normal or orthogonal with gain 5/3 for tanh), or lsuv, "
+        "which rescales every layer to unit output std on data"
+    ),
+    "exploding_activations": (
+        "weights too large for this depth: use fan_in variance scaling with the activation's "
+        "gain (kaiming_normal for ReLU, xavier_normal for tanh) or lsuv; in residual networks "
+        "without normalization, fixup"
+    ),
+    "vanishing_gradients": (
+        "the back-propagated signal shrinks toward the input: keep each layer's gain at 1 "
+        "(kaiming for ReLU, xavier for tanh, orthogonal with the activation's gain for "
+        "dynamical isometry), or lsuv"
+    ),
+    "exploding_gradients": (
+        "the back-propagated signal grows toward the input: lower the weight variance to the "
+        "variance-preserving value (or the edge of chaos, see initlab.critical_weight_variance); "
+        "in residual networks without normalization, fixup"
+    ),
+    "dead_layers": (
+        "units that output 0 for every example get no gradient: use kaiming (fan_in, ReLU gain) "
+        "with zero biases, avoid large negative biases, or use leaky_relu"
+    ),
+    "saturated_layers": (
+        "tanh/sigmoid units stuck at their bounds have near-zero derivative: scale the weights "
+        "down to xavier (gain 5/3 for tanh, 1 for sigmoid) or calibrate with lsuv"
+    ),
+    "unbroken_symmetry": (
+        "identical units receive identical gradients and never differentiate: initialize the "
+        "weights randomly (any scheme but zeros/constant); constant init is only for biases, "
+        "norm layers and the last layer of residual branches (fixup)"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """Statistics of one leaf-module call, in execution order.
+
+    Attributes:
+        name: qualified module name (``name#2`` for its second call).
+        module_type: the module's class name.
+        kind: ``"weight"`` (Linear, Conv), ``"activation"`` or ``"other"``.
+        shape: output shape.
+        mean: mean of the output over all its elements.
+        std: standard deviation of the output (population, over all elements).
+        dead_fraction: ReLU/ReLU6 only: fraction of units (output elements of one example)
+            that are 0 for every example; else None.
+        saturated_fraction: tanh/hardtanh/sigmoid only: fraction of outputs in saturation.
+        variance_ratio: weight layers only: ``Var(y) / (fan_in * E[W^2] * E[x^2] + E[b^2])``,
+            observed output variance over the variance independent inputs would give with
+            these weights (1 for uncorrelated centred inputs; > 1 when inputs are correlated or
+            not centred).
+        grad_rms: RMS of the loss gradient with respect to this output (None without loss).
+    """
+
+    name: str
+    module_type: str
+    kind: str
+    shape: tuple[int, ...]
+    mean: float
+    std: float
+    dead_fraction: float | None = None
+    saturated_fraction: float | None = None
+    variance_ratio: float | None = None
+    grad_rms: float | None = None
+
+
+@dataclass(frozen=True)
+class ParamStats:
+    """One parameter: gradient statistics and, for weights, spectrum and symmetry.
+
+    Attributes:
+        name: qualified parameter name.
+        shape: parameter shape.
+        grad_norm: Frobenius norm of the gradient (None without loss or without gradient).
+        grad_std: standard deviation of the gradient's elements.
+        sigma_max: largest singular value of the weight as ``(out, -1)`` (>= 2-D only).
+        sigma_min: smallest singular value.
+        condition: ``sigma_max / sigma_min`` (``inf`` when singular).
+        symmetric_fraction: fraction of the layer's units identical to another unit.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    grad_norm: float | None = None
+    grad_std: float | None = None
+    sigma_max: float | None = None
+    sigma_min: float | None = None
+    condition: float | None = None
+    symmetric_fraction: float | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A finding: ``code`` (see the module docstring), a message with the numbers, a hint."""
+
+    code: str
+    message: str
+    hint: str = ""
+    layers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """What :func:`diagnose` found: per-layer and per-parameter statistics, and verdicts."""
+
+    layers: tuple[LayerStats, ...]
+    params: tuple[ParamStats, ...]
+    verdicts: tuple[Verdict, ...]
+    loss: float | None = None
+    jacobian_singular_values: tuple[float, ...] = field(default=())
+
+    @property
+    def healthy(self) -> bool:
+        """True if the only verdict is ``healthy``."""
+        return [v.code for v in self.verdicts] == ["healthy"]
+
+    def signal(self) -> list[LayerStats]:
+        """The hidden signal through depth: activation outputs, else weight outputs but the last."""
+        return _signal(self.layers)
+
+    def table(self) -> str:
+        """Return the layer table, the parameter table and the verdicts as text."""
+        rows = [
+            f"{'layer':<22} {'type':<10} {'mean':>10} {'std':>10} {'dead':>6} {'sat':>6} "
+            f"{'var/pred':>9} {'grad rms':>10}"
+        ]
+        for r in self.layers:
+            rows.append(
+                f"{r.name:<22} {r.module_type[:10]:<10} {r.mean:>10.3g} {r.std:>10.3g} "
+                f"{_fmt(r.dead_fraction, '.2f'):>6} {_fmt(r.saturated_fraction, '.2f'):>6} "
+                f"{_fmt(r.variance_ratio, '.3g'):>9} {_fmt(r.grad_rms, '.3g'):>10}"
+            )
+        rows.append("")
+        rows.append(
+            f"{'parameter':<26} {'grad norm':>10} {'grad std':>10} {'s_max':>9} {'s_min':>9} "
+            f"{'cond':>9} {'sym':>5}"
+        )
+        for p in self.params:
+            rows.append(
+                f"{p.name:<26} {_fmt(p.grad_norm, '.3g'):>10} {_fmt(p.grad_std, '.3g'):>10} "
+                f"{_fmt(p.sigma_max, '.3g'):>9} {_fmt(p.sigma_min, '.3g'):>9} "
+                f"{_fmt(p.condition, '.3g'):>9} {_fmt(p.symmetric_fraction, '.2f'):>5}"
+            )
+        rows.append("")
+        for v in self.verdicts:
+            rows.append(f"{v.code}: {v.message}" + (f"\n  hint: {v.hint}" if v.hint else ""))
+        return "\n".join(rows)
+
+    def to_dict(self) -> dict:
+        """Return a JSON-ready dict (``inf``/``nan`` stay floats; use ``allow_nan`` JSON)."""
+        return asdict(self)
+
+
+def diagnose(
+    model: nn.Module,
+    batch: torch.Tensor | Sequence[torch.Tensor],
+    *,
+    loss_fn: Callable[..., torch.Tensor] | None = None,
+    jacobian: int = 0,
+) -> Diagnosis:
+    r"""Measure how ``model`` propagates signal at its current weights, without changing it.
+
+    Runs one forward pass, and one backward pass when ``loss_fn`` is given, with hooks on every
+    leaf module that are removed on exit even if the model raises; see the module docstring for
+    what is recorded and the verdict thresholds. The model's parameters, buffers (e.g. BatchNorm
+    running statistics), ``.grad`` tensors, train/eval flags and the global random state are all
+    restored; denormals are flushed during the passes (:func:`~initlab.diagnostics.hooks.
+    flush_denormal`). The pass runs in the model's current mode.
+
+    Sources: activation and back-propagated gradient statistics per layer, Glorot and Bengio,
+    "Understanding the difficulty of training deep feedforward neural networks" (2010), Sec. 4;
+    input-output Jacobian spectrum (dynamical isometry), Saxe, McClelland, Ganguli (2014) and
+    Pennington, Schoenholz, Ganguli, "Resurrecting the sigmoid in deep learning through
+    dynamical isometry" (2017).
+
+    Args:
+        model: any module.
+        batch: an input tensor ``(B, ...)`` (B >= 2), or ``(input, target, ...)``.
+        loss_fn: ``loss_fn(output, target)`` when ``batch`` is a sequence, ``loss_fn(output)``
+            otherwise; returns a scalar. ``None`` skips the backward pass.
+        jacobian: number of examples whose input-output Jacobian singular values to compute
+            (0: none). Each costs one backward pass per output element.
+
+    Returns:
+        A :class:`Diagnosis`.
+
+    Raises:
+        TypeError: ``batch`` holds no floating-point input tensor.
+        ValueError: fewer than 2 examples, a non-scalar loss, a loss with no gradient path, or
+            a negative ``jacobian``.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(10, 10), nn.Tanh(), nn.Linear(10, 2))
+        >>> d = diagnose(net, torch.randn(32, 10))
+        >>> [v.code for v in d.verdicts]
+        ['healthy']
+    """
+    x, rest = _split(batch)
+    if isinstance(jacobian, bool) or not isinstance(jacobian, int) or jacobian < 0:
+        raise ValueError(f"jacobian must be an integer >= 0; got jacobian={jacobian!r}")
+    params = dict(model.named_parameters())
+    with ExitStack() as stack:
+        for context in (preserved_modes(model), preserved_rng(), flush_denormal()):
+            stack.enter_context(context)
+        stack.enter_context(_preserved_buffers_and_grads(model))
+        recorder = _Recorder(want_grads=loss_fn is not None)
+        with forward_hooks(leaf_modules(model), recorder):
+            with torch.set_grad_enabled(loss_fn is not None):
+                output = model(x)
+            loss = _backward(loss_fn, output, rest) if loss_fn is not None else None
+        grads = {n: p.grad for n, p in params.items()}
+        spectrum = _jacobian_singular_values(model, x, jacobian)
+    layers = recorder.layers()
+    param_stats = _param_stats(model, params, grads)
+    verdicts = _verdicts(layers, param_stats, model)
+    return Diagnosis(tuple(layers), tuple(param_stats), tuple(verdicts), loss, spectrum)
+
+
+def _split(batch) -> tuple[torch.Tensor, list]:
+    x, rest = (batch[0], list(batch[1:])) if isinstance(batch, (tuple, list)) else (batch, [])
+    if not isinstance(x, torch.Tensor) or not x.dtype.is_floating_point:
+        raise TypeError(
+            "batch must be a floating-point tensor or a sequence whose first element is one; "
+            f"got {type(x).__name__}"
+            + (f" of dtype {x.dtype}" if isinstance(x, torch.Tensor) else "")
+        )
+    if x.ndim == 0 or x.shape[0] < 2:
+        raise ValueError(
+            f"batch needs at least 2 examples for statistics; got input shape {tuple(x.shape)}"
+        )
+    return x, rest
+
+
+class _preserved_buffers_and_grads:
+    """Snapshot buffers and detach ``.grad`` tensors; put both back on exit."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    def __enter__(self):
+        self.buffers = [(b, b.detach().clone()) for b in self.model.buffers()]
+        self.grads = [(p, p.grad) for p in self.model.parameters()]
+        for p, _ in self.grads:
+            p.grad = None
+        return self
+
+    def __exit__(self, *exc):
+        with torch.no_grad():
+            for buffer, saved in self.buffers:
+                buffer.copy_(saved)
+        for p, grad in self.grads:
+            p.grad = grad
+        return False
+
+
+def _backward(loss_fn, output, rest) -> float:
+    loss = loss_fn(output, *rest[:1])
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise ValueError(f"loss_fn must return a scalar tensor; got {loss!r:.80}")
+    if not loss.requires_grad:
+        raise ValueError("the loss has no gradient path to any parameter (requires_grad=False)")
+    loss.backward()
+    return float(loss.detach())
+
+
+class _Recorder:
+    """The forward hook: statistics of every leaf output, and a gradient hook on it."""
+
+    def __init__(self, want_grads: bool):
+        self.want_grads = want_grads
+        self.rows: list[dict] = []
+        self.calls: dict[str, int] = {}
+
+    def __call__(self, name, module, args, output):
+        if not isinstance(output, torch.Tensor) or not output.dtype.is_floating_point:
+            return None
+        n = self.calls[name] = self.calls.get(name, 0) + 1
+        row = _output_stats(name if n == 1 else f"{name}#{n}", module, args, output.detach())
+        self.rows.append(row)
+        if self.want_grads and output.requires_grad:
+            output.register_hook(lambda g, _row=row: _row.__setitem__("grad_rms", _rms(g)))
+        return None
+
+    def layers(self) -> list[LayerStats]:
+        return [LayerStats(**row) for row in self.rows]
+
+
+def _output_stats(name, module, args, y) -> dict:
+    var, mean = torch.var_mean(y.double(), correction=0)
+    row = {
+        "name": name,
+        "module_type": type(module).__name__,
+        "kind": _kind(module),
+        "shape": tuple(y.shape),
+        "mean": float(mean),
+        "std": math.sqrt(float(var)),
+    }
+    if isinstance(module, _DEAD_TYPES):
+        row["dead_fraction"] = float((y.flatten(1) == 0).all(dim=0).double().mean())
+    elif isinstance(module, _TANH_TYPES):
+        row["saturated_fraction"] = float((y.abs() > 0.99).double().mean())
+    elif isinstance(module, nn.Sigmoid):
+        row["saturated_fraction"] = float(((y < 0.01) | (y > 0.99)).double().mean())
+    elif row["kind"] == "weight" and args and isinstance(args[0], torch.Tensor):
+        row["variance_ratio"] = _variance_ratio(module, args[0].detach(), float(var))
+    return row
+
+
+def _kind(module: nn.Module) -> str:
+    if isinstance(module, _WEIGHT_TYPES):
+        return "weight"
+    return "activation" if isinstance(module, _ACTIVATION_TYPES) else "other"
+
+
+def _variance_ratio(module, x: torch.Tensor, observed: float) -> float:
+    # Var(y_i) = sum_j W_ij^2 E[x_j^2] + b_i^2 for independent zero-mean weights and inputs;
+    # averaged over units: fan_in * E[W^2] * E[x^2] + E[b^2] (He et al. 2015, eq. 7).
+    w = module.weight.detach().double()
+    fan_in = layer_fans(module, "weight").fan_in  # (in / groups) * prod(kernel) for convs
+    predicted = fan_in * float(w.pow(2).mean()) * float(x.double().pow(2).mean())
+    if getattr(module, "bias", None) is not None:
+        predicted += float(module.bias.detach().double().pow(2).mean())
+    return observed / predicted if predicted > 0 else math.nan
+
+
+def _rms(t: torch.Tensor) -> float:
+    return math.sqrt(float(t.detach().double().pow(2).mean()))
+
+
+def _param_stats(model, params, grads) -> list[ParamStats]:
+    weights = [m for _, m in model.named_modules() if isinstance(m, _WEIGHT_TYPES)]
+    successor = {id(a.weight): b for a, b in zip(weights, weights[1:], strict=False)}
+    stats = []
+    for name, p in params.items():
+        g = grads.get(name)
+        entry = {"name": name, "shape": tuple(p.shape)}
+        if g is not None:
+            entry |= {"grad_norm": float(g.double().norm()), "grad_std": _std(g)}
+        if p.ndim >= 2 and p.numel() > 0:
+            entry |= _spectrum(p.detach())
+            entry["symmetric_fraction"] = _symmetric_fraction(model, p, successor.get(id(p)))
+        stats.append(ParamStats(**entry))
+    return stats
+
+
+def _std(t: torch.Tensor) -> float:
+    return float(t.double().std(correction=0)) if t.numel() else math.nan
+
+
+def _spectrum(w: torch.Tensor) -> dict:
+    s = torch.linalg.svdvals(w.double().flatten(1))
+    smax, smin = float(s[0]), float(s[-1])
+    return {
+        "sigma_max": smax,
+        "sigma_min": smin,
+        "condition": smax / smin if smin > 0 else math.inf,
+    }
+
+
+def _symmetric_fraction(model, weight, successor) -> float:
+    owner = next((m for m in model.modules() if getattr(m, "weight", None) is weight), None)
+    rows = weight.detach().flatten(1)
+    bias = getattr(owner, "bias", None)
+    if isinstance(bias, torch.Tensor) and bias.shape == rows.shape[:1]:
+        rows = torch.cat([rows, bias.detach()[:, None]], dim=1)
+    nxt = getattr(successor, "weight", None)
+    if nxt is not None and nxt.ndim >= 2 and nxt.shape[1] == rows.shape[0]:
+        # Outgoing weights: the next layer's slices along its input axis, one per unit.
+        rows = torch.cat([rows, nxt.detach().transpose(0, 1).flatten(1)], dim=1)
+    if rows.shape[0] < 2:
+        return 0.0
+    _, inverse, counts = torch.unique(rows, dim=0, return_inverse=True, return_counts=True)
+    return float((counts[inverse] > 1).double().mean())
+
+
+def _jacobian_singular_values(model, x, n) -> tuple[float, ...]:
+    values: list[float] = []
+    for i in range(min(n, x.shape[0])):
+        with torch.enable_grad():
+            jac = torch.autograd.functional.jacobian(lambda v: model(v[None])[0], x[i])
+        values += torch.linalg.svdvals(jac.double().reshape(jac.shape[0], -1)).tolist()
+    return tuple(values)
+
+
+def _verdicts(layers, params, model) -> list[Verdict]:
+    found = [
+        *_signal_verdict(layers),
+        *_gradient_verdict(layers),
+        *_fraction_verdict(layers, "dead_fraction", DEAD_FRACTION, "dead_layers", "dead"),
+        *_fraction_verdict(
+            layers, "saturated_fraction", SATURATED_FRACTION, "saturated_layers", "saturated"
+        ),
+        *_symmetry_verdict(params, model),
+    ]
+    return found or [Verdict("healthy", "activations and gradients keep their scale")]
+
+
+def _ratio_verdict(first, last, what, code_stem) -> list[Verdict]:
+    ratio = last / first if first > 0 else (math.inf if last > 0 else 0.0)  # 0 -> 0 vanished
+    if not math.isfinite(last) or ratio > SIGNAL_RATIO:
+        code = f"exploding_{code_stem}"
+    elif ratio < 1 / SIGNAL_RATIO:
+        code = f"vanishing_{code_stem}"
+    else:
+        return []
+    message = f"{what} goes from {first:.3g} to {last:.3g} (ratio {ratio:.3g})"
+    return [Verdict(code, message, HINTS[code])]
+
+
+def _signal(layers) -> list[LayerStats]:
+    activations = [r for r in layers if r.kind == "activation"]
+    return activations or [r for r in layers if r.kind == "weight"][:-1]
+
+
+def _signal_verdict(layers) -> list[Verdict]:
+    signal = _signal(layers)
+    if len(signal) < 2:
+        return []
+    what = f"hidden activation std from {signal[0].name} to {signal[-1].name}"
+    return _ratio_verdict(signal[0].std, signal[-1].std, what, "activations")
+
+
+def _gradient_verdict(layers) -> list[Verdict]:
+    weights = [r for r in layers if r.kind == "weight" and r.grad_rms is not None]
+    if len(weights) < 2:
+        return []
+    # Back-propagation runs from the last layer to the first: compare first to last.
+    what = f"output-gradient RMS from {weights[-1].name} back to {weights[0].name}"
+    return _ratio_verdict(weights[-1].grad_rms, weights[0].grad_rms, what, "gradients")
+
+
+def _fraction_verdict(layers, attr, threshold, code, word) -> list[Verdict]:
+    bad = [r for r in layers if (getattr(r, attr) or 0.0) > threshold]
+    if not bad:
+        return []
+    worst = max(bad, key=lambda r: getattr(r, attr))
+    message = (
+        f"{len(bad)} layer(s) with more than {threshold:.0%} {word} units; worst "
+        f"{worst.name}: {getattr(worst, attr):.0%}"
+    )
+    return [Verdict(code, message, HINTS[code], tuple(r.name for r in bad))]
+
+
+def _symmetry_verdict(params, model) -> list[Verdict]:
+    weights = [p for p in params if p.symmetric_fraction is not None]
+    bad = [p for p in weights[:-1] if p.symmetric_fraction > SYMMETRIC_FRACTION]
+    if not bad:
+        return []
+    message = (
+        f"{len(bad)} weight(s) with more than {SYMMETRIC_FRACTION:.0%} of units identical to "
+        f"another unit, e.g. {bad[0].name} ({bad[0].symmetric_fraction:.0%})"
+    )
+    code = "unbroken_symmetry"
+    return [Verdict(code, message, HINTS[code], tuple(p.name for p in bad))]
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
