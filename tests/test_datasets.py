@@ -197,6 +197,22 @@ def test_checksum_mismatch_names_file_digests_and_remedy(tmp_path):
         load_dataset("mnist", data_dir=tmp_path)
 
 
+def test_recompressed_gzip_verifies_by_its_contents(tmp_path, mnist):
+    # Debian re-compressed Fashion-MNIST with other gzip headers: same contents must verify.
+    source = shared("mnist")
+    link_all(source, tmp_path, names=FILE_NAMES[:3])
+    contents = gzip.decompress((source / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    packed = gzip.compress(contents, compresslevel=1, mtime=0)
+    assert packed != (source / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(packed)
+    assert torch.equal(load_dataset("mnist", data_dir=tmp_path).test_labels, mnist.test_labels)
+
+
+def test_name_must_be_a_string():
+    with pytest.raises(TypeError, match=r"name must be a str; got name=10"):
+        load_dataset(10)
+
+
 def test_gz_digest_dataset_rejects_wrong_gz(tmp_path):
     # KMNIST publishes only .gz digests: MNIST's .gz files must fail them.
     link_all(shared("mnist"), tmp_path)

@@ -280,6 +280,7 @@ def load_dataset(
         A :class:`Dataset`: images ``(N, H, W)`` uint8, labels ``(N,)`` int64.
 
     Raises:
+        TypeError: ``name`` is not a str.
         ValueError: unknown ``name`` without ``data_dir``; labels out of range or image and label
             counts that disagree.
         FileNotFoundError: a file is missing everywhere; the message lists every path tried.
@@ -292,6 +293,8 @@ def load_dataset(
         >>> mnist.train_images.shape, mnist.test_labels.dtype
         (torch.Size([60000, 28, 28]), torch.int64)
     """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str; got name={name!r}")
     info = DATASETS.get(name)
     if info is None and data_dir is None:
         one_of("name", name, DATASETS)
