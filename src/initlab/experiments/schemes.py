@@ -100,7 +100,7 @@ def weight_parameters(model: nn.Module) -> Iterator[tuple[nn.Module, str, nn.Par
 
 
 def _fill_weights(rule: Callable[..., None]) -> Callable[..., None]:
-    """Turn a tensor rule ``rule(tensor, generator=..., **options)`` into ``init_weights``."""
+    """Turn a tensor rule ``rule(tensor, generator=, fans=, **options)`` into ``init_weights``."""
 
     def init_weights(model: nn.Module, *, generator: torch.Generator, batch=None, **options):
         for module, name, param in weight_parameters(model):
@@ -110,12 +110,11 @@ def _fill_weights(rule: Callable[..., None]) -> Callable[..., None]:
 
 
 def _fill_one(module, name, param, rule, generator, options) -> None:
-    # Stacked gates / q,k,v blocks are independent matrices: each gets its own fans.
-    blocks = il.layer_fans(module, name).blocks
-    if blocks > 1:
-        il.per_block_(param, blocks, lambda t: rule(t, generator=generator, **options))
-    else:
-        rule(param, generator=generator, **options)
+    # Fans come from the layer kind (ConvTranspose, grouped conv, Bilinear, ...), not from the
+    # stored shape; stacked gates / q,k,v blocks / conv groups are independent matrices, filled
+    # one by one, each with these per-block fans.
+    fans = il.layer_fans(module, name)
+    il.per_block_(param, fans.blocks, rule, generator=generator, fans=fans.fans, **options)
 
 
 def _seed_weights(model: nn.Module, *, generator: torch.Generator, batch=None) -> None:
@@ -128,12 +127,45 @@ def _seed_weights(model: nn.Module, *, generator: torch.Generator, batch=None) -
         _fill_one(module, name, param, rule, generator, {})
 
 
-def _xavier_uniform(t, *, generator):
-    il.xavier_uniform_(t, generator=generator)
+# Tensor rules: rule(tensor, *, generator, fans, **options). Rules without fans ignore them.
+def _zeros(t, *, generator, fans):
+    il.zeros_(t)
 
 
-def _kaiming_uniform_relu(t, *, generator):
-    il.kaiming_uniform_(t, mode="fan_in", nonlinearity="relu", generator=generator)
+def _uniform(t, *, generator, fans, bound):
+    il.uniform_(t, a=-bound, b=bound, generator=generator)
+
+
+def _normal(t, *, generator, fans, std):
+    il.normal_(t, mean=0.0, std=std, generator=generator)
+
+
+def _xavier_uniform(t, *, generator, fans, gain=1.0):
+    il.xavier_uniform_(t, gain=gain, fans=fans, generator=generator)
+
+
+def _xavier_normal(t, *, generator, fans, gain):
+    il.xavier_normal_(t, gain=gain, fans=fans, generator=generator)
+
+
+def _kaiming_uniform_relu(t, *, generator, fans):
+    il.kaiming_uniform_(t, mode="fan_in", nonlinearity="relu", fans=fans, generator=generator)
+
+
+def _kaiming_normal_relu(t, *, generator, fans):
+    il.kaiming_normal_(t, mode="fan_in", nonlinearity="relu", fans=fans, generator=generator)
+
+
+def _lecun_normal(t, *, generator, fans):
+    il.lecun_normal_(t, mode="fan_in", fans=fans, generator=generator)
+
+
+def _orthogonal(t, *, generator, fans, gain):
+    il.orthogonal_(t, gain=gain, generator=generator)
+
+
+def _trunc_normal(t, *, generator, fans, std):
+    il.trunc_normal_(t, mean=0.0, std=std, a=-2.0, b=2.0, bounds="std", generator=generator)
 
 
 def _no_weights(model: nn.Module, *, generator: torch.Generator, batch=None) -> None:
@@ -152,78 +184,58 @@ SCHEMES: dict[str, Scheme] = {
         ),
         Scheme(
             "zeros",
-            "all weights 0 (symmetric: hidden units stay identical)",
-            _fill_weights(lambda t, *, generator: il.zeros_(t)),
+            "all weights 0 (symmetric: the hidden units of a layer stay identical)",
+            _fill_weights(_zeros),
         ),
         Scheme(
             "uniform",
             "U(-bound, bound), bound=0.05 (option bound): the seed's 'random initialization'",
-            _fill_weights(
-                lambda t, *, generator, bound: il.uniform_(
-                    t, a=-bound, b=bound, generator=generator
-                )
-            ),
+            _fill_weights(_uniform),
             {"bound": 0.05},
         ),
         Scheme(
             "normal",
             "N(0, std^2), std=0.01 (option std): the seed's 'random initialization'",
-            _fill_weights(
-                lambda t, *, generator, std: il.normal_(t, mean=0.0, std=std, generator=generator)
-            ),
+            _fill_weights(_normal),
             {"std": 0.01},
         ),
         Scheme(
             "xavier_uniform",
             "U(-b, b), b = gain*sqrt(6/(fan_in+fan_out)), gain=1 (Glorot & Bengio 2010)",
-            _fill_weights(
-                lambda t, *, generator, gain: il.xavier_uniform_(t, gain=gain, generator=generator)
-            ),
+            _fill_weights(_xavier_uniform),
             {"gain": 1.0},
         ),
         Scheme(
             "xavier_normal",
             "N(0, std^2), std = gain*sqrt(2/(fan_in+fan_out)), gain=1 (Glorot & Bengio 2010)",
-            _fill_weights(
-                lambda t, *, generator, gain: il.xavier_normal_(t, gain=gain, generator=generator)
-            ),
+            _fill_weights(_xavier_normal),
             {"gain": 1.0},
         ),
         Scheme(
             "kaiming_uniform",
-            "U(-b, b), b = sqrt(2)*sqrt(3/fan_in): He et al. 2015 for relu, fan_in",
+            "U(-b, b), b = sqrt(6/fan_in): He et al. 2015 for relu (gain sqrt 2), fan_in",
             _fill_weights(_kaiming_uniform_relu),
         ),
         Scheme(
             "kaiming_normal",
             "N(0, std^2), std = sqrt(2/fan_in): He et al. 2015 for relu, fan_in (untruncated)",
-            _fill_weights(
-                lambda t, *, generator: il.kaiming_normal_(
-                    t, mode="fan_in", nonlinearity="relu", generator=generator
-                )
-            ),
+            _fill_weights(_kaiming_normal_relu),
         ),
         Scheme(
             "lecun_normal",
-            "N(0, std^2), std = 1/sqrt(fan_in) (LeCun et al. 1998)",
-            _fill_weights(lambda t, *, generator: il.lecun_normal_(t, generator=generator)),
+            "N(0, std^2), std = 1/sqrt(fan_in), untruncated (LeCun et al. 1998)",
+            _fill_weights(_lecun_normal),
         ),
         Scheme(
             "orthogonal",
             "gain * (semi-)orthogonal matrix from the QR of a Gaussian, gain=1 (Saxe et al. 2014)",
-            _fill_weights(
-                lambda t, *, generator, gain: il.orthogonal_(t, gain=gain, generator=generator)
-            ),
+            _fill_weights(_orthogonal),
             {"gain": 1.0},
         ),
         Scheme(
             "trunc_normal",
             "N(0, std^2) truncated to [-2 std, 2 std], std=0.02 (option std), as in ViT/timm",
-            _fill_weights(
-                lambda t, *, generator, std: il.trunc_normal_(
-                    t, mean=0.0, std=std, a=-2.0, b=2.0, bounds="std", generator=generator
-                )
-            ),
+            _fill_weights(_trunc_normal),
             {"std": 0.02},
         ),
         Scheme(

@@ -166,9 +166,15 @@ def build_initialized(
     model_params: dict | None = None,
     bias_init: str | None = None,
 ) -> nn.Module:
-    """Build zoo ``model`` on the CPU and initialize it by ``scheme`` from the run ``seed``."""
-    net = build_model(model, **(model_params or {}))
+    """Build zoo ``model`` on the CPU and initialize it by ``scheme`` from the run ``seed``.
+
+    Construction runs PyTorch's default init from the global RNG; it happens under a forked
+    RNG seeded from the init stream, so the global RNG is untouched and the result repeatable.
+    """
     generator = torch.Generator().manual_seed(run_seeds(seed)[0])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(0, 2**62, (), generator=generator)))
+        net = build_model(model, **(model_params or {}))
     return initialize(net, scheme, generator=generator, bias_init=bias_init)
 
 
