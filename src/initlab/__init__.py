@@ -4,6 +4,8 @@ Layers, lowest first (lower layers never import higher ones):
 fans, gains -> initializers -> policy, pretrained, datadriven, diagnostics -> experiments -> cli.
 """
 
+from initlab.datadriven import LSUVReport, lsuv_
+from initlab.diagnostics import Diagnosis, MeanField, critical_weight_variance, diagnose, mean_field
 from initlab.fans import LayerFans, compute_fans, layer_fans
 from initlab.gains import calculate_gain, compute_gain
 from initlab.initializers import (
@@ -72,5 +74,13 @@ __all__ = [
     "Rule",
     "PolicyOptions",
     "preset_rules",
+    # diagnostics and data-driven init
+    "diagnose",
+    "Diagnosis",
+    "mean_field",
+    "MeanField",
+    "critical_weight_variance",
+    "lsuv_",
+    "LSUVReport",
 ]
 __version__ = "0.1.0"

@@ -26,6 +26,7 @@ from torch import nn
 
 from initlab._checks import one_of
 from initlab.diagnostics.hooks import flush_denormal, forward_hooks, preserved_modes, preserved_rng
+from initlab.initializers import orthogonal_
 
 __all__ = ["LSUVLayer", "LSUVReport", "lsuv_"]
 
@@ -162,7 +163,7 @@ def lsuv_(
     if orthogonal_preinit:
         with torch.no_grad():
             for _, m in layers:
-                nn.init.orthogonal_(m.weight, gain=1.0, generator=generator)
+                orthogonal_(m.weight, gain=1.0, generator=generator)
     rows: dict[str, LSUVLayer] = {}
     calibrate = _Calibrator(target_std, tol, tol_on, correct_mean, max_iter, rows)
     with ExitStack() as stack:
