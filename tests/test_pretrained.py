@@ -8,8 +8,10 @@ so that it can fail.
 from __future__ import annotations
 
 import builtins
+import copy
 import json
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -530,3 +532,60 @@ def test_report_table_and_dict(checkpoint):
     assert any("checkpoint (10, 8) vs model (4, 8)" in line for line in lines)
     assert sum(line.startswith("loaded") for line in lines) == 6
     assert sum(line.startswith("loaded") for line in str(report).splitlines()) == 0
+
+
+# ---------------------------------------------------------------- the policy inits only the rest
+
+
+def test_policy_initializes_only_what_was_not_loaded(checkpoint):
+    import initlab
+
+    state = {k: v for k, v in checkpoint.items() if k != "conv.bias"}  # one missing parameter
+    model = TinyCNN(classes=5, seed=1)  # and a mismatched head
+    twin = copy.deepcopy(model)
+    constructed = {n: p.detach().clone() for n, p in model.named_parameters()}
+    report = load_pretrained(model, state, seed=0)
+    rest = ["conv.bias", "fc.weight", "fc.bias"]
+    # Every loaded tensor is bit for bit the checkpoint's, after the policy ran.
+    assert_loaded_exactly(model, {k: v for k, v in state.items() if not k.startswith("fc.")})
+    assert [r.name for r in report.reinitialized] == rest
+    assert {m.action for m in report.mismatched} == {"re-initialized"}
+    # The rest is exactly the policy's plan for those names, with the same seed.
+    initlab.plan(twin, "auto", only=rest).apply(seed=0)
+    for name in rest:
+        assert torch.equal(model.get_parameter(name), twin.get_parameter(name)), name
+    assert not torch.equal(model.fc.weight, constructed["fc.weight"])
+    row = next(r for r in report.reinitialized if r.name == "fc.weight")
+    # Xavier uniform bound sqrt(6 / (fan_in + fan_out)) = sqrt(6 / (8 + 5)), by hand.
+    assert row.reason == "shape mismatch" and f"U(-{(6 / 13) ** 0.5:.4g}" in row.rule
+    assert [r["name"] for r in report.init_plan["rows"]] == rest
+
+
+def test_init_rest_seed_contract(checkpoint):
+    def head(seed):
+        model = TinyCNN(classes=5, seed=1)
+        load_pretrained(model, checkpoint, seed=seed)
+        return model.fc.weight.detach().clone()
+
+    assert torch.equal(head(3), head(3))
+    assert not torch.equal(head(3), head(4))
+
+
+def test_a_plan_that_would_touch_a_loaded_tensor_is_refused(checkpoint, monkeypatch):
+    import initlab.policy
+
+    class Greedy:
+        """A policy plan that (wrongly) includes a loaded parameter."""
+
+        applied = False
+        rows = [SimpleNamespace(name="conv.weight"), SimpleNamespace(name="fc.weight")]
+
+        def apply(self, **kwargs):
+            Greedy.applied = True
+
+    monkeypatch.setattr(initlab.policy, "plan", lambda *a, **k: Greedy())
+    model = TinyCNN(classes=5, seed=1)
+    with pytest.raises(RuntimeError, match=r"includes loaded tensors \['conv.weight'\]"):
+        load_pretrained(model, checkpoint)
+    assert not Greedy.applied
+    assert torch.equal(model.conv.weight, checkpoint["conv.weight"])

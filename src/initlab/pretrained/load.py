@@ -49,6 +49,7 @@ def load_pretrained(
     adapt_first_conv: bool = True,
     new_head: str | Iterable[str] | None = None,
     init_rest: str | None = "auto",
+    example_input=None,
     seed: int | None = None,
     generator: torch.Generator | None = None,
     freeze: bool | str | Iterable[str] | None = None,
@@ -108,6 +109,8 @@ def load_pretrained(
             head of another size.
         init_rest: the policy (for :func:`initlab.plan`) that initializes the parameters not
             loaded, ``"auto"`` by default; ``None`` leaves them as constructed.
+        example_input: passed to :func:`initlab.plan`: one traced forward lets the policy see
+            functional activations (``F.relu``) when choosing the rules for the rest.
         seed: seed for ``init_rest``; the same seed gives the same weights.
         generator: random stream for ``init_rest`` instead of ``seed``.
         freeze: ``True`` freezes every loaded (or adapted) parameter; a pattern or patterns
@@ -161,10 +164,12 @@ def load_pretrained(
     reasons.update({n: "shape mismatch" for n in mismatched_names})
     reasons.update({n: "new head" for n in head})
     rest = [n for n, _ in model.named_parameters() if n not in loaded_names]
-    reinitialized, init_plan = _init_rest(model, rest, reasons, init_rest, seed, generator)
+    reinitialized, init_plan = _init_rest(
+        model, rest, reasons, init_rest, example_input, seed, generator
+    )
     for name in to_freeze:
         targets[name].requires_grad_(False)
-    action = "left as constructed" if init_rest is None else "reinitialized"
+    action = "left as constructed" if init_rest is None else "re-initialized"
     report = LoadReport(
         source=description,
         alignment=triage.alignment,
@@ -321,7 +326,7 @@ def _all_used(patterns: tuple[str, ...], names: list[str], option: str, what: st
         )
 
 
-def _init_rest(model, rest, reasons, init_rest, seed, generator):
+def _init_rest(model, rest, reasons, init_rest, example_input, seed, generator):
     """Initialize parameters ``rest`` (none of them loaded) by the policy; return report rows."""
     shapes = dict(model.named_parameters())
     if not rest or init_rest is None:
@@ -329,13 +334,13 @@ def _init_rest(model, rest, reasons, init_rest, seed, generator):
         return [Reinitialized(n, tuple(shapes[n].shape), reasons[n], rule) for n in rest], None
     from initlab.policy import plan as make_plan
 
-    init_plan = make_plan(model, init_rest, only=rest)
-    rules = {row.name: _describe(row) for row in init_plan.rows}
-    stray = sorted(set(rules) - set(rest))
+    init_plan = make_plan(model, init_rest, example_input=example_input, only=rest)
+    stray = sorted({row.name for row in init_plan.rows} - set(rest))
     if stray:
         # The policy must never touch a loaded tensor; refuse rather than overwrite.
         raise RuntimeError(f"the init plan includes loaded tensors {stray[:5]}; nothing applied")
     init_plan.apply(seed=seed, generator=generator)
+    rules = {row.name: _describe(row) for row in init_plan.rows}
     rows = [
         Reinitialized(
             n, tuple(shapes[n].shape), reasons[n], rules.get(n, "not planned: as constructed")
@@ -346,7 +351,14 @@ def _init_rest(model, rest, reasons, init_rest, seed, generator):
 
 
 def _describe(row) -> str:
-    return str(row.rule)
+    """One line from a policy plan row: its rule and, for random draws, the exact scale."""
+    if row.distribution == "uniform":
+        return f"{row.rule}: U(-{row.bound:.4g}, {row.bound:.4g})"
+    if row.distribution == "normal":
+        return f"{row.rule}: N(0, {row.std:.4g}^2)"
+    if row.distribution == "truncated_normal":
+        return f"{row.rule}: N(0, {row.std:.4g}^2) cut to +-{row.bound:.4g}"
+    return f"{row.rule} ({row.distribution})"
 
 
 def _dtype(dtype: torch.dtype) -> str:

@@ -27,7 +27,7 @@ class Mismatched:
     source_key: str
     source_shape: tuple[int, ...]
     model_shape: tuple[int, ...]
-    action: str  # "reinitialized", "adapted" or "left as constructed"
+    action: str  # "re-initialized" or "left as constructed"
 
 
 @dataclass(frozen=True)
