@@ -34,6 +34,7 @@ from initlab.initializers import (
     zeros_,
 )
 from initlab.policy import InitPlan, PlanRow, PolicyOptions, Rule, init_model, plan, preset_rules
+from initlab.pretrained import LoadReport, PickleRefusedError, load_pretrained
 
 __all__ = [
     # fans and gains
@@ -74,6 +75,10 @@ __all__ = [
     "Rule",
     "PolicyOptions",
     "preset_rules",
+    # pretrained: load safely, report, initialize only the rest
+    "load_pretrained",
+    "LoadReport",
+    "PickleRefusedError",
     # diagnostics and data-driven init
     "diagnose",
     "Diagnosis",
