@@ -1,6 +1,7 @@
 """The truncated normal distribution, exact to the tensor's precision.
 
-Two samplers, chosen by the probability mass ``P`` of the interval under the parent normal:
+Three samplers, chosen by the standardized interval ``[alpha, beta]`` and its probability mass
+``P = Phi(beta) - Phi(alpha)`` under the parent normal:
 
 - ``P >= 0.25``: draw the whole tensor from the parent normal once, then redraw only the entries
   that fell outside (in a small side buffer, by rejection). The tensor is traversed in blocks
@@ -8,9 +9,12 @@ Two samplers, chosen by the probability mass ``P`` of the interval under the par
 - ``P < 0.25`` (a narrow interval or one in a tail): inverse CDF, ``Phi^-1(U)`` with
   ``U ~ U(Phi(alpha), Phi(beta))`` in float64, on the lower-tail side of the interval (by
   symmetry) where ``Phi`` and ``Phi^-1`` keep full relative precision.
+- an interval so narrow that the density varies by less than 1e-10 across it: uniform on it
+  (the inverse CDF would run out of float64 resolution there).
 
-Source: Robert, "Simulation of truncated normal variables" (1995), Sec. 1 (rejection from the
-parent normal and inversion of the CDF as the two baseline methods).
+Sources: Devroye, "Non-Uniform Random Variate Generation" (1986), Ch. II, Sec. 2 (inversion)
+and Sec. 3 (rejection); Robert, "Simulation of truncated normal variables" (Statistics and
+Computing, 1995), which studies both for the truncated normal.
 """
 
 from __future__ import annotations
@@ -63,8 +67,9 @@ def trunc_normal_(
 
     Method: redraw of the out-of-bounds entries when the interval holds at least 25 % of the
     parent mass, else the float64 inverse CDF ``Phi^-1(U)``, ``U ~ U(Phi(alpha), Phi(beta))``,
-    with ``alpha = (lo - mean) / std`` and ``beta = (hi - mean) / std`` (Robert 1995, Sec. 1).
-    Both are exact samplers of the truncated law.
+    with ``alpha = (lo - mean) / std`` and ``beta = (hi - mean) / std`` (Devroye 1986, Ch. II;
+    Robert 1995). Both are exact samplers of the truncated law. An interval narrower than about
+    1e-10 std, where the density is flat to float64 precision, is sampled uniformly.
 
     Args:
         tensor: any shape, floating point (meta and zero-element tensors are left as they are).
@@ -81,7 +86,8 @@ def trunc_normal_(
     Raises:
         TypeError: if ``tensor`` is not floating point or an argument is not a real number.
         ValueError: if ``std < 0``, ``a >= b``, ``bounds`` is unknown, no value of the tensor's
-            dtype lies in ``[lo, hi]``, or the interval has no mass at float64 precision.
+            dtype lies in ``[lo, hi]``, or the interval is so far in a tail (beyond about 37 std)
+            that its probability underflows float64.
 
     Example:
         >>> w = trunc_normal_(torch.empty(768, 768), std=0.02)  # in [-0.04, 0.04]
@@ -101,32 +107,21 @@ def trunc_normal_(
 
 @dataclasses.dataclass(frozen=True)
 class _Law:
-    """A truncated normal: exact bounds, standardized bounds, bounds rounded inward per dtype."""
+    """A truncated normal, with everything its samplers need."""
 
     mean: float
     std: float
-    lo: float
+    lo: float  # the exact bounds
     hi: float
     work: tuple[float, float]  # bounds rounded inward to the working dtype (float32/float64)
     target: tuple[float, float]  # bounds rounded inward to the tensor's dtype
-
-    @property
-    def tail(self) -> tuple[float, float, bool]:
-        """Return ``(alpha, beta, mirrored)``, mirrored onto the lower tail if that side is nearer.
-
-        Sampling ``-z`` on ``[-beta, -alpha]`` instead of ``z`` on ``[alpha, beta]`` keeps
-        ``Phi`` and ``Phi^-1`` away from 1, where float64 loses their relative precision.
-        """
-        alpha, beta = (self.lo - self.mean) / self.std, (self.hi - self.mean) / self.std
-        if alpha + beta > 0:
-            return -beta, -alpha, True
-        return alpha, beta, False
-
-    @property
-    def mass(self) -> float:
-        """Probability of ``[lo, hi]`` under the parent normal, ``Phi(beta) - Phi(alpha)``."""
-        alpha, beta, _ = self.tail
-        return _phi(beta) - _phi(alpha)
+    # standardized bounds, mirrored onto the lower half (alpha + beta <= 0) if that side is
+    # nearer: sampling -z on [-beta, -alpha] keeps Phi and Phi^-1 away from 1, where float64
+    # loses their relative precision
+    alpha: float
+    beta: float
+    mirrored: bool
+    mass: float  # Phi(beta) - Phi(alpha), the acceptance probability of rejection
 
 
 def _law(dtype: torch.dtype, mean, std, a, b, bounds) -> _Law:
@@ -140,14 +135,37 @@ def _law(dtype: torch.dtype, mean, std, a, b, bounds) -> _Law:
         lo = mean + a * std if math.isfinite(a) else a
         hi = mean + b * std if math.isfinite(b) else b
     if std == 0:
-        return _Law(mean, std, lo, hi, (lo, hi), (lo, hi))
-    law = _Law(mean, std, lo, hi, _inward(lo, hi, _working_dtype(dtype)), _inward(lo, hi, dtype))
-    if law.mass == 0:
+        return _Law(mean, std, lo, hi, (lo, hi), (lo, hi), 0.0, 0.0, False, 1.0)
+    work, target = _inward(lo, hi, _working_dtype(dtype)), _inward(lo, hi, dtype)
+    alpha, beta = (lo - mean) / std, (hi - mean) / std
+    mirrored = alpha + beta > 0
+    if mirrored:
+        alpha, beta = -beta, -alpha
+    law = _Law(mean, std, lo, hi, work, target, alpha, beta, mirrored, _mass(alpha, beta))
+    if law.mass == 0 and not _narrow(law):
         raise ValueError(
-            f"the interval [{lo!r}, {hi!r}] has no probability mass at float64 precision under "
-            f"N(mean={mean!r}, std={std!r}**2): it is too narrow or too far in a tail"
+            f"the interval [{lo!r}, {hi!r}] is too far in a tail of N(mean={mean!r}, "
+            f"std={std!r}**2): its probability underflows float64"
         )
     return law
+
+
+def _mass(alpha: float, beta: float) -> float:
+    """Return Phi(beta) - Phi(alpha) for alpha + beta <= 0, without cancellation."""
+    if beta <= 0:  # both in the lower tail: erfc keeps its relative precision there
+        return 0.5 * (math.erfc(-beta / math.sqrt(2.0)) - math.erfc(-alpha / math.sqrt(2.0)))
+    return 0.5 * (math.erf(beta / math.sqrt(2.0)) - math.erf(alpha / math.sqrt(2.0)))
+
+
+def _narrow(law: _Law) -> bool:
+    """Whether the density varies by less than 1e-10 (relative) across the interval.
+
+    The log-density changes by at most (beta - alpha) * max(|alpha|, |beta|) + (beta - alpha)**2
+    over [alpha, beta]; below 1e-10 the uniform distribution on [lo, hi] is the truncated normal
+    to float64 accuracy, where the inverse CDF would run out of resolution.
+    """
+    width = law.beta - law.alpha
+    return width * (1 + max(abs(law.alpha), abs(law.beta))) < 1e-10
 
 
 def _working_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -183,15 +201,17 @@ def _sample_(tensor: torch.Tensor, law: _Law, generator: torch.Generator | None)
     work_dtype = _working_dtype(tensor.dtype)
     direct = tensor.dtype == work_dtype and tensor.is_contiguous()
     flat = tensor.view(-1) if direct else tensor.new_empty(tensor.numel(), dtype=work_dtype)
-    by_rejection = law.mass >= _MIN_ACCEPTANCE
+    if _narrow(law):
+        fill = _uniform_
+    elif law.mass >= _MIN_ACCEPTANCE:
+        fill = _reject_
+    else:
+        fill = _inverse_cdf_
     for block in flat.split(_BLOCK):
-        if by_rejection:
-            _reject_(block, law, generator)
-        else:
-            block.copy_(_inverse_cdf(block.numel(), law, block.device, generator))
+        fill(block, law, generator)
     if not direct:
         tensor.copy_(flat.view(tensor.shape))
-    if not (direct and by_rejection):  # a cast from float64 or to a lower precision can round out
+    if not (direct and fill is _reject_):  # a cast from float64 or to a lower precision rounds
         tensor.clamp_(*law.target)
 
 
@@ -219,14 +239,19 @@ def _inside(n: int, law: _Law, like: torch.Tensor, generator) -> torch.Tensor:
         missing -= kept.numel()
         if missing == 0:
             return torch.cat(parts)
-    parts.append(_inverse_cdf(missing, law, like.device, generator).to(like.dtype).clamp_(lo, hi))
+    rest = like.new_empty(missing)
+    _inverse_cdf_(rest, law, generator)
+    parts.append(rest.clamp_(lo, hi))
     return torch.cat(parts)
 
 
-def _inverse_cdf(n: int, law: _Law, device, generator) -> torch.Tensor:
-    """Return ``n`` float64 draws ``mean + std * Phi^-1(U)``, U ~ U(Phi(alpha), Phi(beta))."""
-    alpha, beta, mirrored = law.tail
-    low, mass = _phi(alpha), _phi(beta) - _phi(alpha)
-    u = torch.rand(n, dtype=torch.float64, device=device, generator=generator)
-    z = torch.special.ndtri(u.mul_(mass).add_(low))
-    return z.mul_(-law.std if mirrored else law.std).add_(law.mean)
+def _inverse_cdf_(block: torch.Tensor, law: _Law, generator: torch.Generator | None) -> None:
+    """Fill ``block`` with ``mean + std * Phi^-1(U)``, U ~ U(Phi(alpha), Phi(beta)), in float64."""
+    u = torch.rand(block.numel(), dtype=torch.float64, device=block.device, generator=generator)
+    z = torch.special.ndtri(u.mul_(law.mass).add_(_phi(law.alpha)))
+    block.copy_(z.mul_(-law.std if law.mirrored else law.std).add_(law.mean))
+
+
+def _uniform_(block: torch.Tensor, law: _Law, generator: torch.Generator | None) -> None:
+    """Fill ``block`` uniformly on the bounds: the truncated normal on a very narrow interval."""
+    block.uniform_(*law.work, generator=generator)
