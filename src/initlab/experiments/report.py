@@ -207,7 +207,7 @@ def write_report(out_dir: str | os.PathLike, config, lines: Sequence[dict]) -> l
 def _markdown(config, rows: Sequence[SummaryRow]) -> str:
     t = config.train
     settings = (
-        f"model `{config.model}` {config.model_params or ''}, dataset `{config.dataset}`"
+        f"model `{config.model}` {config.model_params or '(defaults)'}, dataset `{config.dataset}`"
         f" (train subset {config.train_subset or 'all'},"
         f" test subset {config.test_subset or 'all'}),"
         f" {t.optimizer} lr {t.lr:g} weight decay {t.weight_decay:g}, batch {t.batch_size},"

@@ -1,0 +1,232 @@
+"""The comparison runner: files written, resume after an interrupt, divergence, the summary."""
+
+import csv
+import json
+
+import pytest
+
+from initlab.experiments.report import SummaryRow, format_table, summarize
+from initlab.experiments.sweep import CompareConfig, read_results, run_sweep
+from initlab.experiments.trainer import TrainConfig
+
+# 1000 training images = 16 steps of 64 per epoch: a sweep of 4 runs x 2 epochs takes ~1 s.
+SMALL = {"train_subset": 1000, "test_subset": 200, "train": TrainConfig(epochs=2)}
+
+
+def _comparable(lines):
+    """Lines without wall times, keyed so that line order does not matter."""
+    out = {}
+    for line in lines:
+        line = {k: v for k, v in line.items() if k != "wall_time_s"}
+        out[(line["type"], line["run"], line.get("epoch"))] = line
+    return out
+
+
+def test_sweep_writes_config_results_summary_report_and_figures(tmp_path):
+    config = CompareConfig(schemes=("seed", "zeros"), seeds=2, **SMALL)
+    result = run_sweep(config, tmp_path, progress=False)
+    assert CompareConfig.from_json((tmp_path / "config.json").read_text()) == config
+    lines = read_results(tmp_path / "results.jsonl")
+    # per run: one init line, one line per epoch, one status line
+    assert [line["type"] for line in lines] == ["init", "epoch", "epoch", "status"] * 4
+    assert [line["run"] for line in lines[::4]] == ["seed/0", "zeros/0", "seed/1", "zeros/1"]
+    assert {line["status"] for line in lines if line["type"] == "status"} == {"finished"}
+    assert set(lines[0]["activation_std"]) == {"fc1", "fc2"}
+    # the zeros scheme's outputs are all zero at init, the seed's are not
+    assert lines[4]["activation_std"] == {"fc1": 0.0, "fc2": 0.0}
+    assert lines[0]["activation_std"]["fc1"] > 0.1
+
+    with open(tmp_path / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["scheme"] for r in rows] == ["seed", "zeros"]
+    finals = [ln["test_accuracy"] for ln in lines if ln["type"] == "epoch" and ln["epoch"] == 2]
+    seed_finals = finals[0::2]  # runs alternate seed, zeros
+    assert float(rows[0]["final_accuracy_mean"]) == pytest.approx(sum(seed_finals) / 2)
+    assert result.rows[0].final_accuracy_mean == pytest.approx(sum(seed_finals) / 2)
+    # Zero weights: every hidden unit is identical and fc2 gets zero input, so the network
+    # predicts from fc2's bias alone: one class for every image, the same for both seeds.
+    assert result.rows[1].final_accuracy_std == 0.0
+
+    report = (tmp_path / "report.md").read_text()
+    assert "| scheme | final test acc (mean ± std) |" in report
+    assert "| seed | " in report and "| zeros | " in report
+    for name in ("test_accuracy.png", "train_loss.png", "activation_std_at_init.png"):
+        assert f"]({name})" in report
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
+
+
+def test_interrupted_sweep_resumes_to_the_same_results(tmp_path):
+    config = CompareConfig(schemes=("seed", "xavier_normal"), seeds=2, **SMALL)
+    run_sweep(config, tmp_path / "full", progress=False)
+
+    calls = []
+
+    def interrupt_on_third_epoch(run, record):
+        calls.append((run, record.epoch))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(config, tmp_path / "cut", progress=False, on_epoch=interrupt_on_third_epoch)
+    cut = read_results(tmp_path / "cut" / "results.jsonl")
+    assert [(ln["type"], ln["run"]) for ln in cut if ln["type"] != "init"] == [
+        ("epoch", "seed/0"),
+        ("epoch", "seed/0"),
+        ("status", "seed/0"),
+        ("epoch", "xavier_normal/0"),  # the third epoch: written before the interrupt
+        ("status", "xavier_normal/0"),
+    ]
+    assert cut[-1]["status"] == "interrupted"
+    assert not (tmp_path / "cut" / "summary.csv").exists()
+
+    trained = []
+    result = run_sweep(
+        None, tmp_path / "cut", resume=True, progress=False, on_epoch=lambda r, e: trained.append(r)
+    )
+    # seed/0 was finished and is not retrained; xavier_normal/0 restarts from scratch.
+    assert trained == ["xavier_normal/0"] * 2 + ["seed/1"] * 2 + ["xavier_normal/1"] * 2
+    full = read_results(tmp_path / "full" / "results.jsonl")
+    resumed = read_results(tmp_path / "cut" / "results.jsonl")
+    assert len(resumed) == len(full) == 16
+    assert _comparable(resumed) == _comparable(full)
+    assert (tmp_path / "cut" / "summary.csv").read_text() == (
+        tmp_path / "full" / "summary.csv"
+    ).read_text()
+    assert result.config == config
+
+
+def test_a_diverged_run_is_recorded_and_the_sweep_goes_on(tmp_path):
+    # std 1e20: the logits overflow float32 on the very first batch.
+    config = CompareConfig(schemes=("normal:std=1e20", "seed"), seeds=1, **SMALL)
+    result = run_sweep(config, tmp_path, progress=False)
+    statuses = [ln for ln in read_results(tmp_path / "results.jsonl") if ln["type"] == "status"]
+    assert statuses[0]["status"] == "diverged"
+    assert (statuses[0]["epoch"], statuses[0]["step"]) == (1, 1)
+    assert statuses[1]["status"] == "finished"
+    diverged, seed = result.rows
+    assert (diverged.diverged, diverged.final_accuracy_mean, diverged.loss_epoch1) == (
+        1,
+        None,
+        None,
+    )
+    assert seed.diverged == 0 and seed.final_accuracy_mean > 0.5
+    table = format_table(result.rows, config.target_accuracy)
+    assert "normal:std=1e20" in table and "1/1" in table
+
+
+def test_a_new_sweep_refuses_a_directory_with_results(tmp_path):
+    config = CompareConfig(
+        schemes=("seed",), seeds=1, train_subset=200, test_subset=50, train=TrainConfig(epochs=1)
+    )
+    run_sweep(config, tmp_path, progress=False)
+    with pytest.raises(FileExistsError, match="resume it with --resume"):
+        run_sweep(config, tmp_path, progress=False)
+
+
+def test_read_results_skips_only_a_torn_last_line(tmp_path):
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"type": "status", "run": "a/0"}\n{"type": "ep')
+    assert read_results(path) == [{"type": "status", "run": "a/0"}]
+    path.write_text('{"type": "ep\n{"type": "status", "run": "a/0"}\n')
+    with pytest.raises(ValueError, match="line 1: not valid JSON"):
+        read_results(path)
+
+
+def _epoch(run, scheme, epoch, acc, loss):
+    return {
+        "type": "epoch",
+        "run": run,
+        "scheme": scheme,
+        "epoch": epoch,
+        "test_accuracy": acc,
+        "train_loss": loss,
+    }
+
+
+def _status(run, scheme, status):
+    return {"type": "status", "run": run, "scheme": scheme, "status": status}
+
+
+def test_summary_by_hand():
+    lines = [
+        _epoch("a/0", "a", 1, 0.90, 0.5),
+        _epoch("a/0", "a", 2, 0.96, 0.2),
+        _status("a/0", "a", "finished"),
+        _epoch("a/1", "a", 1, 0.97, 0.3),
+        _epoch("a/1", "a", 2, 0.98, 0.1),
+        _status("a/1", "a", "finished"),
+        _epoch("a/2", "a", 1, 0.80, 0.7),
+        _status("a/2", "a", "diverged"),
+    ]
+    (row,) = summarize(lines, ["a"], target=0.96)
+    # finals 0.96, 0.98 (the diverged run has none): mean 0.97, sample std sqrt(2e-4) = 0.01414
+    assert row.final_accuracy_mean == pytest.approx(0.97)
+    assert row.final_accuracy_std == pytest.approx(0.0141421356)
+    assert row.best_accuracy == 0.98
+    assert row.loss_epoch1 == pytest.approx(0.5)  # (0.5 + 0.3 + 0.7) / 3
+    assert (row.epochs_to_target, row.reached_target) == (1.5, 2)  # epochs 2 and 1
+    assert (row.runs, row.diverged) == (3, 1)
+    table = format_table([row], 0.96).splitlines()
+    assert table[0].split("  ")[0] == "scheme" and "epochs to 96%" in table[0]
+    assert table[1].split() == [
+        "a",
+        "97.00",
+        "±",
+        "1.41%",
+        "98.00%",
+        "0.5000",
+        "1.5",
+        "(2/3)",
+        "1/3",
+    ]
+
+
+def test_summary_of_a_scheme_without_runs():
+    (row,) = summarize([], ["b"], target=0.9)
+    assert row == SummaryRow("b", 0, None, None, None, None, None, 0, 0)
+    assert format_table([row], 0.9).splitlines()[1].split() == [
+        "b",
+        "-",
+        "-",
+        "-",
+        "-",
+        "(0/0)",
+        "0/0",
+    ]
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (
+            {"schemes": ("seed", "xavier")},
+            ValueError,
+            r"scheme must be one of .*got scheme='xavier'",
+        ),
+        ({"schemes": ("seed", "seed")}, ValueError, r"schemes must not repeat"),
+        ({"schemes": ()}, ValueError, r"schemes must name at least one scheme"),
+        ({"seeds": 0}, ValueError, r"seeds must be an integer >= 1; got seeds=0"),
+        ({"target_accuracy": 97}, ValueError, r"fraction in \(0, 1\]; got target_accuracy=97"),
+        ({"model": "resnet"}, ValueError, r"model must be one of \['cnn', 'initnet', 'mlp'"),
+        ({"bias_init": "ones"}, ValueError, r"bias_init must be one of"),
+    ],
+)
+def test_config_errors(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        CompareConfig(**kwargs)
+
+
+def test_config_json_round_trip_keeps_every_field():
+    config = CompareConfig(
+        schemes=("normal:std=0.1",),
+        seeds=2,
+        first_seed=5,
+        model="mlp",
+        model_params={"depth": 1, "norm": "layer"},
+        bias_init="constant:0.01",
+        train=TrainConfig(optimizer="sgd", lr=0.05, max_steps=3),
+    )
+    text = config.to_json()
+    assert CompareConfig.from_json(text) == config
+    assert json.loads(text)["train"]["optimizer"] == "sgd"
