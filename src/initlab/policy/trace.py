@@ -8,9 +8,10 @@ Two sources, the first that applies wins:
   execution order, and follows the data: every tensor carries the set of layers whose output it
   still is (``sources``). Element-wise and shape operations (add, mul, views, dropout, norms
   written functionally, pooling) keep the sources; mixing operations (``matmul``, ``softmax``,
-  ``einsum``, a layer call) end them. The first activation applied to a tensor whose sources
-  include a layer is that layer's activation, so ``F.relu``, ``torch.tanh``, ``x.sigmoid()`` and
-  ``x * torch.sigmoid(x)`` (SiLU) inside a custom ``forward`` are all found, in any branch order.
+  ``einsum``, a layer call) end them; a norm layer adds itself to its input's sources. The
+  first activation applied to a tensor whose sources include a layer is that layer's activation,
+  so ``F.relu``, ``torch.tanh``, ``x.sigmoid()`` and ``x * torch.sigmoid(x)`` (SiLU) inside a
+  custom ``forward`` are all found, in any branch order.
   The output layer is the last-called layer among the sources of each model output that has no
   activation. A residual add is an add of two traced tensors of different depth (the number of
   weight layers on their path): the deeper one is the branch, its producing layers end it.
@@ -202,9 +203,14 @@ class _Tracer:
         name = self.names[module]
         if name not in self.state.order:
             self.state.order.append(name)
-        depth = max((i.depth for i in inputs), default=0) + (0 if is_norm(module) else 1)
+        depth = max((i.depth for i in inputs), default=0)
+        sources = frozenset({name})
+        if is_norm(module):  # affine per channel at init: what follows it follows its input too
+            sources |= frozenset().union(*(i.sources for i in inputs))
+        else:
+            depth += 1
         for t in _tensors(output):
-            self._set(t, _Info(frozenset({name}), depth))
+            self._set(t, _Info(sources, depth))
 
     def on_function(self, func, args, kwargs, out) -> None:
         name = getattr(func, "__name__", "")

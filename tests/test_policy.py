@@ -1,0 +1,491 @@
+"""The auto policy on a zoo of architectures, plan/apply mechanics, overrides, determinism."""
+
+import json
+import math
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import initlab
+from initlab.policy import InitPlan, Rule, init_model, plan
+
+# Moment tests (STYLE.md): |s / sigma - 1| <= 5 c / sqrt(n), c = 0.707 (normal), 0.447 (uniform).
+NORMAL_C, UNIFORM_C = 0.707, 0.447
+
+
+def close_std(t: torch.Tensor, sigma: float, c: float) -> bool:
+    return abs(t.float().std().item() / sigma - 1) <= 5 * c / math.sqrt(t.numel())
+
+
+# ---- the zoo --------------------------------------------------------------------------------
+
+
+def mlp(act):
+    return nn.Sequential(nn.Linear(16, 32), act, nn.Linear(32, 32), act, nn.Linear(32, 10))
+
+
+def cnn():
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1, groups=4), nn.ReLU(),
+        nn.ConvTranspose2d(16, 8, 2, stride=2, groups=2), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
+    )  # fmt: skip
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c=8):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.conv2, self.bn2 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        return F.relu(x + self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
+
+
+class ResNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.block = ResBlock()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.fc(self.block(F.relu(self.stem(x))).mean((2, 3)))
+
+
+class Recurrent(nn.Module):
+    def __init__(self, cell):
+        super().__init__()
+        self.rnn = cell(6, 12, num_layers=2, batch_first=True)
+        self.head = nn.Linear(12, 3)
+
+    def forward(self, x):
+        return self.head(self.rnn(x)[0][:, -1])
+
+
+class Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.head(self.encoder(x).mean(1))
+
+
+class GPTBlock(nn.Module):
+    """A GPT-style block written with functional calls only (no activation modules)."""
+
+    def __init__(self, d=16, heads=2):
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.c_attn, self.c_proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.c_fc, self.mlp_proj = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+
+    def forward(self, x):  # (B, T, C)
+        B, T, C = x.shape
+        q, k, v = self.c_attn(self.ln1(x)).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.heads, -1).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.c_proj(y.transpose(1, 2).reshape(B, T, C))
+        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln2(x))))
+
+
+class GPT(nn.Module):
+    def __init__(self, vocab=50, d=16):
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(vocab, d), nn.Embedding(8, d)
+        self.h = nn.ModuleList([GPTBlock(d), GPTBlock(d)])
+        self.ln_f = nn.LayerNorm(d)
+        self.lm_head = nn.Linear(d, vocab, bias=False)
+        self.lm_head.weight = self.wte.weight  # tied
+
+    def forward(self, idx):
+        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+        for block in self.h:
+            x = block(x)
+        return self.lm_head(self.ln_f(x))
+
+
+HE, XAVIER, OUT = "ReLU family: He", "tanh/sigmoid family: Xavier", "output layer: Xavier"
+NONE, OTHER, SELU = (
+    "no activation: Xavier",
+    "other activation: He with its gain",
+    "SELU: LeCun normal",
+)
+B0, BRELU, BOUT = "bias = 0", "bias before ReLU", "output bias"
+N1, N0 = "norm weight = 1", "norm bias = 0"
+IH, HH = "recurrent input: Xavier per gate", "recurrent hidden: orthogonal per gate"
+RB, FB = "recurrent bias = 0", "LSTM forget bias"
+QKV, AB, AO = "attention q/k/v: Xavier per block", "attention bias = 0", "attention output: Xavier"
+
+ZOO = {
+    "mlp_relu": (lambda: mlp(nn.ReLU()), (4, 16), [HE, BRELU, HE, BRELU, OUT, BOUT]),
+    "mlp_tanh": (lambda: mlp(nn.Tanh()), (4, 16), [XAVIER, B0, XAVIER, B0, OUT, BOUT]),
+    "mlp_selu": (lambda: mlp(nn.SELU()), (4, 16), [SELU, B0, SELU, B0, OUT, BOUT]),
+    "cnn": (cnn, (2, 3, 8, 8), [HE, BRELU, HE, BRELU, HE, BRELU, OUT, BOUT]),
+    # conv2 is followed by bn2, the residual add, then the ReLU: He
+    "resnet": (ResNet, (2, 3, 6, 6), [HE, BRELU, HE, N1, N0, HE, N1, N0, OUT, BOUT]),
+    "lstm": (lambda: Recurrent(nn.LSTM), (3, 5, 6), [IH, HH, FB, RB] * 2 + [OUT, BOUT]),
+    "gru": (lambda: Recurrent(nn.GRU), (3, 5, 6), [IH, HH, RB, RB] * 2 + [OUT, BOUT]),
+    "encoder": (
+        Encoder,
+        (2, 5, 16),
+        [QKV, AB, AO, AB, HE, BRELU, NONE, B0, N1, N0, N1, N0] * 2 + [OUT, BOUT],
+    ),
+    "gpt": (
+        GPT,
+        None,
+        ["embedding N(0, std)"] * 2
+        + [N1, N0, N1, N0, NONE, B0, NONE, B0, OTHER, B0, NONE, B0] * 2
+        + [N1, N0],
+    ),
+}
+
+
+def example(name):
+    shape = ZOO[name][1]
+    g = torch.Generator().manual_seed(0)
+    return (
+        torch.randint(0, 50, (2, 8), generator=g)
+        if shape is None
+        else torch.randn(shape, generator=g)
+    )
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_zoo_rule_per_parameter_is_the_guides(name):
+    build, _, expected = ZOO[name]
+    p = plan(build(), example_input=example(name))
+    assert p.source == "trace"
+    assert [r.rule for r in p.rows] == expected
+    assert p.uncovered == []
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_zoo_forward_backward_at_init(name):
+    torch.manual_seed(0)
+    model = ZOO[name][0]()
+    x = example(name)
+    init_model(model, example_input=x, seed=1)
+    out = model(x)
+    assert torch.isfinite(out).all()
+    out.float().pow(2).mean().backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+        assert p.grad.abs().sum() > 0, f"{pname} gets no gradient signal"
+
+
+def test_gpt_gelu_functional_and_tied_embedding():
+    p = plan(GPT(), example_input=example("gpt"))
+    assert p["h.0.c_fc.weight"].activation == "gelu(none)"
+    assert p["wte.weight"].tied == ("lm_head.weight",)
+    assert p["lm_head.weight"] is p["wte.weight"]  # one row, found by either name
+    assert len(p.rows) == len(list(GPT().parameters()))
+
+
+# Deep plain MLPs: unit-variance input, 20 hidden layers of width 512, RMS of the last hidden
+# pre-activation. Where the second-moment map q -> g^2 E[phi(sqrt(q) z)^2] has slope chi <= 1
+# at its fixed point q = 1 (ReLU family: 1, tanh 0.46, SELU, ELU 0.89), finite-width noise
+# (relative variance about (E[phi^4]/E[phi^2]^2 - 1)/width <= 5/512 per layer for ReLU) adds up
+# to a log-RMS std of about sqrt(20 * 5/512)/2 = 0.22, so the band [0.5, 2] is > 3 sigma wide.
+# GELU, SiLU and Mish have chi = 1.14, 1.17, 1.08: their fixed point is unstable and noise is
+# amplified, so their band is [1/64, 64]. A missing gain (He's sqrt(2) for SiLU, or gain 1)
+# shrinks q by >= 2x per layer at small q and leaves both bands (2^-10 after 20 layers).
+DEEP = {
+    "relu": (nn.ReLU, 2.0),
+    "leaky_relu": (lambda: nn.LeakyReLU(0.2), 2.0),
+    "tanh": (nn.Tanh, 2.0),
+    "sigmoid": (nn.Sigmoid, 2.0),
+    "selu": (nn.SELU, 2.0),
+    "elu": (nn.ELU, 2.0),
+    "gelu": (nn.GELU, 64.0),
+    "silu": (nn.SiLU, 64.0),
+    "mish": (nn.Mish, 64.0),
+}
+
+
+@pytest.mark.parametrize("act", sorted(DEEP))
+def test_deep_mlp_keeps_the_signal_within_band(act):
+    make, band = DEEP[act]
+    layers = [m for _ in range(20) for m in (nn.Linear(512, 512), make())]
+    net = nn.Sequential(*layers, nn.Linear(512, 10))
+    init_model(net, seed=0)
+    x = torch.randn(256, 512, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        z = net[:-2](x)  # pre-activation of the last hidden layer
+    rms = z.pow(2).mean().sqrt().item()
+    assert 1 / band <= rms <= band, rms
+
+
+# ---- distributions written by apply --------------------------------------------------------
+
+
+def test_he_and_xavier_std_are_exact_formulas():
+    net = nn.Sequential(nn.Linear(400, 300), nn.ReLU(), nn.Linear(300, 200), nn.Tanh(),
+                        nn.Linear(200, 100))  # fmt: skip
+    p = init_model(net, seed=3)
+    assert p["0.weight"].std == pytest.approx(math.sqrt(2 / 400))  # He, fan_in = 400
+    gain_tanh = initlab.compute_gain("tanh")
+    assert p["2.weight"].bound == pytest.approx(gain_tanh * math.sqrt(6 / (300 + 200)))
+    assert p["4.weight"].bound == pytest.approx(math.sqrt(6 / (200 + 100)))  # output: Xavier
+    assert close_std(net[0].weight, math.sqrt(2 / 400), NORMAL_C)
+    assert net[2].weight.abs().max() <= p["2.weight"].bound
+    assert close_std(net[2].weight, gain_tanh * math.sqrt(2 / 500), UNIFORM_C)
+    assert torch.equal(net[0].bias, torch.zeros(300))
+
+
+def test_lstm_blocks_orthogonal_xavier_and_forget_bias():
+    lstm = nn.LSTM(30, 64)
+    init_model(lstm, seed=0)
+    for block in lstm.weight_hh_l0.detach().chunk(4):  # (64, 64) per gate
+        assert torch.allclose(block @ block.T, torch.eye(64), atol=1e-5)
+    # Xavier per gate block: fans (30, 64), not (30, 256) of the fused matrix
+    bound = math.sqrt(6 / (30 + 64))
+    assert lstm.weight_ih_l0.abs().max() <= bound
+    assert close_std(lstm.weight_ih_l0, bound / math.sqrt(3), UNIFORM_C)
+    i, f, g, o = lstm.bias_ih_l0.detach().chunk(4)
+    assert torch.equal(f, torch.ones(64)) and not (i.any() or g.any() or o.any())
+    assert not lstm.bias_hh_l0.any()  # the forget bias is set once: b_ih + b_hh = 1
+
+
+def test_gru_recurrent_blocks_orthogonal():
+    gru = nn.GRU(8, 16)
+    init_model(gru, seed=0)
+    for block in gru.weight_hh_l0.detach().chunk(3):
+        assert torch.allclose(block @ block.T, torch.eye(16), atol=1e-5)
+
+
+def test_embedding_padding_row_stays_zero():
+    emb = nn.Embedding(200, 64, padding_idx=3)
+    p = init_model(emb, seed=0)
+    assert p["weight"].zero_rows == (3,)
+    assert not emb.weight[3].any()
+    rest = torch.cat([emb.weight[:3], emb.weight[4:]])
+    assert close_std(rest, 1.0, NORMAL_C)
+
+
+def test_options_relu_bias_classifier_bias_forget_bias_fan_out():
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2))
+    p = init_model(net, seed=0, relu_bias=0.01, classifier_bias=-2.0, mode="fan_out")
+    assert torch.equal(net[0].bias, torch.full((8,), 0.01))
+    assert torch.equal(net[3].bias, torch.full((2,), -2.0))
+    assert p["0.weight"].std == pytest.approx(math.sqrt(2 / (8 * 9)))  # fan_out = 8 * 3 * 3
+    lstm = nn.LSTM(4, 4)
+    init_model(lstm, seed=0, forget_bias=2.0)
+    assert torch.equal(lstm.bias_ih_l0[4:8], torch.full((4,), 2.0))
+    lecun = plan(net, output_init="lecun")["3.weight"]
+    assert lecun.rule == "output layer: LeCun normal" and lecun.std == pytest.approx(8**-0.5)
+
+
+def test_zero_init_residual_needs_trace_and_zeroes_last_norm():
+    model = ResNet()
+    p = init_model(model, example_input=example("resnet"), seed=0, zero_init_residual=True)
+    assert p["block.bn2.weight"].rule == "residual norm = 0"
+    assert not model.block.bn2.weight.any()
+    assert torch.equal(model.block.bn1.weight, torch.ones(8))
+
+
+def test_scale_residual_counts_branches():
+    p = plan(GPT(), example_input=example("gpt"), scale_residual=True)
+    scaled = [r.name for r in p.rows if r.rule.startswith("residual projection")]
+    assert scaled == [f"h.{i}.{n}.weight" for i in (0, 1) for n in ("c_proj", "mlp_proj")]
+    row = p["h.0.c_proj.weight"]  # Xavier (16, 16) / sqrt(4 branches)
+    assert row.bound == pytest.approx(math.sqrt(6 / 32) / 2)
+
+
+# ---- plan mechanics ------------------------------------------------------------------------
+
+
+def test_structure_fallback_says_so_in_reasons():
+    p = plan(mlp(nn.ReLU()))
+    assert p.source == "structure"
+    assert "no example_input" in p["0.weight"].reason
+    assert "activations from structure" in p.table()
+
+
+def test_table_has_one_line_per_parameter():
+    p = plan(Recurrent(nn.LSTM))
+    lines = p.table().splitlines()
+    assert len(lines) == 1 + len(p.rows) + 1
+    assert lines[1].startswith("rnn.weight_ih_l0") and "x4" in lines[1]
+
+
+def test_json_round_trip_gives_identical_weights():
+    a, b = Encoder(), Encoder()
+    p = plan(a, example_input=example("encoder"))
+    data = json.loads(json.dumps(p.to_dict()))
+    q = InitPlan.from_dict(data, b)
+    assert q.rows == p.rows
+    p.apply(seed=7)
+    q.apply(seed=7)
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y), name
+
+
+def test_from_dict_rejects_other_model():
+    data = plan(nn.Linear(3, 4)).to_dict()
+    with pytest.raises(ValueError, match=r"plan row 'weight' with shape \(4, 3\)"):
+        InitPlan.from_dict(data, nn.Linear(3, 5))
+    with pytest.raises(ValueError, match="not an initlab plan"):
+        InitPlan.from_dict({"rows": []}, nn.Linear(3, 4))
+
+
+def test_same_seed_same_weights_and_name_keyed_streams():
+    def build(order):
+        torch.manual_seed(len(order))  # different global RNG state per build
+        net = nn.Module()
+        for name in order:
+            net.add_module(name, nn.Linear(5, 5))
+        return net
+
+    a, b = build(["x", "y"]), build(["y", "x", "z"])
+    init_model(a, seed=11)
+    init_model(b, seed=11)
+    # construction order and an extra layer change nothing for the others
+    assert torch.equal(a.x.weight, b.x.weight) and torch.equal(a.y.weight, b.y.weight)
+    before = a.x.weight.clone()
+    init_model(a, seed=11)
+    assert torch.equal(a.x.weight, before)
+    init_model(a, seed=12)
+    assert not torch.equal(a.x.weight, before)
+    assert not torch.equal(b.x.weight, b.z.weight)  # each name its own stream
+
+
+def test_generator_gives_reproducible_base_seed():
+    a, b = nn.Linear(6, 6), nn.Linear(6, 6)
+    plan(a).apply(generator=torch.Generator().manual_seed(5))
+    plan(b).apply(generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a.weight, b.weight)
+
+
+def test_only_plans_and_touches_only_named_parameters():
+    net = mlp(nn.ReLU())
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    p = plan(net, only=["2.weight"]).apply(seed=0)
+    assert [r.name for r in p.rows] == ["2.weight"]
+    changed = [k for k, v in net.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed == ["2.weight"]
+    with pytest.raises(ValueError, match=r"only names '2.wieght'.*did you mean '2.weight'"):
+        plan(net, only=["2.wieght"])
+
+
+def test_frozen_parameters_skipped_unless_asked():
+    net = mlp(nn.ReLU())
+    net[0].weight.requires_grad_(False)
+    before = net[0].weight.clone()
+    p = init_model(net, seed=0)
+    assert p["0.weight"].distribution == "skip" and torch.equal(net[0].weight, before)
+    p = init_model(net, seed=0, include_frozen=True)
+    assert p["0.weight"].rule == HE and not torch.equal(net[0].weight, before)
+
+
+def test_meta_model_plans_and_applies_after_to_empty():
+    with torch.device("meta"):
+        meta = Recurrent(nn.LSTM)
+    p = plan(meta)
+    with pytest.raises(ValueError, match=r"meta device: call model.to_empty"):
+        p.apply(seed=0)
+    meta.to_empty(device="cpu")
+    p.apply(seed=4)
+    real = Recurrent(nn.LSTM)
+    init_model(real, seed=4)
+    for (name, x), y in zip(meta.state_dict().items(), real.state_dict().values(), strict=True):
+        assert torch.equal(x, y), name
+
+
+class Scaled(nn.Module):
+    """A custom module with its own reset_parameters and a custom parameter."""
+
+    def __init__(self):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.empty(4))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        nn.init.constant_(self.gamma, 0.5)
+
+    def forward(self, x):
+        return x * self.gamma
+
+
+class Bare(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.full((4,), 3.0))
+
+    def forward(self, x):
+        return x * self.alpha
+
+
+def test_own_init_kept_and_uncovered_reported():
+    net = nn.Sequential(nn.Linear(4, 4), Scaled(), Bare(), nn.Linear(4, 2))
+    with torch.no_grad():
+        net[1].gamma.fill_(9.0)
+    with pytest.warns(UserWarning, match=r"no rule covers 1 parameter.*'2.alpha'"):
+        p = init_model(net, seed=0)
+    assert p["1.gamma"].distribution == "keep" and "reset_parameters" in p["1.gamma"].reason
+    assert torch.equal(net[1].gamma, torch.full((4,), 0.5))  # its own init ran again
+    assert p.uncovered == ["2.alpha"] and torch.equal(net[2].alpha, torch.full((4,), 3.0))
+
+
+def test_user_rules_override_by_type_glob_regex_and_activation():
+    net = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
+    rules = [
+        Rule("head tiny", "normal", param="re:^4\\.weight$", std=1e-3),
+        Rule("tanh ortho", "orthogonal", activations=("tanh",), roles=("weight",), gain=1.5),
+        Rule("relu biases", "constant", param="0.b*", value=0.1),
+        Rule("linear keep", "keep", module=nn.Linear, roles=("bias",)),
+    ]
+    p = init_model(net, rules=rules, seed=0)
+    assert [r.rule for r in p.rows] == [
+        HE,
+        "relu biases",
+        "tanh ortho",
+        "linear keep",
+        "head tiny",
+        "linear keep",
+    ]
+    w = net[2].weight.detach()
+    assert torch.allclose(w @ w.T, 2.25 * torch.eye(8), atol=1e-5)
+    assert torch.equal(net[0].bias, torch.full((8,), 0.1))
+    assert p["4.weight"].std == 1e-3
+    print(p.table())
+
+
+def test_rule_matching_nothing_warns():
+    with pytest.warns(UserWarning, match="rule 'conv only' matched no parameter"):
+        plan(mlp(nn.ReLU()), rules=[Rule("conv only", "normal", kinds=("conv",))])
+
+
+def test_errors_name_the_argument():
+    net = nn.Linear(2, 2)
+    with pytest.raises(ValueError, match=r"policy must be one of .*got policy='atuo'.*'auto'"):
+        plan(net, "atuo")
+    with pytest.raises(TypeError, match=r"unknown policy option 'forget'.*'forget_bias'"):
+        plan(net, forget=1.0)
+    with pytest.raises(ValueError, match=r"mode must be one of.*got mode='fan_inn'"):
+        plan(net, mode="fan_inn")
+    with pytest.raises(ValueError, match=r"init must be one of.*got init='gauss'"):
+        Rule("x", "gauss")
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module; got str"):
+        plan("net")
+    with pytest.raises(TypeError, match="rules must be initlab.policy.Rule objects"):
+        plan(net, rules=[{"init": "normal"}])
+    with pytest.raises(TypeError, match="seed must be an int; got seed=1.5"):
+        plan(net).apply(seed=1.5)
+
+
+def test_init_model_returns_applied_plan_and_public_names():
+    assert initlab.plan is plan and initlab.init_model is init_model
+    net = mlp(nn.ReLU())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p = initlab.init_model(net, seed=0)
+    assert isinstance(p, initlab.InitPlan) and p.model is net

@@ -1,0 +1,151 @@
+"""Finding the activation after each layer: traced (module and functional calls) and structural."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from initlab.policy import analyze
+from initlab.policy.activations import Activation, from_module
+
+
+class Functional(nn.Module):
+    """Every activation written as a function call, in a custom forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = ["relu", "tanh", "leaky", "silu", "gelu", "gelu_tanh", "mish", "selu", "out"]
+        self.fc = nn.ModuleDict({n: nn.Linear(8, 8) for n in self.names})
+
+    def forward(self, x):
+        f = self.fc
+        x = F.relu(f["relu"](x))
+        x = torch.tanh(f["tanh"](x))
+        x = F.leaky_relu(f["leaky"](x), 0.2)
+        h = f["silu"](x)
+        x = h * torch.sigmoid(h)  # SiLU written by hand
+        x = F.gelu(f["gelu"](x))
+        h = f["gelu_tanh"](x)  # GPT-2's hand-written tanh GELU
+        x = 0.5 * h * (1.0 + torch.tanh(0.7978845608 * (h + 0.044715 * torch.pow(h, 3.0))))
+        h = f["mish"](x)
+        x = h * torch.tanh(F.softplus(h))  # Mish written by hand
+        x = torch.selu(f["selu"](x))
+        x = x.relu().neg().neg()  # a Tensor method on an activation output: belongs to no layer
+        return f["out"](x)
+
+
+def test_functional_activations_are_traced_in_execution_order():
+    ctx = analyze(Functional(), torch.randn(4, 8))
+    acts = {n.removeprefix("fc."): c.activation for n, c in ctx.layers.items()}
+    assert ctx.source == "trace"
+    assert acts == {
+        "relu": Activation("relu"),
+        "tanh": Activation("tanh"),
+        "leaky": Activation("leaky_relu", 0.2),
+        "silu": Activation("silu"),
+        "gelu": Activation("gelu", "none"),
+        "gelu_tanh": Activation("gelu", "tanh"),
+        "mish": Activation("mish"),
+        "selu": Activation("selu"),
+        "out": None,
+    }
+    assert [n for n, c in ctx.layers.items() if c.is_output] == ["fc.out"]
+
+
+class Branches(nn.Module):
+    """Two branches computed before either activation: order alone would get this wrong."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.head = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 2)
+
+    def forward(self, x):
+        a, b = self.a(x), self.b(x)
+        return self.head(torch.relu(a) * b.sigmoid())  # a function and a Tensor method
+
+
+def test_dataflow_assigns_each_branch_its_own_activation():
+    ctx = analyze(Branches(), torch.randn(3, 4))
+    assert ctx.of("a").activation == Activation("relu")
+    assert ctx.of("b").activation == Activation("sigmoid")
+    assert ctx.of("head").is_output
+
+
+def test_structure_reads_sequential_order_skipping_norm_and_dropout():
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.1), nn.Flatten(),
+        nn.Linear(4 * 6 * 6, 8), nn.LeakyReLU(0.1), nn.Linear(8, 3),
+    )  # fmt: skip
+    ctx = analyze(net)
+    assert ctx.source == "structure"
+    assert ctx.of("0").activation == Activation("relu")
+    assert ctx.of("5").activation == Activation("leaky_relu", 0.1)
+    assert ctx.of("7").activation is None and ctx.of("7").is_output
+    assert not ctx.of("0").is_output and not ctx.of("1").is_output  # a norm is never the output
+
+
+def test_trace_does_not_change_the_model():
+    net = nn.Sequential(nn.Linear(3, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 1)).train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    analyze(net, torch.randn(16, 3))
+    assert net.training
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert not net[0]._forward_hooks and not net[0]._forward_pre_hooks
+
+
+class Residual(nn.Module):
+    def __init__(self, downsample: bool):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.conv2, self.bn2 = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.down = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)) if downsample else None
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        out += x if self.down is None else self.down(x)
+        return F.relu(out)
+
+
+@pytest.mark.parametrize("downsample", [False, True])
+def test_residual_branch_end_is_the_deeper_operand(downsample):
+    ctx = analyze(nn.Sequential(Residual(downsample), Residual(False)), torch.randn(2, 4, 5, 5))
+    ends = sorted(n for n, c in ctx.layers.items() if c.residual_end)
+    # the branch ends in conv2 -> bn2 (a norm passes conv2 on); never the downsample path
+    assert ends == ["0.bn2", "0.conv2", "1.bn2", "1.conv2"]
+    assert ctx.n_residual == 2
+    # the ReLU after bn2 and the add follows conv2 (a norm passes its input's layers on)
+    assert ctx.of("0.conv2").activation == Activation("relu")
+    assert ctx.of("0.conv1").activation == Activation("relu")
+
+
+def test_failing_forward_falls_back_to_structure_with_a_warning():
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    with pytest.warns(UserWarning, match="tracing the model with example_input failed"):
+        ctx = analyze(net, torch.randn(2, 7))  # wrong width
+    assert ctx.source == "structure" and ctx.of("0").activation == Activation("tanh")
+
+
+def test_third_party_activation_modules_by_class_name():
+    class NewGELUActivation(nn.Module):  # as in Hugging Face transformers
+        def forward(self, x):
+            return 0.5 * x * (1 + torch.tanh(x))
+
+    class QuickGELUActivation(nn.Module):
+        def forward(self, x):
+            return x * torch.sigmoid(1.702 * x)
+
+    assert from_module(NewGELUActivation()) == Activation("gelu")
+    assert from_module(QuickGELUActivation()) == Activation("silu")
+    assert from_module(nn.Linear(2, 2)) is None
+    net = nn.Sequential(nn.Linear(2, 2), NewGELUActivation(), nn.Linear(2, 2))
+    # the module is recorded as one activation; the tanh inside it is not seen separately
+    assert analyze(net, torch.randn(1, 2)).of("0").activation == Activation("gelu")
+
+
+def test_activation_gains():
+    # He et al. 2015 Eq. 15: sqrt(2 / (1 + a^2))
+    assert Activation("relu").gain() == pytest.approx(2**0.5, rel=1e-12)
+    assert Activation("leaky_relu", 0.2).gain() == pytest.approx((2 / 1.04) ** 0.5, rel=1e-12)
+    # 1 / sqrt(E[tanh(z)^2]) with E[tanh(z)^2] = 0.3942944 (numerical integration)
+    assert Activation("tanh").gain() == pytest.approx(0.3942944**-0.5, rel=1e-5)
+    assert Activation("selu").gain() == pytest.approx(1.0, abs=1e-4)
