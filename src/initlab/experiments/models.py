@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from initlab._checks import one_of
+from initlab.experiments.residual import ResidualMLP
 
 __all__ = ["ACTIVATIONS", "MLP", "MODELS", "InitNet", "SmallCNN", "build_model", "describe_models"]
 
@@ -154,6 +155,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "initnet": InitNet,
     "mlp": MLP,
     "cnn": SmallCNN,
+    "resmlp": ResidualMLP,
 }
 
 

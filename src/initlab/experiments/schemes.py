@@ -30,6 +30,7 @@ from torch import nn
 
 import initlab as il
 from initlab._checks import one_of
+from initlab.datadriven.schemes import fixup_weights, lsuv_weights
 
 __all__ = [
     "SCHEMES",
@@ -245,6 +246,18 @@ SCHEMES: dict[str, Scheme] = {
             _no_weights,
             default_bias="torch",
             torch_reset=True,
+        ),
+        Scheme(
+            "lsuv",
+            "orthogonal, then each layer rescaled to unit output variance on a training batch "
+            "(Mishkin & Matas 2016)",
+            lsuv_weights,
+        ),
+        Scheme(
+            "fixup",
+            "He normal; residual branches scaled by L^(-1/(2m-2)), their last layer and the head "
+            "zero (Zhang et al. 2019); residual models only",
+            fixup_weights,
         ),
     )
 }

@@ -1,0 +1,109 @@
+"""A residual MLP without (or with) normalization, declaring its branches for Fixup.
+
+Architecture (Zhang et al. 2019, Fig. 1, the Fixup basic block with Linear layers in place of
+convolutions): ``stem: Linear(in, width) -> act``, then ``depth`` blocks
+
+    y = act(x + (1 + s) * (fc2(act(fc1(x + a1) + b1) + a2)) + b2)
+
+with scalar biases ``a1, b1, a2, b2`` and the multiplier written as ``1 + s`` so that every
+scalar starts at 0 under any scheme's bias rule (the paper's multiplier initialized at 1), then
+``head: Linear(width, classes)``. With ``norm`` a normalization layer follows each of fc1 and fc2
+inside the branch. Each block implements the residual-branch protocol of
+:mod:`initlab.datadriven.fixup`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from initlab._checks import one_of
+
+__all__ = ["ResidualBlock", "ResidualMLP"]
+
+_NORMS = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
+
+
+class ResidualBlock(nn.Module):
+    """One residual block ``act(x + branch(x))``; ``residual_branch()`` lists the branch layers.
+
+    Args:
+        width: features in and out.
+        activation: a key of :data:`initlab.experiments.models.ACTIVATIONS`.
+        norm: ``None``, ``"batch"`` or ``"layer"``.
+    """
+
+    def __init__(self, width: int, activation: str, norm: str | None) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(width, width)
+        self.fc2 = nn.Linear(width, width)
+        self.norm1 = _NORMS[norm](width) if norm else nn.Identity()
+        self.norm2 = _NORMS[norm](width) if norm else nn.Identity()
+        self.act = _activation(activation)
+        # a1, b1, a2, b2 and s of the module docstring; 0-D so schemes treat them as biases.
+        self.branch_scalars = nn.ParameterList(nn.Parameter(torch.zeros(())) for _ in range(5))
+
+    def residual_branch(self) -> list[nn.Module]:
+        """The branch's layers in forward order: fc1, [norm1], fc2, [norm2]."""
+        layers = [self.fc1, self.norm1, self.fc2, self.norm2]
+        return [m for m in layers if not isinstance(m, nn.Identity)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a1, b1, a2, b2, s = self.branch_scalars
+        out = self.act(self.norm1(self.fc1(x + a1)) + b1)  # (B, width)
+        out = self.norm2(self.fc2(out + a2))
+        return self.act(x + (1 + s) * out + b2)
+
+
+class ResidualMLP(nn.Module):
+    """A residual MLP: Linear stem, ``depth`` two-layer residual blocks, Linear head.
+
+    Layers: ``stem``, ``blocks.0`` ... ``blocks.{depth-1}`` (each with ``fc1``, ``fc2``), ``head``.
+
+    Args:
+        depth: number of residual blocks, >= 1.
+        width: features of the stem and of every block, >= 1.
+        activation: one of ``relu, leaky_relu, tanh, sigmoid, selu, gelu, silu``.
+        norm: ``None`` (Fixup's setting), ``"batch"`` or ``"layer"`` inside each branch.
+        in_features: flattened input size (784 for 28x28 images).
+        num_classes: number of output logits.
+
+    Raises:
+        ValueError: unknown activation or norm, or a size below 1.
+
+    Example:
+        >>> ResidualMLP(depth=2, width=8)(torch.zeros(3, 1, 28, 28)).shape
+        torch.Size([3, 10])
+    """
+
+    def __init__(
+        self,
+        depth: int = 8,
+        width: int = 128,
+        activation: str = "relu",
+        norm: str | None = None,
+        in_features: int = 784,
+        num_classes: int = 10,
+    ) -> None:
+        super().__init__()
+        for name, value in (("depth", depth), ("width", width)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1; got {name}={value!r}")
+        _activation(activation)  # validates the name before anything is built
+        if norm is not None:
+            one_of("norm", norm, _NORMS)
+        self.in_features = in_features
+        self.stem = nn.Sequential(nn.Linear(in_features, width), _activation(activation))
+        self.blocks = nn.Sequential(*(ResidualBlock(width, activation, norm) for _ in range(depth)))
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(x.shape[0], self.in_features)  # (B, ...) -> (B, in_features)
+        return self.head(self.blocks(self.stem(x)))
+
+
+def _activation(name: str) -> nn.Module:
+    # Imported here: models.py registers ResidualMLP, so a top-level import would be circular.
+    from initlab.experiments.models import ACTIVATIONS
+
+    return ACTIVATIONS[one_of("activation", name, ACTIVATIONS)]()
