@@ -1,0 +1,109 @@
+"""`initlab train`, `initlab compare` and `initlab schemes` through the command-line entry point."""
+
+import argparse
+import re
+
+import pytest
+
+from initlab.cli import build_parser, main
+from initlab.experiments.schemes import SCHEMES
+
+QUICK = ["--train-subset", "1000", "--test-subset", "200"]
+
+
+def _subparser(name):
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return sub.choices[name]
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "schemes"])
+def test_help_explains_every_option_with_its_default(command, capsys):
+    parser = _subparser(command)
+    for action in parser._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.help and "default" in action.help, action.option_strings
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    assert parser.description.split()[0] in capsys.readouterr().out
+
+
+def test_compare_defaults_are_the_issues():
+    args = build_parser().parse_args(["compare"])
+    assert args.schemes == "seed,zeros,normal,xavier_uniform,kaiming_uniform,orthogonal"
+    assert (args.seeds, args.epochs, args.model, args.target_accuracy) == (3, 5, "initnet", 0.97)
+    assert (args.optimizer, args.lr, args.weight_decay, args.batch_size) == (
+        "adamw",
+        1e-3,
+        0.01,
+        64,
+    )
+
+
+def test_schemes_prints_one_line_per_scheme(capsys):
+    assert main(["schemes"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(SCHEMES)
+    by_name = {line.split()[0]: line for line in lines}
+    assert "U(-bound, bound), bound=0.05" in by_name["uniform"]
+    assert "N(0, std^2), std=0.01" in by_name["normal"]
+    assert "reset_parameters()" in by_name["torch_default"]
+
+
+def test_train_prints_the_seeds_two_lines_per_epoch(capsys):
+    assert main(["train", "--scheme", "seed", "--epochs", "2", *QUICK]) == 0
+    out = capsys.readouterr().out
+    pattern = (
+        r"Epoch 1, Loss: \d\.\d{4}\nTest Accuracy: \d\d\.\d\d%\n"
+        r"Epoch 2, Loss: \d\.\d{4}\nTest Accuracy: \d\d\.\d\d%\n"
+    )
+    assert re.fullmatch(pattern, out), out
+
+
+def test_train_reports_divergence_with_exit_status_1(capsys):
+    assert main(["train", "--scheme", "normal:std=1e20", "--epochs", "1", *QUICK]) == 1
+    assert "Diverged: non-finite loss at epoch 1, step 1" in capsys.readouterr().err
+
+
+def test_train_rejects_an_unknown_scheme(capsys):
+    assert main(["train", "--scheme", "kaiming", *QUICK]) == 2
+    err = capsys.readouterr().err
+    assert "initlab train: error: scheme must be one of" in err and "got scheme='kaiming'" in err
+
+
+def test_compare_prints_the_table_and_writes_the_out_dir(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    argv = ["compare", "--schemes", "seed,zeros", "--seeds", "2", "--epochs", "1", "--no-progress"]
+    assert main([*argv, *QUICK, "--out", str(out), "--target-accuracy", "0.5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split("  ")[0] == "scheme" and "epochs to 50%" in lines[0]
+    seed_row, zeros_row = lines[1].split(), lines[2].split()
+    assert seed_row[0] == "seed" and seed_row[-3:] == ["1.0", "(2/2)", "0/2"]
+    assert zeros_row[0] == "zeros" and zeros_row[-2:] == ["(0/2)", "0/2"]
+    for name in ("config.json", "results.jsonl", "summary.csv", "report.md", "train_loss.png"):
+        assert (out / name).is_file()
+    # resuming a finished sweep trains nothing and prints the same table
+    assert main(["compare", "--resume", str(out), "--no-progress"]) == 0
+    assert capsys.readouterr().out.splitlines()[:3] == lines[:3]
+
+
+def test_compare_model_params_and_errors(tmp_path, capsys):
+    argv = [
+        "compare",
+        "--schemes",
+        "lecun_normal",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--no-progress",
+    ]
+    model = ["--model", "mlp", "--model-param", "depth=1", "--model-param", "activation=tanh"]
+    assert main([*argv, *model, *QUICK, "--out", str(tmp_path / "a")]) == 0
+    assert '"activation": "tanh"' in (tmp_path / "a" / "config.json").read_text()
+    capsys.readouterr()
+    assert main([*argv, *QUICK, "--out", str(tmp_path / "a")]) == 2
+    assert "resume it with --resume" in capsys.readouterr().err
+    assert main([*argv, "--model-param", "depth", "--out", str(tmp_path / "b")]) == 2
+    assert "--model-param must be KEY=VALUE; got 'depth'" in capsys.readouterr().err
