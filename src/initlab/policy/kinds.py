@@ -146,7 +146,7 @@ def fans_of(owner: nn.Module, leaf: str, kind: str) -> tuple[int | None, int | N
         lf = layer_fans(owner, leaf)
         return lf.fan_in, lf.fan_out, lf.blocks, lf.note
     partner = _partner(owner, leaf, kind)
-    if partner is None:
+    if partner is None or getattr(owner, partner, None) is None:
         return None, None, _bias_blocks(owner, leaf, kind), ""
     fan_in, fan_out, _, _ = fans_of(owner, partner, kind)
     return fan_in, fan_out, _bias_blocks(owner, leaf, kind), f"fans of {partner}"

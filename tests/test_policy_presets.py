@@ -1,0 +1,162 @@
+"""Presets against the real thing: PyTorch's fresh modules and Hugging Face's own init."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from initlab.policy import plan, preset_rules
+
+transformers = pytest.importorskip("transformers")
+
+# Moment test (STYLE.md): |s / sigma - 1| <= 5 c / sqrt(n); c = 0.707 normal, 0.447 uniform,
+# 0.584 normal truncated at 2 sigma. Tensors under 64 elements are checked only exactly
+# (constants) or by bounds, since 5 c / 8 would exceed 40 %.
+C = {"normal": 0.707, "uniform": 0.447, "truncated_normal": 0.584}
+
+
+def agrees(row, tensor: torch.Tensor, what: str) -> None:
+    """Assert that ``tensor`` (from the reference or from apply) fits ``row``'s distribution."""
+    t = tensor.detach().float()
+    if row.zero_rows:
+        assert not t[list(row.zero_rows)].any(), f"{what} {row.name}: padding row not zero"
+        t = t[[i for i in range(t.shape[0]) if i not in row.zero_rows]]
+    if row.distribution == "constant":
+        expected = torch.cat([torch.full((t.numel() // len(row.value),), v) for v in row.value])
+        assert torch.equal(t.flatten(), expected), f"{what} {row.name}: not {row.value}"
+        return
+    if row.distribution == "uniform":
+        assert t.abs().max() <= row.bound * (1 + 1e-6), f"{what} {row.name}: outside bound"
+    if row.distribution == "orthogonal":
+        return
+    sigma = row.std if row.distribution != "truncated_normal" else row.std * 0.87962566103423978
+    if t.numel() >= 64:
+        tolerance = 5 * C[row.distribution] / math.sqrt(t.numel())
+        assert abs(t.std().item() / sigma - 1) <= tolerance, (
+            f"{what} {row.name}: std {t.std().item():.5g} vs plan {sigma:.5g}"
+        )
+
+
+def check_preset(reference: nn.Module, fresh: nn.Module, policy: str, **options) -> list:
+    p = plan(fresh, policy, **options)
+    p.apply(seed=0)
+    ref = dict(reference.named_parameters())
+    for row in p.rows:
+        assert row.distribution not in {"none"}, row
+        if row.distribution == "keep":
+            continue
+        agrees(row, ref[row.name], "reference")
+        agrees(row, fresh.get_parameter(row.name), "applied")
+    return p.rows
+
+
+TORCH_MODULES = {
+    "linear": lambda: nn.Linear(300, 200),
+    "conv": lambda: nn.Conv2d(16, 32, 5),
+    "grouped_conv": lambda: nn.Conv2d(32, 64, 3, groups=8),
+    "conv_transpose": lambda: nn.ConvTranspose2d(32, 16, 4, groups=2),
+    "lstm": lambda: nn.LSTM(50, 64, num_layers=2),
+    "gru": lambda: nn.GRU(50, 64),
+    "lstm_cell": lambda: nn.LSTMCell(50, 64),
+    "embedding": lambda: nn.Embedding(500, 32, padding_idx=7),
+    "mha": lambda: nn.MultiheadAttention(64, 4, add_bias_kv=True),
+    "mha_kdim": lambda: nn.MultiheadAttention(64, 4, kdim=32, vdim=48),
+    "encoder_layer": lambda: nn.TransformerEncoderLayer(64, 4, 128),
+    "norms": lambda: nn.Sequential(nn.LayerNorm(64), nn.BatchNorm2d(16), nn.GroupNorm(4, 16)),
+    "own_init": lambda: nn.Sequential(nn.Bilinear(8, 9, 10), nn.PReLU()),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TORCH_MODULES))
+def test_torch_preset_matches_freshly_constructed_modules(name):
+    torch.manual_seed(0)
+    reference = TORCH_MODULES[name]()
+    rows = check_preset(reference, TORCH_MODULES[name](), "torch")
+    if name == "linear":  # U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias
+        assert [r.bound for r in rows] == pytest.approx([1 / math.sqrt(300)] * 2)
+    if name == "conv_transpose":  # torch reads dim 1 of (in, out/groups, k, k): 8 * 16
+        assert rows[0].bound == pytest.approx(1 / math.sqrt(8 * 16))
+    if name == "lstm":
+        assert [r.bound for r in rows] == pytest.approx([1 / 8] * 8)  # 1 / sqrt(hidden)
+    if name == "own_init":
+        assert {r.distribution for r in rows} == {"keep"}
+
+
+def test_torch_preset_reinitializes_like_reset_parameters():
+    """Same per-parameter law as calling reset_parameters, and seeded like every plan."""
+    a, b = nn.Bilinear(8, 9, 10), nn.Bilinear(8, 9, 10)
+    plan(a, "torch").apply(seed=3)
+    plan(b, "torch").apply(seed=3)
+    assert torch.equal(a.weight, b.weight)
+    assert a.weight.abs().max() <= 1 / math.sqrt(8)
+
+
+def small_gpt2():
+    config = transformers.GPT2Config(
+        n_embd=64, n_layer=2, n_head=2, vocab_size=300, n_positions=64, initializer_range=0.02
+    )
+    return transformers.GPT2Model(config)
+
+
+def small_bert():
+    config = transformers.BertConfig(
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        vocab_size=300,
+        max_position_embeddings=64,
+    )
+    return transformers.BertModel(config)
+
+
+def test_gpt2_preset_matches_hugging_face_init():
+    torch.manual_seed(0)
+    rows = {r.name: r for r in check_preset(small_gpt2(), small_gpt2(), "gpt2")}
+    # residual projections: 0.02 / sqrt(2 n_layer), both c_proj of each of the 2 blocks
+    for name in ("h.0.attn.c_proj.weight", "h.1.mlp.c_proj.weight"):
+        assert rows[name].std == pytest.approx(0.02 / math.sqrt(4))
+    assert rows["h.0.attn.c_attn.weight"].std == 0.02 and rows["wte.weight"].std == 0.02
+    assert {r.distribution for r in rows.values()} == {"normal", "constant"}
+
+
+def test_bert_preset_matches_hugging_face_init():
+    torch.manual_seed(0)
+    rows = {r.name: r for r in check_preset(small_bert(), small_bert(), "bert")}
+    assert rows["embeddings.word_embeddings.weight"].zero_rows == (0,)  # pad_token_id
+    assert rows["pooler.dense.weight"].std == 0.02
+    assert all(r.std in (0.02, 0.0) for r in rows.values())
+
+
+def test_keras_preset_formulas():
+    lstm = nn.LSTM(30, 16)
+    rows = {r.name: r for r in plan(lstm, "keras").apply(seed=0).rows}
+    # Glorot uniform on the whole fused kernel: fans (30, 4 * 16)
+    assert rows["weight_ih_l0"].bound == pytest.approx(math.sqrt(6 / (30 + 64)))
+    w = lstm.weight_hh_l0.detach()  # orthogonal (64, 16) as a whole: orthonormal columns
+    assert torch.allclose(w.T @ w, torch.eye(16), atol=1e-5)
+    assert torch.equal(lstm.bias_ih_l0[16:32], torch.ones(16)) and not lstm.bias_hh_l0.any()
+    emb = plan(nn.Embedding(10, 4), "keras").rows[0]
+    assert (emb.distribution, emb.bound) == ("uniform", 0.05)
+
+
+def test_flax_preset_formulas():
+    net = nn.Sequential(nn.Linear(400, 300), nn.Embedding(100, 256))
+    p = plan(net, "flax").apply(seed=0)
+    dense, embed = p["0.weight"], p["1.weight"]
+    # LeCun normal truncated at 2 sigma with actual std 1/sqrt(fan_in) (JAX variance_scaling)
+    assert dense.distribution == "truncated_normal"
+    assert dense.std * 0.87962566103423978 == pytest.approx(1 / math.sqrt(400))
+    assert net[0].weight.abs().max() <= dense.bound
+    agrees(dense, net[0].weight, "applied")
+    assert embed.std == pytest.approx(1 / math.sqrt(256))  # flax Embed: 1/sqrt(features)
+    assert not net[0].bias.any()
+
+
+def test_preset_rules_are_printable_data():
+    rules = preset_rules("auto", zero_init_residual=True)
+    assert rules[0].name == "residual norm = 0"
+    data = rules[0].to_dict()
+    assert data["kinds"] == ["norm"] and data["init"] == "constant"
+    assert "ReLU family: He" in "\n".join(map(str, rules))
