@@ -16,7 +16,7 @@ def identity_(tensor: torch.Tensor, *, gain: float = 1.0) -> torch.Tensor:
     For a non-square ``(out, in)`` matrix the ones run down the main diagonal, so as many inputs
     as possible pass through unchanged (PyTorch's ``torch.nn.init.eye_``, which this equals for
     ``gain=1``). Source: Le, Jaitly and Hinton, "A Simple Way to Initialize Recurrent Networks of
-    Rectified Linear Units" (2015), Sec. 1 (identity recurrent matrix, IRNN).
+    Rectified Linear Units" (2015) (the identity recurrent matrix of the IRNN).
 
     Args:
         tensor: a 2-D floating-point tensor; meta and zero-element tensors are left as they are.
@@ -55,7 +55,7 @@ def dirac_(tensor: torch.Tensor, *, groups: int = 1) -> torch.Tensor:
     Same semantics as ``torch.nn.init.dirac_``. Even kernel sizes put the tap at ``k // 2``.
 
     Source: Zagoruyko and Komodakis, "DiracNets: Training Very Deep Neural Networks Without
-    Skip-Connections" (2017), Sec. 3 (the Dirac parametrization of a convolution).
+    Skip-Connections" (2017) (the Dirac parametrization of a convolution).
 
     Args:
         tensor: kernel with 3, 4 or 5 dimensions (1-D, 2-D or 3-D convolution), floating point;

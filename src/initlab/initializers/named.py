@@ -100,7 +100,7 @@ def xavier_normal_(
     to +-2 s with ``s = std / 0.8796``, whose variance after truncation is ``std**2``. Equals
     ``variance_scaling_(tensor, gain**2, "fan_avg", "normal" or "truncated_normal")``.
 
-    Source: Glorot and Bengio (AISTATS 2010), Sec. 4.2 (the variance 2 / (fan_in + fan_out)).
+    Source: Glorot and Bengio (AISTATS 2010), Sec. 4.2, Eq. 12 (variance 2 / (fan_in + fan_out)).
     Also known as Glorot normal.
 
     Args:
@@ -150,7 +150,8 @@ def kaiming_uniform_(
     ``a=sqrt(5)`` that ``nn.Linear`` uses internally.
 
     Source: He, Zhang, Ren and Sun, "Delving Deep into Rectifiers" (ICCV 2015), Sec. 2.2,
-    Eq. 10 (forward, fan_in) and Eq. 14 (backward, fan_out). Also known as He uniform.
+    Eqs. 10 (forward, fan_in), 14 (backward, fan_out) and 15 (slope ``a``). Also known as He
+    uniform.
 
     Args:
         tensor: weight ``(out, in, *kernel)``, at least 2-D unless ``fans`` is given, floating.
@@ -202,7 +203,8 @@ def kaiming_normal_(
     ``variance_scaling_(tensor, gain**2, mode, "normal" or "truncated_normal")``.
 
     Source: He, Zhang, Ren and Sun, "Delving Deep into Rectifiers" (ICCV 2015), Sec. 2.2,
-    Eqs. 10 and 14. Also known as He normal.
+    Eqs. 10 (forward, fan_in), 14 (backward, fan_out) and 15 (slope ``a``). Also known as He
+    normal.
 
     Args:
         tensor: weight ``(out, in, *kernel)``, at least 2-D unless ``fans`` is given, floating.

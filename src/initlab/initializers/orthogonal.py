@@ -29,8 +29,9 @@ def orthogonal_(
     - ``"qr"`` (default): ``G = QR``, then ``W = Q diag(sign(diag(R)))``. Without the sign
       correction Q is *not* Haar distributed (LAPACK fixes the signs of R's diagonal).
       Source: Mezzadri, "How to generate random matrices from the classical compact groups"
-      (Notices AMS, 2007), Sec. 5. This is also what ``torch.nn.init.orthogonal_`` does, and for
-      float32/float64 the result equals it bit for bit with an identically seeded generator.
+      (Notices of the AMS 54(5), 2007), the QR algorithm with the ``d / |d|`` correction.
+      This is also what ``torch.nn.init.orthogonal_`` does, and for float32/float64 the result
+      equals it bit for bit with an identically seeded generator.
     - ``"svd"``: ``G = U S V^T``, then ``W = U V^T``, the orthogonal polar factor of G, as in
       Saxe, McClelland and Ganguli, "Exact solutions to the nonlinear dynamics of learning in
       deep linear neural networks" (ICLR 2014), who take U from the SVD of a Gaussian. U would
