@@ -93,6 +93,26 @@ def test_first_step_loss_and_grad_norms_match_a_hand_written_step(data):
         assert epoch.grad_norms[name] == pytest.approx(float(p.grad.norm()), rel=1e-5)
 
 
+def test_an_epoch_equals_the_seeds_plain_loop_on_the_same_batches(data):
+    result = train_scheme("initnet", "seed", data, TrainConfig(epochs=1, seed=2))
+    # The seed's loop, written out: same init, same batch order, AdamW(lr 1e-3, wd 0.01).
+    net = build_initialized("initnet", "seed", seed=2)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.01)
+    order = torch.randperm(5000, generator=torch.Generator().manual_seed(run_seeds(2)[1]))
+    running_loss = 0.0
+    for batch in order.split(64):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(net(data.train_x[batch]), data.train_y[batch])
+        loss.backward()
+        optimizer.step()
+        running_loss += loss.item()
+    with torch.no_grad():
+        correct = int((net(data.test_x).argmax(1) == data.test_y).sum())
+    (epoch,) = result.epochs
+    assert epoch.train_loss == pytest.approx(running_loss / 79, rel=1e-5)
+    assert epoch.test_accuracy == correct / 1000
+
+
 def test_evaluate_matches_a_direct_computation(data):
     net = build_initialized("initnet", "xavier_uniform", seed=0)
     loss, accuracy = evaluate(net, data, batch_size=300)  # 1000 = 3 * 300 + 100: a ragged end
