@@ -92,3 +92,17 @@ def test_errors_name_the_argument():
         mean_field(3, 1.0)
     with pytest.raises(ValueError, match="no edge of chaos"):
         critical_weight_variance(lambda x: 0.0 * x, 0.0)  # chi_1 = 0 for every variance
+
+
+def test_mlp_mean_field_reads_the_square_layers():
+    from initlab.experiments.diagnosis import mlp_mean_field
+    from initlab.experiments.models import MLP
+
+    net = MLP(depth=3, width=16, activation="tanh")
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.Linear):
+                m.weight.fill_(0.25)  # fan_in * E[W^2] = 16 / 16 = 1 for the square layers
+                m.bias.fill_(0.1)
+    mf = mlp_mean_field(net, "tanh")
+    assert mf.weight_var == pytest.approx(1.0) and mf.bias_var == pytest.approx(0.01)

@@ -15,7 +15,9 @@ COMMANDS: tuple[str, ...] = (
     "train",
     "compare",
     "schemes",
+    "diagnose",
     "gain",
+    "plan",
 )
 
 

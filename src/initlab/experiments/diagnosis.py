@@ -1,0 +1,112 @@
+"""Diagnose zoo models at initialization under several schemes, on a batch of real data.
+
+What ``initlab diagnose`` and the ``compare`` sweep run: build the model, initialize it by each
+scheme (data-dependent schemes such as ``lsuv`` get the same batch), and diagnose one forward and
+backward pass of cross-entropy on that batch. For plain MLPs the mean-field depth scale of the
+resulting weight and bias variances says how deep such an initialization can train.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from initlab.diagnostics import Diagnosis, MeanField, diagnose, mean_field
+from initlab.experiments.datasets import load_dataset
+from initlab.experiments.models import build_model
+from initlab.experiments.schemes import initialize
+
+__all__ = ["SchemeDiagnosis", "diagnose_schemes", "load_batch", "mlp_mean_field"]
+
+
+@dataclass(frozen=True)
+class SchemeDiagnosis:
+    """One scheme's diagnosis, with the mean-field prediction where it applies (else None)."""
+
+    scheme: str
+    diagnosis: Diagnosis
+    mean_field: MeanField | None
+
+
+def load_batch(
+    dataset: str = "mnist", *, size: int = 256, data_dir: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the first ``size`` training images as ``(B, 1, H, W)`` floats in [0, 1], and labels.
+
+    The scaling (pixel / 255) is the trainer's, so the diagnosis sees what training sees.
+    """
+    data = load_dataset(dataset, data_dir=data_dir)
+    x = data.train_images[:size].unsqueeze(1).float().div_(255.0)
+    return x, data.train_labels[:size]
+
+
+def diagnose_schemes(
+    model: str,
+    schemes: Sequence[str],
+    batch: tuple[torch.Tensor, torch.Tensor],
+    *,
+    model_params: dict | None = None,
+    seed: int = 0,
+) -> list[SchemeDiagnosis]:
+    """Build zoo ``model`` once per scheme (same construction seed), initialize, diagnose.
+
+    Args:
+        model: zoo model name (``mlp``, ``resmlp``, ``cnn``, ...).
+        schemes: scheme names with options, e.g. ``["normal", "xavier_normal", "lsuv"]``.
+        batch: ``(inputs, labels)``; the loss is cross-entropy.
+        model_params: the model's keyword arguments.
+        seed: seeds both the model's construction and the scheme's generator.
+
+    Returns:
+        One :class:`SchemeDiagnosis` per scheme, in order.
+
+    Raises:
+        ValueError: unknown model or scheme (close matches suggested).
+    """
+    results = []
+    for scheme in schemes:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = build_model(model, **(model_params or {}))
+        initialize(net, scheme, generator=torch.Generator().manual_seed(seed), batch=batch)
+        d = diagnose(net, batch, loss_fn=nn.functional.cross_entropy)
+        activation = (model_params or {}).get("activation", "relu")
+        mf = mlp_mean_field(net, activation) if model == "mlp" else None
+        results.append(SchemeDiagnosis(scheme, d, mf))
+    return results
+
+
+def mlp_mean_field(model: nn.Module, activation: str) -> MeanField | None:
+    """Mean-field quantities of an MLP's square hidden layers at their current weights.
+
+    ``weight_var`` is the average over square ``nn.Linear`` layers of ``fan_in * E[W^2]`` and
+    ``bias_var`` the average ``E[b^2]``; see :func:`initlab.mean_field`. Returns None when the
+    model has no square Linear layer.
+    """
+    square = [
+        m for m in model.modules() if isinstance(m, nn.Linear) and m.in_features == m.out_features
+    ]
+    if not square:
+        return None
+    weight_var = sum(
+        m.in_features * float(m.weight.detach().double().pow(2).mean()) for m in square
+    )
+    bias_var = sum(
+        float(m.bias.detach().double().pow(2).mean()) if m.bias is not None else 0.0 for m in square
+    )
+    n = len(square)
+    return mean_field(activation, weight_var / n, bias_var / n)
+
+
+def format_mean_field(mf: MeanField) -> str:
+    """One line: variances, chi_1, phase, xi_c and the trainable depth 6 xi_c."""
+    depth = "any depth" if math.isinf(mf.xi_c) else f"about {mf.trainable_depth:.0f} layers"
+    return (
+        f"mean field ({mf.activation}): sigma_w^2={mf.weight_var:.4g} sigma_b^2={mf.bias_var:.3g} "
+        f"chi_1={mf.chi_1:.4f} ({mf.phase}) xi_c={mf.xi_c:.3g}: trainable up to {depth} "
+        "(6 xi_c, Schoenholz et al. 2017)"
+    )
