@@ -29,7 +29,8 @@ def register(subparsers) -> None:
     add(
         "--schemes",
         default=DEFAULT_SCHEMES,
-        help="comma-separated schemes, see `initlab schemes` (default: %(default)s)",
+        help="comma-separated schemes, see `initlab schemes`, plus `pretrained`: pretrain on "
+        "--pretrain-dataset, then fine-tune with a new classifier head (default: %(default)s)",
     )
     add("--seeds", type=int, default=3, help="seeds per scheme (default: %(default)s)")
     add("--first-seed", type=int, default=0, help="first run seed (default: %(default)s)")
@@ -52,11 +53,13 @@ def register(subparsers) -> None:
         "(default: none, start a new sweep)",
     )
     add("--no-progress", action="store_true", help="hide the progress bar (default: shown)")
+    add_pretrain_options(parser)
     add_common_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from initlab.experiments.pretrain import PretrainConfig
     from initlab.experiments.report import format_table
     from initlab.experiments.sweep import CompareConfig, run_sweep
 
@@ -78,6 +81,12 @@ def run(args: argparse.Namespace) -> int:
                 train_subset=args.train_subset,
                 test_subset=args.test_subset,
                 train=train_config(args, args.first_seed),
+                pretrain=PretrainConfig(
+                    dataset=args.pretrain_dataset,
+                    data_dir=args.pretrain_data_dir,
+                    subset=args.pretrain_subset,
+                    epochs=args.pretrain_epochs,
+                ),
             )
         result = run_sweep(
             config, out, resume=args.resume is not None, progress=not args.no_progress
@@ -95,3 +104,30 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(result.rows, result.config.target_accuracy))
     print(f"\nWrote {out}: config.json, results.jsonl, summary.csv, report.md, figures")
     return 0
+
+
+def add_pretrain_options(parser: argparse.ArgumentParser) -> None:
+    """Add the options of the ``pretrained`` scheme (where its weights come from)."""
+    add = parser.add_argument
+    add(
+        "--pretrain-dataset",
+        default="mnist",
+        help="dataset the `pretrained` scheme pretrains on (default: %(default)s, embedded)",
+    )
+    add(
+        "--pretrain-data-dir",
+        default=None,
+        help="directory holding the pretraining dataset (default: none, embedded MNIST)",
+    )
+    add(
+        "--pretrain-subset",
+        type=int,
+        default=None,
+        help="pretrain on a seeded random subset of this size (default: all)",
+    )
+    add(
+        "--pretrain-epochs",
+        type=int,
+        default=2,
+        help="pretraining epochs (default: %(default)s)",
+    )

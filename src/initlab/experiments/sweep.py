@@ -32,6 +32,7 @@ from initlab.experiments import report
 from initlab.experiments.activations import activation_stds
 from initlab.experiments.datasets import load_dataset
 from initlab.experiments.models import MODELS
+from initlab.experiments.pretrain import PRETRAINED, PretrainConfig, build_for_run
 from initlab.experiments.schemes import parse_bias_init, parse_scheme
 from initlab.experiments.trainer import (
     EpochRecord,
@@ -74,6 +75,8 @@ class CompareConfig:
         target_accuracy: test accuracy (fraction) whose first epoch the report counts.
         train_subset, test_subset: optional sizes of seeded random subsets, for quick runs.
         train: optimization settings; its ``seed`` is replaced by each run's seed.
+        pretrain: source of the ``pretrained`` scheme's weights (see
+            :mod:`initlab.experiments.pretrain`); unused by the other schemes.
     """
 
     schemes: tuple[str, ...] = DEFAULT_SCHEMES
@@ -89,12 +92,14 @@ class CompareConfig:
     train_subset: int | None = None
     test_subset: int | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def __post_init__(self) -> None:
         if not self.schemes:
             raise ValueError("schemes must name at least one scheme; got schemes=()")
         for scheme in self.schemes:
-            parse_scheme(scheme)
+            if scheme != PRETRAINED:  # not an init rule: it needs a checkpoint (pretrain.py)
+                parse_scheme(scheme)
         if len(set(self.schemes)) != len(self.schemes):
             raise ValueError(f"schemes must not repeat; got schemes={list(self.schemes)}")
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
@@ -118,6 +123,7 @@ class CompareConfig:
         raw = json.loads(text)
         raw["schemes"] = tuple(raw["schemes"])
         raw["train"] = TrainConfig(**raw["train"])
+        raw["pretrain"] = PretrainConfig(**raw.get("pretrain", {}))
         return cls(**raw)
 
     def seed_list(self) -> list[int]:
@@ -195,21 +201,25 @@ def run_sweep(
     ):
         for scheme, seed in pending:
             bar.set_description(run_id(scheme, seed))
-            _run_one(config, scheme, seed, data, sink, bar, on_epoch)
+            _run_one(config, scheme, seed, data, sink, bar, on_epoch, out)
     rows = report.write_report(out, config, read_results(results))
     return SweepResult(config, out, rows)
 
 
-def _run_one(config, scheme, seed, data, sink, bar, on_epoch) -> None:
+def _run_one(config, scheme, seed, data, sink, bar, on_epoch, out) -> None:
     rid = run_id(scheme, seed)
     base = {"run": rid, "scheme": scheme, "seed": seed}
-    model = build_initialized(
-        config.model,
-        scheme,
-        seed=seed,
-        model_params=config.model_params,
-        bias_init=config.bias_init,
-    ).to(data.train_x.device)
+    if scheme == PRETRAINED:
+        model = build_for_run(config, seed, out)
+    else:
+        model = build_initialized(
+            config.model,
+            scheme,
+            seed=seed,
+            model_params=config.model_params,
+            bias_init=config.bias_init,
+        )
+    model = model.to(data.train_x.device)
     stds = activation_stds(model, data.train_x[:_PROBE_SIZE])
     _append(sink, {"type": "init", **base, "activation_std": stds})
 

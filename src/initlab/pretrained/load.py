@@ -229,6 +229,10 @@ def _triage(model, state, targets, key_map, strip_prefixes, head, adapt_first_co
             triage.mismatches.append(Mismatched(target, key, shape, model_shape, action=""))
     if not (triage.copies or triage.adapts or triage.mismatches):
         raise ValueError(_nothing_matches(state, targets, head))
+    # Rows follow the model's order (a safetensors file stores its names sorted).
+    order = {name: i for i, name in enumerate(targets)}
+    triage.copies.sort(key=lambda m: order[m.target])
+    triage.mismatches.sort(key=lambda m: order[m.name])
     return triage
 
 
