@@ -18,6 +18,7 @@ from torch import nn
 
 from initlab._checks import one_of
 from initlab.experiments.residual import ResidualMLP
+from initlab.experiments.zoo_extra import LSTMClassifier, PatchTransformer, SmallResNet
 
 __all__ = ["ACTIVATIONS", "MLP", "MODELS", "InitNet", "SmallCNN", "build_model", "describe_models"]
 
@@ -156,6 +157,9 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": MLP,
     "cnn": SmallCNN,
     "resmlp": ResidualMLP,
+    "lstm": LSTMClassifier,
+    "transformer": PatchTransformer,
+    "resnet": SmallResNet,
 }
 
 

@@ -31,6 +31,7 @@ from torch import nn
 import initlab as il
 from initlab._checks import one_of
 from initlab.datadriven.schemes import fixup_weights, lsuv_weights
+from initlab.experiments.auto import auto_weights
 
 __all__ = [
     "SCHEMES",
@@ -258,6 +259,13 @@ SCHEMES: dict[str, Scheme] = {
             "He normal; residual branches scaled by L^(-1/(2m-2)), their last layer and the head "
             "zero (Zhang et al. 2019); residual models only",
             fixup_weights,
+        ),
+        Scheme(
+            "auto",
+            "initlab.plan(model, 'auto'): per layer He / Xavier / LeCun by the following "
+            "activation, orthogonal recurrent and Xavier q/k/v blocks, LSTM forget bias 1, "
+            "output layer Xavier; biases by the policy",
+            auto_weights,
         ),
     )
 }

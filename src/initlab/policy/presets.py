@@ -217,6 +217,9 @@ def _auto_weights(o: PolicyOptions, xavier: dict) -> list[Rule]:
         Rule("other activation: He with its gain", "variance_scaling", scale="activation",
              mode=o.mode, activations=("any",),
              note="variance preserving, gain 1/sqrt(E[phi(z)^2]) (compute_gain)", **weights),
+        Rule("residual branch scalars = 0", "constant", param="*branch_scalars.*",
+             note="the residual-branch protocol of initlab.datadriven.fixup: scalar biases "
+             "and multipliers (1 + s) start at 0"),
         Rule("position embedding / class token", "truncated_normal",
              param=r"re:(^|\.)(pos_embed\w*|cls_token|position_embeddings?)$", std=0.02,
              note="ViT (Dosovitskiy et al. 2021), as timm: N(0, 0.02^2) cut at 2 std"),
