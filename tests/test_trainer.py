@@ -157,6 +157,14 @@ def test_huge_normal_init_with_a_large_lr_diverges(data):
     assert result.epochs == ()
 
 
+def test_data_dependent_schemes_get_the_init_batch(data):
+    # lsuv needs a batch; train_scheme passes the first INIT_BATCH training images.
+    result = train_scheme("mlp", "lsuv", data, TrainConfig(epochs=1, max_steps=2))
+    assert result.status == "finished"
+    with pytest.raises(ValueError, match="needs a data batch"):
+        build_initialized("mlp", "lsuv", seed=0)
+
+
 def test_sgd_with_momentum_trains(data):
     config = TrainConfig(epochs=1, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=0.0)
     result = train_scheme("cnn", "kaiming_uniform", data, config, model_params={"channels": (4, 8)})

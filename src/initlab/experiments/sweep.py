@@ -39,6 +39,7 @@ from initlab.experiments.trainer import (
     TensorData,
     TrainConfig,
     build_initialized,
+    init_batch,
     resolve_device,
     train,
 )
@@ -55,8 +56,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_SCHEMES = ("seed", "zeros", "normal", "xavier_uniform", "kaiming_uniform", "orthogonal")
-# Activation std at init is measured on this many first training images (the same for all runs).
-_PROBE_SIZE = 256
 TERMINAL = ("finished", "diverged")
 
 
@@ -218,9 +217,10 @@ def _run_one(config, scheme, seed, data, sink, bar, on_epoch, out) -> None:
             seed=seed,
             model_params=config.model_params,
             bias_init=config.bias_init,
+            batch=init_batch(data),
         )
     model = model.to(data.train_x.device)
-    stds = activation_stds(model, data.train_x[:_PROBE_SIZE])
+    stds = activation_stds(model, init_batch(data).to(data.train_x.device))
     _append(sink, {"type": "init", **base, "activation_std": stds})
 
     def record(epoch: EpochRecord) -> None:

@@ -31,7 +31,9 @@ __all__ = [
     "RunResult",
     "TensorData",
     "TrainConfig",
+    "INIT_BATCH",
     "build_initialized",
+    "init_batch",
     "evaluate",
     "resolve_device",
     "run_seeds",
@@ -39,6 +41,9 @@ __all__ = [
     "train_scheme",
 ]
 
+# The first INIT_BATCH training images are the batch that data-dependent schemes (LSUV) and the
+# activation statistics at init see: fixed, so every scheme and seed sees the same data.
+INIT_BATCH = 256
 # How often (in steps) the loss is checked for NaN/inf: checking every step would force a
 # device sync per step on CUDA; a diverged run only wastes these few steps.
 _CHECK_EVERY = 50
@@ -165,9 +170,11 @@ def build_initialized(
     seed: int,
     model_params: dict | None = None,
     bias_init: str | None = None,
+    batch: torch.Tensor | None = None,
 ) -> nn.Module:
     """Build zoo ``model`` on the CPU and initialize it by ``scheme`` from the run ``seed``.
 
+    ``batch`` (on the CPU) is the training batch of data-dependent schemes such as ``lsuv``.
     Construction runs PyTorch's default init from the global RNG; it happens under a forked
     RNG seeded from the init stream, so the global RNG is untouched and the result repeatable.
     """
@@ -175,7 +182,7 @@ def build_initialized(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(torch.randint(0, 2**62, (), generator=generator)))
         net = build_model(model, **(model_params or {}))
-    return initialize(net, scheme, generator=generator, bias_init=bias_init)
+    return initialize(net, scheme, generator=generator, bias_init=bias_init, batch=batch)
 
 
 def train_scheme(
@@ -190,9 +197,19 @@ def train_scheme(
 ) -> RunResult:
     """Build, initialize and train one run; see :func:`build_initialized` and :func:`train`."""
     net = build_initialized(
-        model, scheme, seed=config.seed, model_params=model_params, bias_init=bias_init
+        model,
+        scheme,
+        seed=config.seed,
+        model_params=model_params,
+        bias_init=bias_init,
+        batch=init_batch(data),
     )
     return train(net, data, config, on_epoch=on_epoch)
+
+
+def init_batch(data: TensorData) -> torch.Tensor:
+    """Return the first :data:`INIT_BATCH` training images on the CPU, ``(B, 1, H, W)``."""
+    return data.train_x[:INIT_BATCH].cpu()
 
 
 def train(
