@@ -90,6 +90,13 @@ class Activation:
             return math.sqrt(2.0 / (1.0 + slope**2))
         from initlab.gains import compute_gain
 
+        if self.param is None or isinstance(self.param, float):
+            try:  # named activations are cached by compute_gain
+                return float(
+                    compute_gain(self.name if self.param is None else (self.name, self.param))
+                )
+            except ValueError:
+                pass
         return float(compute_gain(self.function()))
 
 
@@ -137,8 +144,8 @@ _NAME_HINTS: tuple[tuple[str, str], ...] = (
 
 def from_module(module: nn.Module) -> Activation | None:
     """Return the :class:`Activation` a module computes, or ``None`` if it is not one."""
-    for cls, name in _MODULES:
-        if type(module) is cls:
+    for cls, name in _MODULES:  # ReLU6 subclasses Hardtanh: it is listed first
+        if isinstance(module, cls):
             return Activation(name, _module_param(module, name))
     if any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.children()):
         return None

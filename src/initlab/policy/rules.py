@@ -99,7 +99,9 @@ class Rule:
     2019, Sec. 2.3). ``zero_rows`` (``"padding_idx"``) zeroes an embedding's padding row.
 
     Example:
-        >>> Rule("heads in fp", "normal", param="re:^head\\.", std=0.01, note="tiny logits")
+        >>> head = Rule("small head", "normal", param="re:^head\\.", std=0.01, note="tiny logits")
+        >>> tanh = Rule("tanh: orthogonal", "orthogonal", activations=("tanh",), gain=5 / 3)
+        >>> plan = initlab.plan(model, rules=[head, tanh])  # doctest: +SKIP
     """
 
     name: str
