@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 __all__ = ["SummaryRow", "format_table", "summarize", "write_atomic", "write_report"]
 
@@ -243,6 +244,7 @@ def _curve_figure(path: Path, runs: dict, schemes: Sequence[str], key: str, labe
         high = [max(by_epoch[e]) for e in epochs]
         ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(label)
     ax.set_title(f"{label} per epoch (mean, band = min..max over seeds)")
     ax.grid(alpha=0.3)
@@ -264,6 +266,7 @@ def _activation_figure(path: Path, runs: dict, schemes: Sequence[str]) -> None:
         ax.set_xticks(range(len(layers)), layers, rotation=30, fontsize="small")
     # symlog: the zeros scheme has std exactly 0, which a log axis cannot show.
     ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_ylim(bottom=0, top=max(2 * ax.get_ylim()[1], 1e-2))  # stds are >= 0
     ax.set_xlabel("layer output (forward order)")
     ax.set_ylabel("activation std at init")
     ax.set_title("Per-layer activation std at initialization (mean over seeds)")
