@@ -522,7 +522,8 @@ def _zero_rows(rule: Rule, module: nn.Module) -> tuple[int, ...]:
 def _reason(rule: Rule, draw: Draw, t: Target, context: ModelContext, note: str) -> str:
     parts = [rule.note] if rule.note else []
     if draw.formula:
-        parts.append(f"std {draw.formula}" if draw.distribution != "constant" else draw.formula)
+        scaled = draw.distribution in {"normal", "uniform", "truncated_normal"}
+        parts.append(f"std {draw.formula}" if scaled else draw.formula)
     if rule.activations and t.kind not in {"norm", "embedding"}:
         where = (
             "traced forward"
