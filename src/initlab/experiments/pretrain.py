@@ -154,7 +154,6 @@ def build_pretrained(
         torch.manual_seed(init_seed)
         net = build_model(model, **(model_params or {}))
     report = load_pretrained(net, checkpoint, new_head="auto", on_mismatch="error", seed=init_seed)
-    log.info("pretrained %s, seed %d: %s", model, seed, report.summary())
     return net, report.to_dict()
 
 
