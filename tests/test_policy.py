@@ -480,6 +480,10 @@ def test_errors_name_the_argument():
         plan(net, rules=[{"init": "normal"}])
     with pytest.raises(TypeError, match="seed must be an int; got seed=1.5"):
         plan(net).apply(seed=1.5)
+    lazy = nn.Sequential(nn.LazyLinear(3), nn.ReLU(), nn.Linear(3, 1))
+    with pytest.raises(ValueError, match=r"'0.weight' is an uninitialized lazy parameter"):
+        plan(lazy)
+    assert plan(lazy, example_input=torch.randn(2, 5))["0.weight"].fan_in == 5  # materialized
 
 
 def test_init_model_returns_applied_plan_and_public_names():

@@ -326,8 +326,8 @@ def plan(
     Raises:
         TypeError: ``model`` is not a module, a rule is not a :class:`Rule`, or an option name
             is unknown.
-        ValueError: unknown preset or option value, or a name in ``only`` that is not a
-            parameter of ``model``.
+        ValueError: unknown preset or option value, a name in ``only`` that is not a
+            parameter of ``model``, or a lazy parameter still uninitialized (no example_input).
 
     Example:
         >>> net = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
@@ -420,6 +420,11 @@ def _targets(model, context: ModelContext, selected, opts: PolicyOptions):
     for name, param in model.named_parameters():
         if selected is not None and id(param) not in selected:
             continue
+        if isinstance(param, nn.parameter.UninitializedParameter):
+            raise ValueError(
+                f"parameter {name!r} is an uninitialized lazy parameter: pass example_input so "
+                "that one forward pass materializes it before planning"
+            )
         owner_name, _, leaf = name.rpartition(".")
         owner = modules[owner_name]
         parent = modules.get(owner_name.rpartition(".")[0]) if owner_name else None
