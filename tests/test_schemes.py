@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from initlab.experiments.models import MLP, InitNet
+from initlab.experiments.models import MLP, InitNet, build_model
 from initlab.experiments.schemes import (
     SCHEMES,
     BiasInit,
@@ -174,10 +174,13 @@ def test_torch_default_with_zero_bias_rule():
 
 @pytest.mark.parametrize("scheme", sorted(SCHEMES))
 def test_every_scheme_is_reproducible_and_uses_only_its_generator(scheme):
-    a, b = MLP(depth=2, width=32), MLP(depth=2, width=32)  # construction draws globally
+    # fixup needs a model with residual blocks; the others take any model.
+    model = "resmlp" if scheme == "fixup" else "mlp"
+    a, b = build_model(model, depth=2, width=32), build_model(model, depth=2, width=32)
+    batch = torch.rand(64, 784, generator=_gen(8))  # for data-dependent schemes (lsuv)
     state = torch.get_rng_state()
-    initialize(a, scheme, generator=_gen(4))
-    initialize(b, scheme, generator=_gen(4))
+    initialize(a, scheme, generator=_gen(4), batch=batch)
+    initialize(b, scheme, generator=_gen(4), batch=batch)
     assert torch.equal(torch.get_rng_state(), state)
     for p, q in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(p, q)
