@@ -170,6 +170,17 @@ def test_trusted_pickle_opt_in_warns_and_loads(tmp_path, checkpoint):
         report = load_pretrained(model, path, trust_pickle=True, init_rest=None)
     assert report.clean
     assert_loaded_exactly(model, checkpoint)
+    # A whole pickled model (torch.save(model)) loads through its state_dict, trusted only.
+    whole = tmp_path / "whole.pt"
+    source = TinyCNN(seed=0)
+    source.load_state_dict(checkpoint)
+    torch.save(source, whole)
+    with pytest.raises(PickleRefusedError, match="TinyCNN"):
+        load_pretrained(TinyCNN(seed=1), whole)
+    model = TinyCNN(seed=1)
+    with pytest.warns(UserWarning, match="trust_pickle=True"):
+        assert load_pretrained(model, whole, trust_pickle=True, init_rest=None).clean
+    assert_loaded_exactly(model, checkpoint)
 
 
 def _write_shards(folder, state, shards):
@@ -195,6 +206,29 @@ def test_sharded_index_loads_all_shards(tmp_path, checkpoint):
     model = TinyCNN(seed=2)
     assert load_pretrained(model, tmp_path, init_rest=None).clean
     assert_loaded_exactly(model, checkpoint)
+
+
+def test_sharded_pickle_index_reads_shards_with_weights_only(tmp_path, checkpoint):
+    names = sorted(checkpoint)
+    weight_map = {}
+    for i, part in enumerate((names[:4], names[4:])):
+        shard = f"pytorch_model-{i + 1:05d}-of-00002.bin"
+        torch.save({k: checkpoint[k] for k in part}, tmp_path / shard)
+        weight_map.update(dict.fromkeys(part, shard))
+    index = tmp_path / "pytorch_model.bin.index.json"
+    index.write_text(json.dumps({"weight_map": weight_map}))
+    model = TinyCNN(seed=1)
+    assert load_pretrained(model, tmp_path, init_rest=None).clean
+    assert_loaded_exactly(model, checkpoint)
+    # One poisoned shard poisons the load: refused, and it never runs.
+    marker = tmp_path / "PWNED"
+    evil = {k: checkpoint[k] for k in names[4:]}
+    torch.save(
+        {**evil, "hook": _WritesMarker(marker)}, tmp_path / "pytorch_model-00002-of-00002.bin"
+    )
+    with pytest.raises(PickleRefusedError, match="pytorch_model-00002-of-00002.bin"):
+        load_pretrained(TinyCNN(), index)
+    assert not marker.exists()
 
 
 def test_sharded_index_errors(tmp_path, checkpoint):
@@ -242,6 +276,13 @@ def test_source_errors(tmp_path, checkpoint):
         load_pretrained(TinyCNN(), checkpoint, on_mismatch="reinti")
 
 
+def test_meta_model_is_refused(checkpoint):
+    with torch.device("meta"):
+        model = TinyCNN()
+    with pytest.raises(ValueError, match=r"meta device.*model.to_empty\(device='cpu'\)"):
+        load_pretrained(model, checkpoint)
+
+
 # ---------------------------------------------------------------- names
 
 
@@ -266,7 +307,8 @@ def test_model_side_prefix_is_matched(checkpoint):
 def test_explicit_prefixes_and_no_alignment(checkpoint):
     state = {"module." + k: v for k, v in checkpoint.items()}
     model = TinyCNN(seed=1)
-    assert load_pretrained(model, state, strip_prefixes=("module.",), init_rest=None).clean
+    report = load_pretrained(model, state, strip_prefixes=("module.",), init_rest=None)
+    assert report.clean and report.alignment == "stripped ['module.'] from checkpoint names"
     assert_loaded_exactly(model, checkpoint)
     with pytest.raises(ValueError, match="no checkpoint tensor matches a model tensor by name"):
         load_pretrained(TinyCNN(), state, strip_prefixes=None)

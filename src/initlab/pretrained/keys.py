@@ -98,8 +98,8 @@ def align(
     shapes: Mapping[str, tuple[int, ...]],
     model_shapes: Mapping[str, tuple[int, ...]],
     strip_prefixes,
-) -> tuple[Alignment, dict[str, str]]:
-    """Choose how checkpoint names map to model names; return it and ``{checkpoint: model}``.
+) -> tuple[str, dict[str, str]]:
+    """Choose how checkpoint names map to model names; return how, and ``{checkpoint: model}``.
 
     ``"auto"`` scores each candidate alignment by the number of checkpoint tensors that land on
     a model tensor of the same shape (then by names matched at all), and accepts the best one
@@ -113,12 +113,16 @@ def align(
             as they are), or a sequence of checkpoint prefixes to strip, each removed
             repeatedly from the front of every name that has it (e.g. ``("module.",)``).
 
+    Returns:
+        ``(description, mapping)``: a one-line description of the renaming for the report
+        (empty when names are used as they are), and each checkpoint name's model name.
+
     Raises:
         ValueError: ``strip_prefixes`` is a string other than ``"auto"``, or two checkpoint
             names end up with the same model name.
     """
     if strip_prefixes is None:
-        return Alignment(), {k: k for k in shapes}
+        return "", {k: k for k in shapes}
     if isinstance(strip_prefixes, str):
         if strip_prefixes != "auto":
             raise ValueError(
@@ -127,12 +131,14 @@ def align(
             )
         best = _best_alignment(shapes, model_shapes)
         mapped = {k: best.rename(k, model_shapes) for k in shapes}
+        description = best.describe()
     else:
         prefixes = tuple(strip_prefixes)
-        best = Alignment(source_prefix="+".join(prefixes))
         mapped = {k: _strip_all(k, prefixes) for k in shapes}
+        changed = any(k != v for k, v in mapped.items())
+        description = f"stripped {list(prefixes)} from checkpoint names" if changed else ""
     _no_collisions(mapped, "strip_prefixes")
-    return best, mapped
+    return description, mapped
 
 
 def matches_any(name: str, patterns: Iterable[str]) -> bool:

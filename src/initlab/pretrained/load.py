@@ -201,15 +201,14 @@ class _Triage:
 
 def _triage(model, state, targets, key_map, strip_prefixes, head, adapt_first_conv) -> _Triage:
     triage = _Triage()
-    transient = {n for n, _ in model.named_buffers(remove_duplicate=False)} - set(targets)
+    buffers = dict(model.named_buffers(remove_duplicate=False))
+    transient = set(buffers) - set(targets)
     mapped = apply_key_map(state, key_map)
     triage.ignored += [Ignored(k, "dropped by key_map") for k, v in mapped.items() if v is None]
     kept = {v: k for k, v in mapped.items() if v is not None}  # mapped name -> checkpoint name
-    buffers = dict(model.named_buffers(remove_duplicate=False))
     model_shapes = {n: tuple(t.shape) for n, t in {**buffers, **targets}.items()}
     shapes = {name: tuple(state[key].shape) for name, key in kept.items()}
-    alignment, renamed = align(shapes, model_shapes, strip_prefixes)
-    triage.alignment = alignment.describe()
+    triage.alignment, renamed = align(shapes, model_shapes, strip_prefixes)
     first_conv = first_conv_weight(model) if adapt_first_conv else None
     for name, target in renamed.items():
         key, value = kept[name], state[kept[name]]

@@ -190,6 +190,8 @@ def _read_index(path: Path, trust_pickle: bool) -> dict[str, torch.Tensor]:
 
 def _flat(obj, where: str) -> dict[str, torch.Tensor]:
     """Unwrap framework wrappers and check that every entry is a tensor."""
+    if isinstance(obj, nn.Module):  # torch.save(model), loadable only with trust_pickle
+        obj = obj.state_dict()
     while isinstance(obj, Mapping) and not _all_tensors(obj):
         inner = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
         if inner is None:
