@@ -36,7 +36,12 @@ def register(subparsers) -> None:
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     """Add the model, data and optimization options shared by ``train`` and ``compare``."""
     add = parser.add_argument
-    add("--model", default="initnet", help="zoo model: initnet, mlp, cnn (default: %(default)s)")
+    add(
+        "--model",
+        default="initnet",
+        help="zoo model, a key of initlab.experiments.models.MODELS such as initnet, mlp, cnn "
+        "(default: %(default)s)",
+    )
     add(
         "--model-param",
         action="append",

@@ -114,7 +114,11 @@ class TensorData:
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """Metrics after one epoch; ``test_accuracy`` is a fraction, ``grad_norms`` maps names."""
+    """Metrics after one epoch (see the module docstring for their definitions).
+
+    ``test_accuracy`` is a fraction; ``grad_norms`` maps parameter names to the mean L2 norm;
+    ``wall_time_s`` covers the training steps and the test pass; ``steps`` counts optimizer steps.
+    """
 
     epoch: int
     train_loss: float
