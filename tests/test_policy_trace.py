@@ -14,7 +14,8 @@ class Functional(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.names = ["relu", "tanh", "leaky", "silu", "gelu", "gelu_tanh", "mish", "selu", "out"]
+        self.names = ["relu", "tanh", "leaky", "silu", "quick", "gelu", "gelu_tanh", "mish", "selu"]
+        self.names.append("out")
         self.fc = nn.ModuleDict({n: nn.Linear(8, 8) for n in self.names})
 
     def forward(self, x):
@@ -24,6 +25,8 @@ class Functional(nn.Module):
         x = F.leaky_relu(f["leaky"](x), 0.2)
         h = f["silu"](x)
         x = h * torch.sigmoid(h)  # SiLU written by hand
+        h = f["quick"](x)
+        x = h * torch.sigmoid(1.702 * h)  # QuickGELU: a swish
         x = F.gelu(f["gelu"](x))
         h = f["gelu_tanh"](x)  # GPT-2's hand-written tanh GELU
         x = 0.5 * h * (1.0 + torch.tanh(0.7978845608 * (h + 0.044715 * torch.pow(h, 3.0))))
@@ -43,6 +46,7 @@ def test_functional_activations_are_traced_in_execution_order():
         "tanh": Activation("tanh"),
         "leaky": Activation("leaky_relu", 0.2),
         "silu": Activation("silu"),
+        "quick": Activation("silu"),
         "gelu": Activation("gelu", "none"),
         "gelu_tanh": Activation("gelu", "tanh"),
         "mish": Activation("mish"),

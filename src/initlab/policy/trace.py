@@ -10,7 +10,7 @@ Two sources, the first that applies wins:
   written functionally, pooling) keep the sources; mixing operations (``matmul``, ``softmax``,
   ``einsum``, a layer call) end them; a norm layer adds itself to its input's sources. The
   first activation applied to a tensor whose sources include a layer is that layer's activation,
-  so ``F.relu``, ``torch.tanh``, ``x.sigmoid()`` and ``x * torch.sigmoid(x)`` (SiLU) inside a
+  so ``F.relu``, ``torch.tanh``, ``x.sigmoid()`` and ``x * torch.sigmoid(c * x)`` (SiLU) inside a
   custom ``forward`` are all found, in any branch order.
   The output layer is the last-called layer among the sources of each model output that has no
   activation. A residual add is an add of two traced tensors of different depth (the number of
@@ -114,6 +114,7 @@ class _Info:
     depth: int
     cubic: bool = False
     chain: tuple[int, tuple[str, ...], tuple[str, ...]] | None = None  # root id, acts, layers
+    base: int | None = None  # id of x when this tensor is x times a number (1.702 * x)
 
 
 @dataclass
@@ -238,6 +239,8 @@ class _Tracer:
                 name in {"pow", "__pow__"} and len(args) > 1 and args[1] == 3
             )
             info = _Info(frozenset().union(*(i.sources for i in inputs)), depth, cubic)
+            if name in _MULS and len(inputs) == 1 and len(list(_tensors(args))) == 1:
+                info.base = inputs[0].base or id(first)  # x * number: still "x" for SiLU
         for t in _tensors(out):
             self._set(t, info)
 
@@ -250,7 +253,7 @@ class _Tracer:
             layers = tuple(s for s in info.sources if s not in self.state.activations)
             for layer in layers:
                 self.state.activations[layer] = act
-            chain = (id(inp), (act.name,), layers)
+            chain = (info.base or id(inp), (act.name,), layers)
         for t in _tensors(out):
             self._set(t, _Info(frozenset(), info.depth, chain=chain))
 
