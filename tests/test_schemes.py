@@ -167,6 +167,13 @@ def test_torch_default_is_pytorchs_reset_and_leaves_the_global_rng_alone():
     assert float(a.fc1.bias.abs().max()) > 0  # torch_default keeps PyTorch's biases
 
 
+def test_one_dimensional_parameters_that_are_not_biases_keep_their_defaults():
+    net = nn.Sequential(nn.Linear(4, 4), nn.PReLU(4))
+    initialize(net, "xavier_uniform", generator=_gen(0), bias_init="constant:0.5")
+    assert torch.equal(net[1].weight, torch.full((4,), 0.25))  # PyTorch's PReLU slope
+    assert torch.equal(net[0].bias, torch.full((4,), 0.5))
+
+
 def test_torch_default_with_zero_bias_rule():
     net = initialize(InitNet(), "torch_default", generator=_gen(0), bias_init="zeros")
     assert float(net.fc1.bias.abs().sum()) == 0 and float(net.fc1.weight.abs().sum()) > 0

@@ -4,10 +4,11 @@ A scheme is a model-agnostic rule. :func:`initialize` applies one to a model in 
 
 1. norm layers (BatchNorm, LayerNorm, GroupNorm, InstanceNorm, RMSNorm): weight 1, bias 0,
    running statistics reset;
-2. biases (every parameter with ``ndim < 2`` outside norm layers) by the bias rule: ``zeros``
-   unless ``bias_init`` says otherwise (``"zeros"``, ``"constant:VALUE"`` or ``"torch"``, which
-   keeps what the module's own ``reset_parameters`` draws); ``torch_default`` defaults to
-   ``"torch"``;
+2. biases (every parameter with ``ndim < 2`` and ``bias`` in its name, outside norm layers) by
+   the bias rule: ``zeros`` unless ``bias_init`` says otherwise (``"zeros"``,
+   ``"constant:VALUE"`` or ``"torch"``, which keeps what the module's own ``reset_parameters``
+   draws); ``torch_default`` defaults to ``"torch"``. Other 1-D parameters (a PReLU slope, a
+   layer-scale vector) are not biases and keep their module's own initial values;
 3. weights (every parameter with ``ndim >= 2`` outside norm layers) by the scheme. A weight that
    stacks independent blocks (LSTM/GRU gates, fused q/k/v) is filled block by block, each with
    its own fans (:func:`initlab.layer_fans` ``.blocks`` and :func:`initlab.per_block_`).
@@ -388,8 +389,8 @@ def _init_norms(model: nn.Module) -> None:
 def _bias_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
     for module in model.modules():
         if not isinstance(module, _NORM_TYPES):
-            for param in module.parameters(recurse=False):
-                if param.ndim < 2:
+            for name, param in module.named_parameters(recurse=False):
+                if param.ndim < 2 and "bias" in name:
                     yield param
 
 
