@@ -154,6 +154,26 @@ def test_flax_preset_formulas():
     assert not net[0].bias.any()
 
 
+@pytest.mark.parametrize("policy", ["auto", "torch", "gpt2", "bert", "keras", "flax"])
+def test_every_preset_covers_a_mixed_model(policy):
+    model = nn.ModuleDict(
+        {
+            "emb": nn.Embedding(20, 8, padding_idx=0),
+            "lstm": nn.LSTM(8, 8),
+            "gru": nn.GRU(8, 8),
+            "mha": nn.MultiheadAttention(8, 2, add_bias_kv=True),
+            "conv": nn.Conv1d(8, 8, 3, groups=2),
+            "deconv": nn.ConvTranspose1d(8, 4, 2),
+            "norm": nn.LayerNorm(8),
+            "head": nn.Linear(8, 3),
+        }
+    )
+    p = plan(model, policy).apply(seed=0)
+    assert p.uncovered == []
+    assert all(torch.isfinite(t).all() for t in model.parameters())
+    assert not model.emb.weight[0].any()
+
+
 def test_preset_rules_are_printable_data():
     rules = preset_rules("auto", zero_init_residual=True)
     assert rules[0].name == "residual norm = 0"

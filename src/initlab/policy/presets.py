@@ -22,6 +22,8 @@ __all__ = ["PRESETS", "PolicyOptions", "preset_rules"]
 _WEIGHTED = ("linear", "conv", "conv_transpose", "bilinear")
 _RECURRENT = ("lstm", "gru", "rnn")
 _QKV = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+# Keras and Flax have no padding index; PyTorch's nn.Embedding promises a zero padding row.
+_PAD_NOTE = "a padding_idx row stays 0, as nn.Embedding promises"
 
 
 @dataclass(frozen=True)
@@ -284,10 +286,10 @@ def _keras(o: PolicyOptions) -> list[Rule]:
     return [
         *_norms(),
         Rule("Embedding U(+-0.05)", "uniform", kinds=("embedding",), roles=("weight",),
-             bound=0.05),
+             bound=0.05, zero_rows="padding_idx", note=_PAD_NOTE),
         Rule("unit forget bias", "forget_gate", kinds=("lstm",), roles=("bias_ih",), value=1.0),
         Rule("bias zeros", "constant", min_ndim=1, roles=("bias", "bias_ih", "bias_hh",
-             "in_proj_bias")),
+             "in_proj_bias", "bias_k", "bias_v")),
         Rule("recurrent kernel orthogonal", "orthogonal", kinds=_RECURRENT, roles=("weight_hh",),
              per_block=False),
         Rule("MHA q/k/v Glorot uniform per projection", kinds=("attention",), roles=_QKV,
@@ -302,9 +304,9 @@ def _flax(o: PolicyOptions) -> list[Rule]:
     return [
         *_norms(),
         Rule("Embed N(0, 1/features)", "variance_scaling", kinds=("embedding",),
-             roles=("weight",), mode="fan_out"),
+             roles=("weight",), mode="fan_out", zero_rows="padding_idx", note=_PAD_NOTE),
         Rule("bias zeros", "constant", min_ndim=1, roles=("bias", "bias_ih", "bias_hh",
-             "in_proj_bias")),
+             "in_proj_bias", "bias_k", "bias_v")),
         Rule("recurrent kernel orthogonal per gate", "orthogonal", kinds=_RECURRENT,
              roles=("weight_hh",)),
         Rule("kernel LeCun normal (truncated)", min_ndim=2, kinds=(*_WEIGHTED, *_RECURRENT,
