@@ -65,6 +65,8 @@ TORCH_MODULES = {
     "encoder_layer": lambda: nn.TransformerEncoderLayer(64, 4, 128),
     "norms": lambda: nn.Sequential(nn.LayerNorm(64), nn.BatchNorm2d(16), nn.GroupNorm(4, 16)),
     "own_init": lambda: nn.Sequential(nn.Bilinear(8, 9, 10), nn.PReLU()),
+    # its own reset draws Xavier for every matrix inside it
+    "transformer": lambda: nn.Transformer(64, 4, 1, 1, 128, batch_first=True),
 }
 
 

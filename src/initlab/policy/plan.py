@@ -445,10 +445,16 @@ def _targets(model, context: ModelContext, selected, opts: PolicyOptions):
             fan_out=fan_out,
             blocks=blocks,
             hidden=getattr(owner, "hidden_size", None),
+            ancestors=_ancestors(modules, owner_name),
         )
         frozen = not param.requires_grad and not opts.include_frozen
         out.append((target, param, owner_name, tuple(aliases[id(param)][1:]), note, frozen))
     return out
+
+
+def _ancestors(modules: dict[str, nn.Module], owner_name: str) -> tuple[nn.Module, ...]:
+    parts = owner_name.split(".") if owner_name else []
+    return tuple(modules[".".join(parts[:i])] for i in range(len(parts)))
 
 
 def _fans(owner: nn.Module, leaf: str, kind: str):

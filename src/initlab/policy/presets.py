@@ -234,6 +234,9 @@ def _torch(o: PolicyOptions) -> list[Rule]:
     default = {"init": "variance_scaling", "scale": 1 / 3, "distribution": "uniform",
                "per_block": False}  # fmt: skip
     return [
+        Rule("nn.Transformer: Xavier uniform (whole)", "variance_scaling", within=nn.Transformer,
+             min_ndim=2, mode="fan_avg", distribution="uniform", per_block=False,
+             note="nn.Transformer._reset_parameters re-draws every matrix inside it"),
         *_norms(),
         Rule("Embedding N(0, 1)", "normal", kinds=("embedding",), roles=("weight",),
              module=nn.Embedding, zero_rows="padding_idx"),

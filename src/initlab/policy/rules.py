@@ -56,6 +56,7 @@ class Target:
     fan_out: int | None
     blocks: int
     hidden: int | None  # hidden_size of recurrent layers
+    ancestors: tuple[nn.Module, ...] = ()  # the modules that contain the owner, root first
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ class Rule:
     * ``param``: a glob on the qualified name (``"*.c_proj.weight"``) or a regex prefixed with
       ``"re:"`` (``"re:^head\."``), matched with :func:`re.search`.
     * ``module``: a module class (``isinstance``) or a class name.
+    * ``within``: a module class or class name that must contain the owning module (e.g.
+      ``nn.Transformer``, whose own reset re-draws every matrix inside it).
     * ``residual_end``: whether the layer must (or must not) end a residual branch.
     * ``min_ndim``: parameters with fewer dimensions do not match.
 
@@ -111,6 +114,7 @@ class Rule:
     activations: tuple[str, ...] = ()
     param: str | None = None
     module: type | tuple[type, ...] | str | None = None
+    within: type | tuple[type, ...] | str | None = None
     residual_end: bool | None = None
     min_ndim: int = 0
     scale: float | str = 1.0
@@ -162,16 +166,18 @@ class Rule:
             and (not self.activations or _activation_matches(self.activations, t))
             and (self._regex is None or self._regex.search(t.name) is not None)
             and (self.module is None or _module_matches(self.module, t.module))
+            and (self.within is None or any(_module_matches(self.within, a) for a in t.ancestors))
             and (self.residual_end is None or self.residual_end == t.residual_end)
         )
 
     def to_dict(self) -> dict:
         """Return the rule as JSON-ready data (a module class is written as its name)."""
         data = {k: getattr(self, k) for k in self.__dataclass_fields__ if not k.startswith("_")}
-        if isinstance(self.module, type):
-            data["module"] = self.module.__name__
-        elif isinstance(self.module, tuple):
-            data["module"] = [m.__name__ for m in self.module]
+        for key in ("module", "within"):
+            if isinstance(data[key], type):
+                data[key] = data[key].__name__
+            elif isinstance(data[key], tuple):
+                data[key] = [m.__name__ for m in data[key]]
         for key in ("kinds", "roles", "activations"):
             data[key] = list(data[key])
         return data
