@@ -238,3 +238,26 @@ def test_cli_reports_an_unknown_scheme(capsys):
 
     assert main(["diagnose", "--depth", "1", "--schemes", "kaiming_nromal"]) == 2
     assert "did you mean 'kaiming_normal'" in capsys.readouterr().err
+
+
+def test_compare_stores_the_init_diagnosis_and_reports_verdicts(tmp_path):
+    from initlab.experiments.sweep import CompareConfig, read_results, run_sweep
+    from initlab.experiments.trainer import TrainConfig
+
+    config = CompareConfig(
+        schemes=("seed", "zeros"),
+        seeds=1,
+        train_subset=256,
+        test_subset=100,
+        train=TrainConfig(epochs=1, max_steps=2),
+    )
+    run_sweep(config, tmp_path, progress=False)
+    init = [line for line in read_results(tmp_path / "results.jsonl") if line["type"] == "init"]
+    assert init[0]["verdicts"] == ["healthy"]
+    # Zero weights: every unit of fc1 equals every other (unbroken symmetry), the signal is 0.
+    assert "unbroken_symmetry" in init[1]["verdicts"]
+    saved = json.loads((tmp_path / "diagnosis" / "zeros-0.json").read_text())
+    assert saved["params"][0]["name"] == "fc1.weight"
+    assert saved["params"][0]["symmetric_fraction"] == 1.0
+    report = (tmp_path / "report.md").read_text()
+    assert "## Diagnosis at initialization" in report and "- `zeros`: " in report

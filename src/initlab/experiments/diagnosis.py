@@ -8,9 +8,12 @@ resulting weight and bias variances says how deep such an initialization can tra
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -20,7 +23,14 @@ from initlab.experiments.datasets import load_dataset
 from initlab.experiments.models import build_model
 from initlab.experiments.schemes import initialize
 
-__all__ = ["SchemeDiagnosis", "diagnose_schemes", "load_batch", "mlp_mean_field"]
+__all__ = [
+    "SchemeDiagnosis",
+    "diagnose_schemes",
+    "format_mean_field",
+    "init_record",
+    "load_batch",
+    "mlp_mean_field",
+]
 
 
 @dataclass(frozen=True)
@@ -110,3 +120,28 @@ def format_mean_field(mf: MeanField) -> str:
         f"chi_1={mf.chi_1:.4f} ({mf.phase}) xi_c={mf.xi_c:.3g}: trainable up to {depth} "
         "(6 xi_c, Schoenholz et al. 2017)"
     )
+
+
+def init_record(
+    model: nn.Module,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    path: str | os.PathLike,
+) -> dict:
+    """Diagnose ``model`` at init on ``batch``, write the full diagnosis to ``path`` (JSON).
+
+    What ``initlab compare`` stores for every run before training.
+
+    Returns:
+        The compact record for the run's ``init`` line: ``activation_std`` (std of every weight
+        layer's output, by name, for the report's figure), ``verdicts`` (codes) and
+        ``diagnosis`` (the file name).
+    """
+    d = diagnose(model, batch, loss_fn=nn.functional.cross_entropy)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(d.to_dict()))
+    return {
+        "activation_std": {r.name: r.std for r in d.layers if r.kind == "weight"},
+        "verdicts": [v.code for v in d.verdicts],
+        "diagnosis": path.name,
+    }

@@ -80,6 +80,7 @@ def _runs(lines: Sequence[dict]) -> dict[str, dict]:
             run["status"] = line["status"]
         elif line["type"] == "init":
             run["activation_std"] = line["activation_std"]
+            run["verdicts"] = line.get("verdicts", [])
     return runs
 
 
@@ -201,7 +202,7 @@ def write_report(out_dir: str | os.PathLike, config, lines: Sequence[dict]) -> l
     _curve_figure(out / FIGURES["accuracy"], runs, config.schemes, "test_accuracy", "test accuracy")
     _curve_figure(out / FIGURES["loss"], runs, config.schemes, "train_loss", "mean training loss")
     _activation_figure(out / FIGURES["activations"], runs, config.schemes)
-    write_atomic(out / "report.md", _markdown(config, rows))
+    write_atomic(out / "report.md", _markdown(config, rows) + _verdicts(runs, config.schemes))
     return rows
 
 
@@ -223,6 +224,21 @@ def _markdown(config, rows: Sequence[SummaryRow]) -> str:
         "Final accuracy excludes diverged runs; std is over seeds (ddof=1). Bands in the curves "
         "span min to max over seeds; the line is the mean.\n\n"
         f"{figures}\n"
+    )
+
+
+def _verdicts(runs: dict, schemes: Sequence[str]) -> str:
+    """The init diagnosis per scheme: its verdicts over all seeds (see ``initlab.diagnose``)."""
+    lines = []
+    for scheme in schemes:
+        codes = {c for r in runs.values() if r["scheme"] == scheme for c in r.get("verdicts", [])}
+        if codes:
+            lines.append(f"- `{scheme}`: " + ", ".join(sorted(codes)))
+    if not lines:
+        return ""
+    return (
+        "\n## Diagnosis at initialization\n\n" + "\n".join(lines) + "\n\nPer-layer statistics, "
+        "thresholds and hints of every run: `diagnosis/<scheme>-<seed>.json`.\n"
     )
 
 

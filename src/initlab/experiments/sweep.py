@@ -29,8 +29,8 @@ import tqdm
 
 from initlab._checks import one_of
 from initlab.experiments import report
-from initlab.experiments.activations import activation_stds
 from initlab.experiments.datasets import load_dataset
+from initlab.experiments.diagnosis import init_record
 from initlab.experiments.models import MODELS
 from initlab.experiments.pretrain import PRETRAINED, PretrainConfig, build_for_run
 from initlab.experiments.schemes import parse_bias_init, parse_scheme
@@ -220,8 +220,13 @@ def _run_one(config, scheme, seed, data, sink, bar, on_epoch, out) -> None:
             batch=init_batch(data),
         )
     model = model.to(data.train_x.device)
-    stds = activation_stds(model, init_batch(data).to(data.train_x.device))
-    _append(sink, {"type": "init", **base, "activation_std": stds})
+    x = init_batch(data).to(data.train_x.device)
+    diagnosis = init_record(
+        model,
+        (x, data.train_y[: len(x)]),
+        Path(out) / "diagnosis" / f"{rid.replace('/', '-')}.json",
+    )
+    _append(sink, {"type": "init", **base, **diagnosis})
 
     def record(epoch: EpochRecord) -> None:
         _append(sink, {"type": "epoch", **base, **dataclasses.asdict(epoch)})
