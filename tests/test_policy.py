@@ -358,6 +358,15 @@ def test_same_seed_same_weights_and_name_keyed_streams():
     assert not torch.equal(b.x.weight, b.z.weight)  # each name its own stream
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_same_weights_on_every_device():
+    cpu, gpu = Recurrent(nn.LSTM), Recurrent(nn.LSTM).cuda()
+    init_model(cpu, seed=2)
+    init_model(gpu, seed=2)
+    for (name, x), y in zip(cpu.state_dict().items(), gpu.state_dict().values(), strict=True):
+        assert torch.equal(x, y.cpu()), name
+
+
 def test_generator_gives_reproducible_base_seed():
     a, b = nn.Linear(6, 6), nn.Linear(6, 6)
     plan(a).apply(generator=torch.Generator().manual_seed(5))
