@@ -142,3 +142,21 @@ def test_errors_name_the_argument():
         lsuv_(model, torch.ones(8, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="found no layer"):
         lsuv_(nn.Sequential(nn.ReLU()), x)
+
+
+class _Boom(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x):
+        self.fc(x)
+        raise RuntimeError("boom")
+
+
+def test_hooks_removed_and_modes_restored_on_exceptions():
+    model, x = _Boom(), torch.randn(16, 8)
+    model.train()
+    with pytest.raises(RuntimeError, match="boom"):
+        lsuv_(model, x)
+    assert not model.fc._forward_hooks and model.training and model.fc.training
