@@ -444,6 +444,28 @@ def test_own_init_kept_and_uncovered_reported():
     assert p.uncovered == ["2.alpha"] and torch.equal(net[2].alpha, torch.full((4,), 3.0))
 
 
+class Container(nn.Module):
+    """Its own init_weights re-draws its children too: the plan must not let that leak."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(3))
+        self.inner = nn.Linear(3, 3)
+
+    def init_weights(self):
+        nn.init.constant_(self.scale, 2.0)
+        nn.init.zeros_(self.inner.weight)
+
+
+def test_own_init_never_changes_tensors_outside_the_plan():
+    net = Container()
+    before = net.inner.weight.clone()
+    p = plan(net, only=["scale"]).apply(seed=0)
+    assert p["scale"].distribution == "keep"
+    assert torch.equal(net.scale, torch.full((3,), 2.0))
+    assert torch.equal(net.inner.weight, before)
+
+
 def test_user_rules_override_by_type_glob_regex_and_activation():
     net = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
     rules = [

@@ -230,19 +230,18 @@ def _base_seed(seed, generator) -> int:
 
 
 def _own_init(module: nn.Module, owner: str, mine: set[str], base: int) -> None:
-    """Run the module's own init under a seeded, forked global RNG, and restore any of its
-    tensors that the plan does not cover (e.g. weights a pretrained loader just set)."""
-    saved = {
-        n: t.detach().clone()
-        for n, t in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
-        if n not in mine and not t.is_meta
-    }
+    """Run the module's own init under a seeded, forked global RNG, then restore every tensor
+    of the module (children included: ``init_weights``/``_reset_parameters`` may recurse)
+    except ``mine``, so that nothing outside the plan changes (e.g. weights just loaded)."""
+    tensors = [*module.named_parameters(), *module.named_buffers()]
+    saved = {n: t.detach().clone() for n, t in tensors if n not in mine and not t.is_meta}
     devices = sorted({p.device.index for p in module.parameters() if p.is_cuda})
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(_stream_seed(base, owner or "<root>"))
         getattr(module, next(m for m in _OWN_INIT if hasattr(module, m)))()
+    current = dict(tensors)
     for n, t in saved.items():
-        getattr(module, n).copy_(t)
+        current[n].copy_(t)
 
 
 def _write(model: nn.Module, row: PlanRow, base: int) -> None:
