@@ -505,6 +505,10 @@ def test_errors_name_the_argument():
         plan(net, mode="fan_inn")
     with pytest.raises(ValueError, match=r"init must be one of.*got init='gauss'"):
         Rule("x", "gauss")
+    with pytest.raises(ValueError, match=r"kinds entry must be one of.*'Linear'.*'linear'"):
+        Rule("x", "normal", kinds=("Linear",))
+    with pytest.raises(ValueError, match=r"activations entry .*'rlu'.*did you mean 'relu'"):
+        Rule("x", "normal", activations="rlu")
     with pytest.raises(TypeError, match="model must be a torch.nn.Module; got str"):
         plan("net")
     with pytest.raises(TypeError, match="rules must be initlab.policy.Rule objects"):

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FAMILIES", "Activation", "from_function", "from_module"]
+__all__ = ["CALLABLES", "FAMILIES", "Activation", "from_function", "from_module"]
 
 #: Families the rules match on, besides single activation names.
 FAMILIES: dict[str, frozenset[str]] = {
@@ -27,7 +27,8 @@ FAMILIES: dict[str, frozenset[str]] = {
     "selu": frozenset({"selu"}),
 }
 
-_CALLABLES: dict[str, Callable[..., torch.Tensor]] = {
+#: Every activation name the policy knows, with the function that computes it.
+CALLABLES: dict[str, Callable[..., torch.Tensor]] = {
     "relu": F.relu,
     "relu6": F.relu6,
     "leaky_relu": F.leaky_relu,
@@ -72,7 +73,7 @@ class Activation:
 
     def function(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """Return the activation as a tensor function (for numerical gains)."""
-        fn = _CALLABLES[self.name]
+        fn = CALLABLES[self.name]
         if self.param is None:
             return fn
         key = {"gelu": "approximate", "elu": "alpha", "celu": "alpha"}.get(self.name)

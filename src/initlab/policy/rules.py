@@ -18,9 +18,10 @@ from typing import Any
 from torch import nn
 
 from initlab._checks import one_of
-from initlab.policy.activations import FAMILIES, Activation
+from initlab.policy.activations import CALLABLES, FAMILIES, Activation
+from initlab.policy.kinds import KINDS
 
-__all__ = ["INITS", "Rule", "Target"]
+__all__ = ["ACTIVATION_NAMES", "INITS", "Rule", "Target"]
 
 #: What a rule can assign.
 INITS = (
@@ -34,6 +35,8 @@ INITS = (
     "variance_scaling",
 )
 _MODES = ("fan_avg", "fan_in", "fan_out", "hidden")
+#: What ``Rule.activations`` accepts: activation names, families and three special words.
+ACTIVATION_NAMES = (*CALLABLES, *FAMILIES, "any", "none", "output")
 _DISTRIBUTIONS = ("normal", "truncated_normal", "uniform")
 # Standard deviation of a standard normal truncated to [-2, 2]: dividing by it gives a
 # truncated normal whose actual std is the target (the JAX/Keras variance_scaling convention).
@@ -138,6 +141,10 @@ class Rule:
             value = getattr(self, attr)
             if isinstance(value, str):  # a bare string would match per character
                 object.__setattr__(self, attr, (value,))
+        for kind in self.kinds:
+            one_of("kinds entry", kind, KINDS)
+        for name in self.activations:
+            one_of("activations entry", name, ACTIVATION_NAMES)
         if self.scale != "activation" and (
             not isinstance(self.scale, (int, float)) or self.scale < 0
         ):
