@@ -142,9 +142,12 @@ def zeros(args) -> None:
     curves = _train_curves("initnet", {}, inits, args)
     net = _build("initnet", {}, "zeros", args.seed, None)
     train(net, _data(), TrainConfig(optimizer="sgd", lr=0.01, epochs=1, max_steps=args.steps))
-    d = il.diagnose(net, load_batch(size=256))
-    sym = {p.name: p.symmetric_fraction for p in d.params if p.symmetric_fraction is not None}
-    print(f"  after {args.steps} steps from zeros, fraction of units identical to another: {sym}")
+    d = il.diagnose(net, load_batch(size=256), loss_fn=nn.functional.cross_entropy)
+    hidden = next(p for p in d.params if p.name == "fc1.weight")
+    print(
+        f"  after {args.steps} steps from zeros: {hidden.symmetric_fraction:.0%} of the 128 hidden "
+        f"units identical to another; fc1 gradient norm {hidden.grad_norm or 0.0:.3g}"
+    )
     _plot_curves(curves, args, "zeros", "784-128-10 ReLU net")
 
 
