@@ -490,6 +490,12 @@ def test_user_rules_override_by_type_glob_regex_and_activation():
     print(p.table())
 
 
+def test_keep_rule_needs_an_own_init():
+    net = nn.Sequential(nn.Linear(4, 4), Bare())
+    with pytest.raises(ValueError, match=r"rule 'mine' keeps the own init of '1.alpha'.*Bare"):
+        plan(net, rules=[Rule("mine", "keep", param="1.*")])
+
+
 def test_rule_matching_nothing_warns():
     with pytest.warns(UserWarning, match="rule 'conv only' matched no parameter"):
         plan(mlp(nn.ReLU()), rules=[Rule("conv only", "normal", kinds=("conv",))])

@@ -504,6 +504,11 @@ def _row(entry, rule: Rule | None, n_scaled: int, context: ModelContext) -> Plan
                        reason="no rule covers it: left untouched" + tied_text)  # fmt: skip
     stored = _stored_fans(t.module, param, t.name.rpartition(".")[2])
     draw = resolve(rule, t, n_scaled, stored)
+    if draw.distribution == "keep" and not any(hasattr(t.module, m) for m in _OWN_INIT):
+        raise ValueError(
+            f"rule {rule.name!r} keeps the own init of {t.name!r}, but its module "
+            f"{type(t.module).__name__} has none of {list(_OWN_INIT)}"
+        )
     if not rule.per_block:
         common["blocks"] = 1
         if stored is not None:
