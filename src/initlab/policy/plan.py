@@ -326,7 +326,8 @@ def plan(
         TypeError: ``model`` is not a module, a rule is not a :class:`Rule`, or an option name
             is unknown.
         ValueError: unknown preset or option value, a name in ``only`` that is not a
-            parameter of ``model``, or a lazy parameter still uninitialized (no example_input).
+            parameter of ``model``, a lazy parameter still uninitialized (no example_input),
+            or a ``keep`` rule on a module without its own init.
 
     Example:
         >>> net = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
