@@ -33,8 +33,8 @@ Verdicts and their thresholds (module constants below):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -301,26 +301,21 @@ def _split(batch) -> tuple[torch.Tensor, list]:
     return x, rest
 
 
-class _preserved_buffers_and_grads:
-    """Snapshot buffers and detach ``.grad`` tensors; put both back on exit."""
-
-    def __init__(self, model: nn.Module):
-        self.model = model
-
-    def __enter__(self):
-        self.buffers = [(b, b.detach().clone()) for b in self.model.buffers()]
-        self.grads = [(p, p.grad) for p in self.model.parameters()]
-        for p, _ in self.grads:
-            p.grad = None
-        return self
-
-    def __exit__(self, *exc):
+@contextmanager
+def _preserved_buffers_and_grads(model: nn.Module) -> Iterator[None]:
+    """Snapshot buffers and set ``.grad`` aside; put both back on exit."""
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    grads = [(p, p.grad) for p in model.parameters()]
+    for p, _ in grads:
+        p.grad = None
+    try:
+        yield
+    finally:
         with torch.no_grad():
-            for buffer, saved in self.buffers:
+            for buffer, saved in buffers:
                 buffer.copy_(saved)
-        for p, grad in self.grads:
+        for p, grad in grads:
             p.grad = grad
-        return False
 
 
 def _backward(loss_fn, output, rest) -> float:
