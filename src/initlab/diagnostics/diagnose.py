@@ -282,7 +282,7 @@ def diagnose(
         spectrum = _jacobian_singular_values(model, x, jacobian)
     layers = recorder.layers()
     param_stats = _param_stats(model, params, grads)
-    verdicts = _verdicts(layers, param_stats, model)
+    verdicts = _verdicts(layers, param_stats)
     return Diagnosis(tuple(layers), tuple(param_stats), tuple(verdicts), loss, spectrum)
 
 
@@ -447,7 +447,7 @@ def _jacobian_singular_values(model, x, n) -> tuple[float, ...]:
     return tuple(values)
 
 
-def _verdicts(layers, params, model) -> list[Verdict]:
+def _verdicts(layers, params) -> list[Verdict]:
     found = [
         *_signal_verdict(layers),
         *_gradient_verdict(layers),
@@ -455,7 +455,7 @@ def _verdicts(layers, params, model) -> list[Verdict]:
         *_fraction_verdict(
             layers, "saturated_fraction", SATURATED_FRACTION, "saturated_layers", "saturated"
         ),
-        *_symmetry_verdict(params, model),
+        *_symmetry_verdict(params),
     ]
     return found or [Verdict("healthy", "activations and gradients keep their scale")]
 
@@ -506,7 +506,7 @@ def _fraction_verdict(layers, attr, threshold, code, word) -> list[Verdict]:
     return [Verdict(code, message, HINTS[code], tuple(r.name for r in bad))]
 
 
-def _symmetry_verdict(params, model) -> list[Verdict]:
+def _symmetry_verdict(params) -> list[Verdict]:
     weights = [p for p in params if p.symmetric_fraction is not None]
     bad = [p for p in weights[:-1] if p.symmetric_fraction > SYMMETRIC_FRACTION]
     if not bad:
