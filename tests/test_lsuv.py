@@ -160,3 +160,18 @@ def test_hooks_removed_and_modes_restored_on_exceptions():
     with pytest.raises(RuntimeError, match="boom"):
         lsuv_(model, x)
     assert not model.fc._forward_hooks and model.training and model.fc.training
+
+
+class _SquashedLinear(nn.Linear):
+    """A Linear whose output is tanh-squashed: |y| < 1, so an output std of 2 is unreachable."""
+
+    def forward(self, x):
+        return torch.tanh(super().forward(x))
+
+
+def test_unreachable_target_stops_at_max_iter_with_a_warning():
+    model = nn.Sequential(_SquashedLinear(16, 16))
+    with pytest.warns(RuntimeWarning, match=r"layer '0' did not reach tol=0.1 in max_iter=4"):
+        report = lsuv_(model, torch.randn(256, 16), target_std=2.0, max_iter=4)
+    row = report.layers[0]
+    assert row.status == "max_iter" and row.iterations == 4 and row.std < 1.0
