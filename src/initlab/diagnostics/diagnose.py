@@ -17,7 +17,9 @@ Verdicts and their thresholds (module constants below):
   when the model applies its activations functionally.
 - ``vanishing_gradients`` / ``exploding_gradients``: the RMS gradient with respect to the first
   weight layer's output is below ``1 / SIGNAL_RATIO`` or above ``SIGNAL_RATIO`` times the
-  last weight layer's (needs ``loss_fn``).
+  last weight layer's (needs ``loss_fn``). Not judged when the last weight layer is all zero:
+  a zero output layer (Fixup, zero init) blocks every back-propagated signal at step zero by
+  design and unblocks after the first update.
 - ``dead_layers``: a ReLU/ReLU6 layer with more than ``DEAD_FRACTION`` (0.5) of its units zero for
   every example of the batch.
 - ``saturated_layers``: a tanh/hardtanh (``|y| > 0.99``) or sigmoid (``y < 0.01`` or
@@ -25,8 +27,10 @@ Verdicts and their thresholds (module constants below):
 - ``unbroken_symmetry``: a weight layer other than the last with more than ``SYMMETRIC_FRACTION``
   (0.5) of its units identical to another unit: same incoming weights and bias and, when the
   next weight layer reads them directly, same outgoing weights. Such units receive identical
-  gradients forever (zero or constant initialization). Weight layers are taken in execution
-  order, so in non-sequential graphs the "next layer" is a heuristic.
+  gradients forever (zero or constant initialization). The "next layer" is the next weight
+  layer in registration order, a heuristic outside plain chains; the last layer of a residual
+  branch declared by ``residual_branch()`` (:mod:`initlab.datadriven.fixup`) adds into the
+  residual stream and is never counted as symmetric.
 - ``healthy``: none of the above.
 """
 
@@ -395,6 +399,7 @@ def _rms(t: torch.Tensor) -> float:
 def _param_stats(model, params, grads) -> list[ParamStats]:
     weights = [m for _, m in model.named_modules() if isinstance(m, _WEIGHT_TYPES)]
     successor = {id(a.weight): b for a, b in zip(weights, weights[1:], strict=False)}
+    branch_ends = _residual_branch_ends(model)
     stats = []
     for name, p in params.items():
         g = grads.get(name)
@@ -403,9 +408,26 @@ def _param_stats(model, params, grads) -> list[ParamStats]:
             entry |= {"grad_norm": float(g.double().norm()), "grad_std": _std(g)}
         if p.ndim >= 2 and p.numel() > 0:
             entry |= _spectrum(p.detach())
-            entry["symmetric_fraction"] = _symmetric_fraction(model, p, successor.get(id(p)))
+            entry["symmetric_fraction"] = (
+                0.0 if id(p) in branch_ends else _symmetric_fraction(model, p, successor.get(id(p)))
+            )
         stats.append(ParamStats(**entry))
     return stats
+
+
+def _residual_branch_ends(model: nn.Module) -> set[int]:
+    """ids of the last weight of every declared residual branch (``residual_branch()``).
+
+    Such a layer adds into the residual stream, whose units differ, so its units are never
+    interchangeable even when its weight is zero (as Fixup sets it).
+    """
+    ends = set()
+    for module in model.modules():
+        if callable(getattr(module, "residual_branch", None)):
+            weights = [m for m in module.residual_branch() if isinstance(m, _WEIGHT_TYPES)]
+            if weights:
+                ends.add(id(weights[-1].weight))
+    return ends
 
 
 def _std(t: torch.Tensor) -> float:
@@ -450,7 +472,7 @@ def _jacobian_singular_values(model, x, n) -> tuple[float, ...]:
 def _verdicts(layers, params) -> list[Verdict]:
     found = [
         *_signal_verdict(layers),
-        *_gradient_verdict(layers),
+        *_gradient_verdict(layers, params),
         *_fraction_verdict(layers, "dead_fraction", DEAD_FRACTION, "dead_layers", "dead"),
         *_fraction_verdict(
             layers, "saturated_fraction", SATURATED_FRACTION, "saturated_layers", "saturated"
@@ -485,13 +507,20 @@ def _signal_verdict(layers) -> list[Verdict]:
     return _ratio_verdict(signal[0].std, signal[-1].std, what, "activations")
 
 
-def _gradient_verdict(layers) -> list[Verdict]:
+def _gradient_verdict(layers, params) -> list[Verdict]:
     weights = [r for r in layers if r.kind == "weight" and r.grad_rms is not None]
-    if len(weights) < 2:
+    if len(weights) < 2 or _all_zero(weights[-1].name, params):
         return []
     # Back-propagation runs from the last layer to the first: compare first to last.
     what = f"output-gradient RMS from {weights[-1].name} back to {weights[0].name}"
     return _ratio_verdict(weights[-1].grad_rms, weights[0].grad_rms, what, "gradients")
+
+
+def _all_zero(layer: str, params) -> bool:
+    """True if the layer's weight is all zero (its largest singular value is 0)."""
+    base = layer.split("#")[0]
+    name = f"{base}.weight" if base else "weight"
+    return any(p.name == name and p.sigma_max == 0.0 for p in params)
 
 
 def _fraction_verdict(layers, attr, threshold, code, word) -> list[Verdict]:
