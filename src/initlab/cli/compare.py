@@ -22,7 +22,9 @@ def register(subparsers) -> None:
             "epochs to the target accuracy, diverged runs) and write config.json, "
             "results.jsonl, summary.csv, report.md and PNG figures into --out. "
             "Ctrl-C keeps every finished epoch; --resume DIR continues, rerunning unfinished "
-            "runs from scratch (training is deterministic)."
+            "runs from scratch (training is deterministic). Runs of one model train together, "
+            "stacked, unless --no-vectorize. Under `torchrun --nproc-per-node N -m initlab "
+            "compare ...` the runs are split across the N processes and rank 0 writes the report."
         ),
     )
     add = parser.add_argument
@@ -53,12 +55,19 @@ def register(subparsers) -> None:
         "(default: none, start a new sweep)",
     )
     add("--no-progress", action="store_true", help="hide the progress bar (default: shown)")
+    add(
+        "--no-vectorize",
+        action="store_true",
+        help="train the runs one after the other instead of together, stacked over runs "
+        "(default: stacked where the model allows; same numbers within float rounding)",
+    )
     add_pretrain_options(parser)
     add_common_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from initlab.experiments.distributed import is_main_process
     from initlab.experiments.pretrain import PretrainConfig
     from initlab.experiments.report import format_table
     from initlab.experiments.sweep import CompareConfig, run_sweep
@@ -89,7 +98,11 @@ def run(args: argparse.Namespace) -> int:
                 ),
             )
         result = run_sweep(
-            config, out, resume=args.resume is not None, progress=not args.no_progress
+            config,
+            out,
+            resume=args.resume is not None,
+            progress=not args.no_progress,
+            vectorize=not args.no_vectorize,
         )
     except KeyboardInterrupt:
         print(
@@ -101,8 +114,10 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
         print(f"initlab compare: error: {error}", file=sys.stderr)
         return 2
+    if not is_main_process():  # under torchrun, rank 0 prints for all
+        return 0
     print(format_table(result.rows, result.config.target_accuracy))
-    print(f"\nWrote {out}: config.json, results.jsonl, summary.csv, report.md, figures")
+    print(f"\nWrote {result.out_dir}: config.json, results.jsonl, summary.csv, report.md, figures")
     return 0
 
 

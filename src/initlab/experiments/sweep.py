@@ -13,6 +13,17 @@ Output directory layout:
 Resuming (``resume=True``) reads ``config.json`` and ``results.jsonl``, keeps finished and
 diverged runs, drops the lines of every other run and reruns those from scratch. Training is
 deterministic, so a resumed sweep ends with the same numbers as an uninterrupted one.
+
+With ``vectorize=True`` the runs train together, stacked
+(:mod:`initlab.experiments.vectorized`): the same numbers within float rounding, the init
+lines of all runs first, then each epoch's lines as that epoch finishes for all runs. Models
+that cannot be stacked (dropout, BatchNorm statistics, recurrent layers) train one by one.
+
+Under ``torchrun`` (:mod:`initlab.experiments.distributed`) rank ``r`` trains runs ``r::world``
+(streaming its lines to ``results.rank<r>.jsonl``), and rank 0 appends every rank's lines to
+``results.jsonl`` and writes the report. Per-run files (``diagnosis/``, ``pretrained/``) are
+written by the rank that trains the run: the output directory should be shared across
+machines.
 """
 
 from __future__ import annotations
@@ -28,14 +39,15 @@ from pathlib import Path
 import tqdm
 
 from initlab._checks import one_of
-from initlab.experiments import report
+from initlab.experiments import distributed, report
 from initlab.experiments.datasets import load_dataset
 from initlab.experiments.diagnosis import init_record
-from initlab.experiments.models import MODELS
+from initlab.experiments.models import MODELS, build_model
 from initlab.experiments.pretrain import PRETRAINED, PretrainConfig, build_for_run
 from initlab.experiments.schemes import parse_bias_init, parse_scheme
 from initlab.experiments.trainer import (
     EpochRecord,
+    RunResult,
     TensorData,
     TrainConfig,
     build_initialized,
@@ -43,6 +55,7 @@ from initlab.experiments.trainer import (
     resolve_device,
     train,
 )
+from initlab.experiments.vectorized import train_group, vectorizable
 
 __all__ = [
     "DEFAULT_SCHEMES",
@@ -151,6 +164,7 @@ def run_sweep(
     resume: bool = False,
     progress: bool = True,
     on_epoch: Callable[[str, EpochRecord], None] | None = None,
+    vectorize: bool = False,
 ) -> SweepResult:
     """Run (or resume) a comparison into ``out_dir`` and write its summary, report and figures.
 
@@ -163,6 +177,8 @@ def run_sweep(
         progress: show a tqdm progress bar (on stderr) counting epochs.
         on_epoch: called with ``(run id, record)`` after each epoch is written (tests use it to
             simulate an interrupt).
+        vectorize: train all runs together, stacked, when the model allows it (see the module
+            docstring); ``initlab compare`` turns it on unless ``--no-vectorize``.
 
     Returns:
         A :class:`SweepResult`; its rows (one per scheme) are those of ``summary.csv``.
@@ -173,7 +189,31 @@ def run_sweep(
         KeyboardInterrupt: re-raised after recording the interrupted run; finished epochs and
             runs stay in ``results.jsonl``.
     """
-    out = Path(out_dir)
+    with distributed.session() as ranks:
+        # torchrun ranks may have computed different default names (timestamps): use rank 0's
+        out = Path(ranks.from_main(lambda: out_dir))
+        config, pending = ranks.from_main(lambda: _plan(config, out, resume))
+        mine = ranks.shard(pending)
+        data = _load_data(config)
+        results = out / "results.jsonl"
+        own = results if ranks.rank == 0 else out / f"results.rank{ranks.rank}.jsonl"
+        out.mkdir(parents=True, exist_ok=True)
+        with (
+            tqdm.tqdm(
+                total=len(mine) * config.train.epochs,
+                disable=not progress or ranks.rank != 0,
+                unit="epoch",
+            ) as bar,
+            open(own, "a" if own == results else "w", encoding="utf-8") as sink,
+        ):
+            _train_runs(config, mine, data, sink, bar, on_epoch, out, vectorize)
+        _gather(ranks, results, own)
+        rows = ranks.from_main(lambda: report.write_report(out, config, read_results(results)))
+    return SweepResult(config, out, rows)
+
+
+def _plan(config: CompareConfig | None, out: Path, resume: bool):
+    """Prepare ``out`` (new sweep or resume); return the config and the runs still to train."""
     results = out / "results.jsonl"
     if resume:
         config = CompareConfig.from_json((out / "config.json").read_text())
@@ -191,23 +231,98 @@ def run_sweep(
         if run_id(scheme, seed) not in done
     ]
     log.info("%d runs to train, %d already done, writing to %s", len(pending), len(done), out)
-    data = _load_data(config)
-    with (
-        tqdm.tqdm(
-            total=len(pending) * config.train.epochs, disable=not progress, unit="epoch"
-        ) as bar,
-        open(results, "a", encoding="utf-8") as sink,
-    ):
-        for scheme, seed in pending:
-            bar.set_description(run_id(scheme, seed))
-            _run_one(config, scheme, seed, data, sink, bar, on_epoch, out)
-    rows = report.write_report(out, config, read_results(results))
-    return SweepResult(config, out, rows)
+    return config, pending
 
 
-def _run_one(config, scheme, seed, data, sink, bar, on_epoch, out) -> None:
+def _gather(ranks: distributed.Ranks, results: Path, own: Path) -> None:
+    """Append the other ranks' lines to rank 0's ``results.jsonl`` (rank order)."""
+    if ranks.world == 1:
+        return
+    parts = ranks.gather([] if own == results else read_results(own))
+    if parts is None:
+        own.unlink()
+        return
+    with open(results, "a", encoding="utf-8") as sink:
+        for line in (line for part in parts for line in part):
+            _append(sink, line)
+
+
+def _train_runs(config, runs, data, sink, bar, on_epoch, out, vectorize) -> None:
+    """Train ``runs`` as one stacked group when asked and possible, else one by one."""
+    reason = "not asked" if not vectorize else None
+    if reason is None and len(runs) < 2:
+        reason = "fewer than two runs"
+    if reason is None:  # the architecture alone may already rule it out (no need to build all)
+        model = build_model(config.model, **config.model_params).to(data.train_x.device)
+        reason = vectorizable([model], data.train_x[:2])
+    if reason is None:
+        _run_group(config, runs, data, sink, bar, on_epoch, out)
+        return
+    if vectorize:
+        log.info("training %d runs one after the other: %s", len(runs), reason)
+    for scheme, seed in runs:
+        bar.set_description(run_id(scheme, seed))
+        _run_one(config, scheme, seed, data, sink, bar, on_epoch, out)
+
+
+def _run_group(config, runs, data, sink, bar, on_epoch, out) -> None:
+    bar.set_description(f"{len(runs)} runs stacked")
+    models = [_start(config, scheme, seed, data, sink, out) for scheme, seed in runs]
+    reason = vectorizable(models, data.train_x[:2])
+    if reason is not None:
+        log.info("training %d runs one after the other: %s", len(runs), reason)
+        for (scheme, seed), model in zip(runs, models, strict=True):
+            _run_one(config, scheme, seed, data, sink, bar, on_epoch, out, model)
+        return
+    log.info("training %d runs together, stacked", len(runs))
+    bases = [_base(scheme, seed) for scheme, seed in runs]
+    ended: set[int] = set()
+
+    def done(index: int, result: RunResult) -> None:
+        ended.add(index)
+        _status(sink, bases[index], result, bar, config)
+
+    try:
+        train_group(
+            models,
+            data,
+            config.train,
+            [seed for _, seed in runs],
+            on_epoch=lambda index, epoch: _record(sink, bases[index], epoch, bar, on_epoch),
+            on_done=done,
+        )
+    except (KeyboardInterrupt, Exception) as error:
+        for index in sorted(set(range(len(runs))) - ended):
+            _stopped(sink, bases[index], error)
+        raise
+
+
+def _base(scheme: str, seed: int) -> dict:
+    return {"run": run_id(scheme, seed), "scheme": scheme, "seed": seed}
+
+
+def _run_one(config, scheme, seed, data, sink, bar, on_epoch, out, model=None) -> None:
+    """Train one run (building it first unless ``model`` is given) and write its lines."""
+    base = _base(scheme, seed)
+    if model is None:
+        model = _start(config, scheme, seed, data, sink, out)
+    try:
+        result = train(
+            model,
+            data,
+            dataclasses.replace(config.train, seed=seed),
+            on_epoch=lambda epoch: _record(sink, base, epoch, bar, on_epoch),
+        )
+    except (KeyboardInterrupt, Exception) as error:
+        _stopped(sink, base, error)
+        raise
+    _status(sink, base, result, bar, config)
+
+
+def _start(config, scheme, seed, data, sink, out):
+    """Build and initialize one run's model on the data's device; write its init line."""
     rid = run_id(scheme, seed)
-    base = {"run": rid, "scheme": scheme, "seed": seed}
+    base = _base(scheme, seed)
     if scheme == PRETRAINED:
         model = build_for_run(config, seed, out)
     else:
@@ -227,27 +342,33 @@ def _run_one(config, scheme, seed, data, sink, bar, on_epoch, out) -> None:
         Path(out) / "diagnosis" / f"{rid.replace('/', '-')}.json",
     )
     _append(sink, {"type": "init", **base, **diagnosis})
+    return model
 
-    def record(epoch: EpochRecord) -> None:
-        _append(sink, {"type": "epoch", **base, **dataclasses.asdict(epoch)})
-        bar.update(1)
-        if on_epoch is not None:
-            on_epoch(rid, epoch)
 
-    try:
-        result = train(model, data, dataclasses.replace(config.train, seed=seed), on_epoch=record)
-    except KeyboardInterrupt:
-        _append(sink, {"type": "status", **base, "status": "interrupted"})
-        raise
-    except Exception as error:
-        _append(sink, {"type": "status", **base, "status": "failed", "error": repr(error)})
-        raise
+def _record(sink, base: dict, epoch: EpochRecord, bar, on_epoch) -> None:
+    _append(sink, {"type": "epoch", **base, **dataclasses.asdict(epoch)})
+    bar.update(1)
+    if on_epoch is not None:
+        on_epoch(base["run"], epoch)
+
+
+def _status(sink, base: dict, result: RunResult, bar, config) -> None:
     status = {"type": "status", **base, "status": result.status}
     if result.status == "diverged":
         status.update(epoch=result.diverged_epoch, step=result.diverged_step)
-        log.warning("%s diverged at epoch %d, step %d", rid, status["epoch"], status["step"])
+        log.warning(
+            "%s diverged at epoch %d, step %d", base["run"], status["epoch"], status["step"]
+        )
         bar.update(config.train.epochs - len(result.epochs))
     _append(sink, status)
+
+
+def _stopped(sink, base: dict, error: BaseException) -> None:
+    """Record a run cut short: ``interrupted`` (Ctrl-C) or ``failed`` (with the error)."""
+    if isinstance(error, KeyboardInterrupt):
+        _append(sink, {"type": "status", **base, "status": "interrupted"})
+    else:
+        _append(sink, {"type": "status", **base, "status": "failed", "error": repr(error)})
 
 
 def _load_data(config: CompareConfig) -> TensorData:

@@ -1,0 +1,367 @@
+"""Train many runs of one architecture together: stacked parameters, one vmapped step for all.
+
+A comparison trains the same model under several schemes and seeds; each run alone is a string
+of small matrix products dominated by Python and dispatch overhead. Here the ``R`` runs' weights
+are stacked along a new leading axis (``(R, *shape)`` per parameter), one forward/backward of
+``torch.func.vmap(torch.func.functional_call(...))`` computes all ``R`` losses and gradients
+(batched matrix products), and one optimizer steps all stacked tensors.
+
+Per-run results equal separate :func:`~initlab.experiments.trainer.train` runs within float
+rounding, because every piece is per run:
+
+- data: run ``r`` draws its own ``torch.randperm`` from its own shuffle stream
+  (:func:`~initlab.experiments.trainer.run_seeds`), and its batch is gathered as
+  ``x[order_r[step]]``, so the step sees the same images as the sequential trainer;
+- gradients: the summed loss ``sum_r L_r`` has ``dL/dtheta_r = dL_r/dtheta_r``, since run
+  ``r``'s parameters enter only its own loss;
+- optimizer: AdamW and SGD (with momentum and weight decay) are element-wise given the
+  gradient, with a step count and hyperparameters shared by all runs, so a step on the stacked
+  tensor is the per-run step on each slice;
+- divergence: a NaN or infinity stays inside its run's slice (nothing mixes runs); the loss is
+  checked every ``_CHECK_EVERY`` steps as in the trainer, and a run that went non-finite is
+  reported at its first bad step and removed from the stack (with its optimizer state).
+
+Only models whose forward is a pure function of parameters and input can be stacked:
+:func:`vectorizable` refuses dropout (random masks), BatchNorm with running statistics (the
+forward writes buffers), recurrent layers (fused flat weights) and anything ``vmap`` fails on.
+Initialization, data-dependent schemes such as LSUV included, happens per run before training,
+so it needs no fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, vmap
+
+from initlab.experiments.trainer import (
+    _CHECK_EVERY,
+    EpochRecord,
+    RunResult,
+    TensorData,
+    TrainConfig,
+    resolve_device,
+    run_seeds,
+)
+
+__all__ = ["train_group", "vectorizable"]
+
+log = logging.getLogger(__name__)
+
+# Relative tolerance of the probe that compares the stacked forward with each model's own:
+# batched and single matrix products may round differently (float32 eps is 1.2e-7).
+_PROBE_RTOL = 1e-4
+
+
+def vectorizable(models: Sequence[nn.Module], example: torch.Tensor | None = None) -> str | None:
+    """Say why ``models`` cannot be trained as one stack, or return ``None`` if they can.
+
+    They can when they share class, parameter names, shapes and dtypes, have equal buffers,
+    hold no dropout, BatchNorm running statistics or recurrent layer, and a vmapped forward of
+    ``example`` through the stack equals each model's own forward.
+
+    Args:
+        models: the runs' models, all on one device, at least one.
+        example: a small input batch on that device; ``None``: two zero images ``(2, 1, 28, 28)``.
+
+    Returns:
+        ``None``, or a short reason for a log line.
+
+    Example:
+        >>> vectorizable([InitNet(), InitNet()]) is None  # doctest: +SKIP
+        True
+    """
+    first = models[0]
+    for model in models:
+        reason = _static_reason(first, model)
+        if reason is not None:
+            return reason
+    if example is None:
+        example = torch.zeros(2, 1, 28, 28, device=next(first.parameters()).device)
+    return _probe_reason(models, example)
+
+
+def _static_reason(first: nn.Module, model: nn.Module) -> str | None:
+    for module in model.modules():
+        if isinstance(module, nn.modules.dropout._DropoutNd):
+            return "dropout draws random masks"
+        if getattr(module, "track_running_stats", False):
+            return "BatchNorm-style running statistics are written by the forward pass"
+        if isinstance(module, nn.RNNBase):
+            return "recurrent layers keep fused flat weights that torch.func cannot stack"
+    if type(model) is not type(first):
+        return f"different model classes ({type(first).__name__}, {type(model).__name__})"
+    if _signature(model.named_parameters()) != _signature(first.named_parameters()):
+        return "different parameter names, shapes or dtypes"
+    if any(not p.requires_grad for p in model.parameters()):
+        return "frozen parameters"
+    buffers, firsts = dict(model.named_buffers()), dict(first.named_buffers())
+    if buffers.keys() != firsts.keys() or not all(
+        torch.equal(b, firsts[n]) for n, b in buffers.items()
+    ):
+        return "different buffers"
+    return None
+
+
+def _signature(named) -> list[tuple[str, tuple[int, ...], torch.dtype]]:
+    return [(name, tuple(p.shape), p.dtype) for name, p in named]
+
+
+@torch.no_grad()
+def _probe_reason(models: Sequence[nn.Module], x: torch.Tensor) -> str | None:
+    try:
+        stacked = vmap(_forward(models[0]), in_dims=(0, None))(_stack(models), x)
+    except Exception as error:  # any op vmap has no batching rule for
+        return f"torch.func.vmap failed on the forward pass: {error}"
+    for r, model in enumerate(models):
+        alone = model(x)
+        if not torch.allclose(
+            stacked[r], alone, rtol=_PROBE_RTOL, atol=_PROBE_RTOL, equal_nan=True
+        ):
+            return "the stacked forward differs from the model's own forward"
+    return None
+
+
+def _forward(template: nn.Module) -> Callable:
+    def forward(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return functional_call(template, params, (x,))
+
+    return forward
+
+
+def _stack(models: Sequence[nn.Module]) -> dict[str, torch.Tensor]:
+    """Stack every parameter over runs: ``{name: (R, *shape)}``, detached."""
+    names = [name for name, _ in models[0].named_parameters()]
+    return {n: torch.stack([m.get_parameter(n).detach() for m in models]) for n in names}
+
+
+def train_group(
+    models: Sequence[nn.Module],
+    data: TensorData,
+    config: TrainConfig,
+    seeds: Sequence[int],
+    *,
+    on_epoch: Callable[[int, EpochRecord], None] | None = None,
+    on_done: Callable[[int, RunResult], None] | None = None,
+) -> list[RunResult]:
+    """Train ``models[r]`` with run seed ``seeds[r]`` for every ``r``, all in one stack.
+
+    Equivalent to ``[train(m, data, replace(config, seed=s)) for m, s in zip(models, seeds)]``
+    within float rounding (see the module docstring for why), with the same records, divergence
+    rule and in-place result: each model ends with its trained parameters.
+
+    Args:
+        models: models accepted by :func:`vectorizable`, at least one.
+        data: the dataset on ``config.device``.
+        config: optimization settings shared by all runs; its ``seed`` is ignored.
+        seeds: one run seed per model; it picks the run's shuffle stream.
+        on_epoch: called with ``(run index, record)`` for each run after each epoch, in run
+            order; an exception there stops training and propagates.
+        on_done: called with ``(run index, result)`` when a run ends: right after the epoch in
+            which it diverged, or after the last epoch.
+
+    Returns:
+        One :class:`~initlab.experiments.trainer.RunResult` per model, in order. The epoch
+        records' ``wall_time_s`` is the wall time of the whole group's epoch.
+
+    Raises:
+        ValueError: ``len(seeds) != len(models)``, or the models cannot be stacked (the message
+            gives :func:`vectorizable`'s reason).
+
+    Example:
+        >>> results = train_group(models, data, TrainConfig(epochs=1), [0, 0, 1])  # doctest: +SKIP
+    """
+    if len(seeds) != len(models) or not models:
+        raise ValueError(
+            f"seeds must give one seed per model; got {len(seeds)} seeds for {len(models)} models"
+        )
+    device = resolve_device(config.device)
+    for model in models:
+        model.to(device).train()
+    reason = vectorizable(models, data.train_x[:2])
+    if reason is not None:
+        raise ValueError(f"models cannot be trained as one stack: {reason}")
+    group = _Group(models, config, seeds)
+    # Denormals make CPU float math orders of magnitude slower (see trainer.train).
+    torch.set_flush_denormal(True)
+    try:
+        for epoch in range(1, config.epochs + 1):
+            group.run_epoch(epoch, data, on_epoch, on_done)
+            if not group.active:
+                break
+    finally:
+        torch.set_flush_denormal(False)
+    for r in list(group.active):
+        group.finish(r, "finished", on_done)
+    return [group.results[r] for r in range(len(models))]
+
+
+class _Group:
+    """The stacked state of the runs still training: parameters, optimizer, shuffle streams."""
+
+    def __init__(self, models: Sequence[nn.Module], config: TrainConfig, seeds: Sequence[int]):
+        self.models = list(models)
+        self.config = config
+        self.active = list(range(len(models)))  # run index of each row of the stack
+        self.params = {n: p.requires_grad_() for n, p in _stack(models).items()}
+        self.optimizer = _optimizer(list(self.params.values()), config)
+        self.shuffles = [torch.Generator().manual_seed(run_seeds(s)[1]) for s in seeds]
+        self.records: list[list[EpochRecord]] = [[] for _ in models]
+        self.results: dict[int, RunResult] = {}
+        forward = _forward(models[0])
+        # (R, B, ...) images and (R, B) labels -> (R,) mean cross-entropy per run
+        self.loss = vmap(lambda p, x, y: F.cross_entropy(forward(p, x), y))
+
+    def run_epoch(self, epoch, data, on_epoch, on_done) -> None:
+        start = time.perf_counter()
+        outcome = self.train_epoch(data)
+        evaluated = _evaluate(self, data) if self.active else ([], [])
+        elapsed = time.perf_counter() - start
+        for r, step in outcome.diverged.items():
+            self.results[r] = RunResult("diverged", tuple(self.records[r]), epoch, step)
+        for row, r in enumerate(self.active):
+            record = EpochRecord(
+                epoch,
+                outcome.losses[row],
+                evaluated[0][row],
+                evaluated[1][row],
+                outcome.grad_norms[row],
+                elapsed,
+                outcome.steps,
+            )
+            self.records[r].append(record)
+            if on_epoch is not None:
+                on_epoch(r, record)
+        for r in outcome.diverged:
+            if on_done is not None:
+                on_done(r, self.results[r])
+
+    def train_epoch(self, data: TensorData) -> _EpochOutcome:
+        """One epoch for every active run; diverged runs leave the stack (see the module doc)."""
+        n = data.train_x.shape[0]
+        size = self.config.batch_size
+        steps = math.ceil(n / size)
+        if self.config.max_steps is not None:
+            steps = min(steps, self.config.max_steps)
+        device = data.train_x.device
+        # (R, n): each run's own permutation from its own stream, as in the sequential trainer
+        orders = torch.stack([torch.randperm(n, generator=self.shuffles[r]) for r in self.active])
+        orders = orders.to(device)
+        grad_sum = torch.zeros(len(self.active), len(self.params), device=device)
+        losses: list[torch.Tensor] = []  # (R,) per step
+        diverged: dict[int, int] = {}
+        for step in range(steps):
+            index = orders[:, step * size : (step + 1) * size]  # (R, B)
+            loss = self.loss(self.params, data.train_x[index], data.train_y[index])  # (R,)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            grad_sum += torch.stack([_grad_norms(p) for p in self.params.values()], dim=1)
+            self.optimizer.step()
+            losses.append(loss.detach())
+            if (step + 1) % _CHECK_EVERY == 0 or step + 1 == steps:
+                bad = _first_non_finite(losses[-_CHECK_EVERY:], len(losses))
+                if bad:
+                    keep = [row for row in range(len(self.active)) if row not in bad]
+                    diverged.update({self.active[row]: s for row, s in bad.items()})
+                    self._remove(bad)
+                    orders, grad_sum = orders[keep], grad_sum[keep]
+                    losses = [step_losses[keep] for step_losses in losses]
+                    if not self.active:
+                        break
+        mean = torch.stack(losses).mean(0).tolist() if self.active else []
+        norms = (grad_sum / steps).tolist()
+        names = list(self.params)
+        grad_norms = [dict(zip(names, row, strict=True)) for row in norms]
+        return _EpochOutcome(mean, grad_norms, steps, diverged)
+
+    def _remove(self, rows: dict[int, int]) -> None:
+        """Write the parameters of ``rows`` back to their models and drop them from the stack."""
+        self._write_back(list(rows))
+        keep = [row for row in range(len(self.active)) if row not in rows]
+        self.active = [self.active[row] for row in keep]
+        old = self.params
+        self.params = {n: p.detach()[keep].requires_grad_() for n, p in old.items()}
+        state = self.optimizer.state
+        optimizer = _optimizer(list(self.params.values()), self.config)
+        for name, p in self.params.items():
+            if old[name] in state:
+                optimizer.state[p] = {
+                    k: v[keep] if torch.is_tensor(v) and v.shape == old[name].shape else v
+                    for k, v in state[old[name]].items()
+                }
+        self.optimizer = optimizer
+
+    def _write_back(self, rows: Sequence[int]) -> None:
+        with torch.no_grad():
+            for row in rows:
+                model = self.models[self.active[row]]
+                for name, p in self.params.items():
+                    model.get_parameter(name).copy_(p[row])
+
+    def finish(self, r: int, status: str, on_done) -> None:
+        self._write_back([self.active.index(r)])
+        self.results[r] = RunResult(status, tuple(self.records[r]))
+        if on_done is not None:
+            on_done(r, self.results[r])
+
+
+@dataclass(frozen=True)
+class _EpochOutcome:
+    """Per active run (in stack order): mean loss, grad norms; plus steps and diverged runs."""
+
+    losses: list[float]
+    grad_norms: list[dict[str, float]]
+    steps: int
+    diverged: dict[int, int]  # run index -> 1-based step of its first non-finite loss
+
+
+def _grad_norms(p: torch.Tensor) -> torch.Tensor:
+    """Per-run L2 norm of a stacked gradient ``(R, *shape)`` -> ``(R,)``."""
+    if p.grad is None:
+        return p.new_zeros(p.shape[0])
+    return p.grad.flatten(1).norm(dim=1)
+
+
+def _first_non_finite(window: list[torch.Tensor], seen: int) -> dict[int, int]:
+    """Map each stack row with a non-finite loss in ``window`` to its 1-based epoch step."""
+    finite = torch.isfinite(torch.stack(window))  # (steps in window, R)
+    if bool(finite.all()):
+        return {}
+    offset = seen - len(window)
+    bad = (~finite).any(0).nonzero().flatten().tolist()
+    return {row: offset + int((~finite[:, row]).nonzero()[0]) + 1 for row in bad}
+
+
+@torch.no_grad()
+def _evaluate(group: _Group, data: TensorData) -> tuple[list[float], list[float]]:
+    """Per active run: (mean test cross-entropy, test accuracy), as trainer.evaluate."""
+    forward = vmap(_forward(group.models[0]), in_dims=(0, None))
+    params = {n: p.detach() for n, p in group.params.items()}
+    rows = len(group.active)
+    loss_sum = torch.zeros(rows, device=data.test_x.device)
+    correct = torch.zeros(rows, dtype=torch.int64, device=data.test_x.device)
+    size = group.config.eval_batch_size
+    for start in range(0, data.test_x.shape[0], size):
+        logits = forward(params, data.test_x[start : start + size])  # (R, B, classes)
+        labels = data.test_y[start : start + size]
+        flat = F.cross_entropy(logits.flatten(0, 1), labels.repeat(rows), reduction="none")
+        loss_sum += flat.view(rows, -1).sum(1)
+        correct += (logits.argmax(dim=2) == labels).sum(1)
+    n = data.test_x.shape[0]
+    return [s / n for s in loss_sum.tolist()], [c / n for c in correct.tolist()]
+
+
+def _optimizer(params: list[torch.Tensor], config: TrainConfig) -> torch.optim.Optimizer:
+    # The trainer's optimizers on the stacked tensors: both are element-wise given the gradient.
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
