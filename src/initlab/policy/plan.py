@@ -20,9 +20,11 @@ import torch
 from torch import nn
 
 from initlab.fans import compute_fans
+from initlab.policy.distributed import local_box
 from initlab.policy.kinds import fans_of, layer_kind, role_of
 from initlab.policy.presets import PolicyOptions, preset_rules
 from initlab.policy.rules import Draw, Rule, Target, resolve
+from initlab.policy.streams import fill_box_
 from initlab.policy.trace import ModelContext, analyze
 
 __all__ = ["InitPlan", "PlanRow", "init_model", "plan"]
@@ -103,13 +105,15 @@ class InitPlan:
     def apply(self, *, seed: int | None = None, generator: torch.Generator | None = None):
         """Write every planned parameter in place and return this plan.
 
-        Each parameter draws from its own ``torch.Generator`` seeded with SHA-256 of
-        ``"{base}:{name}"``, so the weights depend only on the seed and the parameter's name:
-        not on module construction order, nor on other layers. ``base`` is ``seed``; else one
-        draw from ``generator``; else one draw from the global generator. Values are drawn on
-        the CPU in float32 and copied to the parameter's device and dtype, so a seed gives the
-        same weights on every device. Modules that ``keep`` their own init run it under a
-        forked global RNG seeded the same way.
+        Each chunk of 2**18 entries of a parameter draws from its own ``torch.Generator``
+        seeded with SHA-256 of ``"{base}:{name}:{chunk}"`` (:mod:`initlab.policy.streams`), so
+        the weights depend only on the seed and the parameter's name: not on module
+        construction order, nor on other layers, nor on how a DTensor parameter is sharded
+        (each rank fills only its shard, :mod:`initlab.policy.distributed`). ``base`` is
+        ``seed``; else one draw from ``generator``; else one draw from the global generator.
+        Values are drawn on the CPU in float32 and copied to the parameter's device and dtype,
+        so a seed gives the same weights on every device. Modules that ``keep`` their own init
+        run it under a forked global RNG seeded the same way.
 
         Raises:
             TypeError: if ``seed`` is not an int or ``generator`` not a ``torch.Generator``.
@@ -245,8 +249,6 @@ def _own_init(module: nn.Module, owner: str, mine: set[str], base: int) -> None:
 
 
 def _write(model: nn.Module, row: PlanRow, base: int) -> None:
-    from initlab import initializers as il
-
     param = model.get_parameter(row.name)
     if param.is_meta:
         raise ValueError(
@@ -255,26 +257,9 @@ def _write(model: nn.Module, row: PlanRow, base: int) -> None:
         )
     if tuple(param.shape) != row.shape:
         raise ValueError(f"parameter {row.name!r} has shape {tuple(param.shape)}, plan {row.shape}")
-    g = torch.Generator().manual_seed(_stream_seed(base, row.name))
-    out = torch.empty(row.shape, dtype=torch.float32)
-    blocks = out.chunk(row.blocks, dim=0) if row.blocks > 1 else (out,)
-    for i, block in enumerate(blocks):
-        if row.distribution == "normal":
-            il.normal_(block, std=row.std, generator=g)
-        elif row.distribution == "uniform":
-            il.uniform_(block, a=-row.bound, b=row.bound, generator=g)
-        elif row.distribution == "truncated_normal":
-            il.trunc_normal_(block, std=row.std, a=-row.bound, b=row.bound, bounds="absolute",
-                             generator=g)  # fmt: skip
-        elif row.distribution == "orthogonal":
-            il.orthogonal_(block, gain=row.gain, generator=g)
-        elif row.distribution == "constant":
-            il.constant_(block, val=row.value[i if len(row.value) > 1 else 0])
-        else:
-            raise ValueError(f"row {row.name!r} has unknown distribution {row.distribution!r}")
-    for index in row.zero_rows:
-        out[index].zero_()
-    param.copy_(out)
+    # chunked streams: each rank of a sharded parameter draws only its shard (policy.streams)
+    local, offset = local_box(param)
+    fill_box_(local, row, base, offset)
 
 
 def plan(

@@ -1,0 +1,58 @@
+"""Sharded parameters: each process initializes only the shard it holds.
+
+``InitPlan.apply(seed=s)`` writes a ``torch.distributed.tensor.DTensor`` parameter (from
+``distribute_tensor``, ``distribute_module`` or FSDP2's ``fully_shard``) shard by shard: every
+rank fills its local tensor with exactly the entries the single-process ``apply(seed=s)`` gives
+there, drawing only the random chunks that overlap its shard (see :mod:`initlab.policy.streams`
+for the chunked streams and their cost). Nothing is communicated: the shards agree because each
+entry's value depends only on the seed, the parameter's name and the entry's position.
+
+Typical use, with the model built on the meta device so that no rank ever allocates a whole
+parameter::
+
+    with torch.device("meta"):
+        model = build_model()
+    init_plan = initlab.plan(model)              # plans from shapes; writes nothing
+    fully_shard(model)                           # or distribute_module / distribute_tensor
+    model.to_empty(device="cpu")                 # allocates the local shards only
+    init_plan.apply(seed=0)                      # each rank fills its shards
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["local_box"]
+
+
+def local_box(param: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...] | None]:
+    """Return the tensor this process stores for ``param`` and its offset in the whole one.
+
+    For a DTensor: its local shard (an alias: writing into it writes the parameter) and the
+    global index of the shard's first entry, for any mesh and any ``Shard``/``Replicate``
+    placements (uneven shards included, by DTensor's own rule). For a plain tensor: the tensor
+    itself and ``None`` (the whole parameter).
+
+    Example:
+        >>> local, offset = local_box(torch.zeros(3, 4))
+        >>> offset is None
+        True
+    """
+    dtensor = _dtensor_type()
+    if dtensor is None or not isinstance(param, dtensor):
+        return param, None
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+    _, offset = compute_local_shape_and_global_offset(
+        param.shape, param.device_mesh, param.placements
+    )
+    return param.to_local(), tuple(offset)
+
+
+def _dtensor_type():
+    """DTensor's class, or None where torch.distributed is not built in."""
+    if not torch.distributed.is_available():
+        return None
+    from torch.distributed.tensor import DTensor
+
+    return DTensor
