@@ -164,8 +164,9 @@ def train_group(
         seeds: one run seed per model; it picks the run's shuffle stream.
         on_epoch: called with ``(run index, record)`` for each run after each epoch, in run
             order; an exception there stops training and propagates.
-        on_done: called with ``(run index, result)`` when a run ends: right after the epoch in
-            which it diverged, or after the last epoch.
+        on_done: called with ``(run index, result)`` when a run ends: at the end of the epoch
+            in which it diverged (before that epoch's ``on_epoch`` calls of the other runs), or
+            after the last epoch.
 
     Returns:
         One :class:`~initlab.experiments.trainer.RunResult` per model, in order. The epoch
@@ -224,8 +225,11 @@ class _Group:
         outcome = self.train_epoch(data)
         evaluated = _evaluate(self, data) if self.active else ([], [])
         elapsed = time.perf_counter() - start
+        # A diverged run ends before the others' epoch lines, as it would have run alone first.
         for r, step in outcome.diverged.items():
             self.results[r] = RunResult("diverged", tuple(self.records[r]), epoch, step)
+            if on_done is not None:
+                on_done(r, self.results[r])
         for row, r in enumerate(self.active):
             record = EpochRecord(
                 epoch,
@@ -239,9 +243,6 @@ class _Group:
             self.records[r].append(record)
             if on_epoch is not None:
                 on_epoch(r, record)
-        for r in outcome.diverged:
-            if on_done is not None:
-                on_done(r, self.results[r])
 
     def train_epoch(self, data: TensorData) -> _EpochOutcome:
         """One epoch for every active run; diverged runs leave the stack (see the module doc)."""

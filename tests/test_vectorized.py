@@ -1,0 +1,306 @@
+"""Runs trained together, stacked over runs, against the sequential trainer, run by run."""
+
+import dataclasses
+import logging
+import re
+
+import pytest
+import torch
+from torch import nn
+
+from initlab.cli import build_parser, main
+from initlab.experiments.datasets import load_dataset
+from initlab.experiments.models import MLP, InitNet, SmallCNN
+from initlab.experiments.sweep import CompareConfig, read_results, run_sweep
+from initlab.experiments.trainer import TensorData, TrainConfig, build_initialized, train
+from initlab.experiments.vectorized import train_group, vectorizable
+
+# Tolerances. Stacked and single matrix products may round differently (float32 eps 1.2e-7
+# per operation); over the <= 32 steps of these runs the per-run numbers measured agree to
+# 3e-7 relative (losses of order 1) and 6e-5 absolute (losses of order 100). rel=1e-5 leaves a
+# 30x margin there, while any real mix-up (a shared shuffle, a mixed gradient, a wrong step
+# count in AdamW's bias correction) moves the losses by 1e-3 or more.
+REL = 1e-5
+# Test accuracy is a count over 200 images; rounding can flip at most a near-tie, one image.
+ACC = 1 / 200
+
+
+@pytest.fixture(scope="module")
+def data():
+    return TensorData.from_dataset(load_dataset("mnist").subset(1000, 200, seed=0))
+
+
+def _build(runs, model="initnet", **params):
+    return [build_initialized(model, s, seed=k, model_params=params) for s, k in runs]
+
+
+def _separate(runs, data, config, model="initnet", **params):
+    models = _build(runs, model, **params)
+    results = [
+        train(m, data, dataclasses.replace(config, seed=k))
+        for m, (_, k) in zip(models, runs, strict=True)
+    ]
+    return results, models
+
+
+def _assert_same(alone, stacked):
+    assert (stacked.status, stacked.diverged_epoch, stacked.diverged_step) == (
+        alone.status,
+        alone.diverged_epoch,
+        alone.diverged_step,
+    )
+    assert len(stacked.epochs) == len(alone.epochs)
+    for a, b in zip(alone.epochs, stacked.epochs, strict=True):
+        assert (b.epoch, b.steps) == (a.epoch, a.steps)
+        assert b.train_loss == pytest.approx(a.train_loss, rel=REL)
+        assert b.test_loss == pytest.approx(a.test_loss, rel=REL)
+        assert b.test_accuracy == pytest.approx(a.test_accuracy, abs=ACC)
+        assert b.grad_norms.keys() == a.grad_norms.keys()
+        for name, norm in a.grad_norms.items():
+            assert b.grad_norms[name] == pytest.approx(norm, rel=REL, abs=1e-9), name
+
+
+def test_stacked_adamw_runs_equal_separate_runs_and_a_nan_run_touches_no_other(data):
+    # Two seeds (two shuffle orders), three schemes, and one run whose logits overflow float32
+    # on its first batch (std 1e20): it must stop at epoch 1, step 1, as it does alone.
+    runs = [("seed", 0), ("normal:std=1e20", 0), ("xavier_uniform", 1), ("kaiming_uniform", 1)]
+    config = TrainConfig(epochs=2)
+    alone, alone_models = _separate(runs, data, config)
+    models = _build(runs)
+    events = []
+    stacked = train_group(
+        models,
+        data,
+        config,
+        [k for _, k in runs],
+        on_epoch=lambda r, e: events.append(("epoch", r, e.epoch)),
+        on_done=lambda r, result: events.append((result.status, r)),
+    )
+    assert alone[1].status == "diverged" and (alone[1].diverged_epoch, alone[1].diverged_step) == (
+        1,
+        1,
+    )
+    for a, s in zip(alone, stacked, strict=True):
+        _assert_same(a, s)
+    assert events == [
+        ("diverged", 1),
+        ("epoch", 0, 1),
+        ("epoch", 2, 1),
+        ("epoch", 3, 1),
+        ("epoch", 0, 2),
+        ("epoch", 2, 2),
+        ("epoch", 3, 2),
+        ("finished", 0),
+        ("finished", 2),
+        ("finished", 3),
+    ]
+    # the models are trained in place, like train()'s
+    for a, s in zip(alone_models, models, strict=True):
+        for (name, p), q in zip(a.named_parameters(), s.parameters(), strict=True):
+            assert torch.allclose(q, p, rtol=1e-4, atol=1e-6, equal_nan=True), name
+
+
+def test_sgd_runs_diverging_mid_epoch_stop_at_the_sequential_trainers_step(data):
+    # SGD (momentum 0.9) at lr 100 explodes: alone, these runs reach a non-finite loss at
+    # epoch 2, steps 10, 8 and 4 (measured); the zero-initialized run only moves its biases
+    # and finishes. Each stacked run must end at its own step, and the finished one must
+    # match its separate run although the others' slices went NaN around it, and train on
+    # for a third epoch from its own momentum after the others left the stack.
+    runs = [("zeros", 0), ("normal:std=0.1", 0), ("normal:std=1", 1), ("normal:std=100", 0)]
+    config = TrainConfig(optimizer="sgd", lr=100.0, epochs=3)
+    alone, _ = _separate(runs, data, config)
+    assert [(r.status, r.diverged_epoch) for r in alone] == [("finished", None)] + [
+        ("diverged", 2)
+    ] * 3
+    assert len({r.diverged_step for r in alone[1:]}) == 3  # three different steps
+    stacked = train_group(_build(runs), data, config, [k for _, k in runs])
+    for a, s in zip(alone, stacked, strict=True):
+        _assert_same(a, s)
+
+
+@pytest.mark.parametrize(
+    ("model", "params"),
+    [("cnn", {"channels": (4, 8)}), ("mlp", {"depth": 2, "width": 32, "norm": "layer"})],
+)
+def test_convolutions_and_layernorm_stack_too(data, model, params):
+    runs = [("kaiming_normal", 0), ("orthogonal", 1)]
+    config = TrainConfig(epochs=1, max_steps=8)
+    alone, _ = _separate(runs, data, config, model, **params)
+    stacked = train_group(_build(runs, model, **params), data, config, [0, 1])
+    for a, s in zip(alone, stacked, strict=True):
+        _assert_same(a, s)
+
+
+class _ItemInForward(nn.Module):
+    """A forward pass that leaves the tensor world (``.item()``): vmap cannot batch it."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(784, 10)
+
+    def forward(self, x):
+        x = x.reshape(x.shape[0], 784)
+        return self.fc(x) * (1.0 + 0.0 * self.fc.weight.sum().item())
+
+
+class _WithBuffer(InitNet):
+    def __init__(self, value):
+        super().__init__()
+        self.register_buffer("scale", torch.tensor(value))
+
+
+def _frozen():
+    net = InitNet()
+    net.fc1.weight.requires_grad_(False)
+    return net
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda: [MLP(depth=1, width=8, dropout=0.1)] * 2, "dropout draws random masks"),
+        (lambda: [MLP(depth=1, width=8, norm="batch")] * 2, "running statistics"),
+        (lambda: [nn.LSTM(4, 4)] * 2, "recurrent layers"),
+        (lambda: [InitNet(), SmallCNN()], r"different model classes \(InitNet, SmallCNN\)"),
+        (lambda: [MLP(depth=1, width=8), MLP(depth=1, width=9)], "parameter names, shapes"),
+        (lambda: [_frozen(), _frozen()], "frozen parameters"),
+        (lambda: [_WithBuffer(1.0), _WithBuffer(2.0)], "different buffers"),
+        (lambda: [_ItemInForward(), _ItemInForward()], "vmap failed on the forward pass"),
+    ],
+)
+def test_vectorizable_names_why_models_cannot_stack(make, reason):
+
+    found = vectorizable(make())
+    assert found is not None and re.search(reason, found), found
+
+
+def test_vectorizable_accepts_the_stackable_zoo():
+    for models in ([InitNet(), InitNet()], [SmallCNN(), SmallCNN()], [MLP(norm="layer")]):
+        assert vectorizable(models) is None
+
+
+def test_train_group_refuses_what_it_cannot_stack(data):
+    with pytest.raises(ValueError, match="one seed per model; got 1 seeds for 2 models"):
+        train_group([InitNet(), InitNet()], data, TrainConfig(epochs=1), [0])
+    with pytest.raises(ValueError, match="cannot be trained as one stack: dropout"):
+        train_group([MLP(dropout=0.5)] * 2, data, TrainConfig(epochs=1), [0, 1])
+
+
+SMALL = {"train_subset": 1000, "test_subset": 200, "train": TrainConfig(epochs=2)}
+
+
+def _keyed(lines):
+    return {(ln["type"], ln["run"], ln.get("epoch")): ln for ln in lines}
+
+
+def _assert_lines_close(got, want):
+    assert got.keys() == want.keys()
+    for key, line in want.items():
+        other = got[key]
+        assert other.keys() == line.keys(), key
+        for field, value in line.items():
+            if field == "wall_time_s":
+                continue
+            if isinstance(value, float):
+                assert other[field] == pytest.approx(value, rel=REL, abs=ACC), (key, field)
+            elif field != "grad_norms":
+                assert other[field] == value, (key, field)
+
+
+def test_vectorized_sweep_writes_the_sequential_sweeps_results(tmp_path, caplog):
+    config = CompareConfig(schemes=("seed", "normal:std=1e20", "zeros"), seeds=2, **SMALL)
+    with caplog.at_level(logging.INFO, logger="initlab.experiments.sweep"):
+        stacked = run_sweep(config, tmp_path / "v", progress=False, vectorize=True)
+    assert "training 6 runs together, stacked" in caplog.text
+    alone = run_sweep(config, tmp_path / "s", progress=False)
+    lines = read_results(tmp_path / "v" / "results.jsonl")
+    # init lines of all runs first, then epochs as they finish; the diverged runs end at once
+    assert [ln["type"] for ln in lines[:6]] == ["init"] * 6
+    assert [(ln["type"], ln["run"]) for ln in lines[6:8]] == [
+        ("status", "normal:std=1e20/0"),
+        ("status", "normal:std=1e20/1"),
+    ]
+    _assert_lines_close(_keyed(lines), _keyed(read_results(tmp_path / "s" / "results.jsonl")))
+    for a, b in zip(alone.rows, stacked.rows, strict=True):
+        assert (b.scheme, b.runs, b.diverged, b.reached_target) == (
+            a.scheme,
+            a.runs,
+            a.diverged,
+            a.reached_target,
+        )
+        assert b.final_accuracy_mean == pytest.approx(a.final_accuracy_mean, abs=ACC)
+
+
+def test_an_interrupted_vectorized_sweep_resumes_to_the_same_results(tmp_path):
+    config = CompareConfig(schemes=("seed", "normal:std=1e20", "xavier_normal"), seeds=1, **SMALL)
+    run_sweep(config, tmp_path / "full", progress=False, vectorize=True)
+    calls = []
+
+    def interrupt_on_second_epoch_line(run, record):
+        calls.append((run, record.epoch))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(
+            config,
+            tmp_path / "cut",
+            progress=False,
+            vectorize=True,
+            on_epoch=interrupt_on_second_epoch_line,
+        )
+    cut = read_results(tmp_path / "cut" / "results.jsonl")
+    statuses = {ln["run"]: ln["status"] for ln in cut if ln["type"] == "status"}
+    # the diverged run was recorded before the interrupt; both others are cut short
+    assert statuses == {
+        "normal:std=1e20/0": "diverged",
+        "seed/0": "interrupted",
+        "xavier_normal/0": "interrupted",
+    }
+    trained = []
+    run_sweep(
+        None,
+        tmp_path / "cut",
+        resume=True,
+        progress=False,
+        vectorize=True,
+        on_epoch=lambda r, e: trained.append((r, e.epoch)),
+    )
+    assert trained == [("seed/0", 1), ("xavier_normal/0", 1), ("seed/0", 2), ("xavier_normal/0", 2)]
+    full = _keyed(read_results(tmp_path / "full" / "results.jsonl"))
+    _assert_lines_close(_keyed(read_results(tmp_path / "cut" / "results.jsonl")), full)
+
+
+def test_a_dropout_model_falls_back_to_sequential_runs_with_a_log_line(tmp_path, caplog):
+    config = CompareConfig(
+        schemes=("seed", "zeros"),
+        seeds=1,
+        model="mlp",
+        model_params={"depth": 1, "width": 16, "dropout": 0.2},
+        train_subset=300,
+        test_subset=100,
+        train=TrainConfig(epochs=1),
+    )
+    with caplog.at_level(logging.INFO, logger="initlab.experiments.sweep"):
+        run_sweep(config, tmp_path / "v", progress=False, vectorize=True)
+    assert "training 2 runs one after the other: dropout draws random masks" in caplog.text
+    run_sweep(config, tmp_path / "s", progress=False)
+    drop = {"wall_time_s"}
+
+    def exact(path):
+        return [{k: v for k, v in ln.items() if k not in drop} for ln in read_results(path)]
+
+    # the fallback is the sequential path itself: identical lines, in the same order
+    assert exact(tmp_path / "v" / "results.jsonl") == exact(tmp_path / "s" / "results.jsonl")
+
+
+def test_compare_stacks_by_default_and_no_vectorize_turns_it_off(tmp_path, caplog):
+    assert build_parser().parse_args(["compare"]).no_vectorize is False
+    argv = ["compare", "--schemes", "seed,zeros", "--seeds", "1", "--epochs", "1", "--no-progress"]
+    argv += ["--train-subset", "300", "--test-subset", "100"]
+    with caplog.at_level(logging.INFO):
+        assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+        assert "training 2 runs together, stacked" in caplog.text
+        caplog.clear()
+        assert main([*argv, "--out", str(tmp_path / "b"), "--no-vectorize"]) == 0
+        assert "stacked" not in caplog.text
