@@ -1,0 +1,143 @@
+"""``torchrun -m initlab compare``: runs split across two local ranks, one report on rank 0."""
+
+import csv
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from initlab.cli import main
+from initlab.experiments.distributed import Ranks, is_main_process, session
+from initlab.experiments.sweep import read_results
+
+ARGS = [
+    "compare",
+    "--schemes",
+    "seed,zeros,normal:std=1e20",
+    "--seeds",
+    "2",
+    "--epochs",
+    "1",
+    "--train-subset",
+    "500",
+    "--test-subset",
+    "200",
+    "--no-progress",
+]
+# float32 rounding of stacked products over the 8 steps of a run (see test_vectorized.py):
+# measured agreement ~3e-7 relative; accuracies are counts over 200 test images.
+REL, ACC = 1e-5, 1 / 200
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun(args, timeout=240):
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(_free_port()),
+        "-m",
+        "initlab",
+        *args,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _keyed(path):
+    return {
+        (ln["type"], ln["run"], ln.get("epoch")): ln
+        for ln in read_results(path)
+        if ln["type"] != "init"
+    }
+
+
+def test_two_ranks_gather_one_report_equal_to_a_single_process_run(tmp_path, capsys):
+    done = _torchrun([*ARGS, "--out", str(tmp_path / "dist")])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert main([*ARGS, "--out", str(tmp_path / "single")]) == 0
+    single_out = capsys.readouterr().out
+
+    dist, single = tmp_path / "dist", tmp_path / "single"
+    lines = read_results(dist / "results.jsonl")
+    # rank 0 trained runs 0, 2, 4 of the grid and wrote them first; rank 1's (1, 3, 5) follow
+    runs = [ln["run"] for ln in lines if ln["type"] == "status"]
+    assert set(runs[:3]) == {"seed/0", "normal:std=1e20/0", "zeros/1"}
+    assert set(runs[3:]) == {"zeros/0", "seed/1", "normal:std=1e20/1"}
+    assert not list(dist.glob("results.rank*.jsonl"))  # the rank files were gathered, then removed
+    assert len(list((dist / "diagnosis").glob("*.json"))) == 6  # both ranks wrote their runs'
+
+    got, want = _keyed(dist / "results.jsonl"), _keyed(single / "results.jsonl")
+    assert got.keys() == want.keys()
+    for key, line in want.items():
+        if key[0] == "status":  # finished, or diverged at the same epoch and step
+            assert [got[key].get(k) for k in ("status", "epoch", "step")] == [
+                line.get(k) for k in ("status", "epoch", "step")
+            ]
+        else:
+            assert got[key]["steps"] == line["steps"]
+            assert got[key]["train_loss"] == pytest.approx(line["train_loss"], rel=REL)
+            assert got[key]["test_accuracy"] == pytest.approx(line["test_accuracy"], abs=ACC)
+
+    with open(dist / "summary.csv") as f:
+        dist_rows = list(csv.DictReader(f))
+    with open(single / "summary.csv") as f:
+        single_rows = list(csv.DictReader(f))
+    assert [r["scheme"] for r in dist_rows] == ["seed", "zeros", "normal:std=1e20"]
+    for a, b in zip(single_rows, dist_rows, strict=True):
+        assert (b["runs"], b["diverged"]) == (a["runs"], a["diverged"])
+        if a["final_accuracy_mean"]:
+            assert float(b["final_accuracy_mean"]) == pytest.approx(
+                float(a["final_accuracy_mean"]), abs=ACC
+            )
+    # one table, printed by rank 0 only, with the single process's rows
+    assert done.stdout.count("final test acc") == 1
+    assert done.stdout.splitlines()[1].split()[0] == single_out.splitlines()[1].split()[0]
+    assert (dist / "report.md").is_file() and (dist / "test_accuracy.png").is_file()
+
+
+def test_an_error_on_rank_0_stops_every_rank(tmp_path):
+    # The second sweep into the same directory is refused on rank 0; rank 1 must get the error
+    # too instead of waiting for a plan that never comes (the timeout would catch a hang).
+    out = ["--out", str(tmp_path)]
+    quick = ["compare", "--schemes", "seed", "--seeds", "1", "--train-subset", "100"]
+    quick += ["--test-subset", "50", "--epochs", "1", "--no-progress"]
+    assert main([*quick, *out]) == 0
+    done = _torchrun([*quick, *out], timeout=120)
+    assert done.returncode != 0
+    assert done.stderr.count("initlab compare: error:") == 2, done.stderr[-3000:]
+    assert "resume it with --resume" in done.stderr
+
+
+def test_outside_torchrun_a_sweep_is_one_process(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("RANK", raising=False)
+    with session() as ranks:
+        assert ranks == Ranks(0, 1)
+        assert ranks.shard(["a", "b", "c"]) == ["a", "b", "c"]
+        assert ranks.from_main(lambda: 42) == 42
+        assert ranks.gather("x") == ["x"]
+    assert is_main_process()
+    monkeypatch.setenv("RANK", "1")
+    assert not is_main_process()
+
+
+def test_rank_r_of_w_takes_every_wth_run_from_r():
+    grid = [f"run{i}" for i in range(7)]
+    shares = [Ranks(r, 3).shard(grid) for r in range(3)]
+    assert shares == [["run0", "run3", "run6"], ["run1", "run4"], ["run2", "run5"]]
+    assert sorted(sum(shares, [])) == sorted(grid)
