@@ -1,0 +1,76 @@
+"""The fast paths behind the speed figures: same laws, documented precision, exact bounds.
+
+trunc_normal_'s float32 erfinv sampler is checked against the float64 inverse CDF of the very
+same random integers (so the test sees its rounding error, not sampling noise), and its choice
+against the other samplers; orthogonal_ in bfloat16, which PyTorch refuses, must be orthogonal
+to bfloat16 precision.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from scipy import stats
+
+import initlab as il
+from initlab.initializers import truncated
+
+
+def _exact_from_same_bits(n: int, seed: int, a: float, b: float) -> torch.Tensor:
+    """The float64 inverse CDF of the 31-bit integers the erfinv sampler draws from ``seed``."""
+    k = torch.empty(n, dtype=torch.int32).random_(generator=torch.Generator().manual_seed(seed))
+    lo_v, hi_v = math.erf(a / math.sqrt(2)), math.erf(b / math.sqrt(2))
+    step = (hi_v - lo_v) * 2.0**-31
+    return torch.special.ndtri((lo_v + (k.double() + 0.5) * step + 1) / 2)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "tolerance"),
+    # the documented bounds: 1.0e-6 std at +-2, 9.5e-6 std at +-3 (a 10 % margin)
+    [(-2.0, 2.0, 1.1e-6), (-1.0, 3.0, 1.05e-5), (-0.8, 1.2, 1.1e-6)],
+)
+def test_erfinv_sampler_is_the_inverse_cdf_to_the_documented_precision(a, b, tolerance):
+    n = 1 << 20
+    got = il.trunc_normal_(torch.empty(n), a=a, b=b, generator=torch.Generator().manual_seed(3))
+    error = (got.double() - _exact_from_same_bits(n, 3, a, b)).abs().max().item()
+    assert error <= tolerance
+    assert error > 0  # float32 really rounds: the test compares two different computations
+    assert a <= got.min().item() and got.max().item() <= b
+
+
+def test_mean_and_std_scale_the_erfinv_sampler():
+    n = 1 << 16
+    g = torch.Generator().manual_seed(4)
+    got = il.trunc_normal_(torch.empty(n), mean=3.0, std=0.5, generator=g).double()
+    expected = 3.0 + 0.5 * _exact_from_same_bits(n, 4, -2.0, 2.0)
+    assert (got - expected).abs().max().item() <= 0.5 * 1.1e-6 + 4e-7  # + float32 ulp of 3.0
+
+
+def test_erfinv_sampler_family_by_ks_on_a_large_sample():
+    # 10^6 draws: a KS test at this size detects a CDF error of 2e-3 at p = 1e-4
+    x = il.trunc_normal_(torch.empty(10**6), generator=torch.Generator().manual_seed(5))
+    assert stats.kstest(x.double().numpy(), stats.truncnorm(-2, 2).cdf).pvalue > 1e-4
+
+
+def test_sampler_choice():
+    def chosen(dtype, a, b):
+        law = truncated._law(dtype, 0.0, 1.0, a, b, "std")
+        return truncated._erfinv_fits(law, truncated._working_dtype(dtype))
+
+    assert chosen(torch.float32, -2.0, 2.0) and chosen(torch.bfloat16, -3.0, 1.0)
+    assert not chosen(torch.float64, -2.0, 2.0)  # float64 keeps the exact samplers
+    assert not chosen(torch.float32, -3.5, 2.0)  # beyond 3 std: rejection
+    assert not chosen(torch.float32, 0.0, math.inf)
+
+
+def test_orthogonal_in_bfloat16_is_orthogonal_to_bfloat16_precision():
+    w = il.orthogonal_(torch.empty(256, 128, dtype=torch.bfloat16), gain=2.0)
+    gram = w.double().T @ w.double()
+    # rounding to bfloat16 moves each entry by at most 2**-9 of itself, so a Gram entry
+    # w_i . w_j moves by at most 2 * 2**-9 * sum_k |w_ki| |w_kj| <= 2 * 2**-9 * |w_i| |w_j|
+    # = 2**-8 * gain**2 (Cauchy-Schwarz; columns of norm gain = 2), plus float32 noise
+    assert (gram - 4 * torch.eye(128, dtype=torch.float64)).abs().max().item() < 4 * 2**-8 * 1.01
+    with pytest.raises(RuntimeError, match="BFloat16"):
+        torch.nn.init.orthogonal_(torch.empty(4, 4, dtype=torch.bfloat16))
