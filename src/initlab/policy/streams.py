@@ -23,17 +23,17 @@ seed gives.
 - ``zero_rows``: those indices of dim 0 are set to 0 afterwards (embedding padding rows).
 
 Cost. A box that is the whole parameter is drawn chunk by chunk straight into a float32 CPU
-parameter (one extra ``manual_seed`` per 2**18 entries, about 0.1 % of a ``normal_`` fill), or
-through a 1 MiB buffer into any other dtype or device, so no second copy of the parameter is
-ever held. A shard draws every chunk between its first and last entry: a shard along dim 0
-draws its own entries plus at most two partial chunks; a shard along a later dimension
-interleaves with the other shards inside each chunk, so it draws all chunks its rows span
-(for a row-major ``(out, in)`` weight sharded along ``in``, all of them), and only stores its
-own entries. Orthogonal rows cost each rank the QR of every block it touches.
+parameter (one SHA-256 and ``manual_seed`` per 2**18 entries, about 1 % of their ``normal_``
+fill), or through a 1 MiB buffer into any other dtype or device, so no second copy of the
+parameter is ever held. A shard draws every chunk between its first and last entry: a shard
+along dim 0 draws its own entries plus at most two partial chunks; a shard along a later
+dimension interleaves with the other shards inside each chunk, so it draws all chunks its rows
+span (for a row-major ``(out, in)`` weight sharded along ``in``, all of them), and only stores
+its own entries. Orthogonal rows cost each rank the QR of every block it touches.
 
 Limitation: PyTorch's CPU generator (mt19937) keeps only the low 32 bits of a seed, so two of
-``n`` chunks share a stream with probability about ``n**2 / 2**33`` (4e-5 for GPT-2 small's
-600 chunks, 0.1 % at 3000 chunks, a 1B-parameter model).
+``n`` chunks share a stream with probability about ``n**2 / 2**33``: 3e-5 for the 487 chunks
+of GPT-2 small, 0.2 % for the 3815 chunks of a 1B-parameter model.
 """
 
 from __future__ import annotations
