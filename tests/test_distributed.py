@@ -120,6 +120,29 @@ def test_box_outside_the_parameter_and_undrawable_rows_raise():
         fill_box_(torch.empty(9, 70), keep, SEED)
 
 
+def test_chunk_k_comes_from_its_documented_stream():
+    net, p = _applied()
+    row, flat = p["embed.weight"], net.embed.weight.detach().flatten()
+    assert row.distribution == "normal" and flat.numel() == 330000 and CHUNK == 2**18
+    g = torch.Generator().manual_seed(streams.stream_seed(SEED, "embed.weight", "1"))
+    chunk_1 = torch.empty(330000 - CHUNK).normal_(0.0, row.std, generator=g)
+    assert torch.equal(flat[CHUNK:], chunk_1)  # rows past the padding row 0: untouched by it
+
+
+def test_scalar_parameters_are_drawn_and_set():
+    net = nn.Module()
+    net.temperature, net.shift = nn.Parameter(torch.tensor(9.0)), nn.Parameter(torch.tensor(9.0))
+    rules = [
+        initlab.Rule(name="temperature", init="constant", param="temperature", value=0.5),
+        initlab.Rule(name="shift", init="normal", param="shift", std=0.1),
+    ]
+    p = initlab.plan(net, rules)
+    p.apply(seed=SEED)
+    assert net.temperature.item() == 0.5
+    g = torch.Generator().manual_seed(streams.stream_seed(SEED, "shift", "0"))
+    assert net.shift.item() == torch.empty(1).normal_(0, 0.1, generator=g).item()
+
+
 def test_local_box_of_a_plain_tensor_is_the_whole_tensor():
     t = torch.zeros(3, 4)
     local, offset = local_box(t)

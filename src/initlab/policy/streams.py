@@ -44,6 +44,8 @@ from collections.abc import Sequence
 
 import torch
 
+from initlab import initializers as il
+
 __all__ = ["CHUNK", "fill_box_", "stream_seed"]
 
 CHUNK = 1 << 18
@@ -98,7 +100,7 @@ def fill_box_(out: torch.Tensor, row, seed: int, offset: Sequence[int] | None = 
             _elementwise_(out, row, seed, shape, offset)
         else:
             _per_block_(out, row, seed, shape, offset)
-        for index in row.zero_rows:
+        for index in row.zero_rows if shape else ():
             local = index % shape[0] - offset[0]
             if 0 <= local < out.shape[0]:
                 out[local].zero_()
@@ -170,8 +172,6 @@ def _box_positions(start: int, stop: int, shape, offset, size):
 
 def _draw_chunk(buf: torch.Tensor, row, seed: int, k: int, generator) -> torch.Tensor:
     """Fill the float32 CPU ``buf`` with chunk ``k`` of ``row`` and return it."""
-    from initlab import initializers as il
-
     generator.manual_seed(stream_seed(seed, row.name, str(k)))
     if row.distribution == "normal":
         return il.normal_(buf, std=row.std, generator=generator)
@@ -184,8 +184,9 @@ def _draw_chunk(buf: torch.Tensor, row, seed: int, k: int, generator) -> torch.T
 
 def _per_block_(out: torch.Tensor, row, seed: int, shape, offset) -> None:
     """Orthogonal and constant rows: block ``b`` is ``param[b * R : (b + 1) * R]``."""
-    from initlab import initializers as il
-
+    if not shape:  # a scalar parameter (only a constant: the plan never makes it orthogonal)
+        out.fill_(row.value[0])
+        return
     if shape[0] % row.blocks:
         raise ValueError(
             f"row {row.name!r}: blocks={row.blocks} does not divide dim 0 of shape {shape}"
