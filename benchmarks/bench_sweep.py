@@ -1,0 +1,137 @@
+"""Time the default sweep: ``initlab compare`` (runs stacked) against the seed's plain loop.
+
+The goal (issue "Speed and scale", item 2): the default comparison, 6 schemes x 3 seeds of the
+seed's InitNet, 5 epochs on full MNIST, at least 4 times faster than 18 sequential runs of the
+seed's plain PyTorch loop.
+
+- initlab: :func:`initlab.experiments.sweep.run_sweep` with ``vectorize=True``, end to end as
+  ``initlab compare`` runs it (data loading, 18 inits with their diagnosis files, training
+  all runs stacked, results.jsonl, summary, report and figures), into a temporary directory.
+- the seed's loop, as the seed writes it (see ``benchmarks/bench_train.py``): a
+  ``TensorDataset`` in a ``DataLoader(batch_size=64, shuffle=True)``, AdamW (lr 1e-3, weight
+  decay 0.01), ``running_loss += loss.item()`` per step, a test pass with
+  ``DataLoader(batch_size=1000)`` after every epoch. Every run and epoch of it costs the same
+  (same model, same data, same number of steps), so it is timed on ``--plain-runs`` runs of
+  ``--plain-epochs`` epochs, the median epoch is multiplied by runs x epochs of the sweep, and
+  the script says so.
+
+Both run in one process with the same thread count. Run it alone (nothing else on the CPU):
+
+    .venv/bin/python benchmarks/bench_sweep.py
+    .venv/bin/python benchmarks/bench_sweep.py --train-subset 5000 --test-subset 1000 --epochs 1
+
+The second line is a smoke run; the first is the issue's measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from initlab.experiments.datasets import load_dataset
+from initlab.experiments.sweep import DEFAULT_SCHEMES, CompareConfig, run_sweep
+from initlab.experiments.trainer import TensorData, TrainConfig, build_initialized
+
+
+def plain_epoch(model, optimizer, data: TensorData) -> float:
+    """One epoch of the seed's loop (train + test); returns its wall time in seconds."""
+    train_loader = DataLoader(
+        TensorDataset(data.train_x, data.train_y), batch_size=64, shuffle=True
+    )
+    test_loader = DataLoader(TensorDataset(data.test_x, data.test_y), batch_size=1000)
+    start = time.perf_counter()
+    model.train()
+    running_loss = 0.0
+    for images, labels in train_loader:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        running_loss += loss.item()
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for images, labels in test_loader:
+            correct += (model(images).argmax(1) == labels).sum().item()
+    elapsed = time.perf_counter() - start
+    print(
+        f"  plain loop: loss {running_loss / len(train_loader):.4f}, "
+        f"accuracy {100 * correct / len(data.test_y):.2f}%, {elapsed:.2f} s"
+    )
+    return elapsed
+
+
+def plain_epochs(data: TensorData, runs: int, epochs: int) -> list[float]:
+    """Time ``runs`` x ``epochs`` epochs of the plain loop, cycling through the schemes."""
+    times = []
+    for run in range(runs):
+        scheme = DEFAULT_SCHEMES[run % len(DEFAULT_SCHEMES)]
+        print(f"plain run {run + 1}/{runs}: {scheme}, seed {run}")
+        torch.manual_seed(run)  # the DataLoader's shuffle draws from the global RNG
+        model = build_initialized("initnet", scheme, seed=run)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+        times += [plain_epoch(model, optimizer, data) for _ in range(epochs)]
+    return times
+
+
+def initlab_sweep(config: CompareConfig) -> float:
+    """Run the whole comparison, stacked, into a temporary directory; return its wall time."""
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        result = run_sweep(config, out, progress=False, vectorize=True)
+        elapsed = time.perf_counter() - start
+    for row in result.rows:
+        print(f"  {row.scheme:16s} final test accuracy {100 * row.final_accuracy_mean:.2f}%")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per scheme (default: 3)")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per run (default: 5)")
+    parser.add_argument("--train-subset", type=int, default=None, help="(default: all 60000)")
+    parser.add_argument("--test-subset", type=int, default=None, help="(default: all 10000)")
+    parser.add_argument(
+        "--plain-runs", type=int, default=2, help="plain-loop runs timed (default: 2)"
+    )
+    parser.add_argument(
+        "--plain-epochs", type=int, default=2, help="epochs per timed plain run (default: 2)"
+    )
+    args = parser.parse_args()
+    config = CompareConfig(
+        seeds=args.seeds,
+        train_subset=args.train_subset,
+        test_subset=args.test_subset,
+        train=TrainConfig(epochs=args.epochs),
+    )
+    dataset = load_dataset("mnist")
+    if args.train_subset is not None or args.test_subset is not None:
+        dataset = dataset.subset(args.train_subset, args.test_subset, seed=config.first_seed)
+    data = TensorData.from_dataset(dataset)
+    runs = len(config.schemes) * config.seeds
+    print(
+        f"threads: {torch.get_num_threads()}, train {len(data.train_y)}, test "
+        f"{len(data.test_y)}; sweep: {len(config.schemes)} schemes x {config.seeds} seeds x "
+        f"{args.epochs} epochs = {runs * args.epochs} run-epochs"
+    )
+    plain = statistics.median(plain_epochs(data, args.plain_runs, args.plain_epochs))
+    plain_total = plain * runs * args.epochs
+    print(f"initlab compare ({runs} runs stacked, end to end)")
+    stacked = initlab_sweep(config)
+    print(
+        f"plain loop: median epoch {plain:.2f} s (timed on {args.plain_runs} runs x "
+        f"{args.plain_epochs} epochs) x {runs * args.epochs} run-epochs = {plain_total:.1f} s "
+        "(scaled)"
+    )
+    print(f"initlab compare, stacked: {stacked:.1f} s (measured)")
+    print(f"speed-up: {plain_total / stacked:.2f}x (goal: >= 4x)")
+
+
+if __name__ == "__main__":
+    main()
