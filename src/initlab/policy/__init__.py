@@ -5,7 +5,8 @@ activation, rule, distribution, reason); ``InitPlan.apply(seed=...)`` writes it;
 ``init_model`` does both. Rules are data (:class:`Rule`); presets are rule tables.
 Modules: ``activations`` (recognizing activations), ``trace`` (what follows each layer),
 ``kinds`` (layer kinds, roles, fans), ``rules`` (the Rule table format), ``presets``
-(auto, torch, gpt2, bert, keras, flax), ``plan`` (plan, apply, JSON).
+(auto, torch, gpt2, bert, keras, flax), ``plan`` (plan, apply, JSON), ``streams`` (the
+chunked random streams apply draws from), ``distributed`` (DTensor shards, filled alone).
 """
 
 from initlab.policy.activations import Activation
