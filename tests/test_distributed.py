@@ -83,6 +83,26 @@ def test_any_partition_along_any_dim_assembles_to_apply(policy):
             assert torch.equal(torch.cat(pieces, dim), whole), (row.name, dim, parts)
 
 
+def test_rows_longer_than_a_chunk():
+    # (3, 2, 150001): a row along dim 1 spans 300002 entries, more than a chunk, so chunks
+    # start and end inside rows and a shard's runs straddle chunk boundaries
+    net = nn.Module()
+    net.big = nn.Parameter(torch.empty(3, 2, 150001))
+    p = initlab.plan(net, [initlab.Rule(name="big", init="normal", param="big", std=1.0)])
+    p.apply(seed=SEED)
+    row, whole = p["big"], net.big.detach()
+    for dim, parts in itertools.product(range(3), range(2, 5)):
+        pieces = []
+        for offset, size in _boxes(whole.shape, parts, dim):
+            piece = torch.empty(size)
+            fill_box_(piece, row, SEED, offset)
+            pieces.append(piece)
+        assert torch.equal(torch.cat(pieces, dim), whole), (dim, parts)
+    corner = torch.empty(2, 1, 70000)  # a box cut on all three dims
+    fill_box_(corner, row, SEED, (1, 1, 80000))
+    assert torch.equal(corner, whole[1:3, 1:2, 80000:150000])
+
+
 def test_grid_partition_on_two_dims_and_other_dtypes():
     net, p = _applied()
     row, whole = p["embed.weight"], net.embed.weight.detach()
