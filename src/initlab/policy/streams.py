@@ -133,6 +133,7 @@ def _elementwise_(out: torch.Tensor, row, seed: int, shape, offset) -> None:
     direct = flat.dtype == torch.float32 and flat.device.type == "cpu"
     generator = torch.Generator()
     total = math.prod(shape)
+    runs = None if contiguous_box else _Runs.of(shape, offset, tuple(out.shape))
     for k in range(first // CHUNK, last // CHUNK + 1):
         start, stop = k * CHUNK, min((k + 1) * CHUNK, total)
         if contiguous_box:
@@ -144,7 +145,7 @@ def _elementwise_(out: torch.Tensor, row, seed: int, shape, offset) -> None:
                 flat[lo - first : hi - first].copy_(values[lo - start : hi - start])
         else:
             values = _draw_chunk(torch.empty(stop - start), row, seed, k, generator)
-            _scatter_runs(flat, values, start, _Runs.of(shape, offset, tuple(out.shape)))
+            _scatter_runs(flat, values, start, runs)
     if target is not out:
         out.copy_(target)
 
@@ -177,18 +178,16 @@ class _Runs:
     def of(cls, shape, offset, size) -> _Runs:
         j = max(d for d in range(len(shape)) if size[d] != shape[d])
         inner = math.prod(shape[j + 1 :])
-        return cls(shape[:j], offset[:j], size[:j], math.prod(shape[j:]), offset[j] * inner,
-                   size[j] * inner)  # fmt: skip
+        width, start, length = math.prod(shape[j:]), offset[j] * inner, size[j] * inner
+        return cls(shape[:j], offset[:j], size[:j], width, start, length)
 
     def rows(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For global row numbers: (which lie in the box, their row numbers in the box)."""
         local = torch.zeros_like(index)
         inside = torch.ones_like(index, dtype=torch.bool)
         step = 1
-        for n, o, s in zip(
-            reversed(self.outer_shape), reversed(self.outer_offset), reversed(self.outer_size),
-            strict=True,
-        ):  # fmt: skip
+        dims = zip(self.outer_shape, self.outer_offset, self.outer_size, strict=True)
+        for n, o, s in reversed(list(dims)):
             coord = index % n - o
             index = index // n
             inside &= (coord >= 0) & (coord < s)
@@ -205,10 +204,12 @@ def _scatter_runs(flat: torch.Tensor, values: torch.Tensor, start: int, runs: _R
     first, end = -(-start // width), stop // width  # rows wholly inside the chunk
     if end > first:
         inside, local = runs.rows(torch.arange(first, end))
-        whole = values.as_strided((end - first, runs.length), (width, 1),
-                                  first * width + runs.start - start)  # fmt: skip
+        offset = first * width + runs.start - start
+        whole = values.as_strided((end - first, runs.length), (width, 1), offset)
         box[local.to(flat.device)] = whole[inside].to(flat.device, flat.dtype)
-    for r in {start // width, (stop - 1) // width} - set(range(first, end)):
+    partial = {start // width} if start % width else set()
+    partial |= {(stop - 1) // width} if stop % width else set()
+    for r in partial:
         lo = max(start, r * width + runs.start)
         hi = min(stop, r * width + runs.start + runs.length)
         inside, local = runs.rows(torch.tensor([r]))
