@@ -194,7 +194,7 @@ def _worker() -> None:
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
-    from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+    from torch.distributed.tensor import DTensor, Partial, Replicate, Shard, distribute_tensor
 
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -237,6 +237,12 @@ def _worker() -> None:
     p.apply(seed=SEED)
     for name, param in net.named_parameters():
         assert torch.equal(param.full_tensor(), expected[name]), (rank, name, "fsdp2")
+    partial = DTensor.from_local(torch.zeros(2), mesh, [Partial()])
+    try:
+        local_box(partial, "bias")
+        raise AssertionError("a Partial placement must be refused")
+    except ValueError as error:
+        assert "sharded parameter 'bias' of shape (2,) has placements" in str(error), error
     print(f"rank ok {rank}/{world}", flush=True)
     dist.destroy_process_group()
 

@@ -25,13 +25,21 @@ import torch
 __all__ = ["local_box"]
 
 
-def local_box(param: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...] | None]:
+def local_box(
+    param: torch.Tensor, name: str = "param"
+) -> tuple[torch.Tensor, tuple[int, ...] | None]:
     """Return the tensor this process stores for ``param`` and its offset in the whole one.
 
     For a DTensor: its local shard (an alias: writing into it writes the parameter) and the
     global index of the shard's first entry, for any mesh and any ``Shard``/``Replicate``
     placements (uneven shards included, by DTensor's own rule). For a plain tensor: the tensor
     itself and ``None`` (the whole parameter).
+
+    ``name`` only labels error messages.
+
+    Raises:
+        ValueError: for any other placement (``Partial``, ``_StridedShard``): its local tensor
+            is not one box of the parameter.
 
     Example:
         >>> local, offset = local_box(torch.zeros(3, 4))
@@ -41,8 +49,18 @@ def local_box(param: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...] | None
     dtensor = _dtensor_type()
     if dtensor is None or not isinstance(param, dtensor):
         return param, None
+    from torch.distributed.tensor import Replicate, Shard
     from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
 
+    # exact types: a subclass such as _StridedShard (FSDP2 + tensor parallel) interleaves,
+    # so its local tensor is not one box of the whole and an offset cannot describe it
+    odd = [p for p in param.placements if type(p) not in (Shard, Replicate)]
+    if odd:
+        raise ValueError(
+            f"sharded parameter {name!r} of shape {tuple(param.shape)} has placements "
+            f"{list(param.placements)}; initlab fills Shard(dim) and Replicate() shards, "
+            f"not {odd}"
+        )
     _, offset = compute_local_shape_and_global_offset(
         param.shape, param.device_mesh, param.placements
     )

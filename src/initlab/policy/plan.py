@@ -258,7 +258,7 @@ def _write(model: nn.Module, row: PlanRow, base: int) -> None:
     if tuple(param.shape) != row.shape:
         raise ValueError(f"parameter {row.name!r} has shape {tuple(param.shape)}, plan {row.shape}")
     # chunked streams: each rank of a sharded parameter draws only its shard (policy.streams)
-    local, offset = local_box(param)
+    local, offset = local_box(param, row.name)
     fill_box_(local, row, base, offset)
 
 
