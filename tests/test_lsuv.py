@@ -175,3 +175,30 @@ def test_unreachable_target_stops_at_max_iter_with_a_warning():
         report = lsuv_(model, torch.randn(256, 16), target_std=2.0, max_iter=4)
     row = report.layers[0]
     assert row.status == "max_iter" and row.iterations == 4 and row.std < 1.0
+
+
+def test_without_mean_correction_each_layer_runs_twice_and_stats_match_float64():
+    # No bias shift after the last look at the output: the re-evaluated output after the one
+    # rescaling is already final, so each of the 31 layers runs twice (hooked call + one
+    # re-evaluation), never a third time.
+    model = _deep_mlp(30, nn.ReLU)
+    calls = []
+    for m in model:
+        if isinstance(m, nn.Linear):
+            m.register_forward_hook(lambda *_: calls.append(1))
+            m.forward = lambda *a, _f=m.forward, **k: (calls.append(1), _f(*a, **k))[1]
+    x = torch.rand(128, 784)
+    report = lsuv_(model, x, correct_mean=False, generator=torch.Generator().manual_seed(0))
+    hooked = 31  # the hook counts the 31 module calls; forward counts those plus re-evaluations
+    assert len(calls) - hooked == 2 * 31
+    # the reported std is that of each layer's final output, as a float64 reference computes it
+    stats = _output_stats(model, x)
+    for (var, _), row in zip(stats, report.layers, strict=True):
+        assert row.std == pytest.approx(var**0.5, rel=1e-5)
+    # a large mean and a constant output: no cancellation, and exactly zero variance
+    from initlab.datadriven.lsuv import _moments
+
+    y = torch.randn(1000, generator=torch.Generator().manual_seed(0)) * 0.01 + 1000.0
+    var, mean = torch.var_mean(y.double(), correction=0)
+    assert _moments(y) == pytest.approx((float(var), float(mean)), rel=1e-4)
+    assert _moments(torch.full((64, 8), 0.3))[0] == 0.0
