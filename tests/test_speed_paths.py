@@ -71,6 +71,29 @@ def test_sampler_choice():
     assert not chosen(torch.float32, 0.0, math.inf)
 
 
+@pytest.mark.parametrize("n", [1, 255, 256, 70001])  # block sizes around and off the rows
+def test_sparse_reject_locator_finds_exactly_the_entries_outside(n):
+    x = torch.randn(n, generator=torch.Generator().manual_seed(n)) * 1.7
+    x[: n // 3 : 7] = 2.5  # entries exactly on a bound are inside
+    expected = ((x < -2.5) | (x > 2.5)).nonzero().squeeze(1)
+    got = truncated._outside_sparse(x, -2.5, 2.5, torch.empty(2, n))
+    assert torch.equal(got, expected)
+    assert expected.numel() > 0 or n < 256  # every size of at least one row has rejects to find
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "law", "bound"),
+    [
+        ({"a": -3.5, "b": 3.5}, stats.truncnorm(-3.5, 3.5), 3.5),  # sparse: 0.05 % rejects
+        ({"std": 0.02, "a": -2.0, "b": 2.0, "bounds": "absolute"}, stats.norm(0, 0.02), 2.0),
+    ],
+)
+def test_sparse_rejection_family_and_bounds(kwargs, law, bound):
+    x = il.trunc_normal_(torch.empty(10**6), generator=torch.Generator().manual_seed(6), **kwargs)
+    assert stats.kstest(x.double().numpy(), law.cdf).pvalue > 1e-4
+    assert -bound <= x.min().item() and x.max().item() <= bound
+
+
 def test_orthogonal_in_bfloat16_is_orthogonal_to_bfloat16_precision():
     w = il.orthogonal_(torch.empty(256, 128, dtype=torch.bfloat16), gain=2.0)
     gram = w.double().T @ w.double()
