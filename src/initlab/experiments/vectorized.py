@@ -4,7 +4,11 @@ A comparison trains the same model under several schemes and seeds; each run alo
 of small matrix products dominated by Python and dispatch overhead. Here the ``R`` runs' weights
 are stacked along a new leading axis (``(R, *shape)`` per parameter), one forward/backward of
 ``torch.func.vmap(torch.func.functional_call(...))`` computes all ``R`` losses and gradients
-(batched matrix products), and one optimizer steps all stacked tensors.
+(batched matrix products), and one optimizer steps all stacked tensors. This is PyTorch's model
+ensembling recipe (``torch.func.stack_module_state`` + ``vmap``; tutorial "Model ensembling",
+pytorch.org/tutorials/intermediate/ensembling.html) extended to training, with two CPU-side
+choices that keep a step cheap: linear layers compute ``W @ x.T`` so that the weight gradient
+lands in the parameter's layout (:class:`_WeightTimesInput`), and AdamW uses its fused kernel.
 
 Per-run results equal separate :func:`~initlab.experiments.trainer.train` runs within float
 rounding, because every piece is per run:
