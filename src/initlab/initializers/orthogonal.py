@@ -75,7 +75,8 @@ def orthogonal_(
         gaussian.normal_(0, 1, generator=generator)
         q = factor(gaussian.t() if wide else gaussian)  # tall: orthonormal columns
         tensor.copy_((q.t() if wide else q).reshape(tensor.shape))
-        tensor.mul_(gain)  # after the copy, in the tensor's dtype, as PyTorch does
+        if gain != 1.0:  # x * 1.0 == x exactly: skipping the pass changes no bit
+            tensor.mul_(gain)  # after the copy, in the tensor's dtype, as PyTorch does
     return tensor
 
 
