@@ -1,4 +1,4 @@
-"""The truncated normal distribution, exact to the tensor's precision.
+"""The truncated normal distribution, with bounds exact in the tensor's dtype.
 
 Four samplers, chosen by the standardized interval ``[alpha, beta]`` and its probability mass
 ``P = Phi(beta) - Phi(alpha)`` under the parent normal:
