@@ -386,7 +386,9 @@ def _evaluate(group: _Group, data: TensorData) -> tuple[list[float], list[float]
     rows = len(group.active)
     loss_sum = torch.zeros(rows, device=data.test_x.device)
     correct = torch.zeros(rows, dtype=torch.int64, device=data.test_x.device)
-    size = group.config.eval_batch_size
+    # R runs x this many images: the activations of one run's eval_batch_size, the trainer's
+    # peak (a CNN's 18 x 1000 images would hold about 1 GB of feature maps).
+    size = math.ceil(group.config.eval_batch_size / rows)
     for start in range(0, data.test_x.shape[0], size):
         logits = forward(params, data.test_x[start : start + size])  # (R, B, classes)
         labels = data.test_y[start : start + size]
