@@ -338,3 +338,16 @@ def test_compare_stacks_by_default_and_no_vectorize_turns_it_off(tmp_path, caplo
         caplog.clear()
         assert main([*argv, "--out", str(tmp_path / "b"), "--no-vectorize"]) == 0
         assert "stacked" not in caplog.text
+
+
+def test_a_stacked_sweep_leaves_the_global_rng_alone(tmp_path):
+    # Every run draws from its own seeded streams; checking whether the model can be stacked
+    # builds one more model, whose default init must not consume the caller's global RNG.
+    config = CompareConfig(
+        schemes=("seed", "zeros"), seeds=1, train_subset=200, test_subset=50,
+        train=TrainConfig(epochs=1),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    run_sweep(config, tmp_path, progress=False, vectorize=True)
+    assert torch.equal(torch.get_rng_state(), state)

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 import tqdm
 
 from initlab._checks import one_of
@@ -249,12 +250,15 @@ def _gather(ranks: distributed.Ranks, results: Path, own: Path) -> None:
 
 def _train_runs(config, runs, data, sink, bar, on_epoch, out, vectorize) -> None:
     """Train ``runs`` as one stacked group when asked and possible, else one by one."""
+    if not runs:  # a torchrun rank with no share of a small grid
+        return
     reason = "not asked" if not vectorize else None
     if reason is None and len(runs) < 2:
         reason = "fewer than two runs"
     if reason is None:  # the architecture alone may already rule it out (no need to build all)
-        model = build_model(config.model, **config.model_params).to(data.train_x.device)
-        reason = vectorizable([model], data.train_x[:2])
+        with torch.random.fork_rng(devices=[]):  # PyTorch's default init draws globally
+            model = build_model(config.model, **config.model_params)
+        reason = vectorizable([model.to(data.train_x.device)], data.train_x[:2])
     if reason is None:
         _run_group(config, runs, data, sink, bar, on_epoch, out)
         return
