@@ -351,3 +351,20 @@ def test_a_stacked_sweep_leaves_the_global_rng_alone(tmp_path):
     state = torch.get_rng_state()
     run_sweep(config, tmp_path, progress=False, vectorize=True)
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_data_dependent_inits_stack_too(tmp_path, caplog):
+    # LSUV calibrates each run's model on the init batch before training; what trains is an
+    # ordinary InitNet, so the runs stack and end as they do one by one.
+    config = CompareConfig(
+        schemes=("lsuv", "seed"), seeds=1, train_subset=300, test_subset=100,
+        train=TrainConfig(epochs=1),
+    )  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="initlab.experiments.sweep"):
+        run_sweep(config, tmp_path / "v", progress=False, vectorize=True)
+    assert "training 2 runs together, stacked" in caplog.text
+    run_sweep(config, tmp_path / "s", progress=False)
+    _assert_lines_close(
+        _keyed(read_results(tmp_path / "v" / "results.jsonl")),
+        _keyed(read_results(tmp_path / "s" / "results.jsonl")),
+    )
