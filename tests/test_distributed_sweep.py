@@ -1,12 +1,16 @@
 """``torchrun -m initlab compare``: runs split across two local ranks, one report on rank 0."""
 
 import csv
+import json
 import os
 import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
+import torch
 
 from initlab.cli import main
 from initlab.experiments.distributed import Ranks, is_main_process, session
@@ -38,24 +42,28 @@ def _free_port() -> int:
 
 
 def _torchrun(args, timeout=240):
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-addr",
-        "127.0.0.1",
-        "--master-port",
-        str(_free_port()),
-        "-m",
-        "initlab",
-        *args,
-    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    for _ in range(3):  # the free port may be taken before torchrun binds it: try another
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-addr",
+            "127.0.0.1",
+            "--master-port",
+            str(_free_port()),
+            "-m",
+            "initlab",
+            *args,
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+        if "address already in use" not in done.stderr.lower():
+            return done
+    return done
 
 
 def _keyed(path):
@@ -110,17 +118,56 @@ def test_two_ranks_gather_one_report_equal_to_a_single_process_run(tmp_path, cap
     assert (dist / "report.md").is_file() and (dist / "test_accuracy.png").is_file()
 
 
-def test_an_error_on_rank_0_stops_every_rank(tmp_path):
-    # The second sweep into the same directory is refused on rank 0; rank 1 must get the error
-    # too instead of waiting for a plan that never comes (the timeout would catch a hang).
+def test_an_error_on_rank_0_ends_the_command_with_its_message(tmp_path):
+    # A second sweep into the same directory is refused on rank 0. (torchrun stops the other
+    # rank as soon as one fails, so whether rank 1 printed too is a race; that rank 1 gets the
+    # error rather than waiting forever is checked below, without torchrun.)
     out = ["--out", str(tmp_path)]
     quick = ["compare", "--schemes", "seed", "--seeds", "1", "--train-subset", "100"]
     quick += ["--test-subset", "50", "--epochs", "1", "--no-progress"]
     assert main([*quick, *out]) == 0
     done = _torchrun([*quick, *out], timeout=120)
     assert done.returncode != 0
-    assert done.stderr.count("initlab compare: error:") == 2, done.stderr[-3000:]
+    assert "initlab compare: error:" in done.stderr, done.stderr[-3000:]
     assert "resume it with --resume" in done.stderr
+
+
+def _two_ranks(rank, port, out_dir):
+    """One of two gloo processes: rank 0's error and gathered values reach the other rank."""
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2
+    )
+    try:
+        with session() as ranks:  # joins the group initialized above
+            try:
+                ranks.from_main((Path(out_dir) / "missing" / "config.json").read_text)
+            except FileNotFoundError as error:
+                message = f"{type(error).__name__}: {error.filename}"
+            values = ranks.from_main(lambda: {"pending": ["seed/0", "zeros/0", "seed/1"]})
+            gathered = ranks.gather(ranks.shard(values["pending"]))
+        (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps([message, gathered]))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_rank_0_sends_its_error_and_its_values_and_gathers_every_share(tmp_path):
+    spawned = torch.multiprocessing.spawn(
+        _two_ranks, args=(_free_port(), str(tmp_path)), nprocs=2, join=False
+    )
+    deadline = time.monotonic() + 90  # both ranks finish in seconds; a rank left waiting hangs
+    while not spawned.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in spawned.processes:
+                process.kill()
+            pytest.fail("a rank is still waiting: rank 0's error or values never reached it")
+    rank0 = json.loads((tmp_path / "rank0.json").read_text())
+    rank1 = json.loads((tmp_path / "rank1.json").read_text())
+    missing = str(tmp_path / "missing" / "config.json")
+    # the same error on both ranks, although only rank 0 tried to open the file
+    assert rank0[0] == rank1[0] == f"FileNotFoundError: {missing}"
+    # rank 0 gets every rank's share in rank order; the others get None
+    assert rank0[1] == [["seed/0", "seed/1"], ["zeros/0"]]
+    assert rank1[1] is None
 
 
 def test_outside_torchrun_a_sweep_is_one_process(monkeypatch):
