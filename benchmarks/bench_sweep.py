@@ -101,9 +101,14 @@ def main() -> None:
         "--plain-runs", type=int, default=2, help="plain-loop runs timed (default: 2)"
     )
     parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads for both (default: torch's)"
+    )
+    parser.add_argument(
         "--plain-epochs", type=int, default=2, help="epochs per timed plain run (default: 2)"
     )
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     config = CompareConfig(
         seeds=args.seeds,
         train_subset=args.train_subset,
