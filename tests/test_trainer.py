@@ -13,6 +13,7 @@ from initlab.experiments.trainer import (
     TrainConfig,
     build_initialized,
     evaluate,
+    loss_curve,
     run_seeds,
     train,
     train_scheme,
@@ -199,8 +200,62 @@ def test_on_epoch_sees_every_record_and_can_stop_training(data):
         ({"batch_size": 0}, r"batch_size must be an integer >= 1; got batch_size=0"),
         ({"epochs": 1.5}, r"epochs must be an integer >= 1; got epochs=1.5"),
         ({"max_steps": 0}, r"max_steps must be an integer >= 1; got max_steps=0"),
+        ({"log_every": -1}, r"log_every must be None .*0 .*>= 1; got log_every=-1"),
+        ({"log_every": 2.5}, r"log_every must be None .*; got log_every=2.5"),
     ],
 )
 def test_config_errors_name_the_argument(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**kwargs)
+
+
+def test_loss_curve_windows_are_the_means_of_a_plain_loops_step_losses(data):
+    # Two epochs of 79 steps (5000 / 64), windows of 30: steps 1-30, 31-60, 61-79 (a shorter
+    # last window), then 80-109, 110-139, 140-158, counted from the start of training.
+    config = TrainConfig(epochs=2, seed=2, log_every=30)
+    result = train_scheme("initnet", "seed", data, config)
+    net = build_initialized("initnet", "seed", seed=2)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.01)
+    shuffle = torch.Generator().manual_seed(run_seeds(2)[1])
+    curves = []
+    for epoch in result.epochs:
+        losses = []
+        for batch in torch.randperm(5000, generator=shuffle).split(64):
+            optimizer.zero_grad()
+            loss = F.cross_entropy(net(data.train_x[batch]), data.train_y[batch])
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        windows = [losses[0:30], losses[30:60], losses[60:79]]
+        curves.append([sum(w) / len(w) for w in windows])
+        # the windows' step-weighted mean is the epoch's mean loss
+        weighted = sum(v * n for (_, v), n in zip(epoch.loss_curve, (30, 30, 19), strict=True))
+        assert weighted / 79 == pytest.approx(epoch.train_loss, rel=1e-6)
+    first, second = result.epochs
+    assert [s for s, _ in first.loss_curve] == [30, 60, 79]
+    assert [s for s, _ in second.loss_curve] == [109, 139, 158]
+    # float32 step losses summed in a different order: rel 1e-5 (the trainer test's tolerance)
+    for epoch, want in zip(result.epochs, curves, strict=True):
+        assert [v for _, v in epoch.loss_curve] == pytest.approx(want, rel=1e-5)
+    # the first window's mean (just after init) is far above the last one's
+    assert first.loss_curve[0][1] > 2 * second.loss_curve[-1][1]
+
+
+def test_loss_curve_default_is_about_a_tenth_of_an_epoch_and_zero_turns_it_off(data):
+    # ceil(79 / 10) = 8 steps per window: 9 windows of 8 and one of 7, the last at step 79
+    (epoch,) = train_scheme("initnet", "seed", data, TrainConfig(epochs=1)).epochs
+    assert [s for s, _ in epoch.loss_curve] == [8, 16, 24, 32, 40, 48, 56, 64, 72, 79]
+    (off,) = train_scheme("initnet", "seed", data, TrainConfig(epochs=1, log_every=0)).epochs
+    assert off.loss_curve == ()
+    assert off.train_loss == epoch.train_loss  # the curve changes nothing else
+
+
+def test_loss_curve_of_stacked_losses_is_per_run():
+    # (steps=5, R=2), windows of 2: steps 1-2, 3-4, 5, after 10 steps of earlier epochs
+    losses = torch.tensor([[1.0, 10.0], [3.0, 30.0], [5.0, 50.0], [7.0, 70.0], [9.0, 90.0]])
+    assert loss_curve(losses, 2, 10) == [
+        ((12, 2.0), (14, 6.0), (15, 9.0)),
+        ((12, 20.0), (14, 60.0), (15, 90.0)),
+    ]
+    assert loss_curve(losses[:, 0], 5, 0) == [((5, 5.0),)]
+    assert loss_curve(losses, 0, 0) == [(), ()]

@@ -58,6 +58,14 @@ def _assert_same(alone, stacked):
         assert b.grad_norms.keys() == a.grad_norms.keys()
         for name, norm in a.grad_norms.items():
             assert b.grad_norms[name] == pytest.approx(norm, rel=REL, abs=1e-9), name
+        _assert_curves_close(b.loss_curve, a.loss_curve)
+
+
+def _assert_curves_close(got, want):
+    # same window ends (exact step counts), means within the per-step losses' tolerance
+    assert want, "a finished epoch has a loss curve"
+    assert [s for s, _ in got] == [s for s, _ in want]
+    assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=REL)
 
 
 def test_stacked_adamw_runs_equal_separate_runs_and_a_nan_run_touches_no_other(data):
@@ -237,6 +245,8 @@ def _assert_lines_close(got, want):
                 continue
             if isinstance(value, float):
                 assert other[field] == pytest.approx(value, rel=REL, abs=ACC), (key, field)
+            elif field == "loss_curve":
+                _assert_curves_close(other[field], value)
             elif field != "grad_norms":
                 assert other[field] == value, (key, field)
 
@@ -368,3 +378,19 @@ def test_data_dependent_inits_stack_too(tmp_path, caplog):
         _keyed(read_results(tmp_path / "v" / "results.jsonl")),
         _keyed(read_results(tmp_path / "s" / "results.jsonl")),
     )
+
+
+def test_stacked_loss_curves_count_steps_across_epochs_like_the_trainer(data):
+    # 16 steps per epoch (1000 / 64), windows of 5: ends 5, 10, 15, 16 then 21, 26, 31, 32;
+    # one run diverges at epoch 1, step 1 (std 1e20), so the others' curves come from a stack
+    # that shrank after the first check.
+    runs = [("seed", 0), ("normal:std=1e20", 1), ("orthogonal", 1)]
+    config = TrainConfig(epochs=2, log_every=5)
+    alone, _ = _separate(runs, data, config)
+    stacked = train_group(_build(runs), data, config, [k for _, k in runs])
+    for a, s in zip(alone, stacked, strict=True):
+        _assert_same(a, s)
+    first, second = stacked[0].epochs
+    assert [s for s, _ in first.loss_curve] == [5, 10, 15, 16]
+    assert [s for s, _ in second.loss_curve] == [21, 26, 31, 32]
+    assert stacked[1].epochs == ()

@@ -7,7 +7,10 @@ uses no DataLoader. The same seed gives identical numbers (on the same device an
 Per epoch (:class:`EpochRecord`): mean training loss (mean of the per-step batch losses, as the
 seed's ``running_loss / len(train_loader)``), test loss (mean cross-entropy over the test set),
 test accuracy (a fraction in [0, 1]), per-parameter gradient norm (the mean over the epoch's
-steps of each parameter's L2 gradient norm, measured before the optimizer step) and wall time.
+steps of each parameter's L2 gradient norm, measured before the optimizer step), wall time and
+the loss curve: the mean training loss over windows of ``log_every`` consecutive steps, each
+paired with the run's step count at the window's last step (the first epoch is where schemes
+differ most; a per-epoch mean hides it).
 A NaN or infinite training loss stops the run with status ``"diverged"`` and its epoch and step.
 """
 
@@ -35,6 +38,7 @@ __all__ = [
     "build_initialized",
     "init_batch",
     "evaluate",
+    "loss_curve",
     "resolve_device",
     "run_seeds",
     "train",
@@ -64,6 +68,8 @@ class TrainConfig:
         device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (cuda when available).
         max_steps: optional cap on optimizer steps per epoch, for short test runs.
         eval_batch_size: batch size for the test pass (no effect on results beyond rounding).
+        log_every: steps per window of the loss curve (:attr:`EpochRecord.loss_curve`);
+            ``None``: ``ceil(steps per epoch / 10)``, about ten windows per epoch; ``0``: none.
     """
 
     optimizer: str = "adamw"
@@ -76,6 +82,7 @@ class TrainConfig:
     device: str = "cpu"
     max_steps: int | None = None
     eval_batch_size: int = 1000
+    log_every: int | None = None
 
     def __post_init__(self) -> None:
         one_of("optimizer", self.optimizer, ("adamw", "sgd"))
@@ -86,6 +93,24 @@ class TrainConfig:
             _at_least_one(name, getattr(self, name))
         if self.max_steps is not None:
             _at_least_one("max_steps", self.max_steps)
+        if self.log_every is not None and (
+            isinstance(self.log_every, bool)
+            or not isinstance(self.log_every, int)
+            or self.log_every < 0
+        ):
+            raise ValueError(
+                "log_every must be None (about ten windows per epoch), 0 (no loss curve) or an "
+                f"integer >= 1; got log_every={self.log_every!r}"
+            )
+
+    def steps_per_epoch(self, n: int) -> int:
+        """Return the optimizer steps of one epoch over ``n`` training images."""
+        steps = math.ceil(n / self.batch_size)
+        return steps if self.max_steps is None else min(steps, self.max_steps)
+
+    def window(self, steps: int) -> int:
+        """Return the loss curve's window in steps for ``steps`` per epoch (0: no curve)."""
+        return math.ceil(steps / 10) if self.log_every is None else self.log_every
 
 
 @dataclass(frozen=True)
@@ -118,6 +143,10 @@ class EpochRecord:
 
     ``test_accuracy`` is a fraction; ``grad_norms`` maps parameter names to the mean L2 norm;
     ``wall_time_s`` covers the training steps and the test pass; ``steps`` counts optimizer steps.
+    ``loss_curve`` holds ``(step, mean loss)`` per window of :attr:`TrainConfig.log_every`
+    steps: the mean of the batch losses of the steps after the previous window's ``step`` up to
+    ``step``, counted from the start of training (epoch 2's first window ends at
+    ``steps + log_every``); an epoch's last window may be shorter. Empty when ``log_every=0``.
     """
 
     epoch: int
@@ -127,6 +156,7 @@ class EpochRecord:
     grad_norms: dict[str, float]
     wall_time_s: float
     steps: int
+    loss_curve: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -244,6 +274,7 @@ def train(
     _, shuffle_seed, dropout_seed = run_seeds(config.seed)
     shuffle = torch.Generator().manual_seed(shuffle_seed)
     records: list[EpochRecord] = []
+    done = 0  # steps of the finished epochs: the loss curve counts steps from the start
     # Denormals make CPU float math orders of magnitude slower when weights or activations get
     # tiny (e.g. near-zero inits); flushing them to zero costs nothing in accuracy here.
     torch.set_flush_denormal(True)
@@ -255,7 +286,8 @@ def train(
                 outcome = _train_epoch(model, optimizer, data, config, shuffle)
                 if isinstance(outcome, int):
                     return RunResult("diverged", tuple(records), epoch, outcome)
-                train_loss, grad_norms, steps = outcome
+                train_loss, grad_norms, losses = outcome
+                steps = len(losses)
                 test_loss, accuracy = evaluate(model, data, config.eval_batch_size)
                 record = EpochRecord(
                     epoch,
@@ -265,7 +297,9 @@ def train(
                     grad_norms,
                     time.perf_counter() - start,
                     steps,
+                    loss_curve(losses, config.window(steps), done)[0],
                 )
+                done += steps
                 records.append(record)
                 if on_epoch is not None:
                     on_epoch(record)
@@ -275,12 +309,13 @@ def train(
 
 
 def _train_epoch(model, optimizer, data, config, shuffle):
-    """Run one epoch; return ``(mean loss, grad norms, steps)`` or the 1-based diverged step."""
+    """Run one epoch; return ``(mean loss, grad norms, losses (steps,))`` or the diverged step.
+
+    The diverged step is 1-based within the epoch.
+    """
     model.train()
     n = data.train_x.shape[0]
-    steps = math.ceil(n / config.batch_size)
-    if config.max_steps is not None:
-        steps = min(steps, config.max_steps)
+    steps = config.steps_per_epoch(n)
     order = torch.randperm(n, generator=shuffle).to(data.train_x.device)
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     grad_sum = torch.zeros(len(named), device=data.train_x.device)
@@ -297,11 +332,33 @@ def _train_epoch(model, optimizer, data, config, shuffle):
             bad = _first_non_finite(losses[-_CHECK_EVERY:])
             if bad is not None:
                 return len(losses) - len(losses[-_CHECK_EVERY:]) + bad + 1
-    mean_loss = float(torch.stack(losses).mean())
+    per_step = torch.stack(losses)
     norms = {
         name: float(g) for (name, _), g in zip(named, (grad_sum / steps).tolist(), strict=True)
     }
-    return mean_loss, norms, steps
+    return float(per_step.mean()), norms, per_step
+
+
+def loss_curve(losses: torch.Tensor, every: int, done: int) -> list[tuple[tuple[int, float], ...]]:
+    """Return each run's ``((step, window mean), ...)`` from per-step ``losses``.
+
+    Args:
+        losses: one epoch's batch losses, ``(steps,)`` for one run or ``(steps, R)`` for ``R``
+            stacked runs (the stacked trainer calls this too, so both average alike).
+        every: window length in steps (an epoch's last window may be shorter); 0: no windows.
+        done: steps of the epochs before this one; ``step`` is ``done`` plus the window's
+            last step, 1-based.
+
+    Returns:
+        One tuple of ``(step, mean loss)`` pairs per run.
+    """
+    per_run = losses if losses.ndim == 2 else losses[:, None]  # (steps, R)
+    if every == 0:
+        return [() for _ in range(per_run.shape[1])]
+    means = torch.stack([w.mean(0) for w in per_run.split(every)]).T.tolist()  # (R, windows)
+    steps = per_run.shape[0]
+    ends = [done + min(end, steps) for end in range(every, steps + every, every)]
+    return [tuple(zip(ends, row, strict=True)) for row in means]
 
 
 def _grad_norm(p: torch.Tensor) -> torch.Tensor:

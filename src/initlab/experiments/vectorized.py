@@ -24,6 +24,8 @@ rounding, because every piece is per run:
 - divergence: a NaN or infinity stays inside its run's slice (nothing mixes runs); the loss is
   checked every ``_CHECK_EVERY`` steps as in the trainer, and a run that went non-finite is
   reported at its first bad step and removed from the stack (with its optimizer state).
+- loss curve: the per-step losses ``(steps, R)`` go through the trainer's own
+  :func:`~initlab.experiments.trainer.loss_curve`, so the windows and their steps match.
 
 Only models whose forward is a pure function of parameters and input can be stacked:
 :func:`vectorizable` refuses dropout (random masks), BatchNorm with running statistics (the
@@ -52,6 +54,7 @@ from initlab.experiments.trainer import (
     RunResult,
     TensorData,
     TrainConfig,
+    loss_curve,
     resolve_device,
     run_seeds,
 )
@@ -244,6 +247,7 @@ class _Group:
         self.shuffles = [torch.Generator().manual_seed(run_seeds(s)[1]) for s in seeds]
         self.records: list[list[EpochRecord]] = [[] for _ in models]
         self.results: dict[int, RunResult] = {}
+        self.done = 0  # steps of the finished epochs, for the loss curve's step counts
         forward = _forward(models[0])
         # (R, B, ...) images and (R, B) labels -> (R,) mean cross-entropy per run
         self.loss = vmap(lambda p, x, y: F.cross_entropy(forward(p, x), y))
@@ -267,18 +271,18 @@ class _Group:
                 outcome.grad_norms[row],
                 elapsed,
                 outcome.steps,
+                outcome.curves[row],
             )
             self.records[r].append(record)
             if on_epoch is not None:
                 on_epoch(r, record)
+        self.done += outcome.steps
 
     def train_epoch(self, data: TensorData) -> _EpochOutcome:
         """One epoch for every active run; diverged runs leave the stack (see the module doc)."""
         n = data.train_x.shape[0]
         size = self.config.batch_size
-        steps = math.ceil(n / size)
-        if self.config.max_steps is not None:
-            steps = min(steps, self.config.max_steps)
+        steps = self.config.steps_per_epoch(n)
         device = data.train_x.device
         # (R, n): each run's own permutation from its own stream, as in the sequential trainer
         orders = torch.stack([torch.randperm(n, generator=self.shuffles[r]) for r in self.active])
@@ -304,11 +308,13 @@ class _Group:
                     losses = [step_losses[keep] for step_losses in losses]
                     if not self.active:
                         break
-        mean = torch.stack(losses).mean(0).tolist() if self.active else []
+        per_step = torch.stack(losses) if self.active else torch.zeros(steps, 0)  # (steps, R)
+        mean = per_step.mean(0).tolist()
+        curves = loss_curve(per_step, self.config.window(steps), self.done)
         norms = (grad_sum / steps).tolist()
         names = list(self.params)
         grad_norms = [dict(zip(names, row, strict=True)) for row in norms]
-        return _EpochOutcome(mean, grad_norms, steps, diverged)
+        return _EpochOutcome(mean, grad_norms, curves, steps, diverged)
 
     def _remove(self, rows: dict[int, int]) -> None:
         """Write the parameters of ``rows`` back to their models and drop them from the stack."""
@@ -343,10 +349,12 @@ class _Group:
 
 @dataclass(frozen=True)
 class _EpochOutcome:
-    """Per active run (in stack order): mean loss, grad norms; plus steps and diverged runs."""
+    """Per active run (in stack order): mean loss, grad norms, loss curve; plus steps and
+    diverged runs."""
 
     losses: list[float]
     grad_norms: list[dict[str, float]]
+    curves: list[tuple[tuple[int, float], ...]]
     steps: int
     diverged: dict[int, int]  # run index -> 1-based step of its first non-finite loss
 
