@@ -115,7 +115,7 @@ def test_two_ranks_gather_one_report_equal_to_a_single_process_run(tmp_path, cap
     # one table, printed by rank 0 only, with the single process's rows
     assert done.stdout.count("final test acc") == 1
     assert done.stdout.splitlines()[1].split()[0] == single_out.splitlines()[1].split()[0]
-    assert (dist / "report.md").is_file() and (dist / "test_accuracy.png").is_file()
+    assert (dist / "report.md").is_file() and (dist / "test_error.png").is_file()
 
 
 def test_an_error_on_rank_0_ends_the_command_with_its_message(tmp_path):

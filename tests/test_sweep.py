@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from initlab.experiments.report import SummaryRow, format_table, summarize
+from initlab.experiments.report import SummaryRow, _band, _loss_points, format_table, summarize
 from initlab.experiments.sweep import CompareConfig, read_results, run_sweep
 from initlab.experiments.trainer import TrainConfig
 
@@ -50,7 +50,7 @@ def test_sweep_writes_config_results_summary_report_and_figures(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "| scheme | final test acc (mean ± std) |" in report
     assert "| seed | " in report and "| zeros | " in report
-    for name in ("test_accuracy.png", "train_loss.png", "activation_std_at_init.png"):
+    for name in ("train_loss.png", "test_error.png", "activation_std_at_init.png"):
         assert f"]({name})" in report
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
@@ -230,3 +230,54 @@ def test_config_json_round_trip_keeps_every_field():
     text = config.to_json()
     assert CompareConfig.from_json(text) == config
     assert json.loads(text)["train"]["optimizer"] == "sgd"
+
+
+def test_a_sweep_written_before_loss_curves_resumes_and_plots(tmp_path):
+    # An old directory: config.json without log_every, epoch lines without loss_curve, the
+    # second run interrupted. Resuming must keep the old run as it is and record curves for
+    # the rerun one; the figure falls back to one point per epoch for the old run.
+    config = CompareConfig(schemes=("seed", "zeros"), seeds=1, **SMALL)
+    run_sweep(config, tmp_path / "full", progress=False)
+    old = tmp_path / "old"
+    old.mkdir()
+    raw = json.loads((tmp_path / "full" / "config.json").read_text())
+    del raw["train"]["log_every"]
+    (old / "config.json").write_text(json.dumps(raw))
+    lines = read_results(tmp_path / "full" / "results.jsonl")
+    for line in lines:
+        line.pop("loss_curve", None)
+    kept = [ln for ln in lines if ln["run"] == "seed/0"] + [
+        ln for ln in lines if ln["run"] == "zeros/0" and ln["type"] == "init"
+    ]
+    kept.append({"type": "status", "run": "zeros/0", "scheme": "zeros", "seed": 0,
+                 "status": "interrupted"})  # fmt: skip
+    (old / "results.jsonl").write_text("".join(json.dumps(ln) + "\n" for ln in kept))
+    trained = []
+    run_sweep(None, old, resume=True, progress=False, on_epoch=lambda r, e: trained.append(r))
+    assert trained == ["zeros/0", "zeros/0"]
+    resumed = read_results(old / "results.jsonl")
+    epochs = {(ln["run"], ln["epoch"]): ln for ln in resumed if ln["type"] == "epoch"}
+    assert "loss_curve" not in epochs["seed/0", 1]
+    # 16 steps per epoch, default windows of ceil(16 / 10) = 2 steps: 8 per epoch
+    assert [s for s, _ in epochs["zeros/0", 2]["loss_curve"]] == list(range(18, 33, 2))
+    old_points = _loss_points([epochs["seed/0", 1], epochs["seed/0", 2]])
+    assert old_points == [
+        (16, epochs["seed/0", 1]["train_loss"]),
+        (32, epochs["seed/0", 2]["train_loss"]),
+    ]
+    assert (old / "train_loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (old / "summary.csv").read_text() == (tmp_path / "full" / "summary.csv").read_text()
+
+
+def test_loss_points_and_bands_by_hand():
+    epochs = [
+        {"epoch": 2, "steps": 4, "train_loss": 0.5, "loss_curve": [[6, 0.6], [8, 0.4]]},
+        {"epoch": 1, "steps": 4, "train_loss": 1.5},  # no curve: its mean at its last step
+    ]
+    assert _loss_points(epochs) == [(4, 1.5), (6, 0.6), (8, 0.4)]
+    assert _loss_points([{"epoch": 1, "steps": 4, "train_loss": 1.5, "loss_curve": []}]) == [
+        (4, 1.5)
+    ]
+    # three runs; the third stopped (diverged) after x=1: x=2 aggregates the other two
+    x, mean, low, high = _band([[(1, 1.0), (2, 4.0)], [(1, 3.0), (2, 2.0)], [(1, 8.0)]])
+    assert (x, mean, low, high) == ([1, 2], [4.0, 3.0], [1.0, 2.0], [8.0, 4.0])

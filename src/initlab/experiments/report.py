@@ -10,6 +10,15 @@ Definitions used in every table (accuracies are fractions, shown as percent):
   runs that reached it, shown with how many did (``2.0 (3/3)``);
 - diverged: diverged runs out of all runs.
 
+Figures (line: mean over seeds; band: min to max over seeds; one color per scheme):
+
+- ``train_loss.png``: training loss against the optimizer step, log y, from the epoch lines'
+  ``loss_curve`` windows (an epoch line without one, written before curves existed or with
+  ``log_every=0``, counts as one window: its epoch mean at its last step);
+- ``test_error.png``: test error ``1 - accuracy`` after each epoch, log y, so that 2.4% and
+  2.6% separate while chance-level schemes (90%) stay on the same axes;
+- ``activation_std_at_init.png``: per-layer activation std at initialization.
+
 Files are written atomically (a temporary file, then ``os.replace``), so a reader never sees a
 half-written report.
 """
@@ -26,13 +35,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import LogLocator, MaxNLocator, PercentFormatter
 
 __all__ = ["SummaryRow", "format_table", "summarize", "write_atomic", "write_report"]
 
 FIGURES = {
-    "accuracy": "test_accuracy.png",
-    "loss": "train_loss.png",
+    "training loss against step": "train_loss.png",
+    "test error per epoch": "test_error.png",
     "activations": "activation_std_at_init.png",
 }
 
@@ -199,8 +208,8 @@ def write_report(out_dir: str | os.PathLike, config, lines: Sequence[dict]) -> l
     writer.writerows(asdict(r) for r in rows)
     write_atomic(out / "summary.csv", buffer.getvalue())
     runs = _runs(lines)
-    _curve_figure(out / FIGURES["accuracy"], runs, config.schemes, "test_accuracy", "test accuracy")
-    _curve_figure(out / FIGURES["loss"], runs, config.schemes, "train_loss", "mean training loss")
+    _loss_figure(out / FIGURES["training loss against step"], runs, config)
+    _error_figure(out / FIGURES["test error per epoch"], runs, config.schemes)
     _activation_figure(out / FIGURES["activations"], runs, config.schemes)
     write_atomic(out / "report.md", _markdown(config, rows) + _verdicts(runs, config.schemes))
     return rows
@@ -222,9 +231,19 @@ def _markdown(config, rows: Sequence[SummaryRow]) -> str:
         f"Settings: {settings}.\n\n"
         f"{format_table(rows, config.target_accuracy, markdown=True)}\n\n"
         "Final accuracy excludes diverged runs; std is over seeds (ddof=1). Bands in the curves "
-        "span min to max over seeds; the line is the mean.\n\n"
+        "span min to max over seeds; the line is the mean. The training loss is the mean over "
+        f"windows of {_window_words(t)} (`loss_curve` in `results.jsonl`); test error is "
+        "1 - accuracy, both on log axes.\n\n"
         f"{figures}\n"
     )
+
+
+def _window_words(train) -> str:
+    if train.log_every == 0:
+        return "a whole epoch (log_every=0)"
+    if train.log_every is None:
+        return "about a tenth of an epoch"
+    return f"{train.log_every} steps"
 
 
 def _verdicts(runs: dict, schemes: Sequence[str]) -> str:
@@ -242,34 +261,107 @@ def _verdicts(runs: dict, schemes: Sequence[str]) -> str:
     )
 
 
-def _curve_figure(path: Path, runs: dict, schemes: Sequence[str], key: str, label: str) -> None:
-    fig = Figure(figsize=(7, 4.5))
+def _loss_points(epochs: Sequence[dict]) -> list[tuple[int, float]]:
+    """Return one run's ``(step, mean training loss)`` points from its epoch lines.
+
+    An epoch's ``loss_curve`` windows where recorded; otherwise (older files, ``log_every=0``)
+    the epoch's mean loss as one window ending at its last step. Steps count from the start.
+    """
+    points, done = [], 0
+    for e in sorted(epochs, key=lambda e: e["epoch"]):
+        curve = e.get("loss_curve")
+        points += [(s, v) for s, v in curve] if curve else [(done + e["steps"], e["train_loss"])]
+        done += e["steps"]
+    return points
+
+
+def _band(series: Sequence[Sequence[tuple[float, float]]]) -> tuple[list, list, list, list]:
+    """Return ``(x, mean, min, max)`` over runs of ``(x, y)`` points, x ascending.
+
+    Each ``x`` aggregates the runs that have a point there (a diverged run stops early).
+    """
+    by_x: dict[float, list[float]] = {}
+    for points in series:
+        for x, y in points:
+            by_x.setdefault(x, []).append(y)
+    xs = sorted(by_x)
+    return (
+        xs,
+        [sum(by_x[x]) / len(by_x[x]) for x in xs],
+        [min(by_x[x]) for x in xs],
+        [max(by_x[x]) for x in xs],
+    )
+
+
+def _plot_band(ax, x, mean, low, high, label: str, marker: str | None = None) -> None:
+    (line,) = ax.plot(x, mean, marker=marker, markersize=4, label=label)
+    ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+
+
+def _loss_figure(path: Path, runs: dict, config) -> None:
+    fig = Figure(figsize=(9, 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    steps_per_epoch = None
+    for scheme in config.schemes:
+        epochs = [r["epochs"] for r in runs.values() if r["scheme"] == scheme and r["epochs"]]
+        if epochs:
+            steps_per_epoch = steps_per_epoch or epochs[0][0]["steps"]
+            _plot_band(ax, *_band([_loss_points(e) for e in epochs]), label=scheme)
+    # log y: the loss falls by orders of magnitude in the first epoch, where schemes differ
+    ax.set_yscale("log", nonpositive="mask")
+    ax.set_xlim(left=0)
+    ax.set_xlabel(f"optimizer step (batches of {config.train.batch_size})")
+    ax.set_ylabel("training cross-entropy (nats, log scale)")
+    if steps_per_epoch:
+        top = ax.secondary_xaxis(
+            "top", functions=(lambda s: s / steps_per_epoch, lambda e: e * steps_per_epoch)
+        )
+        top.set_xlabel("epoch")
+    # log_every=0 leaves the epoch means: windows of a whole epoch
+    window = config.train.window(steps_per_epoch) or steps_per_epoch if steps_per_epoch else "N"
+    ax.set_title(
+        f"Training loss, mean over windows of {window} steps "
+        "(line: mean over seeds, band: min..max)",
+        fontsize="medium",
+    )
+    _finish(ax, path)
+
+
+def _error_figure(path: Path, runs: dict, schemes: Sequence[str]) -> None:
+    fig = Figure(figsize=(9, 4.8), layout="constrained")
     ax = fig.add_subplot()
     for scheme in schemes:
-        by_epoch: dict[int, list[float]] = {}
-        for run in runs.values():
-            if run["scheme"] == scheme:
-                for e in run["epochs"]:
-                    by_epoch.setdefault(e["epoch"], []).append(e[key])
-        if not by_epoch:
-            continue
-        epochs = sorted(by_epoch)
-        mean = [sum(by_epoch[e]) / len(by_epoch[e]) for e in epochs]
-        (line,) = ax.plot(epochs, mean, marker="o", label=scheme)
-        low = [min(by_epoch[e]) for e in epochs]
-        high = [max(by_epoch[e]) for e in epochs]
-        ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
-    ax.set_xlabel("epoch")
+        series = [
+            [(e["epoch"], 1.0 - e["test_accuracy"]) for e in r["epochs"]]
+            for r in runs.values()
+            if r["scheme"] == scheme and r["epochs"]
+        ]
+        if series:
+            _plot_band(ax, *_band(series), label=scheme, marker="o")
+    # log y: 2.4% and 2.6% error separate, and a chance-level scheme (90%) still shows;
+    # an error of exactly 0 (a tiny test subset) cannot be drawn there and is left out.
+    ax.set_yscale("log", nonpositive="mask")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0, 7.0)))
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=None))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(label)
-    ax.set_title(f"{label} per epoch (mean, band = min..max over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    _save(fig, path)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test error = 1 - accuracy (%, log scale)")
+    ax.set_title(
+        "Test error after each epoch (line: mean over seeds, band: min..max)", fontsize="medium"
+    )
+    _finish(ax, path)
+
+
+def _finish(ax, path: Path) -> None:
+    """Grid, the legend outside the axes (it never covers a curve), and save."""
+    ax.grid(alpha=0.3, which="both")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", title="scheme")
+    _save(ax.figure, path)
 
 
 def _activation_figure(path: Path, runs: dict, schemes: Sequence[str]) -> None:
-    fig = Figure(figsize=(7, 4.5))
+    fig = Figure(figsize=(9, 4.8), layout="constrained")
     ax = fig.add_subplot()
     for scheme in schemes:
         stds = [r["activation_std"] for r in runs.values() if r["scheme"] == scheme]
@@ -284,15 +376,12 @@ def _activation_figure(path: Path, runs: dict, schemes: Sequence[str]) -> None:
     ax.set_yscale("symlog", linthresh=1e-3)
     ax.set_ylim(bottom=0, top=max(2 * ax.get_ylim()[1], 1e-2))  # stds are >= 0
     ax.set_xlabel("layer output (forward order)")
-    ax.set_ylabel("activation std at init")
+    ax.set_ylabel("activation std at init (symlog scale)")
     ax.set_title("Per-layer activation std at initialization (mean over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    _save(fig, path)
+    _finish(ax, path)
 
 
 def _save(fig: Figure, path: Path) -> None:
     buffer = io.BytesIO()
-    fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=110)
     write_atomic(path, buffer.getvalue())
