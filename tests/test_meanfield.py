@@ -23,9 +23,41 @@ def test_edge_of_chaos_tanh_with_bias_matches_schoenholz():
 
 
 def test_edge_of_chaos_tanh_without_bias_is_one():
-    # chi_1 = sigma_w^2 tanh'(0)^2 = sigma_w^2 at q* = 0. Near sigma_w^2 = 1, q* -> 0 only
-    # algebraically (q_l ~ 1 / l), so the root is found within 1 % (measured: 1.003).
-    assert critical_weight_variance("tanh", 0.0) == pytest.approx(1.0, abs=0.01)
+    # Poole et al. (2016): with sigma_b^2 = 0, chi_1 = sigma_w^2 tanh'(0)^2 = sigma_w^2 at q* = 0,
+    # so the edge of chaos is exactly 1; bisection runs to tol = 1e-6, well inside 1e-4.
+    assert critical_weight_variance("tanh", 0.0) == pytest.approx(1.0, abs=1e-4)
+    # Tighter bias case: 1.76095 (Schoenholz et al. 2017, Fig. 1 reads ~1.76).
+    assert critical_weight_variance("tanh", 0.05) == pytest.approx(1.76095, abs=1e-4)
+
+
+def test_tanh_just_above_the_edge_converges_to_its_small_fixed_point():
+    # sigma_w^2 = 1.002: q_l -> q* ~ (sigma_w^2 - 1) / (2 sigma_w^2) only algebraically, so plain
+    # iteration for 2000 layers stops at q ~ 1e-3 + 5e-4 and reports chi_1 < 1 ("ordered").
+    mf = mean_field("tanh", 1.002, 0.0)
+    assert mf.q_star == pytest.approx(0.0010008, rel=1e-4)
+    # q* is a fixed point of the variance map, integrated independently by scipy.
+    q = mf.q_star
+    assert 1.002 * _gauss(lambda z: math.tanh(math.sqrt(q) * z) ** 2) == pytest.approx(q, rel=1e-9)
+    chi = 1.002 * _gauss(lambda z: (1 - math.tanh(math.sqrt(q) * z) ** 2) ** 2)
+    assert mf.chi_1 == pytest.approx(chi, rel=1e-9) and mf.chi_1 > 1.0
+    assert mf.chi_1 == pytest.approx(1.0000013, abs=1e-7)
+    assert mf.phase == "chaotic"
+
+
+def test_ordered_just_below_the_edge_collapses_to_zero():
+    # sigma_w^2 = 0.999 < 1: q* = 0 (q_l shrinks by ~0.999 per layer, far beyond 2000 layers to
+    # reach 1e-30), and chi_1 at q* = 0 is exactly sigma_w^2.
+    mf = mean_field("tanh", 0.999, 0.0)
+    assert mf.q_star == 0.0 and mf.chi_1 == pytest.approx(0.999, rel=1e-9)
+    assert mf.phase == "ordered"
+
+
+def test_slow_correlation_map_is_solved_not_truncated():
+    # tanh at sigma_w^2 = 1.78125, sigma_b^2 = 0.05: the correlation map's slope at c* is 0.996,
+    # so 2000 iterations from c = 0 stop 5.8e-6 short (at 0.9737811). 0.9737869 is a fixed point
+    # by scipy's dblquad (residual C(c) - c = -3.7e-9, i.e. c off by 3.7e-9 / (1 - 0.996) ~ 1e-6).
+    mf = mean_field("tanh", 1.78125, 0.05)
+    assert mf.c_star == pytest.approx(0.9737869, abs=2e-6)
 
 
 def test_edge_of_chaos_relu_is_he():

@@ -51,6 +51,10 @@ _NODES_2D = 40
 _Q_ZERO, _Q_INF = 1e-30, 1e30
 _MAX_ITER = 2000
 _RTOL = 1e-12
+# Plain iteration q <- F(q) converges geometrically only away from the edge of chaos; near it
+# F'(q*) -> 1 and q_l reaches q* algebraically (~1 / l for tanh), so after this many steps the
+# fixed point is found as a root of F(q) - q by bisection instead.
+_ITER = 200
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "linear": lambda x: x,
@@ -239,10 +243,17 @@ def _derivative(phi, x: np.ndarray) -> np.ndarray:
 
 
 def _variance_fixed_point(phi, weight_var, bias_var, q0) -> tuple[float, float]:
-    """Return (q*, the last finite positive iterate, at which slopes are evaluated)."""
-    q = q0 if q0 > 0 else _Q_ZERO
-    for _ in range(_MAX_ITER):
+    """Return (q*, the q at which slopes are evaluated: q*, or the last finite q if 0 or inf)."""
+
+    def excess(q: float) -> float:  # F(q) - q, whose root reached from q0 is q*
         q_next = weight_var * float(np.dot(_W, _apply(phi, math.sqrt(q) * _Z) ** 2)) + bias_var
+        if not math.isfinite(q_next):
+            raise ValueError(f"the variance map is not finite at q={q!r}: F(q)={q_next!r}")
+        return q_next - q
+
+    q = q0 if q0 > 0 else _Q_ZERO
+    for _ in range(_ITER):
+        q_next = q + excess(q)
         if q_next < _Q_ZERO:
             return 0.0, q
         if q_next > _Q_INF:
@@ -250,26 +261,73 @@ def _variance_fixed_point(phi, weight_var, bias_var, q0) -> tuple[float, float]:
         if abs(q_next - q) <= _RTOL * q:
             return q_next, q_next
         q = q_next
-    return q, q
+    return _root_from(excess, q)
+
+
+def _root_from(excess: Callable[[float], float], q: float) -> tuple[float, float]:
+    """Bisect ``excess`` for the root the iteration from ``q`` moves to (down if excess < 0).
+
+    The bracket is found by halving (or doubling) ``q`` until ``excess`` changes sign; if it never
+    does before ``_Q_ZERO`` (``_Q_INF``), the iteration's limit is 0 (inf), returned as in
+    :func:`_variance_fixed_point`. Bisection then runs to relative width ``_RTOL``.
+    """
+    sign = math.copysign(1.0, excess(q))
+    step = 0.5 if sign < 0 else 2.0
+    inner, outer = q, q * step
+    while excess(outer) * sign > 0:
+        if not _Q_ZERO <= outer * step <= _Q_INF:
+            return (0.0 if step < 1 else math.inf), outer
+        inner, outer = outer, outer * step
+    root = _bisect(excess, inner, outer, sign)
+    return root, root
+
+
+def _bisect(excess: Callable[[float], float], inner: float, outer: float, sign: float) -> float:
+    """Root of ``excess`` between ``inner`` (where its sign is ``sign``) and ``outer`` (not)."""
+    while abs(outer - inner) > _RTOL * max(abs(inner), abs(outer)):
+        mid = 0.5 * (inner + outer)
+        inner, outer = (mid, outer) if excess(mid) * sign > 0 else (inner, mid)
+    return 0.5 * (inner + outer)
 
 
 def _correlation_fixed_point(phi, weight_var, bias_var, q) -> tuple[float, float]:
-    """Iterate the correlation map from c = 0 to c* and return (c*, chi_c at c*)."""
+    """Solve the correlation map from c = 0 for c* and return (c*, chi_c at c*).
+
+    Iterates up to ``_MAX_ITER`` steps; near the edge of chaos the slope at c* nears 1 and the
+    iteration crawls (slope 0.996 for tanh at weight_var = 1.78, bias_var = 0.05), so the rest is
+    bisection of C(c) - c between the last iterate and the end (+-1) it moves towards.
+    """
     z1, z2 = np.meshgrid(*(_gauss_hermite(_NODES_2D)[0],) * 2, indexing="ij")
     w = np.outer(*(_gauss_hermite(_NODES_2D)[1],) * 2).ravel()
     z1, z2 = z1.ravel(), z2.ravel()
     s = math.sqrt(q)
+    phi_1 = _apply(phi, s * z1)
+
+    def excess(c: float) -> float:  # C(c) - c, capped at c = 1 (identical inputs)
+        u2 = s * (c * z1 + math.sqrt(max(1.0 - c * c, 0.0)) * z2)
+        c_next = (weight_var * float(np.dot(w, phi_1 * _apply(phi, u2))) + bias_var) / q
+        return min(c_next, 1.0) - c
+
     c = 0.0
     for _ in range(_MAX_ITER):
-        u2 = s * (c * z1 + math.sqrt(max(1.0 - c * c, 0.0)) * z2)
-        c_next = (
-            weight_var * float(np.dot(w, _apply(phi, s * z1) * _apply(phi, u2))) + bias_var
-        ) / q
-        c_next = min(c_next, 1.0)
-        converged = abs(c_next - c) <= 1e-10
-        c = c_next
-        if converged:
+        step = excess(c)
+        c += step
+        if abs(step) <= 1e-10:
             break
+    else:
+        c = _correlation_root(excess, c)
     u2 = s * (c * z1 + math.sqrt(max(1.0 - c * c, 0.0)) * z2)
     chi_c = weight_var * float(np.dot(w, _derivative(phi, s * z1) * _derivative(phi, u2)))
     return c, chi_c
+
+
+def _correlation_root(excess: Callable[[float], float], c: float) -> float:
+    """Bisect ``excess`` for the root the iteration from ``c`` moves to; +-1 if none is nearer."""
+    sign = math.copysign(1.0, excess(c))
+    end = sign  # the iteration moves up where C(c) > c, towards c = 1, and down towards -1
+    inner, outer = c, 0.5 * (c + end)
+    while excess(outer) * sign > 0:
+        if abs(end - outer) <= _RTOL:
+            return end
+        inner, outer = outer, 0.5 * (outer + end)
+    return _bisect(excess, inner, outer, sign)
