@@ -1,6 +1,7 @@
 """`initlab train`, `initlab compare` and `initlab schemes` through the command-line entry point."""
 
 import argparse
+import json
 import re
 
 import pytest
@@ -107,3 +108,15 @@ def test_compare_model_params_and_errors(tmp_path, capsys):
     assert "resume it with --resume" in capsys.readouterr().err
     assert main([*argv, "--model-param", "depth", "--out", str(tmp_path / "b")]) == 2
     assert "--model-param must be KEY=VALUE; got 'depth'" in capsys.readouterr().err
+
+
+def test_compare_log_every_sets_the_loss_curve_windows(tmp_path, capsys):
+    argv = ["compare", "--schemes", "seed", "--seeds", "1", "--epochs", "1", "--no-progress"]
+    out = tmp_path / "c"
+    assert main([*argv, *QUICK, "--log-every", "6", "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["train"]["log_every"] == 6
+    lines = (out / "results.jsonl").read_text().splitlines()
+    (epoch,) = [ln for ln in map(json.loads, lines) if ln["type"] == "epoch"]
+    assert [s for s, _ in epoch["loss_curve"]] == [6, 12, 16]  # 16 steps of 64 over 1000 images
+    assert main([*argv, *QUICK, "--log-every", "-2", "--out", str(tmp_path / "d")]) == 2
+    assert "log_every must be None" in capsys.readouterr().err

@@ -97,6 +97,14 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         help="stop each epoch after this many steps, for quick checks (default: no limit)",
     )
     add(
+        "--log-every",
+        type=int,
+        default=None,
+        metavar="STEPS",
+        help="record the mean training loss over windows of this many steps (results.jsonl "
+        "loss_curve, the loss figure); 0: off (default: about a tenth of an epoch)",
+    )
+    add(
         "--device",
         default="cpu",
         choices=("cpu", "cuda", "auto"),
@@ -118,6 +126,7 @@ def train_config(args: argparse.Namespace, seed: int):
         seed=seed,
         device=args.device,
         max_steps=args.max_steps,
+        log_every=args.log_every,
     )
 
 
