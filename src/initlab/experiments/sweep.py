@@ -5,9 +5,12 @@ Output directory layout:
 - ``config.json``: the resolved :class:`CompareConfig`;
 - ``results.jsonl``: one JSON object per line, appended and fsync'ed as the sweep goes:
   ``{"type": "init", ...}`` (activation std per layer at initialization, one per run),
-  ``{"type": "epoch", ...}`` (one per finished epoch of a run) and ``{"type": "status", ...}``
-  with ``status`` ``finished``, ``diverged`` (with ``epoch`` and ``step``), ``interrupted``
-  (KeyboardInterrupt) or ``failed`` (any other exception, with ``error``);
+  ``{"type": "epoch", ...}`` (one per finished epoch of a run: an
+  :class:`~initlab.experiments.trainer.EpochRecord`; files written before ``loss_curve``
+  existed lack it, and the report then uses the epoch's mean loss) and
+  ``{"type": "status", ...}`` with ``status`` ``finished``, ``diverged`` (with ``epoch`` and
+  ``step``), ``interrupted`` (KeyboardInterrupt) or ``failed`` (any other exception, with
+  ``error``);
 - ``summary.csv``, ``report.md`` and PNG figures (:mod:`initlab.experiments.report`).
 
 Resuming (``resume=True``) reads ``config.json`` and ``results.jsonl``, keeps finished and
