@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from initlab import orthogonal_
 from initlab.datadriven import lsuv_
 from initlab.experiments.datasets import load_dataset
 
@@ -116,6 +117,22 @@ def test_modes_global_rng_and_reproducibility():
         lsuv_(net, x, generator=torch.Generator().manual_seed(1))
     for a, b in zip(model.parameters(), again.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_global_rng_untouched_by_orthogonal_preinit_without_generator():
+    model = nn.Sequential(nn.Linear(20, 50), nn.Tanh(), nn.Linear(50, 5))
+    x = torch.randn(256, 20)
+    rng = torch.get_rng_state()
+    lsuv_(model, x)  # generator=None: the pre-init draws from a fork of the global RNG
+    assert torch.equal(torch.get_rng_state(), rng)
+    # The fork starts at the caller's state: the pre-init equals orthogonal_ drawn from it.
+    again = nn.Sequential(nn.Linear(20, 50), nn.Tanh(), nn.Linear(50, 5))  # draws: before
+    expected = torch.empty(50, 20)
+    torch.set_rng_state(rng)
+    orthogonal_(expected)
+    torch.set_rng_state(rng)
+    lsuv_(again, x, max_iter=1, tol=1e9)  # tol so wide that no layer is rescaled
+    assert torch.equal(again[0].weight, expected)
 
 
 def test_conv_layers_are_calibrated(mnist_batch):

@@ -129,8 +129,8 @@ def lsuv_(
         correct_mean: shift each bias so the layer's output mean is zero.
         layer_types: module types to calibrate.
         train: run the pass in train mode instead of eval mode.
-        generator: random stream for the orthogonal pre-initialization; ``None`` uses the
-            global generator.
+        generator: random stream for the orthogonal pre-initialization; ``None`` draws from
+            the global generator's current state and restores it afterwards (not advanced).
 
     Returns:
         An :class:`LSUVReport` (per layer: iterations, final std and mean, status; the options).
@@ -161,7 +161,9 @@ def lsuv_(
             "with a >= 2-D weight parameter in the model"
         )
     if orthogonal_preinit:
-        with torch.no_grad():
+        # Fork, not advance, the global generator when generator=None: the caller's RNG is
+        # untouched as documented (the draws equal those from its current state).
+        with preserved_rng(), torch.no_grad():
             for _, m in layers:
                 orthogonal_(m.weight, gain=1.0, generator=generator)
     rows: dict[str, LSUVLayer] = {}
