@@ -351,6 +351,10 @@ def loss_curve(losses: torch.Tensor, every: int, done: int) -> list[tuple[tuple[
 
     Returns:
         One tuple of ``(step, mean loss)`` pairs per run.
+
+    Example:
+        >>> loss_curve(torch.tensor([4.0, 2.0, 3.0]), every=2, done=10)
+        [((12, 3.0), (13, 3.0))]
     """
     per_run = losses if losses.ndim == 2 else losses[:, None]  # (steps, R)
     if every == 0:
