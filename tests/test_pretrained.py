@@ -470,6 +470,20 @@ def test_adapt_input_channels_hand_values():
         adapt_input_channels(torch.zeros(3, 4), 1)
 
 
+_DEVICES = ["meta"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", _DEVICES)
+@pytest.mark.parametrize("in_channels", [1, 2, 4])  # fold, fold, repeat
+def test_adapt_input_channels_stays_on_the_weight_device(device, in_channels):
+    # A state_dict loaded on another device (meta here: no CPU fallback; CUDA when present) is
+    # adapted there: CPU-built intermediates would raise a device mismatch.
+    w = torch.ones(8, 3, 3, 3, dtype=torch.float16, device=device)
+    out = adapt_input_channels(w, in_channels)
+    assert out.device == w.device and out.dtype == torch.float16
+    assert out.shape == (8, in_channels, 3, 3)
+
+
 @pytest.mark.parametrize(
     ("channels", "lift"),
     [

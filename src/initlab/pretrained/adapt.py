@@ -42,7 +42,7 @@ def adapt_input_channels(weight: torch.Tensor, in_channels: int) -> torch.Tensor
         in_channels: the model's number of input channels ``m >= 1``.
 
     Returns:
-        A new tensor ``(out, in_channels, *kernel)`` of ``weight``'s dtype.
+        A new tensor ``(out, in_channels, *kernel)`` of ``weight``'s dtype and device.
 
     Raises:
         ValueError: ``weight`` has fewer than 3 dimensions or ``in_channels < 1``.
@@ -60,14 +60,17 @@ def adapt_input_channels(weight: torch.Tensor, in_channels: int) -> torch.Tensor
     if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
         raise ValueError(f"in_channels must be an int >= 1; got in_channels={in_channels!r}")
     c, m = weight.shape[1], in_channels
+    device = weight.device  # every intermediate beside the weight: a CUDA state_dict stays there
     w = weight.detach().to(torch.float64)
     if m <= c:
-        folded = torch.zeros(weight.shape[0], m, *weight.shape[2:], dtype=torch.float64)
-        folded.index_add_(1, torch.arange(c) % m, w)
+        folded = torch.zeros(
+            weight.shape[0], m, *weight.shape[2:], dtype=torch.float64, device=device
+        )
+        folded.index_add_(1, torch.arange(c, device=device) % m, w)
         return folded.to(weight.dtype)
-    source = torch.arange(m) % c
-    copies = torch.bincount(source, minlength=c).to(torch.float64)
-    scale = (1.0 / copies[source]).view(1, m, *([1] * (weight.ndim - 2)))
+    source = torch.arange(m, device=device) % c
+    copies = (m - source + c - 1) // c  # n_i = #{j < m : j mod c = i} = ceil((m - i) / c)
+    scale = (1.0 / copies.to(torch.float64)).view(1, m, *([1] * (weight.ndim - 2)))
     return (w[:, source] * scale).to(weight.dtype)
 
 
