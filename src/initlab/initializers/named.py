@@ -9,13 +9,15 @@ generators they return the same tensor as PyTorch, bit for bit.
 Which normal? PyTorch's ``kaiming_normal_``/``xavier_normal_`` draw from an untruncated normal;
 Keras' and JAX's ``he_normal``/``glorot_normal``/``lecun_normal`` from a normal truncated to
 +-2 std and rescaled by 1/0.8796. Here every ``*_normal_`` is untruncated by default (PyTorch)
-and ``truncated=True`` gives the Keras/JAX version.
+and ``truncated=True`` gives the Keras/JAX version: a normal truncated to +-2 s with
+``s = std / 0.8796`` (0.8796 is the std of a standard normal truncated to [-2, 2]), whose
+variance after truncation is ``std**2``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -74,14 +76,9 @@ def xavier_uniform_(
     Example:
         >>> w = xavier_uniform_(torch.empty(20, 10), gain=5 / 3)  # bound = 5/3 * sqrt(6 / 30)
     """
-    gain = non_negative("gain", gain)
+    std_of = _xavier_std(gain)
     return _fill_scaled_(
-        tensor,
-        lambda fan_in, fan_out: gain * math.sqrt(2.0 / float(fan_in + fan_out)),
-        "uniform",
-        fans=fans,
-        generator=generator,
-        what="xavier_uniform_",
+        tensor, std_of, "uniform", fans=fans, generator=generator, what="xavier_uniform_"
     )
 
 
@@ -95,9 +92,8 @@ def xavier_normal_(
 ) -> torch.Tensor:
     r"""Fill ``tensor`` in place from N(0, std**2), std = gain * sqrt(2 / (fan_in + fan_out)).
 
-    ``truncated=False`` (default, PyTorch's ``xavier_normal_``, matched bit for bit): an
-    untruncated normal. ``truncated=True`` (Keras/JAX ``glorot_normal``): a normal truncated
-    to +-2 s with ``s = std / 0.8796``, whose variance after truncation is ``std**2``. Equals
+    Untruncated by default (PyTorch's ``xavier_normal_``, matched bit for bit);
+    ``truncated=True`` is Keras/JAX ``glorot_normal`` (see the module docstring). Equals
     ``variance_scaling_(tensor, gain**2, "fan_avg", "normal" or "truncated_normal")``.
 
     Source: Glorot and Bengio (AISTATS 2010), Sec. 4.2, Eq. 12 (variance 2 / (fan_in + fan_out)).
@@ -120,14 +116,10 @@ def xavier_normal_(
     Example:
         >>> w = xavier_normal_(torch.empty(20, 10))  # std = sqrt(2 / 30)
     """
-    gain = non_negative("gain", gain)
+    std_of = _xavier_std(gain)
+    kind = _normal_kind(truncated)
     return _fill_scaled_(
-        tensor,
-        lambda fan_in, fan_out: gain * math.sqrt(2.0 / float(fan_in + fan_out)),
-        _normal_kind(truncated),
-        fans=fans,
-        generator=generator,
-        what="xavier_normal_",
+        tensor, std_of, kind, fans=fans, generator=generator, what="xavier_normal_"
     )
 
 
@@ -172,15 +164,9 @@ def kaiming_uniform_(
     Example:
         >>> w = kaiming_uniform_(torch.empty(64, 3, 3, 3), nonlinearity="relu")  # fan_in = 27
     """
-    mode = one_of("mode", mode, MODES)
-    gain = calculate_gain(nonlinearity, a)
+    std_of = _kaiming_std(a, mode, nonlinearity)
     return _fill_scaled_(
-        tensor,
-        lambda fan_in, fan_out: gain / math.sqrt(_select_fan(fan_in, fan_out, mode)),
-        "uniform",
-        fans=fans,
-        generator=generator,
-        what="kaiming_uniform_",
+        tensor, std_of, "uniform", fans=fans, generator=generator, what="kaiming_uniform_"
     )
 
 
@@ -196,15 +182,12 @@ def kaiming_normal_(
 ) -> torch.Tensor:
     r"""Fill ``tensor`` in place from N(0, std**2), std = gain / sqrt(fan).
 
-    ``gain = calculate_gain(nonlinearity, a)``. ``truncated=False`` (default, PyTorch's
-    ``kaiming_normal_``, matched bit for bit): an untruncated normal. ``truncated=True``
-    (Keras/JAX ``he_normal``): a normal truncated to +-2 s with ``s = std / 0.8796``, whose
-    variance after truncation is ``std**2``. Equals
+    ``gain = calculate_gain(nonlinearity, a)`` as in :func:`kaiming_uniform_`. Untruncated by
+    default (PyTorch's ``kaiming_normal_``, matched bit for bit for ``mode`` in {fan_in,
+    fan_out}); ``truncated=True`` is Keras/JAX ``he_normal`` (see the module docstring). Equals
     ``variance_scaling_(tensor, gain**2, mode, "normal" or "truncated_normal")``.
 
-    Source: He, Zhang, Ren and Sun, "Delving Deep into Rectifiers" (ICCV 2015), Sec. 2.2,
-    Eqs. 10 (forward, fan_in), 14 (backward, fan_out) and 15 (slope ``a``). Also known as He
-    normal.
+    Source: He et al. (ICCV 2015), Sec. 2.2, Eqs. 10, 14 and 15. Also known as He normal.
 
     Args:
         tensor: weight ``(out, in, *kernel)``, at least 2-D unless ``fans`` is given, floating.
@@ -226,16 +209,24 @@ def kaiming_normal_(
     Example:
         >>> w = kaiming_normal_(torch.empty(128, 64), nonlinearity="relu")  # std = sqrt(2 / 64)
     """
+    std_of = _kaiming_std(a, mode, nonlinearity)
+    kind = _normal_kind(truncated)
+    return _fill_scaled_(
+        tensor, std_of, kind, fans=fans, generator=generator, what="kaiming_normal_"
+    )
+
+
+def _xavier_std(gain: float) -> Callable[[int, int], float]:
+    """Glorot's std ``gain * sqrt(2 / (fan_in + fan_out))`` in torch.nn.init's float operations."""
+    gain = non_negative("gain", gain)
+    return lambda fan_in, fan_out: gain * math.sqrt(2.0 / float(fan_in + fan_out))
+
+
+def _kaiming_std(a: float, mode: str, nonlinearity: str) -> Callable[[int, int], float]:
+    """He's std ``calculate_gain(nonlinearity, a) / sqrt(fan)``, fan chosen by ``mode``."""
     mode = one_of("mode", mode, MODES)
     gain = calculate_gain(nonlinearity, a)
-    return _fill_scaled_(
-        tensor,
-        lambda fan_in, fan_out: gain / math.sqrt(_select_fan(fan_in, fan_out, mode)),
-        _normal_kind(truncated),
-        fans=fans,
-        generator=generator,
-        what="kaiming_normal_",
-    )
+    return lambda fan_in, fan_out: gain / math.sqrt(_select_fan(fan_in, fan_out, mode))
 
 
 def lecun_uniform_(
@@ -283,9 +274,8 @@ def lecun_normal_(
 ) -> torch.Tensor:
     r"""Fill ``tensor`` in place from N(0, std**2), std = 1 / sqrt(fan_in).
 
-    ``truncated=False`` (default): an untruncated normal. ``truncated=True`` (Keras/JAX
-    ``lecun_normal``): a normal truncated to +-2 s with ``s = std / 0.8796``, whose variance
-    after truncation is ``std**2``. Exactly
+    Untruncated by default; ``truncated=True`` is Keras/JAX ``lecun_normal`` (see the module
+    docstring). Exactly
     ``variance_scaling_(tensor, 1.0, mode, "normal" or "truncated_normal")``.
 
     Source: LeCun, Bottou, Orr and Mueller, "Efficient BackProp" (1998), Sec. 4.6; Klambauer
