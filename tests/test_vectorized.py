@@ -139,6 +139,18 @@ def test_convolutions_and_layernorm_stack_too(data, model, params):
         _assert_same(a, s)
 
 
+def test_resmlp_with_fixup_and_its_0_dim_branch_scalars_stacks_like_sequential_runs(data):
+    # resmlp's branch scalars are 0-dim parameters: stacked they are (R,), and their
+    # per-run gradient norms must still be one number per run (this used to raise IndexError)
+    runs = [("fixup", 0), ("fixup", 1)]
+    config = TrainConfig(epochs=1, max_steps=8)
+    alone, models = _separate(runs, data, config, "resmlp")
+    assert any(p.ndim == 0 for p in models[0].parameters())
+    stacked = train_group(_build(runs, "resmlp"), data, config, [0, 1])
+    for a, s in zip(alone, stacked, strict=True):
+        _assert_same(a, s)
+
+
 @pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
 def test_one_optimizer_on_stacked_tensors_steps_each_slice_like_its_own(optimizer):
     # The trainer's optimizer per run against the stacked one, on the same gradients, for a

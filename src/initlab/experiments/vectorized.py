@@ -373,7 +373,8 @@ def _grad_norms(p: torch.Tensor) -> torch.Tensor:
     """Per-run L2 norm of a stacked gradient ``(R, *shape)`` -> ``(R,)``."""
     if p.grad is None:
         return p.new_zeros(p.shape[0])
-    return p.grad.flatten(1).norm(dim=1)
+    # reshape, not flatten(1): a 0-dim parameter (resmlp's branch scalars) stacks to (R,)
+    return p.grad.reshape(p.shape[0], -1).norm(dim=1)
 
 
 def _first_non_finite(window: list[torch.Tensor], seen: int) -> dict[int, int]:
