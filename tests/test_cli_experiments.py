@@ -120,3 +120,36 @@ def test_compare_log_every_sets_the_loss_curve_windows(tmp_path, capsys):
     assert [s for s, _ in epoch["loss_curve"]] == [6, 12, 16]  # 16 steps of 64 over 1000 images
     assert main([*argv, *QUICK, "--log-every", "-2", "--out", str(tmp_path / "d")]) == 2
     assert "log_every must be None" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--train-subset", "--test-subset"])
+def test_a_subset_of_zero_is_refused_naming_the_flag(flag, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", flag, "0"])
+    assert exit_.value.code == 2
+    assert f"argument {flag}: must be at least 1; got 0" in capsys.readouterr().err
+
+
+def test_train_help_shows_a_single_percent_sign(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # undo the help's line wrapping
+    assert "'Test Accuracy: A%'" in out and "%%" not in out
+
+
+def test_ctrl_c_during_train_prints_one_line_and_exits_130(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("initlab.experiments.trainer.train_scheme", interrupted)
+    assert main(["train", "--epochs", "1", *QUICK]) == 130
+    assert capsys.readouterr().err.strip() == "initlab train: interrupted"
+
+
+def test_version_prints_the_package_version(capsys):
+    import initlab
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"initlab {initlab.__version__}"

@@ -27,10 +27,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Initialize neural-network parameters, and measure whether it worked.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--version", action="version", version=f"initlab {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"initlab.cli.{name}").register(sub)
     return parser
+
+
+def _version() -> str:
+    from initlab import __version__  # the package's own, also for an uninstalled checkout
+
+    return __version__
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from initlab.cli.train import add_common_options, model_params, train_config
+from initlab.cli.train import add_common_options, model_params, positive_int, train_config
 
 HELP = "compare initialization schemes: train each over several seeds, table, report, figures"
 DEFAULT_SCHEMES = "seed,zeros,normal,xavier_uniform,kaiming_uniform,orthogonal"
@@ -136,7 +136,7 @@ def add_pretrain_options(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--pretrain-subset",
-        type=int,
+        type=positive_int,
         default=None,
         help="pretrain on a seeded random subset of this size (default: all)",
     )

@@ -19,7 +19,7 @@ def register(subparsers) -> None:
         description=(
             "Train a zoo model on an MNIST-like dataset under one initialization scheme. "
             "After every epoch print 'Epoch N, Loss: L' (mean training loss) and "
-            "'Test Accuracy: A%%', exactly as the seed's example does."
+            "'Test Accuracy: A%', exactly as the seed's example does."
         ),
     )
     parser.add_argument(
@@ -69,13 +69,13 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--train-subset",
-        type=int,
+        type=positive_int,
         default=None,
         help="train on a seeded random subset of this size (default: all)",
     )
     add(
         "--test-subset",
-        type=int,
+        type=positive_int,
         default=None,
         help="test on a seeded random subset of this size (default: all)",
     )
@@ -110,6 +110,17 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         choices=("cpu", "cuda", "auto"),
         help="where to train; auto picks cuda when available (default: %(default)s)",
     )
+
+
+def positive_int(text: str) -> int:
+    """Parse a count of at least 1 (argparse names the option in its error message)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
+    return value
 
 
 def train_config(args: argparse.Namespace, seed: int):
@@ -147,6 +158,10 @@ def model_params(pairs: list[str]) -> dict:
 def run(args: argparse.Namespace) -> int:
     try:
         return _train(args)
+    except KeyboardInterrupt:
+        # one line, not a traceback: nothing of a single run is saved, so nothing to resume
+        print("\ninitlab train: interrupted", file=sys.stderr)
+        return 130
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"initlab train: error: {error}", file=sys.stderr)
         return 2
