@@ -96,7 +96,23 @@ def test_cnn_shapes():
         (lambda: MLP(dropout=1.0), ValueError, r"dropout must be in \[0, 1\); got dropout=1.0"),
         (lambda: MLP(depth=0), ValueError, r"depth must be an integer >= 1; got depth=0"),
         (lambda: SmallCNN(image_size=30), ValueError, r"divisible by 4; got image_size=30"),
-        (lambda: build_model("initnet", width=3), TypeError, r"width"),
+        (
+            lambda: build_model("initnet", width=3),
+            TypeError,
+            r"model 'initnet' takes no parameters; got width=3$",
+        ),
+        (
+            lambda: build_model("mlp", dept=4),
+            TypeError,
+            r"model 'mlp' takes the parameters \['activation', 'depth', 'dropout', 'in_features', "
+            r"'norm', 'num_classes', 'width'\]; got dept=4 \(did you mean 'depth'\?\)",
+        ),
+        (
+            lambda: build_model("cnn", depth=3),
+            TypeError,
+            r"model 'cnn' takes the parameters \['channels', 'image_size', 'num_classes'\]; "
+            r"got depth=3$",
+        ),
     ],
 )
 def test_errors_name_the_argument(call, error, message):

@@ -11,6 +11,8 @@ keyword arguments are its documented parameters.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -182,7 +184,29 @@ def build_model(name: str, **params) -> nn.Module:
         8
     """
     one_of("model", name, MODELS)
+    accepted = accepted_params(name)
+    for key in params:
+        if key not in accepted:  # before the call: a raw __init__ TypeError names no choices
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            takes = f"the parameters {accepted}" if accepted else "no parameters"
+            raise TypeError(f"model {name!r} takes {takes}; got {key}={params[key]!r}{hint}")
     return MODELS[name](**params)
+
+
+def accepted_params(name: str) -> list[str]:
+    """Return the sorted keyword arguments that zoo model ``name`` accepts.
+
+    Raises:
+        ValueError: if ``name`` is unknown.
+
+    Example:
+        >>> "depth" in accepted_params("mlp")
+        True
+    """
+    signature = inspect.signature(MODELS[one_of("model", name, MODELS)])
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return sorted(p.name for p in signature.parameters.values() if p.kind in kinds)
 
 
 def describe_models() -> list[tuple[str, str]]:
