@@ -15,11 +15,19 @@ Verdicts and their thresholds (module constants below):
   it moved by more than an order of magnitude through depth (non-finite values explode).
   Hidden signals are the outputs of activation modules, or of every weight layer but the last
   when the model applies its activations functionally.
-- ``vanishing_gradients`` / ``exploding_gradients``: the RMS gradient with respect to the first
-  weight layer's output is below ``1 / SIGNAL_RATIO`` or above ``SIGNAL_RATIO`` times the
-  last weight layer's (needs ``loss_fn``). Not judged when the last weight layer is all zero:
-  a zero output layer (Fixup, zero init) blocks every back-propagated signal at step zero by
-  design and unblocks after the first update.
+- ``vanishing_gradients`` / ``exploding_gradients``: the back-propagated signal through the
+  hidden layers, as in Glorot and Bengio (2010, Sec. 4.2.2, Fig. 7): the RMS gradient with
+  respect to the first hidden weight layer's output (pre-activation) is below
+  ``1 / SIGNAL_RATIO`` or above ``SIGNAL_RATIO`` times that of the last hidden weight layer
+  (needs ``loss_fn``). The head (last weight layer) is excluded: its output gradient is the
+  loss's, set by the number of classes and not by depth, and a narrow head against wide hidden
+  layers would bias the ratio. RMS is per element, so layer widths do not. A factor 10 over the
+  whole network is the same order-of-magnitude rule as for activations: variance-preserving
+  schemes stay within it at any depth (ReLU 3 layers with Xavier: about 0.5), a per-layer
+  factor off by sqrt(2) crosses it after 7 layers. Needs at least two hidden weight layers.
+  Not judged when the last weight layer is all zero: a zero output layer (Fixup, zero init)
+  blocks every back-propagated signal at step zero by design and unblocks after the first
+  update.
 - ``dead_layers``: a ReLU/ReLU6 layer with more than ``DEAD_FRACTION`` (0.5) of its units zero for
   every example of the batch.
 - ``saturated_layers``: a tanh/hardtanh (``|y| > 0.99``) or sigmoid (``y < 0.01`` or
@@ -37,9 +45,11 @@ Verdicts and their thresholds (module constants below):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -68,26 +78,29 @@ _ACTIVATION_TYPES = (
     nn.Softplus, nn.Softsign, nn.Tanhshrink,
 )  # fmt: skip
 
+# Every hint names a scheme that clears its verdict on the cases of tests/test_diagnose_hints.py.
+# For tanh the hint is gain 1 with fan_in scaling: at sigma_b = 0 the order-to-chaos transition
+# is at sigma_w^2 = 1 (Poole et al. 2016; Schoenholz et al. 2017), so gain 5/3 (sigma_w^2 = 2.8)
+# is chaotic and explodes the back-propagated signal in deep tanh networks.
+_TANH_HINT = "lecun_normal, or orthogonal with gain 1, for tanh (the edge of chaos)"
 HINTS = {
     "vanishing_activations": (
         "weights too small for this depth: use a variance-preserving scheme for the activation "
-        "(kaiming_normal for ReLU, xavier_normal or orthogonal with gain 5/3 for tanh), or lsuv, "
-        "which rescales every layer to unit output std on data"
+        f"(kaiming_normal for ReLU; {_TANH_HINT})"
     ),
     "exploding_activations": (
         "weights too large for this depth: use fan_in variance scaling with the activation's "
-        "gain (kaiming_normal for ReLU, xavier_normal for tanh) or lsuv; in residual networks "
-        "without normalization, fixup"
+        f"gain (kaiming_normal for ReLU; {_TANH_HINT}); in residual networks without "
+        "normalization, fixup"
     ),
     "vanishing_gradients": (
-        "the back-propagated signal shrinks toward the input: keep each layer's gain at 1 "
-        "(kaiming for ReLU, xavier for tanh, orthogonal with the activation's gain for "
-        "dynamical isometry), or lsuv"
+        "the back-propagated signal shrinks toward the input: keep each layer's gain at the "
+        f"variance-preserving value (kaiming_normal for ReLU; {_TANH_HINT})"
     ),
     "exploding_gradients": (
         "the back-propagated signal grows toward the input: lower the weight variance to the "
-        "variance-preserving value (or the edge of chaos, see initlab.critical_weight_variance); "
-        "in residual networks without normalization, fixup"
+        f"variance-preserving value (kaiming_normal for ReLU; {_TANH_HINT}; see "
+        "initlab.critical_weight_variance); in residual networks without normalization, fixup"
     ),
     "dead_layers": (
         "units that output 0 for every example get no gradient: use kaiming (fan_in, ReLU gain) "
@@ -95,7 +108,7 @@ HINTS = {
     ),
     "saturated_layers": (
         "tanh/sigmoid units stuck at their bounds have near-zero derivative: scale the weights "
-        "down to xavier (gain 5/3 for tanh, 1 for sigmoid) or calibrate with lsuv"
+        f"down ({_TANH_HINT}; xavier_normal for sigmoid)"
     ),
     "unbroken_symmetry": (
         "identical units receive identical gradients and never differentiate: initialize the "
@@ -219,6 +232,36 @@ class Diagnosis:
         for v in self.verdicts:
             rows.append(f"{v.code}: {v.message}" + (f"\n  hint: {v.hint}" if v.hint else ""))
         return "\n".join(rows)
+
+    def plot(
+        self,
+        path: str | os.PathLike,
+        *,
+        label: str = "model",
+        others: Mapping[str, Diagnosis] | None = None,
+        title: str | None = None,
+    ) -> Path:
+        """Write the depth profiles (activation std, gradient RMS) of this diagnosis to ``path``.
+
+        Delegates to :func:`initlab.diagnostics.plots.plot_depth_profiles`; the format
+        follows the suffix (``.png``, ``.pdf``, ``.svg``).
+
+        Args:
+            path: output file; parent directories are created.
+            label: this diagnosis's legend entry.
+            others: more ``{label: Diagnosis}`` curves drawn on the same axes, e.g. other
+                schemes of the same model.
+            title: figure title.
+
+        Returns:
+            ``path`` as a :class:`~pathlib.Path`.
+
+        Example:
+            >>> d.plot("profiles.png", label="xavier")  # doctest: +SKIP
+        """
+        from initlab.diagnostics.plots import plot_depth_profiles  # plots imports this module
+
+        return plot_depth_profiles({label: self, **(others or {})}, path, title=title)
 
     def to_dict(self) -> dict:
         """Return a JSON-ready dict (``inf``/``nan`` stay floats; use ``allow_nan`` JSON)."""
@@ -509,11 +552,13 @@ def _signal_verdict(layers) -> list[Verdict]:
 
 def _gradient_verdict(layers, params) -> list[Verdict]:
     weights = [r for r in layers if r.kind == "weight" and r.grad_rms is not None]
-    if len(weights) < 2 or _all_zero(weights[-1].name, params):
+    hidden = weights[:-1]  # the head's gradient is the loss's, not a back-propagated signal
+    if len(hidden) < 2 or _all_zero(weights[-1].name, params):
         return []
-    # Back-propagation runs from the last layer to the first: compare first to last.
-    what = f"output-gradient RMS from {weights[-1].name} back to {weights[0].name}"
-    return _ratio_verdict(weights[-1].grad_rms, weights[0].grad_rms, what, "gradients")
+    # Back-propagation runs from the last hidden layer to the first: compare first to last.
+    # RMS is per element, so layers of different widths compare fairly.
+    what = f"pre-activation gradient RMS from {hidden[-1].name} back to {hidden[0].name}"
+    return _ratio_verdict(hidden[-1].grad_rms, hidden[0].grad_rms, what, "gradients")
 
 
 def _all_zero(layer: str, params) -> bool:
