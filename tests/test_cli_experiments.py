@@ -153,3 +153,27 @@ def test_version_prints_the_package_version(capsys):
         main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.strip() == f"initlab {initlab.__version__}"
+
+
+@pytest.mark.parametrize("model", ["initnet", "cnn", "lstm", "transformer"])
+def test_compare_refuses_fixup_on_a_plain_model_before_writing_anything(model, tmp_path, capsys):
+    out = tmp_path / "f"
+    argv = ["compare", "--schemes", "seed,fixup", "--model", model, "--seeds", "1", "--epochs", "1"]
+    assert main([*argv, *QUICK, "--no-progress", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"scheme 'fixup' does not apply to model '{model}'" in err
+    assert "use model 'resmlp' or 'resnet', --model resmlp" in err
+    assert not out.exists()  # so the same command with --model resmlp is not refused
+
+
+@pytest.mark.parametrize(
+    ("schemes", "message"),
+    [
+        ("kaiming_normal:nonlinearity=tanh", "scheme 'kaiming_normal' takes no options; got "),
+        ("pretrained:x=1", "scheme 'pretrained' takes no options (its weights come from the "),
+    ],
+)
+def test_compare_scheme_option_errors_say_what_is_accepted(schemes, message, tmp_path, capsys):
+    argv = ["compare", "--schemes", schemes, "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

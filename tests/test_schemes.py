@@ -235,7 +235,7 @@ def test_parse_scheme_and_bias_init():
             r"std in scheme='normal:std=big' must be a number",
         ),
         (lambda: parse_scheme("normal:0.1"), r"scheme options are key=value; got '0.1'"),
-        (lambda: parse_scheme("zeros:std=1"), r"option of scheme 'zeros' must be one of \[\]"),
+        (lambda: parse_scheme("zeros:std=1"), r"scheme 'zeros' takes no options; got 'std=1'"),
         (lambda: parse_bias_init("zero"), r"bias_init must be one of .*did you mean 'zeros'"),
         (lambda: parse_bias_init("constant"), r"constant needs a value, e.g. 'constant:0.01'"),
         (lambda: parse_bias_init("zeros:1"), r"'zeros' takes no value; got bias_init='zeros:1'"),

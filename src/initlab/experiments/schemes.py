@@ -292,6 +292,8 @@ def parse_scheme(text: str) -> tuple[Scheme, dict[str, float]]:
         key, sep, value = pair.partition("=")
         if not sep:
             raise ValueError(f"scheme options are key=value; got {pair!r} in scheme={text!r}")
+        if not scheme.options:  # one_of would say "must be one of []"
+            raise ValueError(f"scheme {name!r} takes no options; got {pair!r} in scheme={text!r}")
         one_of(f"option of scheme {name!r}", key, scheme.options)
         options[key] = _number(value, f"{key} in scheme={text!r}")
     return scheme, options

@@ -31,6 +31,7 @@ machines.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -48,7 +49,7 @@ from initlab.experiments.datasets import load_dataset
 from initlab.experiments.diagnosis import init_record
 from initlab.experiments.models import MODELS, build_model
 from initlab.experiments.pretrain import PRETRAINED, PretrainConfig, build_for_run
-from initlab.experiments.schemes import parse_bias_init, parse_scheme
+from initlab.experiments.schemes import initialize, parse_bias_init, parse_scheme
 from initlab.experiments.trainer import (
     EpochRecord,
     RunResult,
@@ -114,6 +115,12 @@ class CompareConfig:
         if not self.schemes:
             raise ValueError("schemes must name at least one scheme; got schemes=()")
         for scheme in self.schemes:
+            if scheme.split(":")[0] == PRETRAINED and scheme != PRETRAINED:
+                raise ValueError(
+                    f"scheme {PRETRAINED!r} takes no options (its weights come from the pretrain "
+                    f"config: --pretrain-dataset, --pretrain-data-dir, --pretrain-subset, "
+                    f"--pretrain-epochs); got scheme={scheme!r}"
+                )
             if scheme != PRETRAINED:  # not an init rule: it needs a checkpoint (pretrain.py)
                 parse_scheme(scheme)
         if len(set(self.schemes)) != len(self.schemes):
@@ -225,6 +232,7 @@ def _plan(config: CompareConfig | None, out: Path, resume: bool):
     else:
         if results.exists():
             raise FileExistsError(f"{results} exists; resume it with --resume {out} or pick --out")
+        _check_applicable(config)  # before anything is written: a rerun must not be refused
         out.mkdir(parents=True, exist_ok=True)
         report.write_atomic(out / "config.json", config.to_json() + "\n")
     done = _terminal_runs(read_results(results))
@@ -236,6 +244,30 @@ def _plan(config: CompareConfig | None, out: Path, resume: bool):
     ]
     log.info("%d runs to train, %d already done, writing to %s", len(pending), len(done), out)
     return config, pending
+
+
+def _check_applicable(config: CompareConfig) -> None:
+    """Build the model once and apply every weight-only scheme to a copy; raise if one fails.
+
+    Data-dependent ``lsuv`` and ``pretrained`` are left to their runs (they need data).
+    """
+    with torch.random.fork_rng(devices=[]):  # construction draws from the global RNG
+        model = build_model(config.model, **config.model_params)
+    for scheme in config.schemes:
+        name = scheme.split(":")[0]
+        if name in (PRETRAINED, "lsuv"):
+            continue
+        try:
+            initialize(copy.deepcopy(model), scheme, generator=torch.Generator().manual_seed(0))
+        except ValueError as error:
+            hint = ""
+            if name == "fixup":
+                hint = (
+                    " (fixup needs residual blocks: use model 'resmlp' or 'resnet', --model resmlp)"
+                )
+            raise ValueError(
+                f"scheme {scheme!r} does not apply to model {config.model!r}{hint}: {error}"
+            ) from None
 
 
 def _gather(ranks: distributed.Ranks, results: Path, own: Path) -> None:
