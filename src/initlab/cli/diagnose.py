@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -28,9 +29,23 @@ def register(subparsers) -> None:
     )
     add = parser.add_argument
     add("--model", default="mlp", help="zoo model: mlp, resmlp, cnn, initnet (default: mlp)")
-    add("--depth", type=int, default=None, help="hidden layers or blocks (default: the model's)")
-    add("--width", type=int, default=None, help="units per layer (default: the model's)")
-    add("--activation", default=None, help="e.g. relu, tanh (default: the model's)")
+    add(
+        "--depth",
+        type=int,
+        default=None,
+        help="hidden layers or blocks; mlp, resmlp, transformer only (default: the model's)",
+    )
+    add(
+        "--width",
+        type=int,
+        default=None,
+        help="units per layer; mlp, resmlp only (default: the model's)",
+    )
+    add(
+        "--activation",
+        default=None,
+        help="e.g. relu, tanh; mlp, resmlp only (default: the model's)",
+    )
     add("--schemes", default=DEFAULT_SCHEMES, help="comma-separated (default: %(default)s)")
     add("--batch-size", type=int, default=256, help="examples in the batch (default: 256)")
     add("--dataset", default="mnist", help="dataset name (default: %(default)s, embedded)")
@@ -44,11 +59,12 @@ def run(args: argparse.Namespace) -> int:
     from initlab.diagnostics.plots import plot_depth_profiles
     from initlab.experiments.diagnosis import diagnose_schemes, format_mean_field, load_batch
 
-    params = {
-        k: v
-        for k, v in (("depth", args.depth), ("width", args.width), ("activation", args.activation))
-        if v is not None
-    }
+    given = (("depth", args.depth), ("width", args.width), ("activation", args.activation))
+    params = {k: v for k, v in given if v is not None}
+    unsupported = _unsupported(args.model, params)
+    if unsupported:
+        print(f"initlab diagnose: error: {unsupported}", file=sys.stderr)
+        return 2
     schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
     out = Path(args.out or time.strftime("runs/diagnose-%Y%m%d-%H%M%S", time.gmtime()))
     try:
@@ -73,6 +89,23 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"Wrote {figure} and {out / 'diagnoses.json'}")
     return 0
+
+
+def _unsupported(model: str, params: dict) -> str:
+    """Say which of --depth/--width/--activation ``model`` does not take ('' if all apply)."""
+    from initlab.experiments.models import MODELS
+
+    if model not in MODELS:  # diagnose_schemes reports the unknown name with a suggestion
+        return ""
+    accepted = set(inspect.signature(MODELS[model]).parameters)
+    rejected = [f"--{k}" for k in params if k not in accepted]
+    if not rejected:
+        return ""
+    takes = [f"--{k}" for k in ("depth", "width", "activation") if k in accepted]
+    return (
+        f"model {model!r} does not take {', '.join(rejected)}; it takes "
+        f"{', '.join(takes) or 'none of --depth, --width, --activation'}"
+    )
 
 
 def _codes(result) -> str:

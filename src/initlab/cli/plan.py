@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import re
 import sys
+import warnings
 
+_TRACE_FAILED = "tracing the model with example_input failed"
 HELP = (
     "print the automatic initialization plan of a model: rule, fans, std and reason per parameter"
 )
@@ -30,7 +33,8 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--input-shape",
         default=None,
-        help="comma-separated example input shape, e.g. 1,1,28,28 (default: none, structure only)",
+        help="example input shape, sizes separated by ',' or 'x', e.g. 1,1,28,28 or 1x784 "
+        "(default: none, structure only); a forward that fails with it is an error",
     )
     parser.add_argument(
         "--input-dtype",
@@ -68,11 +72,22 @@ def run(args: argparse.Namespace) -> int:
         options = dict(_option(text) for text in args.option)
         example = None
         if args.input_shape:
-            shape = tuple(int(d) for d in args.input_shape.split(","))
+            shape = _shape(args.input_shape)
             example = (
                 torch.randn(shape) if args.input_dtype == "float" else torch.zeros(shape).long()
             )
-        result = plan(model, args.policy, example_input=example, **options)
+        with warnings.catch_warnings():
+            # The library falls back to the module structure when the traced forward fails; a
+            # shape the user asked for explicitly must fail loudly instead.
+            warnings.filterwarnings("error", message=_TRACE_FAILED, category=UserWarning)
+            result = plan(model, args.policy, example_input=example, **options)
+    except UserWarning as failed:
+        print(
+            f"initlab plan: error: the forward pass failed with --input-shape "
+            f"{args.input_shape}: {str(failed).split('; falling back')[0]}",
+            file=sys.stderr,
+        )
+        return 2
     except (ValueError, TypeError, ImportError, AttributeError) as error:
         print(f"initlab plan: error: {error}", file=sys.stderr)
         return 2
@@ -82,6 +97,17 @@ def run(args: argparse.Namespace) -> int:
             json.dump(result.to_dict(), f, indent=1)
         print(f"plan written to {args.json}")
     return 0
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    """Parse ``1,1,28,28`` or ``1x784`` (spaces allowed) into positive integer sizes."""
+    parts = [p.strip() for p in re.split(r"[,xX]", text)]
+    if not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(
+            "--input-shape must be positive integers separated by ',' or 'x', e.g. 1,784 or "
+            f"1x1x28x28; got {text!r}"
+        )
+    return tuple(int(p) for p in parts)
 
 
 def _load_factory(text: str):
