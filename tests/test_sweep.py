@@ -5,7 +5,14 @@ import json
 
 import pytest
 
-from initlab.experiments.report import SummaryRow, _band, _loss_points, format_table, summarize
+from initlab.experiments.report import (
+    SummaryRow,
+    _band,
+    _loss_points,
+    format_table,
+    summarize,
+    write_report,
+)
 from initlab.experiments.sweep import CompareConfig, read_results, run_sweep
 from initlab.experiments.trainer import TrainConfig
 
@@ -180,6 +187,20 @@ def test_summary_by_hand():
         "(2/3)",
         "1/3",
     ]
+
+
+def test_one_seed_has_no_std_n_a_in_the_table_and_empty_in_the_csv(tmp_path):
+    # a sample std (ddof=1) of one value divides by n - 1 = 0: undefined, not 0
+    lines = [_epoch("a/0", "a", 1, 0.97, 0.3), _status("a/0", "a", "finished")]
+    (row,) = summarize(lines, ["a"], target=0.96)
+    assert (row.final_accuracy_mean, row.final_accuracy_std) == (0.97, None)
+    assert format_table([row], 0.96).splitlines()[1].split()[:4] == ["a", "97.00%", "±", "n/a"]
+    config = CompareConfig(schemes=("seed",), seeds=1)
+    write_report(tmp_path, config, [{**ln, "scheme": "seed", "steps": 16} for ln in lines])
+    with open(tmp_path / "summary.csv") as f:
+        (csv_row,) = csv.DictReader(f)
+    assert (csv_row["final_accuracy_mean"], csv_row["final_accuracy_std"]) == ("0.97", "")
+    assert "97.00% ± n/a" in (tmp_path / "report.md").read_text()
 
 
 def test_summary_of_a_scheme_without_runs():

@@ -3,7 +3,8 @@
 Definitions used in every table (accuracies are fractions, shown as percent):
 
 - final accuracy: test accuracy after the last epoch of each *finished* run, mean and sample
-  standard deviation (ddof=1; 0 for a single run) over seeds; diverged runs are excluded;
+  standard deviation (ddof=1; undefined for a single run: "n/a" in the table, empty in
+  ``summary.csv``) over seeds; diverged runs are excluded;
 - best accuracy: the highest test accuracy of any epoch of any run of the scheme;
 - loss after epoch 1: mean training loss of epoch 1, averaged over the runs that finished it;
 - epochs to target: the first epoch whose test accuracy reaches the target, averaged over the
@@ -124,8 +125,8 @@ def _mean(values: Sequence[float]) -> float | None:
 def _std(values: Sequence[float]) -> float | None:
     if not values:
         return None
-    if len(values) == 1:
-        return 0.0
+    if len(values) == 1:  # ddof=1 divides by n - 1 = 0: undefined, not 0
+        return None
     mean = sum(values) / len(values)
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
@@ -134,11 +135,10 @@ def _cells(row: SummaryRow) -> list[str]:
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{100 * value:.2f}%"
 
-    final = (
-        "-"
-        if row.final_accuracy_mean is None
-        else (f"{100 * row.final_accuracy_mean:.2f} ± {100 * row.final_accuracy_std:.2f}%")
-    )
+    final = "-"
+    if row.final_accuracy_mean is not None:
+        mean, std = 100 * row.final_accuracy_mean, row.final_accuracy_std
+        final = f"{mean:.2f}% ± n/a" if std is None else f"{mean:.2f} ± {100 * std:.2f}%"
     to_target = "-" if row.epochs_to_target is None else f"{row.epochs_to_target:.1f}"
     return [
         row.scheme,
