@@ -12,7 +12,7 @@ chunked random streams apply draws from), ``distributed`` (DTensor shards, fille
 from initlab.policy.activations import Activation
 from initlab.policy.plan import InitPlan, PlanRow, init_model, plan
 from initlab.policy.presets import PRESETS, PolicyOptions, preset_rules
-from initlab.policy.rules import Rule
+from initlab.policy.rules import Rule, RuleSet
 from initlab.policy.trace import analyze
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "PlanRow",
     "PolicyOptions",
     "Rule",
+    "RuleSet",
     "analyze",
     "init_model",
     "plan",

@@ -3,7 +3,7 @@
 ``auto`` is the selection guide (activation -> He / Xavier / LeCun, RNN -> Xavier + orthogonal,
 attention -> Xavier, output layer -> Xavier or LeCun); ``torch``, ``gpt2``, ``bert``, ``keras``
 and ``flax`` reproduce those libraries' own defaults. Print one with
-``print(*initlab.policy.preset_rules("auto"), sep="\\n")``.
+``print(initlab.policy.preset_rules("auto"))``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from initlab._checks import non_negative, one_of
-from initlab.policy.rules import Rule
+from initlab.policy.rules import Rule, RuleSet
 
 __all__ = ["PRESETS", "PolicyOptions", "preset_rules"]
 
@@ -327,8 +327,11 @@ PRESETS = {
 }
 
 
-def preset_rules(policy: str = "auto", **options) -> tuple[Rule, ...]:
-    """Return the ordered rules of a named preset (first match wins).
+def preset_rules(policy: str = "auto", **options) -> RuleSet:
+    """Return the ordered rules of a named preset (first match wins) as a printable tuple.
+
+    ``print(preset_rules("auto"))`` shows one line per rule: its conditions, its
+    initialization and why; the result is otherwise a tuple of :class:`Rule`.
 
     Args:
         policy: one of ``auto``, ``torch``, ``gpt2``, ``bert``, ``keras``, ``flax``.
@@ -339,4 +342,4 @@ def preset_rules(policy: str = "auto", **options) -> tuple[Rule, ...]:
         TypeError: unknown option name.
     """
     one_of("policy", policy, PRESETS)
-    return tuple(PRESETS[policy](PolicyOptions.from_kwargs(**options)))
+    return RuleSet(PRESETS[policy](PolicyOptions.from_kwargs(**options)))

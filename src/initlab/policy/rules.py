@@ -21,7 +21,7 @@ from initlab._checks import one_of
 from initlab.policy.activations import CALLABLES, FAMILIES, Activation
 from initlab.policy.kinds import KINDS
 
-__all__ = ["ACTIVATION_NAMES", "INITS", "Rule", "Target"]
+__all__ = ["ACTIVATION_NAMES", "INITS", "Rule", "RuleSet", "Target"]
 
 #: What a rule can assign.
 INITS = (
@@ -190,6 +190,72 @@ class Rule:
         return data
 
 
+class RuleSet(tuple):
+    """An ordered tuple of :class:`Rule` (first match wins) that prints as a table.
+
+    It is a plain tuple in every other way: index it, iterate it, concatenate it.
+
+    Example:
+        >>> print(initlab.preset_rules("auto"))  # doctest: +SKIP
+        #   rule                  when                          init             why
+        1   norm weight = 1       kinds=norm roles=weight       constant 1
+    """
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        rows = [(str(i), r.name, _when(r), _what(r), r.note) for i, r in enumerate(self, 1)]
+        header = ("#", "rule", "when", "init", "why")
+        widths = [max(len(row[c]) for row in [header, *rows]) for c in range(4)]
+        return "\n".join(
+            "  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True))
+            + "  "
+            + row[4]
+            for row in [header, *rows]
+        ).rstrip()
+
+
+def _when(rule: Rule) -> str:
+    """The rule's conditions as ``key=value`` words; ``any parameter`` when it has none."""
+    parts = [
+        f"{key}={','.join(getattr(rule, key))}"
+        for key in ("kinds", "roles", "activations")
+        if getattr(rule, key)
+    ]
+    if rule.param is not None:
+        parts.append(f"param={rule.param}")
+    for key in ("module", "within"):
+        value = getattr(rule, key)
+        if value is not None:
+            names = value if isinstance(value, tuple) else (value,)
+            parts.append(f"{key}={','.join(getattr(n, '__name__', str(n)) for n in names)}")
+    if rule.residual_end is not None:
+        parts.append("residual end" if rule.residual_end else "not residual end")
+    if rule.min_ndim:
+        parts.append(f"ndim>={rule.min_ndim}")
+    return " ".join(parts) or "any parameter"
+
+
+def _what(rule: Rule) -> str:
+    """The rule's initialization in a few words."""
+    if rule.init == "variance_scaling":
+        scale = "gain^2" if rule.scale == "activation" else f"{rule.scale:g}"
+        what = f"{rule.distribution} std=sqrt({scale} / {rule.mode})"
+    elif rule.init == "normal":
+        what = f"normal std={rule.std:g}"
+    elif rule.init in {"truncated_normal", "uniform"}:
+        what = f"{rule.init} std={rule.std:g}" + (
+            f" bound={rule.bound:g}" if rule.bound is not None else ""
+        )
+    elif rule.init == "orthogonal":
+        what = f"orthogonal gain={rule.gain:g}"
+    elif rule.init in {"constant", "forget_gate"}:
+        what = f"{rule.init} {rule.value:g}"
+    else:
+        what = "module's own reset"
+    return what + (" * 1/sqrt(n)" if rule.residual_scale else "")
+
+
 def _activation_matches(wanted: tuple[str, ...], t: Target) -> bool:
     if t.is_output:
         return "output" in wanted
@@ -232,14 +298,20 @@ def resolve(rule: Rule, t: Target, n_scaled: int, stored_fans: tuple[int, int] |
     if rule.init == "keep":
         return Draw("keep", formula="the module's own reset_parameters()")
     if rule.init == "constant":
-        return Draw("constant", std=0.0, value=(rule.value,), formula=f"= {rule.value:g}")
+        return Draw("constant", std=0.0, value=(rule.value,), formula=f"constant = {rule.value:g}")
     if rule.init == "forget_gate":
         values = tuple(rule.value if i == 1 else 0.0 for i in range(t.blocks))
-        return Draw("constant", std=0.0, value=values, formula="gate blocks (i, f, g, o)")
+        return Draw(
+            "constant",
+            std=0.0,
+            value=values,
+            formula=f"forget gate block = {rule.value:g}, blocks i, g, o = 0",
+        )
     if rule.init == "orthogonal":
-        return Draw("orthogonal", gain=rule.gain, formula=f"orthogonal * {rule.gain:g}")
+        return Draw("orthogonal", gain=rule.gain, formula=f"orthogonal, gain = {rule.gain:g}")
     if rule.init == "normal":
-        return Draw("normal", std=rule.std * factor, formula=f"{rule.std:g}{suffix}")
+        formula = f"= {rule.std:g}{suffix}" + (f" = {rule.std * factor:.3g}" if suffix else "")
+        return Draw("normal", std=rule.std * factor, formula=formula)
     if rule.init == "truncated_normal":
         bound = rule.bound if rule.bound is not None else 2 * rule.std
         return Draw("truncated_normal", std=rule.std * factor, bound=bound * factor)
@@ -251,10 +323,12 @@ def resolve(rule: Rule, t: Target, n_scaled: int, stored_fans: tuple[int, int] |
 
 def _variance_scaling(rule: Rule, t: Target, stored_fans, factor: float, suffix: str) -> Draw:
     fan_in, fan_out = (t.fan_in, t.fan_out) if rule.per_block else stored_fans or (None, None)
+    where = ""
     if rule.mode == "hidden":
-        fan, fan_text = t.hidden, "hidden"
+        fan, fan_text = t.hidden, "hidden_size"
     elif rule.mode == "fan_avg" and fan_in is not None:
-        fan, fan_text = (fan_in + fan_out) / 2, f"({fan_in}+{fan_out})/2"
+        fan, fan_text = (fan_in + fan_out) / 2, "fan_avg"
+        where = f" with fan_avg = ({fan_in} + {fan_out}) / 2"
     else:
         fan = fan_in if rule.mode in {"fan_in", "fan_avg"} else fan_out
         fan_text = rule.mode
@@ -268,10 +342,17 @@ def _variance_scaling(rule: Rule, t: Target, stored_fans, factor: float, suffix:
     else:
         scale = float(rule.scale)
     std = math.sqrt(scale / fan) * factor
-    formula = f"sqrt({scale:.4g}/{fan_text}={fan:g}){suffix}"
+    # Readable as text: "= sqrt(2 / fan_in) = sqrt(2 / 400) = 0.0707" (the row prefixes "std").
+    formula = f"= sqrt({scale:.4g} / {fan_text}){suffix} = sqrt({scale:.4g} / {fan:g}){suffix}"
+    formula += f" = {std:.3g}{where}"
     if rule.distribution == "uniform":
-        return Draw("uniform", std=std, bound=math.sqrt(3) * std, formula=formula)
+        bound = math.sqrt(3) * std
+        formula += f"; bound = sqrt(3) * std = {bound:.3g}"
+        return Draw("uniform", std=std, bound=bound, formula=formula)
     if rule.distribution == "truncated_normal":
         sigma = std / _TRUNC2_STD
+        formula += (
+            f"; drawn from N(0, sigma^2) cut at +-2 sigma, sigma = std / 0.8796 = {sigma:.3g}"
+        )
         return Draw("truncated_normal", std=sigma, bound=2 * sigma, formula=formula)
     return Draw("normal", std=std, formula=formula)
