@@ -59,3 +59,38 @@ def test_preset_rules_print_as_a_table_and_stay_a_tuple_of_rules():
     assert "activations=relu_family" in he and "normal std=sqrt(gain^2 / fan_in)" in he
     assert "He et al. 2015" in he
     assert "Rule(" not in str(rules)
+
+
+def _tanh_mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Linear(32, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 10)
+    )
+
+
+def test_init_model_with_lsuv_starts_from_the_plan_and_calibrates():
+    x = torch.randn(256, 32, generator=torch.Generator().manual_seed(1))
+    planned = initlab.init_model(_tanh_mlp(), seed=0)
+    net = _tanh_mlp()
+    result = initlab.init_model(net, seed=0, lsuv=x)
+    assert planned.lsuv is None and [r.status for r in result.lsuv.layers] == ["converged"] * 3
+    assert result.lsuv.orthogonal_preinit is False
+    # Started from the plan's draw: each weight is the planned one times one positive factor
+    # (LSUV rescales, it does not redraw), so the direction matches to float precision.
+    for name in ("0.weight", "2.weight", "4.weight"):
+        a, b = planned.model.get_parameter(name), net.get_parameter(name)
+        ratio = (b / a).flatten()
+        assert torch.allclose(ratio, ratio[0].expand_as(ratio), rtol=1e-4) and ratio[0] > 0
+    # Every Linear output now has std 1 within LSUV's variance tolerance (|Var - 1| <= 0.1).
+    h = x
+    for layer in net:
+        h = layer(h)
+        if isinstance(layer, nn.Linear):
+            assert abs(h.var(correction=0).item() - 1) <= 0.1
+    assert "then LSUV on data (Mishkin and Matas 2016)" in result["2.weight"].reason
+    assert "bias shifted to output mean" in result["2.bias"].reason
+
+
+def test_init_model_lsuv_with_a_bad_batch_names_it():
+    with pytest.raises(TypeError, match="floating-point"):
+        initlab.init_model(_tanh_mlp(), seed=0, lsuv=torch.zeros(4, 32, dtype=torch.long))

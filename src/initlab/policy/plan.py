@@ -82,6 +82,8 @@ class InitPlan:
         source: how activations were found, ``"trace"`` or ``"structure"``.
         policy: the preset name (or ``"custom"``).
         uncovered: names of parameters no rule covers and that have no own init.
+        lsuv: the :class:`~initlab.datadriven.LSUVReport` of ``init_model(..., lsuv=batch)``,
+            else None.
     """
 
     def __init__(self, model: nn.Module, rows: Sequence[PlanRow], *, source: str, policy: str):
@@ -90,6 +92,7 @@ class InitPlan:
         self.source = source
         self.policy = policy
         self.uncovered = [r.name for r in self.rows if r.distribution == "none"]
+        self.lsuv = None  # the LSUVReport when init_model(..., lsuv=batch) calibrated the model
 
     def __repr__(self) -> str:
         return f"InitPlan(policy={self.policy!r}, source={self.source!r}, rows={len(self.rows)})"
@@ -348,19 +351,55 @@ def init_model(
     *,
     example_input=None,
     seed: int | None = None,
+    lsuv=None,
     **options,
 ) -> InitPlan:
-    """Plan and apply in one step; return the applied :class:`InitPlan`.
+    """Plan and apply in one step, then optionally calibrate by LSUV; return the applied plan.
 
     Same arguments as :func:`plan` (``rules=``, ``only=`` and options pass through) plus
     ``seed`` for :meth:`InitPlan.apply`.
+
+    With ``lsuv=batch`` the planned weights are the starting point of LSUV (Mishkin and Matas,
+    "All you need is a good init", 2016, Alg. 1): :func:`initlab.lsuv_` runs on ``batch`` with
+    ``orthogonal_preinit=False`` (the plan already wrote the weights) and rescales every Linear
+    and Conv weight and bias until its output has unit std. The rows of calibrated layers say
+    so in their ``reason`` (their ``std``/``bound`` stay the planned draw, before rescaling),
+    and the :class:`~initlab.datadriven.LSUVReport` is the plan's ``lsuv`` attribute; re-applying
+    the plan (or one rebuilt by :meth:`InitPlan.from_dict`) writes the draw without LSUV.
+
+    Args:
+        lsuv: an input batch ``(B, ...)`` or ``(input, target, ...)`` (a few hundred examples),
+            or ``None`` (no calibration).
 
     Example:
         >>> net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
         >>> init_model(net, seed=0).rows[0].rule
         'tanh/sigmoid family: Xavier'
+        >>> init_model(net, seed=0, lsuv=torch.randn(256, 4)).lsuv.layers[0].status
+        'converged'
     """
-    return plan(model, policy, example_input=example_input, **options).apply(seed=seed)
+    result = plan(model, policy, example_input=example_input, **options).apply(seed=seed)
+    if lsuv is not None:
+        _calibrate(result, lsuv)
+    return result
+
+
+def _calibrate(result: InitPlan, data) -> None:
+    """Run LSUV from the applied plan's weights and note it in the rows of calibrated layers."""
+    from initlab.datadriven.lsuv import lsuv_  # datadriven sits beside policy, imported on use
+
+    report = lsuv_(result.model, data, orthogonal_preinit=False)
+    done = {layer.name: layer for layer in report.layers}
+    for i, row in enumerate(result.rows):
+        layer = done.get(row.module)
+        if layer is not None:
+            note = (
+                f"; then LSUV on data (Mishkin and Matas 2016) rescaled weight and bias to output "
+                f"std {layer.std:.3g} ({layer.status}, {layer.iterations} rescaling(s))"
+                + (f", bias shifted to output mean {layer.mean:.2g}" if report.correct_mean else "")
+            )
+            result.rows[i] = dataclasses.replace(row, reason=row.reason + note)
+    result.lsuv = report
 
 
 def _rule_table(policy, rules, options) -> tuple[tuple[Rule, ...], str]:
