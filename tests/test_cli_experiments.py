@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import logging
 import re
 
 import pytest
@@ -177,3 +178,37 @@ def test_compare_scheme_option_errors_say_what_is_accepted(schemes, message, tmp
     argv = ["compare", "--schemes", schemes, "--out", str(tmp_path / "o")]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_resume_warns_about_the_options_it_ignores(tmp_path, capsys, caplog):
+    out = tmp_path / "r"
+    argv = ["compare", "--schemes", "seed", "--seeds", "1", "--epochs", "1", "--no-progress"]
+    assert main([*argv, *QUICK, "--out", str(out)]) == 0
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert main(["compare", "--resume", str(out), "--epochs", "5", "--lr=0.1"]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["--resume uses the sweep's saved config.json; ignoring --epochs, --lr"]
+    # --epochs 5 is the default, yet typed: reported. --no-progress is honored on resume
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert main(["compare", "--resume", str(out), "--no-progress"]) == 0
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_resume_of_a_directory_without_config_says_how_to_start(tmp_path, capsys):
+    out = tmp_path / "nope"
+    assert main(["compare", "--resume", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{out} has no config.json, so there is no sweep to resume; start one with " in err
+    assert "initlab compare --out" in err and "Errno" not in err
+
+
+def test_ctrl_c_in_compare_says_unfinished_runs_are_redone(monkeypatch, tmp_path, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("initlab.experiments.sweep.run_sweep", interrupted)
+    assert main(["compare", "--out", str(tmp_path / "i")]) == 130
+    err = capsys.readouterr().err
+    assert "finished runs are kept in results.jsonl, unfinished runs will be redone from " in err

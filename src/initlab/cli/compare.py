@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 
@@ -21,7 +22,7 @@ def register(subparsers) -> None:
             "(final test accuracy mean ± std over seeds, best accuracy, loss after epoch 1, "
             "epochs to the target accuracy, diverged runs) and write config.json, "
             "results.jsonl, summary.csv, report.md and PNG figures into --out. "
-            "Ctrl-C keeps every finished epoch; --resume DIR continues, rerunning unfinished "
+            "Ctrl-C keeps every finished run; --resume DIR continues, redoing unfinished "
             "runs from scratch (training is deterministic). Runs of one model train together, "
             "stacked, unless --no-vectorize. Under `torchrun --nproc-per-node N -m initlab "
             "compare ...` the runs are split across the N processes and rank 0 writes the report."
@@ -64,6 +65,23 @@ def register(subparsers) -> None:
     add_pretrain_options(parser)
     add_common_options(parser)
     parser.set_defaults(func=run)
+    _record_given(parser)
+
+
+def _record_given(parser: argparse.ArgumentParser) -> None:
+    """Store the long options typed on the command line as ``args.given``.
+
+    argparse fills every default, so a --resume cannot otherwise tell ``--epochs 5`` typed
+    from the default 5; the subcommand's parser is called through ``parse_known_args``.
+    """
+    parse = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        parsed, rest = parse(args, namespace)
+        parsed.given = [a.split("=")[0] for a in args or () if a.startswith("--") and a != "--"]
+        return parsed, rest
+
+    parser.parse_known_args = parse_known_args
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     from initlab.experiments.report import format_table
     from initlab.experiments.sweep import CompareConfig, run_sweep
 
+    if args.resume is not None:
+        _warn_ignored(getattr(args, "given", []))
     out = args.resume or args.out or time.strftime("runs/compare-%Y%m%d-%H%M%S", time.gmtime())
     try:
         config = None
@@ -106,8 +126,8 @@ def run(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         print(
-            "\nInterrupted; every finished epoch is kept in results.jsonl. "
-            f"Continue with: initlab compare --resume {out}",
+            "\nInterrupted; finished runs are kept in results.jsonl, unfinished runs will be "
+            f"redone from scratch. Continue with: initlab compare --resume {out}",
             file=sys.stderr,
         )
         return 130
@@ -119,6 +139,15 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(result.rows, result.config.target_accuracy))
     print(f"\nWrote {result.out_dir}: config.json, results.jsonl, summary.csv, report.md, figures")
     return 0
+
+
+def _warn_ignored(given: list[str]) -> None:
+    """Log the options given with --resume that it ignores (the saved config.json rules)."""
+    ignored = [g for g in given if g not in ("--resume", "--no-progress", "--no-vectorize")]
+    if ignored:
+        logging.warning(
+            "--resume uses the sweep's saved config.json; ignoring %s", ", ".join(ignored)
+        )
 
 
 def add_pretrain_options(parser: argparse.ArgumentParser) -> None:

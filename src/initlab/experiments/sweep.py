@@ -227,6 +227,11 @@ def _plan(config: CompareConfig | None, out: Path, resume: bool):
     """Prepare ``out`` (new sweep or resume); return the config and the runs still to train."""
     results = out / "results.jsonl"
     if resume:
+        if not (out / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{out} has no config.json, so there is no sweep to resume; start one with "
+                f"initlab compare --out {out} (or run_sweep(config, out) without resume)"
+            )
         config = CompareConfig.from_json((out / "config.json").read_text())
         _drop_unfinished(results)
     else:
