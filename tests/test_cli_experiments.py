@@ -183,7 +183,9 @@ def test_compare_scheme_option_errors_say_what_is_accepted(schemes, message, tmp
 def test_resume_warns_about_the_options_it_ignores(tmp_path, capsys, caplog):
     out = tmp_path / "r"
     argv = ["compare", "--schemes", "seed", "--seeds", "1", "--epochs", "1", "--no-progress"]
-    assert main([*argv, *QUICK, "--out", str(out)]) == 0
+    with caplog.at_level(logging.INFO):
+        assert main([*argv, *QUICK, "--out", str(out)]) == 0
+    assert "1 run to train, 0 already done" in caplog.text  # singular, not "1 runs"
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         assert main(["compare", "--resume", str(out), "--epochs", "5", "--lr=0.1"]) == 0

@@ -195,12 +195,13 @@ def test_one_seed_has_no_std_n_a_in_the_table_and_empty_in_the_csv(tmp_path):
     (row,) = summarize(lines, ["a"], target=0.96)
     assert (row.final_accuracy_mean, row.final_accuracy_std) == (0.97, None)
     assert format_table([row], 0.96).splitlines()[1].split()[:4] == ["a", "97.00%", "±", "n/a"]
-    config = CompareConfig(schemes=("seed",), seeds=1)
+    config = CompareConfig(schemes=("seed",), seeds=1, train=TrainConfig(epochs=1))
     write_report(tmp_path, config, [{**ln, "scheme": "seed", "steps": 16} for ln in lines])
     with open(tmp_path / "summary.csv") as f:
         (csv_row,) = csv.DictReader(f)
     assert (csv_row["final_accuracy_mean"], csv_row["final_accuracy_std"]) == ("0.97", "")
-    assert "97.00% ± n/a" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "97.00% ± n/a" in report and ", 1 epoch, 1 seed from 0," in report
 
 
 def test_summary_of_a_scheme_without_runs():

@@ -38,7 +38,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, MaxNLocator, PercentFormatter
 
-__all__ = ["SummaryRow", "format_table", "summarize", "write_atomic", "write_report"]
+__all__ = ["SummaryRow", "count", "format_table", "summarize", "write_atomic", "write_report"]
 
 FIGURES = {
     "training loss against step": "train_loss.png",
@@ -215,6 +215,16 @@ def write_report(out_dir: str | os.PathLike, config, lines: Sequence[dict]) -> l
     return rows
 
 
+def count(n: int, noun: str) -> str:
+    """Return ``n`` and ``noun``, singular for 1, else plural: ``"1 run"``, ``"2 runs"``.
+
+    Example:
+        >>> count(1, "epoch"), count(3, "seed")
+        ('1 epoch', '3 seeds')
+    """
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _markdown(config, rows: Sequence[SummaryRow]) -> str:
     t = config.train
     settings = (
@@ -222,7 +232,7 @@ def _markdown(config, rows: Sequence[SummaryRow]) -> str:
         f" (train subset {config.train_subset or 'all'},"
         f" test subset {config.test_subset or 'all'}),"
         f" {t.optimizer} lr {t.lr:g} weight decay {t.weight_decay:g}, batch {t.batch_size},"
-        f" {t.epochs} epochs, {config.seeds} seeds from {config.first_seed},"
+        f" {count(t.epochs, 'epoch')}, {count(config.seeds, 'seed')} from {config.first_seed},"
         f" bias init {config.bias_init or 'scheme default'}, device {t.device}"
     )
     figures = "\n".join(f"![{name}]({file})" for name, file in FIGURES.items())

@@ -247,7 +247,12 @@ def _plan(config: CompareConfig | None, out: Path, resume: bool):
         for scheme in config.schemes
         if run_id(scheme, seed) not in done
     ]
-    log.info("%d runs to train, %d already done, writing to %s", len(pending), len(done), out)
+    log.info(
+        "%s to train, %s already done, writing to %s",
+        report.count(len(pending), "run"),
+        len(done),
+        out,
+    )
     return config, pending
 
 
@@ -303,7 +308,7 @@ def _train_runs(config, runs, data, sink, bar, on_epoch, out, vectorize) -> None
         _run_group(config, runs, data, sink, bar, on_epoch, out)
         return
     if vectorize:
-        log.info("training %d runs one after the other: %s", len(runs), reason)
+        log.info("training %s one after the other: %s", report.count(len(runs), "run"), reason)
     for scheme, seed in runs:
         bar.set_description(run_id(scheme, seed))
         _run_one(config, scheme, seed, data, sink, bar, on_epoch, out)
@@ -314,7 +319,7 @@ def _run_group(config, runs, data, sink, bar, on_epoch, out) -> None:
     models = [_start(config, scheme, seed, data, sink, out) for scheme, seed in runs]
     reason = vectorizable(models, data.train_x[:2])
     if reason is not None:
-        log.info("training %d runs one after the other: %s", len(runs), reason)
+        log.info("training %s one after the other: %s", report.count(len(runs), "run"), reason)
         for (scheme, seed), model in zip(runs, models, strict=True):
             _run_one(config, scheme, seed, data, sink, bar, on_epoch, out, model)
         return
