@@ -82,7 +82,7 @@ _ACTIVATION_TYPES = (
 # For tanh the hint is gain 1 with fan_in scaling: at sigma_b = 0 the order-to-chaos transition
 # is at sigma_w^2 = 1 (Poole et al. 2016; Schoenholz et al. 2017), so gain 5/3 (sigma_w^2 = 2.8)
 # is chaotic and explodes the back-propagated signal in deep tanh networks.
-_TANH_HINT = "lecun_normal, or orthogonal with gain 1, for tanh (the edge of chaos)"
+_TANH_HINT = "lecun_normal or orthogonal with gain 1 for tanh, the edge of chaos"
 HINTS = {
     "vanishing_activations": (
         "weights too small for this depth: use a variance-preserving scheme for the activation "
