@@ -46,11 +46,15 @@ def test_compare_defaults_are_the_issues():
 def test_schemes_prints_one_line_per_scheme(capsys):
     assert main(["schemes"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == list(SCHEMES)
+    assert [line.split()[0] for line in lines] == [*SCHEMES, "pretrained"]
     by_name = {line.split()[0]: line for line in lines}
     assert "U(-bound, bound), bound=0.05" in by_name["uniform"]
     assert "N(0, std^2), std=0.01" in by_name["normal"]
     assert "reset_parameters()" in by_name["torch_default"]
+    assert (
+        "compare only, no options: pretrain the model on --pretrain-dataset"
+        in by_name["pretrained"]
+    )
 
 
 def test_train_prints_the_seeds_two_lines_per_epoch(capsys):

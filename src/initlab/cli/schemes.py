@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+PRETRAINED_SUMMARY = (
+    "compare only, no options: pretrain the model on --pretrain-dataset (--pretrain-data-dir, "
+    "--pretrain-subset, --pretrain-epochs), then fine-tune with a new classifier head"
+)
 HELP = "list the initialization schemes that train and compare accept, one line each"
 
 
@@ -17,9 +21,12 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from initlab.experiments.pretrain import PRETRAINED
     from initlab.experiments.schemes import SCHEMES
 
-    width = max(len(name) for name in SCHEMES)
+    width = max(len(name) for name in [*SCHEMES, PRETRAINED])
     for name, scheme in SCHEMES.items():
         print(f"{name.ljust(width)}  {scheme.summary}")
+    # not an init rule (it trains a checkpoint first), so not in SCHEMES: compare only
+    print(f"{PRETRAINED.ljust(width)}  {PRETRAINED_SUMMARY}")
     return 0
