@@ -231,8 +231,11 @@ def test_gz_digest_dataset_loads_raw_files_unverified(raw_mnist_dir, caplog):
 
 
 def test_registry_entries_are_complete():
-    assert set(DATASETS) == {"mnist", "fashion-mnist", "kmnist"}
+    emnist = {f"emnist-{s}" for s in ("balanced", "byclass", "bymerge", "digits", "letters")}
+    assert set(DATASETS) == {"mnist", "fashion-mnist", "kmnist", "emnist-mnist", *emnist}
     for key, info in DATASETS.items():
+        if key.startswith("emnist-"):
+            continue  # no digests nor mirrors published: tested below
         assert info.name == key
         assert [f.name for f in info.files] == list(FILE_NAMES)
         for file in info.files:
@@ -240,6 +243,66 @@ def test_registry_entries_are_complete():
             assert len(digest) == 64 and int(digest, 16) >= 0
         assert info.mirrors and all(m.startswith(("http://", "https://")) for m in info.mirrors)
         assert info.num_classes == 10 and info.license
+
+
+# --- EMNIST ---------------------------------------------------------------------------------
+
+
+def write_emnist(directory: Path, split: str, train_labels, test_labels, gz=False) -> list:
+    """Write EMNIST-named files of 3x4 images stored transposed, as EMNIST stores them.
+
+    Upright image i is ``i * 12 + arange(12)`` row by row (3 rows, 4 columns); the files hold
+    its transpose, (4, 3). Returns the upright images of each split.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    upright = []
+    for stem, labels in (("train", train_labels), ("test", test_labels)):
+        n = len(labels)
+        images = np.arange(n * 12, dtype=np.uint8).reshape(n, 3, 4)
+        upright.append(images)
+        base = directory / f"emnist-{split}-{stem}"
+        write_idx(Path(f"{base}-images-idx3-ubyte"), images.transpose(0, 2, 1).copy())
+        write_idx(Path(f"{base}-labels-idx1-ubyte"), np.array(labels, dtype=np.uint8))
+    if gz:
+        for path in directory.glob(f"emnist-{split}-*-ubyte"):
+            Path(f"{path}.gz").write_bytes(gzip.compress(path.read_bytes()))
+            path.unlink()
+    return upright
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_emnist_balanced_loads_upright_unverified_from_its_own_file_names(tmp_path, caplog, gz):
+    train, test = write_emnist(tmp_path, "balanced", [0, 46, 5], [12, 3], gz=gz)
+    with caplog.at_level(logging.WARNING, logger="initlab.experiments.datasets"):
+        data = load_dataset("emnist-balanced", data_dir=tmp_path)
+    assert caplog.text.count("not verified") == 4
+    assert data.num_classes == 47
+    assert data.train_images.shape == (3, 3, 4)  # transposed back from the stored (3, 4, 3)
+    assert torch.equal(data.train_images, torch.from_numpy(train))
+    assert torch.equal(data.test_images, torch.from_numpy(test))
+    assert data.train_labels.tolist() == [0, 46, 5] and data.test_labels.tolist() == [12, 3]
+
+
+def test_emnist_letters_labels_1_to_26_become_0_to_25(tmp_path):
+    write_emnist(tmp_path / "EMNIST" / "raw", "letters", [1, 26, 2], [26, 1])  # torchvision
+    data = load_dataset("emnist-letters", data_dir=tmp_path)
+    assert data.num_classes == 26
+    assert data.train_labels.tolist() == [0, 25, 1] and data.test_labels.tolist() == [25, 0]
+
+
+def test_emnist_letters_label_0_is_out_of_range(tmp_path):
+    write_emnist(tmp_path, "letters", [0, 1], [1])
+    with pytest.raises(ValueError, match=r"labels must lie in 0\.\.25; found -1\.\.0"):
+        load_dataset("emnist-letters", data_dir=tmp_path)
+
+
+def test_emnist_cannot_download_and_says_how_to_get_it(tmp_path):
+    with pytest.raises(ValueError, match=r"cannot download 'emnist-digits': mirrors are known"):
+        load_dataset("emnist-digits", data_dir=tmp_path, download=True, cache_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"unpack EMNIST's gzip.zip there") as info:
+        load_dataset("emnist-digits", data_dir=tmp_path)
+    assert f"  {tmp_path / 'emnist-digits-test-labels-idx1-ubyte.gz'}\n" in str(info.value)
+    assert "--download" not in str(info.value)
 
 
 # --- unknown datasets and bad input -------------------------------------------------------
@@ -262,6 +325,19 @@ def test_unknown_name_without_directory_suggests_close_match():
         ValueError, match=r"got name='fashion_mnist' \(did you mean 'fashion-mnist'"
     ):
         load_dataset("fashion_mnist")
+
+
+def test_unknown_name_with_a_directory_suggests_close_match(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"did you mean 'fashion-mnist'\?"):
+        load_dataset("fashion_mnist", data_dir=tmp_path)
+
+
+def test_a_data_dir_that_does_not_exist_is_named(tmp_path):
+    missing = tmp_path / "nonexistent"
+    with pytest.raises(FileNotFoundError, match=r"does not exist") as info:
+        load_dataset("mnist", data_dir=missing)
+    assert str(info.value).startswith(f"data_dir {str(missing)!r} does not exist")
+    assert "tried" not in str(info.value)
 
 
 def test_unknown_name_cannot_download(tmp_path):

@@ -9,11 +9,21 @@ from their public mirrors on request.
 Checksums are SHA-256 digests of the *uncompressed* contents, so gzip files with different
 headers (Debian's) and raw files verify alike. For KMNIST only digests of the published ``.gz``
 files are known; its raw files load unverified, with a warning.
+
+EMNIST (Cohen, Afshar, Tapson, van Schaik, "EMNIST: an extension of MNIST to handwritten
+letters", 2017) loads from a directory only, one registry entry per split (``emnist-balanced``,
+``emnist-byclass``, ``emnist-bymerge``, ``emnist-digits``, ``emnist-letters``, ``emnist-mnist``),
+from the files as unpacked from the official ``gzip.zip``:
+``emnist-<split>-{train,test}-{images-idx3,labels-idx1}-ubyte[.gz]``. No digests are published
+for them, so they load unverified (logged). EMNIST stores each image transposed (column-major
+28x28); they are transposed back, so EMNIST images are upright like MNIST's. The ``letters``
+split labels its 26 classes 1..26; they are shifted to 0..25 (label 0 is ``a``/``A``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import importlib.resources
 import logging
@@ -78,12 +88,16 @@ class DatasetInfo:
 
     Attributes:
         name: the registry key, e.g. ``"fashion-mnist"``.
-        files: the four files in :data:`FILE_NAMES` order.
+        files: train images, train labels, test images, test labels (MNIST's
+            :data:`FILE_NAMES`, EMNIST's own names).
         num_classes: number of label values, ``0 .. num_classes - 1``.
         mirrors: base URLs that serve ``<file name>.gz``, tried in order.
         license: who made the data and under which license.
         torchvision_dir: the folder torchvision uses (``root/<torchvision_dir>/raw/``).
         system_dirs: directories where an operating-system package installs the files.
+        transposed: the files store each image transposed (EMNIST); loading transposes back.
+        first_label: the smallest label in the files, subtracted so labels start at 0
+            (1 for EMNIST ``letters``).
     """
 
     name: str
@@ -93,6 +107,8 @@ class DatasetInfo:
     license: str
     torchvision_dir: str
     system_dirs: tuple[str, ...] = ()
+    transposed: bool = False
+    first_label: int = 0
 
 
 def _files(*digests: str | None, gz: Sequence[str | None] = (None,) * 4) -> tuple:
@@ -158,6 +174,34 @@ DATASETS: dict[str, DatasetInfo] = {
         ),
         torchvision_dir="KMNIST",
     ),
+    **{
+        f"emnist-{split}": DatasetInfo(
+            name=f"emnist-{split}",
+            files=tuple(
+                IDXFile(f"emnist-{split}-{stem}-{kind}-ubyte", None)
+                for stem in ("train", "test")
+                for kind in ("images-idx3", "labels-idx1")
+            ),
+            num_classes=classes,
+            mirrors=(),  # only the whole gzip.zip is published (NIST): unpack it, give data_dir
+            license=(
+                "Cohen, Afshar, Tapson, van Schaik, EMNIST (2017), from NIST Special "
+                "Database 19; see NIST's terms of use"
+            ),
+            torchvision_dir="EMNIST",
+            transposed=True,
+            first_label=1 if split == "letters" else 0,
+        )
+        # classes per split: Cohen et al. 2017, Table II
+        for split, classes in (
+            ("balanced", 47),
+            ("byclass", 62),
+            ("bymerge", 47),
+            ("digits", 10),
+            ("letters", 26),
+            ("mnist", 10),
+        )
+    },
 }
 
 
@@ -256,7 +300,7 @@ def load_dataset(
     Where the files are looked for, in order (the first directory holding all four wins):
 
     - ``data_dir`` given: ``data_dir``, ``data_dir/<name>``, and torchvision's layout
-      ``data_dir/<MNIST|FashionMNIST|KMNIST>/raw``;
+      ``data_dir/<MNIST|FashionMNIST|KMNIST|EMNIST>/raw``;
     - no ``data_dir``: MNIST comes from the package itself (``source="embedded"``); other
       datasets from their system directories (Fashion-MNIST: ``/usr/share/datasets/
       fashion-mnist``, Debian's ``dataset-fashion-mnist``) and the cache directory;
@@ -269,8 +313,8 @@ def load_dataset(
     ``data_dir`` without verification (logged) and takes ``max(label) + 1`` classes.
 
     Args:
-        name: a key of :data:`DATASETS` (``"mnist"``, ``"fashion-mnist"``, ``"kmnist"``), or any
-            name together with ``data_dir``.
+        name: a key of :data:`DATASETS` (``"mnist"``, ``"fashion-mnist"``, ``"kmnist"``,
+            ``"emnist-<split>"``), or any name together with ``data_dir``.
         data_dir: directory holding the files.
         download: fetch missing files of a known dataset from its public mirrors.
         cache_dir: root of the download cache; files live in ``cache_dir/<name>/``. Default:
@@ -283,7 +327,8 @@ def load_dataset(
         TypeError: ``name`` is not a str.
         ValueError: unknown ``name`` without ``data_dir``; labels out of range or image and label
             counts that disagree.
-        FileNotFoundError: a file is missing everywhere; the message lists every path tried.
+        FileNotFoundError: ``data_dir`` does not exist; a file is missing everywhere (the
+            message lists every path tried).
         ChecksumError: a file's digest differs from the published one.
         IDXError: a file is not well-formed IDX or its gzip stream is corrupted.
         OSError: downloading failed on every mirror.
@@ -303,12 +348,18 @@ def load_dataset(
         files = [root / f"{file}.gz" for file in FILE_NAMES]
         return _load(name, info, files, source="embedded")
     directories = _search_dirs(name, info, data_dir, _cache_root(cache_dir) / name)
-    files, tried = _find_files(directories)
+    names = [f.name for f in info.files] if info is not None else list(FILE_NAMES)
+    files, tried = _find_files(directories, names)
     if files is None and download:
-        if info is None:
-            known = sorted(DATASETS)
+        if info is None or not info.mirrors:
+            known = sorted(k for k, v in DATASETS.items() if v.mirrors)
             raise ValueError(f"cannot download {name!r}: mirrors are known only for {known}")
         files = _fetch(info, _cache_root(cache_dir) / name)
+    if files is None and data_dir is not None and not Path(data_dir).is_dir():
+        raise FileNotFoundError(
+            f"data_dir {os.fspath(data_dir)!r} does not exist or is not a directory "
+            f"(--data-dir); give the directory that holds the {name!r} IDX files"
+        )
     if files is None:
         raise FileNotFoundError(_missing_message(name, info, tried))
     return _load(name, info, files, source=os.fspath(files[0].parent))
@@ -339,12 +390,14 @@ def _variants(file: str) -> list[str]:
     return [file, dotted, f"{file}.gz", f"{dotted}.gz"]
 
 
-def _find_files(directories: list[Path]) -> tuple[list[Path] | None, list[Path]]:
-    """Return the four files from the first directory holding all of them, and the misses."""
+def _find_files(
+    directories: list[Path], names: Sequence[str]
+) -> tuple[list[Path] | None, list[Path]]:
+    """Return the four files ``names`` from the first directory holding all, and the misses."""
     tried: list[Path] = []
     for directory in directories:
         found, missing = [], []
-        for file in FILE_NAMES:
+        for file in names:
             paths = [directory / variant for variant in _variants(file)]
             hit = next((path for path in paths if path.is_file()), None)
             if hit is None:
@@ -360,7 +413,12 @@ def _find_files(directories: list[Path]) -> tuple[list[Path] | None, list[Path]]
 def _missing_message(name: str, info: DatasetInfo | None, tried: list[Path]) -> str:
     listing = "\n".join(f"  {path}" for path in tried)
     hint = " (or run: apt-get install dataset-fashion-mnist)" if name == "fashion-mnist" else ""
-    fetch = " or fetch them with --download (download=True)" if info is not None else ""
+    if name.startswith("emnist-"):
+        hint = " (unpack EMNIST's gzip.zip there)"
+    close = difflib.get_close_matches(name, DATASETS, n=1) if info is None else []
+    if close:
+        hint += f"; {name!r} is not a known dataset (did you mean {close[0]!r}?)"
+    fetch = " or fetch them with --download (download=True)" if info and info.mirrors else ""
     return (
         f"dataset {name!r}: the four IDX files were not found; tried:\n{listing}\n"
         f"Give their directory with --data-dir DIR (data_dir=DIR){fetch}{hint}."
@@ -448,6 +506,11 @@ def _assemble(
         if len(labels) != len(images):
             raise ValueError(f"{path}: {len(labels)} labels for {len(images)} images")
     train_labels, test_labels = train_labels.long(), test_labels.long()
+    if info is not None and info.first_label:
+        train_labels, test_labels = train_labels - info.first_label, test_labels - info.first_label
+    if info is not None and info.transposed:  # (N, W, H) as stored -> upright (N, H, W)
+        train_images = train_images.transpose(1, 2).contiguous()
+        test_images = test_images.transpose(1, 2).contiguous()
     both = torch.cat([train_labels, test_labels])
     low, top = (int(both.min()), int(both.max())) if len(both) else (0, -1)
     num_classes = info.num_classes if info is not None else top + 1
