@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 
 import pytest
 
@@ -303,3 +304,28 @@ def test_loss_points_and_bands_by_hand():
     # three runs; the third stopped (diverged) after x=1: x=2 aggregates the other two
     x, mean, low, high = _band([[(1, 1.0), (2, 4.0)], [(1, 3.0), (2, 2.0)], [(1, 8.0)]])
     assert (x, mean, low, high) == ([1, 2], [4.0, 3.0], [1.0, 2.0], [8.0, 4.0])
+
+
+@pytest.mark.parametrize("epochs", [1, 5])
+def test_test_error_axes_whole_epochs_percent_labels_and_room_above_the_top(epochs):
+    from matplotlib.figure import Figure
+
+    from initlab.experiments.report import _draw_errors
+
+    accs = {"seed": [0.30, 0.9, 0.95, 0.97, 0.98], "zeros": [0.1135] * 5}
+    runs = {
+        f"{s}/0": {"scheme": s, "epochs": [
+            {"epoch": i + 1, "test_accuracy": a} for i, a in enumerate(accs[s][:epochs])
+        ]}
+        for s in accs
+    }  # fmt: skip
+    ax = Figure().add_subplot()
+    _draw_errors(ax, runs, ["seed", "zeros"])
+    ax.figure.canvas.draw()
+    assert list(ax.get_xticks()) == list(range(1, epochs + 1))  # not 0.945 .. 1.05
+    assert ax.get_xlim() == (0.5, epochs + 0.5)
+    low, high = ax.get_ylim()
+    assert high > 1 - 0.1135 and low < 1 - accs["seed"][epochs - 1]  # every point inside
+    majors = [t.get_text() for t in ax.get_yticklabels() if low <= t.get_position()[1] <= high]
+    assert len(majors) >= 2 and all(re.fullmatch(r"\d+%", t) for t in majors), majors
+    assert all(t.get_text() == "" for t in ax.get_yticklabels(minor=True))  # no "6x10^-1"

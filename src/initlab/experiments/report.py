@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from matplotlib.figure import Figure
-from matplotlib.ticker import LogLocator, MaxNLocator, PercentFormatter
+from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, PercentFormatter
 
 __all__ = ["SummaryRow", "count", "format_table", "summarize", "write_atomic", "write_report"]
 
@@ -340,6 +340,13 @@ def _loss_figure(path: Path, runs: dict, config) -> None:
 def _error_figure(path: Path, runs: dict, schemes: Sequence[str]) -> None:
     fig = Figure(figsize=(9, 4.8), layout="constrained")
     ax = fig.add_subplot()
+    _draw_errors(ax, runs, schemes)
+    _finish(ax, path)
+
+
+def _draw_errors(ax, runs: dict, schemes: Sequence[str]) -> None:
+    """Draw test error per epoch on ``ax``: log y in percent, whole epochs on x."""
+    errors, last_epoch = [], 1
     for scheme in schemes:
         series = [
             [(e["epoch"], 1.0 - e["test_accuracy"]) for e in r["epochs"]]
@@ -348,18 +355,38 @@ def _error_figure(path: Path, runs: dict, schemes: Sequence[str]) -> None:
         ]
         if series:
             _plot_band(ax, *_band(series), label=scheme, marker="o")
+            errors += [err for points in series for _, err in points if err > 0]
+            last_epoch = max(last_epoch, *(epoch for points in series for epoch, _ in points))
     # log y: 2.4% and 2.6% error separate, and a chance-level scheme (90%) still shows;
     # an error of exactly 0 (a tiny test subset) cannot be drawn there and is left out.
     ax.set_yscale("log", nonpositive="mask")
-    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0, 7.0)))
-    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=None))
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _percent_log_ticks(ax, errors)
+    # whole epochs only (MaxNLocator's integer=True still picks 0.6, 0.7, ... on a span of one
+    # epoch), with half an epoch of margin so that a single epoch is one centered column
+    if last_epoch <= 20:
+        ax.set_xticks(range(1, last_epoch + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(0.5, last_epoch + 0.5)
     ax.set_xlabel("epoch")
     ax.set_ylabel("test error = 1 - accuracy (%, log scale)")
     ax.set_title(
         "Test error after each epoch (line: mean over seeds, band: min..max)", fontsize="medium"
     )
-    _finish(ax, path)
+
+
+def _percent_log_ticks(ax, errors: Sequence[float]) -> None:
+    """Label a log y axis in percent only (no 6x10^-1) with room above the largest error."""
+    if errors:
+        # a factor 1.3 of margin on a log axis: the top point and its label stay inside
+        low, high = min(errors) / 1.3, max(errors) * 1.3
+        ax.set_ylim(low, high)
+        # under one decade, label every 1..9 x 10^k, else 1, 2, 3, 5, 7 (about 5 per decade)
+        few = math.log10(high / low) <= 1.0
+        subs = tuple(range(1, 10)) if few else (1.0, 2.0, 3.0, 5.0, 7.0)
+        ax.yaxis.set_major_locator(LogLocator(subs=subs))
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=None))
+    ax.yaxis.set_minor_formatter(NullFormatter())  # minor ticks mark, the majors carry labels
 
 
 def _finish(ax, path: Path) -> None:
