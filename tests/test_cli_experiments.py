@@ -218,3 +218,17 @@ def test_ctrl_c_in_compare_says_unfinished_runs_are_redone(monkeypatch, tmp_path
     assert main(["compare", "--out", str(tmp_path / "i")]) == 130
     err = capsys.readouterr().err
     assert "finished runs are kept in results.jsonl, unfinished runs will be redone from " in err
+
+
+def test_a_misspelled_model_param_lists_the_accepted_ones(tmp_path, capsys):
+    out = tmp_path / "m"
+    argv = ["compare", "--model", "mlp", "--model-param", "dept=4", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "model 'mlp' takes the parameters ['activation', 'depth'," in err
+    assert "got dept=4 (did you mean 'depth'?)" in err
+    assert not out.exists()
+    assert main(["train", "--model", "cnn", "--model-param", "depth=3", *QUICK]) == 2
+    assert "model 'cnn' takes the parameters ['channels', 'image_size', 'num_classes']; got " in (
+        capsys.readouterr().err
+    )

@@ -151,6 +151,18 @@ def test_resmlp_with_fixup_and_its_0_dim_branch_scalars_stacks_like_sequential_r
         _assert_same(a, s)
 
 
+def test_grad_norms_of_a_stacked_0_dim_parameter_are_the_absolute_gradients():
+    from initlab.experiments.vectorized import _grad_norms
+
+    scalar = torch.zeros(3, requires_grad=True)  # three runs' 0-dim parameter, stacked: (R,)
+    (scalar * torch.tensor([2.0, -3.0, 0.5])).sum().backward()
+    assert _grad_norms(scalar).tolist() == [2.0, 3.0, 0.5]
+    matrix = torch.zeros(2, 3, 4, requires_grad=True)  # (R, 3, 4): one norm per run
+    (matrix * torch.arange(24.0).reshape(2, 3, 4)).sum().backward()
+    want = [torch.arange(12.0).norm().item(), torch.arange(12.0, 24.0).norm().item()]
+    assert _grad_norms(matrix).tolist() == pytest.approx(want, rel=1e-6)
+
+
 @pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
 def test_one_optimizer_on_stacked_tensors_steps_each_slice_like_its_own(optimizer):
     # The trainer's optimizer per run against the stacked one, on the same gradients, for a
