@@ -6,6 +6,7 @@ Small subsets and few steps keep this to seconds; the measurement itself is in t
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -36,8 +37,10 @@ def config() -> CompareConfig:
     )
 
 
-def test_pretrained_run_starts_from_the_checkpoint_with_a_new_head(config, tmp_path):
-    net = build_for_run(config, 0, tmp_path)
+def test_pretrained_run_starts_from_the_checkpoint_with_a_new_head(config, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="initlab.experiments.pretrain"):
+        net = build_for_run(config, 0, tmp_path)
+    assert "pretraining initnet on mnist (seed 0, 1 epoch)" in caplog.text  # not "1 epochs"
     path = tmp_path / "pretrained" / "mnist-seed0.safetensors"
     checkpoint = load_file(str(path))
     assert torch.equal(net.fc1.weight, checkpoint["fc1.weight"])

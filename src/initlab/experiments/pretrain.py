@@ -29,6 +29,7 @@ from torch import nn
 
 from initlab.experiments.datasets import load_dataset
 from initlab.experiments.models import build_model
+from initlab.experiments.report import count
 from initlab.experiments.trainer import (
     TensorData,
     TrainConfig,
@@ -115,9 +116,8 @@ def pretrain(
     data = TensorData.from_dataset(dataset, resolve_device(train_config.device))
     net = build_initialized(model, PRETRAIN_SCHEME, seed=seed, model_params=model_params)
     settings = dataclasses.replace(train_config, epochs=config.epochs, seed=seed)
-    log.info(
-        "pretraining %s on %s (seed %d, %d epochs)", model, config.dataset, seed, config.epochs
-    )
+    epochs = count(config.epochs, "epoch")
+    log.info("pretraining %s on %s (seed %d, %s)", model, config.dataset, seed, epochs)
     result = train(net, data, settings)
     if result.status != "finished":
         raise RuntimeError(f"pretraining {model} on {config.dataset} with seed {seed} diverged")
