@@ -4,7 +4,9 @@ import argparse
 import json
 import logging
 import re
+import struct
 
+import numpy as np
 import pytest
 
 from initlab.cli import build_parser, main
@@ -232,3 +234,31 @@ def test_a_misspelled_model_param_lists_the_accepted_ones(tmp_path, capsys):
     assert "model 'cnn' takes the parameters ['channels', 'image_size', 'num_classes']; got " in (
         capsys.readouterr().err
     )
+
+
+def _emnist_letters(directory, n=64):
+    """Write random 28x28 EMNIST-letters files (labels 1..26) into ``directory``."""
+    rng = np.random.default_rng(0)
+    for stem in ("train", "test"):
+        base = directory / f"emnist-letters-{stem}"
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = np.arange(n, dtype=np.uint8) % 26 + 1
+        for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
+            header = bytes([0, 0, 8, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+            (directory / f"{base.name}-{kind}-ubyte").write_bytes(header + array.tobytes())
+
+
+def test_a_model_with_too_few_classes_is_refused_before_results_are_written(tmp_path, capsys):
+    _emnist_letters(tmp_path)
+    out = tmp_path / "e"
+    argv = ["compare", "--dataset", "emnist-letters", "--data-dir", str(tmp_path), "--model"]
+    argv += ["mlp", "--schemes", "seed,zeros", "--seeds", "1", "--epochs", "1", "--no-progress"]
+    assert main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "the labels need 26 classes but the model returns 10 logits" in err
+    assert "--model-param num_classes=26" in err
+    assert not (out / "results.jsonl").exists()  # the same --out works once fixed:
+    assert main([*argv, "--out", str(out), "--model-param", "num_classes=26"]) == 0
+    argv = ["train", "--dataset", "emnist-letters", "--data-dir", str(tmp_path), "--epochs", "1"]
+    assert main(argv) == 2
+    assert "the labels need 26 classes but the model returns 10 logits" in capsys.readouterr().err

@@ -56,6 +56,7 @@ from initlab.experiments.trainer import (
     TensorData,
     TrainConfig,
     build_initialized,
+    check_classes,
     init_batch,
     resolve_device,
     train,
@@ -206,6 +207,9 @@ def run_sweep(
         config, pending = ranks.from_main(lambda: _plan(config, out, resume))
         mine = ranks.shard(pending)
         data = _load_data(config)
+        with torch.random.fork_rng(devices=[]):  # before results.jsonl: a rerun is not refused
+            model = build_model(config.model, **config.model_params)
+            check_classes(model.to(data.train_x.device), data)
         results = out / "results.jsonl"
         own = results if ranks.rank == 0 else out / f"results.rank{ranks.rank}.jsonl"
         out.mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,7 @@ __all__ = [
     "TrainConfig",
     "INIT_BATCH",
     "build_initialized",
+    "check_classes",
     "init_batch",
     "evaluate",
     "loss_curve",
@@ -246,6 +247,32 @@ def init_batch(data: TensorData) -> torch.Tensor:
     return data.train_x[:INIT_BATCH].cpu()
 
 
+def check_classes(model: nn.Module, data: TensorData) -> None:
+    """Raise ValueError unless ``model`` has a logit for every label in ``data``.
+
+    A 10-class zoo model on EMNIST letters (26 classes) would otherwise fail mid-training
+    with a raw cross-entropy index error. One forward pass of two training images in eval
+    mode (no batch-statistics update, no dropout draw), then the model's mode is restored.
+
+    Raises:
+        ValueError: the largest label is ``>=`` the number of logits; the message says how to
+            set ``num_classes``.
+    """
+    classes = int(torch.cat([data.train_y, data.test_y]).max()) + 1 if len(data.train_y) else 0
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(data.train_x[:2]).shape[-1]
+    finally:
+        model.train(training)
+    if classes > logits:
+        raise ValueError(
+            f"the labels need {classes} classes but the model returns {logits} logits; build "
+            f"it with num_classes={classes} (--model-param num_classes={classes})"
+        )
+
+
 def train(
     model: nn.Module,
     data: TensorData,
@@ -265,11 +292,15 @@ def train(
     Returns:
         A :class:`RunResult`, ``"finished"`` or ``"diverged"``.
 
+    Raises:
+        ValueError: the labels need more classes than the model has logits.
+
     Example:
         >>> result = train(net, data, TrainConfig(epochs=1))  # doctest: +SKIP
     """
     device = resolve_device(config.device)
     model.to(device)
+    check_classes(model, data)
     optimizer = _optimizer(model, config)
     _, shuffle_seed, dropout_seed = run_seeds(config.seed)
     shuffle = torch.Generator().manual_seed(shuffle_seed)
