@@ -41,7 +41,8 @@ def test_tanh_just_above_the_edge_converges_to_its_small_fixed_point():
     chi = 1.002 * _gauss(lambda z: (1 - math.tanh(math.sqrt(q) * z) ** 2) ** 2)
     assert mf.chi_1 == pytest.approx(chi, rel=1e-9) and mf.chi_1 > 1.0
     assert mf.chi_1 == pytest.approx(1.0000013, abs=1e-7)
-    assert mf.phase == "chaotic"
+    # chi_1 - 1 = 1.3e-6 is inside the critical band (|chi_1 - 1| <= 1e-4: xi_c > 10^4 layers).
+    assert mf.phase == "critical"
 
 
 def test_ordered_just_below_the_edge_collapses_to_zero():
@@ -99,6 +100,11 @@ def test_phases_around_the_critical_point():
     near = mean_field("tanh", critical, 0.05)
     # The depth scale diverges at the edge of chaos and is finite on both sides.
     assert near.xi_c > 100 > max(ordered.xi_c, chaotic.xi_c)
+    # critical_weight_variance's own answer is labelled critical (|chi_1 - 1| <= 1e-4), and a
+    # step of 1e-3 in sigma_w^2 (chi_1 moves by about 6e-4) leaves the critical band each way.
+    assert near.phase == "critical"
+    assert mean_field("tanh", critical - 1e-3, 0.05).phase == "ordered"
+    assert mean_field("tanh", critical + 1e-3, 0.05).phase == "chaotic"
 
 
 def test_callable_activation_matches_name():

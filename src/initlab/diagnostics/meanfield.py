@@ -51,6 +51,9 @@ _NODES_2D = 40
 _Q_ZERO, _Q_INF = 1e-30, 1e30
 _MAX_ITER = 2000
 _RTOL = 1e-12
+# |chi_1 - 1| below which the phase is called critical: xi_c = -1 / ln(chi_1) then exceeds 10^4
+# layers, deeper than any network this is used for, so ordered and chaotic are indistinguishable.
+CRITICAL_TOL = 1e-4
 # Plain iteration q <- F(q) converges geometrically only away from the edge of chaos; near it
 # F'(q*) -> 1 and q_l reaches q* algebraically (~1 / l for tanh), so after this many steps the
 # fixed point is found as a root of F(q) - q by bisection instead.
@@ -86,7 +89,8 @@ class MeanField:
         chi_1: slope of the correlation map at c = 1 (< 1 ordered, > 1 chaotic).
         c_star: fixed-point correlation between two inputs (1.0 in the ordered phase).
         xi_c: correlation depth scale in layers (``inf`` at the edge of chaos).
-        phase: ``"ordered"``, ``"critical"`` or ``"chaotic"``.
+        phase: ``"ordered"`` (chi_1 < 1 - 1e-4), ``"critical"`` (|chi_1 - 1| <= 1e-4, where
+            xi_c > 10^4 layers; reported as ``inf``) or ``"chaotic"`` (chi_1 > 1 + 1e-4).
     """
 
     activation: str
@@ -158,9 +162,9 @@ def mean_field(
         # (exactly so for ReLU), so the depth scale is that of the variance, 1 / |ln chi_1|.
         phase = "ordered" if chi_1 < 1.0 else "chaotic"
         c_star, chi_c = (1.0, chi_1) if chi_1 < 1.0 else (math.nan, 1.0 / chi_1)
-    elif chi_1 < 1.0 - 1e-12:
+    elif chi_1 < 1.0 - CRITICAL_TOL:
         c_star, chi_c, phase = 1.0, chi_1, "ordered"
-    elif chi_1 <= 1.0 + 1e-12:
+    elif chi_1 <= 1.0 + CRITICAL_TOL:
         c_star, chi_c, phase = 1.0, 1.0, "critical"
     else:
         c_star, chi_c = _correlation_fixed_point(phi, weight_var, bias_var, q_eval)
