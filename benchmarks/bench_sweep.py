@@ -32,40 +32,11 @@ import tempfile
 import time
 
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
 
 from initlab.experiments.datasets import load_dataset
 from initlab.experiments.sweep import DEFAULT_SCHEMES, CompareConfig, run_sweep
 from initlab.experiments.trainer import TensorData, TrainConfig, build_initialized
-
-
-def plain_epoch(model, optimizer, data: TensorData) -> float:
-    """One epoch of the seed's loop (train + test); returns its wall time in seconds."""
-    train_loader = DataLoader(
-        TensorDataset(data.train_x, data.train_y), batch_size=64, shuffle=True
-    )
-    test_loader = DataLoader(TensorDataset(data.test_x, data.test_y), batch_size=1000)
-    start = time.perf_counter()
-    model.train()
-    running_loss = 0.0
-    for images, labels in train_loader:
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(images), labels)
-        loss.backward()
-        optimizer.step()
-        running_loss += loss.item()
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for images, labels in test_loader:
-            correct += (model(images).argmax(1) == labels).sum().item()
-    elapsed = time.perf_counter() - start
-    print(
-        f"  plain loop: loss {running_loss / len(train_loader):.4f}, "
-        f"accuracy {100 * correct / len(data.test_y):.2f}%, {elapsed:.2f} s"
-    )
-    return elapsed
+from seed_loop import seed_loop_epoch
 
 
 def plain_epochs(data: TensorData, runs: int, epochs: int) -> list[float]:
@@ -77,7 +48,7 @@ def plain_epochs(data: TensorData, runs: int, epochs: int) -> list[float]:
         torch.manual_seed(run)  # the DataLoader's shuffle draws from the global RNG
         model = build_initialized("initnet", scheme, seed=run)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
-        times += [plain_epoch(model, optimizer, data) for _ in range(epochs)]
+        times += [seed_loop_epoch(model, optimizer, data, "plain loop") for _ in range(epochs)]
     return times
 
 

@@ -24,11 +24,10 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
 
 from initlab.experiments.datasets import load_dataset
 from initlab.experiments.trainer import TensorData, TrainConfig, build_initialized, train
+from seed_loop import seed_loop_epoch
 
 
 def seed_epoch(data: TensorData, seed: int) -> float:
@@ -36,30 +35,7 @@ def seed_epoch(data: TensorData, seed: int) -> float:
     model = build_initialized("initnet", "seed", seed=seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     torch.manual_seed(seed)  # the DataLoader's shuffle draws from the global RNG
-    train_loader = DataLoader(
-        TensorDataset(data.train_x, data.train_y), batch_size=64, shuffle=True
-    )
-    test_loader = DataLoader(TensorDataset(data.test_x, data.test_y), batch_size=1000)
-    start = time.perf_counter()
-    model.train()
-    running_loss = 0.0
-    for images, labels in train_loader:
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(images), labels)
-        loss.backward()
-        optimizer.step()
-        running_loss += loss.item()
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for images, labels in test_loader:
-            correct += (model(images).argmax(1) == labels).sum().item()
-    elapsed = time.perf_counter() - start
-    print(
-        f"  seed loop: loss {running_loss / len(train_loader):.4f}, "
-        f"accuracy {100 * correct / len(data.test_y):.2f}%, {elapsed:.3f} s"
-    )
-    return elapsed
+    return seed_loop_epoch(model, optimizer, data, "seed loop")
 
 
 def initlab_epoch(data: TensorData, seed: int) -> float:
