@@ -9,6 +9,10 @@ ensembling recipe (``torch.func.stack_module_state`` + ``vmap``; tutorial "Model
 pytorch.org/tutorials/intermediate/ensembling.html) extended to training, with two CPU-side
 choices that keep a step cheap: linear layers compute ``W @ x.T`` so that the weight gradient
 lands in the parameter's layout (:class:`_WeightTimesInput`), and AdamW uses its fused kernel.
+The seed's InitNet, the default comparison's model, skips vmap and autograd: its loss and
+gradients are written out as batched matrix products (:func:`_initnet_step`), the same products
+in the same layout with autograd's own backward kernels, so its weight gradients equal the
+vmapped step's bit for bit, in persistent gradient buffers.
 
 Per-run results equal separate :func:`~initlab.experiments.trainer.train` runs within float
 rounding, because every piece is per run:
