@@ -108,8 +108,11 @@ def test_compute_fans_agrees_with_torch(shape):
 ORTHO_SHAPES = [(30, 10), (10, 30), (16, 16), (8, 4, 5), (4, 8, 3, 3)]
 
 
+ORTHO_METHODS = ["qr", "svd", "householder"]
+
+
 @pytest.mark.parametrize("shape", ORTHO_SHAPES, ids=str)
-@pytest.mark.parametrize("method", ["qr", "svd"])
+@pytest.mark.parametrize("method", ORTHO_METHODS)
 @pytest.mark.parametrize("gain", [1.0, 1.7, -0.5])
 def test_orthogonal_gram_is_gain_squared_identity(shape, method, gain):
     w = il.orthogonal_(
@@ -134,7 +137,7 @@ def _first_entries(factor, n: int = 2000):
     return [factor(generator)[0, 0].item() for _ in range(n)]
 
 
-@pytest.mark.parametrize("method", ["qr", "svd"])
+@pytest.mark.parametrize("method", ORTHO_METHODS)
 def test_orthogonal_is_haar(method):
     # For a Haar-random 3 x 3 orthogonal matrix the first column is uniform on the sphere S^2,
     # so each coordinate is uniform on [-1, 1] (Archimedes' hat-box theorem).
@@ -142,6 +145,46 @@ def test_orthogonal_is_haar(method):
         lambda g: il.orthogonal_(torch.empty(3, 3, dtype=torch.float64), method=method, generator=g)
     )
     assert stats.kstest(entries, stats.uniform(-1, 2).cdf).pvalue > 1e-4
+
+
+def _haar_checks(draw, n: int = 2000) -> tuple[list[float], int]:
+    """Return the KS p-values of 3 entries beyond the first column, and the count of det > 0."""
+    generator = _seeded(5)
+    mats = torch.stack([draw(generator) for _ in range(n)])
+    uniform = stats.uniform(-1, 2).cdf  # Haar is invariant under row and column permutations:
+    pvalues = [stats.kstest(mats[:, i, j].numpy(), uniform).pvalue for i, j in HAAR_ENTRIES]
+    return pvalues, int((torch.linalg.det(mats) > 0).sum())  # every entry is uniform on [-1, 1]
+
+
+HAAR_ENTRIES = [(2, 2), (0, 2), (1, 1)]
+# det = +1 and -1 each with probability 1/2 under Haar measure on O(3): the count of +1 in 2000
+# draws is Binomial(2000, 1/2), sd sqrt(2000) / 2 = 22.4; 5 sd = 112.
+DET_BAND = 112
+
+
+@pytest.mark.parametrize("method", ORTHO_METHODS)
+def test_orthogonal_is_haar_beyond_first_column(method):
+    # Stewart's first column is x_1 / ||x_1|| whatever the later reflections do, so the test
+    # above cannot see them: later entries and the determinant's sign can.
+    pvalues, positive = _haar_checks(
+        lambda g: il.orthogonal_(torch.empty(3, 3, dtype=torch.float64), method=method, generator=g)
+    )
+    assert min(pvalues) > 1e-4
+    assert abs(positive - 1000) <= DET_BAND
+
+
+def test_haar_checks_catch_a_fixed_last_reflection():
+    # Stewart's method without the random sign of the last, 1-dimensional step (H_3 = I
+    # always): two reflections, so det is always (-1)^2 = +1.
+    def draw(generator):
+        q = il.orthogonal_(
+            torch.empty(3, 3, dtype=torch.float64), method="householder", generator=generator
+        )
+        q[:, 2] *= torch.sign(torch.linalg.det(q))  # H_3 = diag(1, 1, -1) only flips column 3
+        return q
+
+    pvalues, positive = _haar_checks(draw)
+    assert abs(positive - 1000) > DET_BAND
 
 
 def test_haar_test_catches_missing_sign_correction():
