@@ -8,8 +8,9 @@
    ``scipy.stats.truncnorm(-2, 2)`` on 10^6 entries drawn at random positions.
 2. ``initlab.orthogonal_`` against ``torch.nn.init.orthogonal_`` on a 4096 x 4096 float32
    matrix (target: no slower; both must give the same matrix bit for bit from equal
-   generators), and ``initlab.orthogonal_`` in bfloat16 (PyTorch raises there), with its
-   orthogonality error ``max |W W^T - I|`` computed in float64.
+   generators), ``initlab.orthogonal_(method="householder")`` (Stewart's sampler: Haar, other
+   draws) beside them, and ``initlab.orthogonal_`` in bfloat16 (PyTorch raises there), with
+   the orthogonality errors ``max |W W^T - I|`` computed in float64.
 
 Each contender runs in the same process, alternating (A, B, A, B, ...) so machine noise hits
 both alike; the script prints every time, the medians and the median ratio. Run it alone, e.g.
@@ -94,7 +95,7 @@ def bench_trunc_normal(numel: int, reps: int, torch_reps: int) -> None:
 
 def bench_orthogonal(size: int, reps: int) -> None:
     print(f"orthogonal_ on {size} x {size}, {reps} reps")
-    ours, theirs = torch.empty(size, size), torch.empty(size, size)
+    ours, theirs, stewart = (torch.empty(size, size) for _ in range(3))
     times = alternate(
         {
             "torch.nn.init.orthogonal_ float32": lambda: torch.nn.init.orthogonal_(
@@ -102,6 +103,9 @@ def bench_orthogonal(size: int, reps: int) -> None:
             ),
             "initlab.orthogonal_ float32": lambda: il.orthogonal_(
                 ours, generator=torch.Generator().manual_seed(0)
+            ),
+            "initlab householder float32": lambda: il.orthogonal_(
+                stewart, method="householder", generator=torch.Generator().manual_seed(0)
             ),
         },
         reps,
@@ -112,8 +116,7 @@ def bench_orthogonal(size: int, reps: int) -> None:
         for _ in range(reps)
     ]
     report(times, "torch.nn.init.orthogonal_ float32")
-    gram = half.double() @ half.double().T
-    error = (gram - torch.eye(size, dtype=torch.float64)).abs().max().item()
+    error, stewart_error = orthogonality_error(half), orthogonality_error(stewart)
     try:
         torch.nn.init.orthogonal_(torch.empty(4, 4, dtype=torch.bfloat16))
         theirs_bf16 = "works"
@@ -121,9 +124,16 @@ def bench_orthogonal(size: int, reps: int) -> None:
         theirs_bf16 = f"raises: {str(exc).splitlines()[0]}"
     print(
         f"  check: float32 equal to PyTorch bit for bit: {torch.equal(ours, theirs)}; "
+        f"householder float32 max |W W^T - I| = {stewart_error:.2e}; "
         f"bfloat16 max |W W^T - I| = {error:.2e} (bfloat16 eps 7.8e-3); "
         f"torch.nn.init.orthogonal_ bfloat16 {theirs_bf16}"
     )
+
+
+def orthogonality_error(w: torch.Tensor) -> float:
+    """Return ``max |W W^T - I|`` computed in float64."""
+    gram = w.double() @ w.double().T
+    return (gram - torch.eye(w.shape[0], dtype=torch.float64)).abs().max().item()
 
 
 def main() -> None:

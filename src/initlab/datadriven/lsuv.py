@@ -12,8 +12,9 @@ that single layer (linear in depth, where re-running the prefix of the network p
 be quadratic). For the built-in linear layers (``nn.Linear``, ``nn.ConvNd``,
 ``nn.ConvTranspose{1,2,3}d``) the output is a linear function of (weight, bias) jointly, so
 scaling both by s scales the output by s and shifting every bias entry by c shifts it by c: there
-the new output is computed from the old one (``s * y``, ``y - c``) instead of re-running the
-layer, which differs from a re-run only by float rounding. The orthonormal pre-initialization
+the new output and its moments are computed from the old ones (``s * y`` with variance
+``s^2 Var(y)``, ``y - c`` with mean 0) instead of re-running the layer and reducing its output
+again, which differs from doing so only by float rounding. The orthonormal pre-initialization
 uses Stewart's Householder method (``orthogonal_(method="householder")``), about half the cost
 of a QR factorization.
 """
@@ -208,9 +209,9 @@ class _Calibrator:
         bias = module.bias if isinstance(getattr(module, "bias", None), nn.Parameter) else None
         linear = type(module) in _LINEAR_IN_PARAMETERS
         y, iterations, status = output, 0, "max_iter"
-        stale = False  # whether a parameter changed after (var, mean) were computed
+        var, mean = _moments(y)
+        stale = False  # whether the bias moved after y was computed (layers re-run, not linear)
         while True:
-            var, mean = _moments(y)
             if not (math.isfinite(var) and var > 0.0):
                 status = "zero_variance" if var == 0.0 else "non_finite"
                 warnings.warn(
@@ -222,9 +223,10 @@ class _Calibrator:
                 break
             if self.correct_mean and bias is not None and mean != 0.0:
                 bias.sub_(mean)
-                if linear:
-                    y = y - mean
-                stale = True
+                if linear:  # the output shifts with every bias entry; its variance stays
+                    y, mean = y - mean, 0.0
+                else:
+                    stale = True
             if self._within_tol(var):
                 status = "converged"
                 break
@@ -235,10 +237,13 @@ class _Calibrator:
             if bias is not None:
                 bias.mul_(scale)
             iterations += 1
-            y, stale = (y * scale if linear else module.forward(*args, **kwargs)), False
+            if linear:  # (weight, bias) -> s (weight, bias) maps y to s y
+                y, var, mean = y * scale, var * scale**2, mean * scale
+            else:
+                y, stale = module.forward(*args, **kwargs), False
+                var, mean = _moments(y)
         if stale:  # the bias moved after the last look: the final output, after that change
-            if not linear:  # a linear layer's y was shifted with its bias
-                y = module.forward(*args, **kwargs)
+            y = module.forward(*args, **kwargs)
             var, mean = _moments(y)
         if status == "max_iter":
             warnings.warn(
