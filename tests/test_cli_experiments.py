@@ -248,17 +248,22 @@ def _emnist_letters(directory, n=64):
             (directory / f"{base.name}-{kind}-ubyte").write_bytes(header + array.tobytes())
 
 
-def test_a_model_with_too_few_classes_is_refused_before_results_are_written(tmp_path, capsys):
+def test_the_head_fits_the_dataset_and_a_too_small_one_is_refused(tmp_path, capsys):
     _emnist_letters(tmp_path)
     out = tmp_path / "e"
     argv = ["compare", "--dataset", "emnist-letters", "--data-dir", str(tmp_path), "--model"]
     argv += ["mlp", "--schemes", "seed,zeros", "--seeds", "1", "--epochs", "1", "--no-progress"]
-    assert main([*argv, "--out", str(out)]) == 2
+    # a head set too small by hand is refused before any result is written
+    assert main([*argv, "--out", str(out), "--model-param", "num_classes=10"]) == 2
     err = capsys.readouterr().err
     assert "the labels need 26 classes but the model returns 10 logits" in err
     assert "--model-param num_classes=26" in err
     assert not (out / "results.jsonl").exists()  # the same --out works once fixed:
-    assert main([*argv, "--out", str(out), "--model-param", "num_classes=26"]) == 0
+    # left unset, the zoo model's head gets the dataset's 26 classes, and the report says so
+    assert main([*argv, "--out", str(out)]) == 0
+    assert "{'num_classes': 26}" in (out / "report.md").read_text()
     argv = ["train", "--dataset", "emnist-letters", "--data-dir", str(tmp_path), "--epochs", "1"]
-    assert main(argv) == 2
-    assert "the labels need 26 classes but the model returns 10 logits" in capsys.readouterr().err
+    assert main(argv) == 0  # the seed's InitNet, 784 -> 128 -> 26
+    assert "Test Accuracy" in capsys.readouterr().out
+    assert main([*argv, "--model-param", "num_classes=5"]) == 2
+    assert "the labels need 26 classes but the model returns 5 logits" in capsys.readouterr().err

@@ -4,7 +4,15 @@ import pytest
 import torch
 from torch import nn
 
-from initlab.experiments.models import ACTIVATIONS, MLP, MODELS, InitNet, SmallCNN, build_model
+from initlab.experiments.models import (
+    ACTIVATIONS,
+    MLP,
+    MODELS,
+    InitNet,
+    SmallCNN,
+    build_model,
+    fit_classes,
+)
 
 
 def test_initnet_is_the_seeds_network():
@@ -21,6 +29,15 @@ def test_initnet_forward_is_fc2_relu_fc1():
     x = torch.rand(5, 784, generator=torch.Generator().manual_seed(0))
     expected = net.fc2(torch.relu(net.fc1(x)))
     torch.testing.assert_close(net(x), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_zoo_head_fits_the_dataset_unless_set(name):
+    params = fit_classes(name, {}, 27)  # EMNIST letters: labels 1-26
+    assert params == {"num_classes": 27}
+    assert build_model(name, **params).eval()(torch.rand(2, 784)).shape == (2, 27)
+    assert fit_classes(name, {}, 10) == {}  # the default: the report keeps "(defaults)"
+    assert fit_classes(name, {"num_classes": 5}, 27) == {"num_classes": 5}  # the user's choice
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -99,7 +116,7 @@ def test_cnn_shapes():
         (
             lambda: build_model("initnet", width=3),
             TypeError,
-            r"model 'initnet' takes no parameters; got width=3$",
+            r"model 'initnet' takes the parameters \['num_classes'\]; got width=3$",
         ),
         (
             lambda: build_model("mlp", dept=4),

@@ -169,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from initlab.experiments.datasets import load_dataset
-    from initlab.experiments.trainer import TensorData, resolve_device, train_scheme
+    from initlab.experiments.models import fit_classes
+    from initlab.experiments.trainer import TensorData, label_classes, resolve_device, train_scheme
 
     config = train_config(args, args.seed)
     dataset = load_dataset(args.dataset, data_dir=args.data_dir, download=args.download)
@@ -186,7 +187,7 @@ def _train(args: argparse.Namespace) -> int:
         args.scheme,
         data,
         config,
-        model_params=model_params(args.model_param),
+        model_params=fit_classes(args.model, model_params(args.model_param), label_classes(data)),
         bias_init=args.bias_init,
         on_epoch=show,
     )

@@ -22,7 +22,16 @@ from initlab._checks import one_of
 from initlab.experiments.residual import ResidualMLP
 from initlab.experiments.zoo_extra import LSTMClassifier, PatchTransformer, SmallResNet
 
-__all__ = ["ACTIVATIONS", "MLP", "MODELS", "InitNet", "SmallCNN", "build_model", "describe_models"]
+__all__ = [
+    "ACTIVATIONS",
+    "MLP",
+    "MODELS",
+    "InitNet",
+    "SmallCNN",
+    "build_model",
+    "describe_models",
+    "fit_classes",
+]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -37,20 +46,24 @@ _NORMS = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
 
 
 class InitNet(nn.Module):
-    """The seed's network: 784 -> 128 -> ReLU -> 10, layers named ``fc1`` and ``fc2``.
+    """The seed's network: 784 -> 128 -> ReLU -> num_classes, layers named ``fc1`` and ``fc2``.
 
-    Exactly the architecture of the seed's MNIST example; its initialization (fc1 Xavier-uniform,
-    fc2 Kaiming-uniform for ReLU, biases zero) is the ``seed`` scheme, not part of the model.
+    Exactly the architecture of the seed's MNIST example (``num_classes=10``); its
+    initialization (fc1 Xavier-uniform, fc2 Kaiming-uniform for ReLU, biases zero) is the
+    ``seed`` scheme, not part of the model.
+
+    Args:
+        num_classes: number of output logits.
 
     Example:
         >>> InitNet()(torch.zeros(2, 1, 28, 28)).shape
         torch.Size([2, 10])
     """
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.fc1 = nn.Linear(784, 128)
-        self.fc2 = nn.Linear(128, 10)
+        self.fc2 = nn.Linear(128, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(x.shape[0], 784)  # (B, 1, 28, 28) or (B, 784) -> (B, 784)
@@ -207,6 +220,26 @@ def accepted_params(name: str) -> list[str]:
     signature = inspect.signature(MODELS[one_of("model", name, MODELS)])
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     return sorted(p.name for p in signature.parameters.values() if p.kind in kinds)
+
+
+def fit_classes(name: str, params: dict, num_classes: int) -> dict:
+    """Return ``params`` with ``num_classes`` added where zoo model ``name`` needs it for a dataset.
+
+    Every zoo model takes ``num_classes`` (default 10, MNIST's); a dataset with another count,
+    such as EMNIST letters (labels 1-26, so 27 logits), gets a head of its size unless
+    ``params`` already sets one. ``params`` itself is not modified.
+
+    Raises:
+        ValueError: if ``name`` is unknown.
+
+    Example:
+        >>> fit_classes("initnet", {}, 27), fit_classes("initnet", {}, 10)
+        ({'num_classes': 27}, {})
+    """
+    default = inspect.signature(MODELS[one_of("model", name, MODELS)]).parameters.get("num_classes")
+    if default is None or "num_classes" in params or default.default == num_classes:
+        return params
+    return {**params, "num_classes": num_classes}
 
 
 def describe_models() -> list[tuple[str, str]]:

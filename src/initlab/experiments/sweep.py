@@ -47,7 +47,7 @@ from initlab._checks import one_of
 from initlab.experiments import distributed, report
 from initlab.experiments.datasets import load_dataset
 from initlab.experiments.diagnosis import init_record
-from initlab.experiments.models import MODELS, build_model
+from initlab.experiments.models import MODELS, build_model, fit_classes
 from initlab.experiments.pretrain import PRETRAINED, PretrainConfig, build_for_run
 from initlab.experiments.schemes import initialize, parse_bias_init, parse_scheme
 from initlab.experiments.trainer import (
@@ -58,6 +58,7 @@ from initlab.experiments.trainer import (
     build_initialized,
     check_classes,
     init_batch,
+    label_classes,
     resolve_device,
     train,
 )
@@ -207,6 +208,8 @@ def run_sweep(
         config, pending = ranks.from_main(lambda: _plan(config, out, resume))
         mine = ranks.shard(pending)
         data = _load_data(config)
+        fitted = fit_classes(config.model, config.model_params, label_classes(data))
+        config = dataclasses.replace(config, model_params=fitted)
         with torch.random.fork_rng(devices=[]):  # before results.jsonl: a rerun is not refused
             model = build_model(config.model, **config.model_params)
             check_classes(model.to(data.train_x.device), data)

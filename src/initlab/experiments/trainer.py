@@ -37,6 +37,7 @@ __all__ = [
     "INIT_BATCH",
     "build_initialized",
     "check_classes",
+    "label_classes",
     "init_batch",
     "evaluate",
     "loss_curve",
@@ -247,6 +248,11 @@ def init_batch(data: TensorData) -> torch.Tensor:
     return data.train_x[:INIT_BATCH].cpu()
 
 
+def label_classes(data: TensorData) -> int:
+    """Return the number of logits the labels need: the largest label plus one (0 if none)."""
+    return int(torch.cat([data.train_y, data.test_y]).max()) + 1 if len(data.train_y) else 0
+
+
 def check_classes(model: nn.Module, data: TensorData) -> None:
     """Raise ValueError unless ``model`` has a logit for every label in ``data``.
 
@@ -258,7 +264,7 @@ def check_classes(model: nn.Module, data: TensorData) -> None:
         ValueError: the largest label is ``>=`` the number of logits; the message says how to
             set ``num_classes``.
     """
-    classes = int(torch.cat([data.train_y, data.test_y]).max()) + 1 if len(data.train_y) else 0
+    classes = label_classes(data)
     training = model.training
     model.eval()
     try:
