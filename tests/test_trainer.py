@@ -14,6 +14,7 @@ from initlab.experiments.trainer import (
     build_initialized,
     evaluate,
     loss_curve,
+    resolve_device,
     run_seeds,
     train,
     train_scheme,
@@ -259,3 +260,18 @@ def test_loss_curve_of_stacked_losses_is_per_run():
     ]
     assert loss_curve(losses[:, 0], 5, 0) == [((5, 5.0),)]
     assert loss_curve(losses, 0, 0) == [(), ()]
+
+
+def test_cuda_under_torchrun_is_the_local_ranks_own_gpu(monkeypatch):
+    # No GPU needed: CUDA's availability and count are stubbed; only the device name is checked.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert resolve_device("cuda") == torch.device("cuda")  # not under torchrun: current GPU
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert resolve_device("cuda") == torch.device("cuda", 1)  # rank 3 of 4 on 2 GPUs
+    assert resolve_device("auto") == torch.device("cuda", 1)
+    assert resolve_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="device='cuda' but CUDA is not available"):
+        resolve_device("cuda")

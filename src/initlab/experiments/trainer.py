@@ -17,6 +17,7 @@ A NaN or infinite training loss stops the run with status ``"diverged"`` and its
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -178,6 +179,9 @@ class RunResult:
 def resolve_device(device: str) -> torch.device:
     """Map ``"cpu" | "cuda" | "auto"`` to a ``torch.device``; ``auto`` picks cuda when available.
 
+    Under torchrun (``LOCAL_RANK`` set), CUDA means this process's own GPU,
+    ``cuda:{LOCAL_RANK mod device_count}``, so the ranks on one machine do not all share GPU 0.
+
     Raises:
         ValueError: unknown name, or ``"cuda"`` when CUDA is not available.
     """
@@ -186,6 +190,9 @@ def resolve_device(device: str) -> torch.device:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' but CUDA is not available; use device='cpu' or 'auto'")
+    local_rank = os.environ.get("LOCAL_RANK")
+    if device == "cuda" and local_rank is not None:
+        return torch.device("cuda", int(local_rank) % torch.cuda.device_count())
     return torch.device(device)
 
 
