@@ -8,13 +8,23 @@ back-propagated signal vanishes (Glorot and Bengio 2010, Sec. 4.2.2: the activat
 back-propagated gradient shrink in opposite directions, so their product, the weight gradient,
 stays level), which is why the gradient verdict reads the output gradients.
 
+Activations called as functions in ``forward`` (``torch.relu``, ``F.gelu``, ``x.sigmoid()``,
+in place or not, a hand-written ``x * torch.sigmoid(x)``) get rows too, with the same
+statistics, seen by the policy's tracer (:class:`initlab.policy.trace.ActivationWatch`). Such
+a row has type ``functional`` and is named ``<layer>.<activation>`` after the first-called
+layer whose output its input still is (a norm passes its input's layer on, so
+``relu(bn1(conv1(x)))`` is ``conv1.relu``), or ``<activation>`` when its input comes from no
+layer. As for an activation module, its gradient is the one with respect to the activation's
+output; the pre-activation gradient is on the row of the layer before it. A hand-written GELU
+(``erf`` or ``tanh`` form) gets no row: the tracer sees its inner terms, not its output.
+
 Verdicts and their thresholds (module constants below):
 
 - ``vanishing_activations`` / ``exploding_activations``: the std of the last hidden signal is
   below ``1 / SIGNAL_RATIO`` (0.1) or above ``SIGNAL_RATIO`` (10) times that of the first, i.e.
   it moved by more than an order of magnitude through depth (non-finite values explode).
-  Hidden signals are the outputs of activation modules, or of every weight layer but the last
-  when the model applies its activations functionally.
+  Hidden signals are the outputs of activations (modules or functional calls), or of every
+  weight layer but the last when the model has no recognized activation.
 - ``vanishing_gradients`` / ``exploding_gradients``: the back-propagated signal through the
   hidden layers, as in Glorot and Bengio (2010, Sec. 4.2.2, Fig. 7): the RMS gradient with
   respect to the first hidden weight layer's output (pre-activation) is below
@@ -63,6 +73,10 @@ from initlab.diagnostics.hooks import (
 )
 from initlab.fans import layer_fans
 
+# policy and diagnostics are one tier (see initlab/__init__.py); the tracer lives in policy
+# because plans were its first user.
+from initlab.policy.trace import ActivationCall, ActivationWatch
+
 __all__ = ["Diagnosis", "LayerStats", "ParamStats", "Verdict", "diagnose"]
 
 SIGNAL_RATIO = 10.0
@@ -70,8 +84,14 @@ DEAD_FRACTION = 0.5
 SATURATED_FRACTION = 0.5
 SYMMETRIC_FRACTION = 0.5
 _WEIGHT_TYPES = (nn.Linear, nn.modules.conv._ConvNd)
-_DEAD_TYPES = (nn.ReLU, nn.ReLU6)
-_TANH_TYPES = (nn.Tanh, nn.Hardtanh)
+# Activation modules with a dead or saturated fraction, under the names functional calls have;
+# ReLU6 subclasses Hardtanh, so it is matched first.
+_FRACTION_MODULES = (
+    (nn.ReLU, "relu"), (nn.ReLU6, "relu6"), (nn.Tanh, "tanh"), (nn.Hardtanh, "hardtanh"),
+    (nn.Sigmoid, "sigmoid"),
+)  # fmt: skip
+_DEAD = frozenset({"relu", "relu6"})
+_TANH = frozenset({"tanh", "hardtanh"})
 _ACTIVATION_TYPES = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU,
     nn.SiLU, nn.Mish, nn.Tanh, nn.Hardtanh, nn.Sigmoid, nn.Hardsigmoid, nn.Hardswish,
@@ -120,12 +140,15 @@ HINTS = {
 
 @dataclass(frozen=True)
 class LayerStats:
-    """Statistics of one leaf-module call, in execution order.
+    """Statistics of one leaf-module call or functional activation call, in execution order.
 
     Attributes:
-        name: qualified module name (``name#2`` for its second call).
-        module_type: the module's class name.
-        kind: ``"weight"`` (Linear, Conv), ``"activation"`` or ``"other"``.
+        name: qualified module name (``name#2`` for its second call); for a functional
+            activation ``<layer>.<activation>`` (``fc1.relu``) or ``<activation>``, see the
+            module docstring.
+        module_type: the module's class name; ``"functional"`` for a functional activation.
+        kind: ``"weight"`` (Linear, Conv), ``"activation"`` (also every functional
+            activation) or ``"other"``.
         shape: output shape.
         mean: mean of the output over all its elements.
         std: standard deviation of the output (population, over all elements).
@@ -278,8 +301,9 @@ def diagnose(
     r"""Measure how ``model`` propagates signal at its current weights, without changing it.
 
     Runs one forward pass, and one backward pass when ``loss_fn`` is given, with hooks on every
-    leaf module that are removed on exit even if the model raises; see the module docstring for
-    what is recorded and the verdict thresholds. The model's parameters, buffers (e.g. BatchNorm
+    leaf module and a ``TorchFunctionMode`` that sees functional activations, all removed on
+    exit even if the model raises; see the module docstring for what is recorded and the
+    verdict thresholds. The model's parameters, buffers (e.g. BatchNorm
     running statistics), ``.grad`` tensors, train/eval flags and the global random state are all
     restored; denormals are flushed during the passes (:func:`~initlab.diagnostics.hooks.
     flush_denormal`). The pass runs in the model's current mode.
@@ -320,9 +344,9 @@ def diagnose(
         for context in (preserved_modes(model), preserved_rng(), flush_denormal()):
             stack.enter_context(context)
         stack.enter_context(_preserved_buffers_and_grads(model))
-        recorder = _Recorder(want_grads=loss_fn is not None)
+        recorder = _Recorder(model, want_grads=loss_fn is not None)
         with forward_hooks(leaf_modules(model), recorder):
-            with torch.set_grad_enabled(loss_fn is not None):
+            with torch.set_grad_enabled(loss_fn is not None), recorder.watch.watching(x):
                 output = model(x)
             loss = _backward(loss_fn, output, rest) if loss_fn is not None else None
         grads = {n: p.grad for n, p in params.items()}
@@ -376,46 +400,70 @@ def _backward(loss_fn, output, rest) -> float:
 
 
 class _Recorder:
-    """The forward hook: statistics of every leaf output, and a gradient hook on it."""
+    """Statistics of every leaf-module output (the forward hook) and of every functional
+    activation output (the watch's listener), each with a gradient hook on it."""
 
-    def __init__(self, want_grads: bool):
+    def __init__(self, model: nn.Module, want_grads: bool):
         self.want_grads = want_grads
         self.rows: list[dict] = []
-        self.calls: dict[str, int] = {}
+        self.watch = ActivationWatch(model, self.functional)
+        self.by_call: dict[int, dict] = {}
 
     def __call__(self, name, module, args, output):
         if not isinstance(output, torch.Tensor) or not output.dtype.is_floating_point:
             return None
-        n = self.calls[name] = self.calls.get(name, 0) + 1
-        row = _output_stats(name if n == 1 else f"{name}#{n}", module, args, output.detach())
+        with self.watch.paused():  # our statistics are not the model's calls
+            row = _module_stats(name, module, args, output.detach())
+        self._add(row, output)
+        return None
+
+    def functional(self, call: ActivationCall) -> None:
+        if not call.output.dtype.is_floating_point:
+            return
+        act = call.activation.name
+        name = f"{call.layers[0]}.{act}" if call.layers else act
+        row = {"name": name, "module_type": "functional", "kind": "activation"}
+        row |= _output_stats(call.output.detach(), act)[0]
+        replaced = {id(self.by_call.pop(i)) for i in call.replaces if i in self.by_call}
+        self.rows = [r for r in self.rows if id(r) not in replaced]
+        self.by_call[call.index] = row
+        self._add(row, call.output)
+
+    def _add(self, row: dict, output: torch.Tensor) -> None:
         self.rows.append(row)
         if self.want_grads and output.requires_grad:
             output.register_hook(lambda g, _row=row: _row.__setitem__("grad_rms", _rms(g)))
-        return None
 
     def layers(self) -> list[LayerStats]:
-        return [LayerStats(**row) for row in self.rows]
+        """The rows in execution order, a repeated name numbered ``name#2``, ``name#3`` ..."""
+        counts: dict[str, int] = {}
+        stats = []
+        for row in self.rows:
+            n = counts[row["name"]] = counts.get(row["name"], 0) + 1
+            stats.append(LayerStats(**(row | ({"name": f"{row['name']}#{n}"} if n > 1 else {}))))
+        return stats
 
 
-def _output_stats(name, module, args, y) -> dict:
-    var, mean = torch.var_mean(y.double(), correction=0)
-    row = {
-        "name": name,
-        "module_type": type(module).__name__,
-        "kind": _kind(module),
-        "shape": tuple(y.shape),
-        "mean": float(mean),
-        "std": math.sqrt(float(var)),
-    }
-    if isinstance(module, _DEAD_TYPES):
-        row["dead_fraction"] = float((y.flatten(1) == 0).all(dim=0).double().mean())
-    elif isinstance(module, _TANH_TYPES):
-        row["saturated_fraction"] = float((y.abs() > 0.99).double().mean())
-    elif isinstance(module, nn.Sigmoid):
-        row["saturated_fraction"] = float(((y < 0.01) | (y > 0.99)).double().mean())
-    elif row["kind"] == "weight" and args and isinstance(args[0], torch.Tensor):
-        row["variance_ratio"] = _variance_ratio(module, args[0].detach(), float(var))
+def _module_stats(name, module, args, y) -> dict:
+    act = next((a for cls, a in _FRACTION_MODULES if isinstance(module, cls)), None)
+    stats, var = _output_stats(y, act)
+    row = {"name": name, "module_type": type(module).__name__, "kind": _kind(module), **stats}
+    if row["kind"] == "weight" and args and isinstance(args[0], torch.Tensor):
+        row["variance_ratio"] = _variance_ratio(module, args[0].detach(), var)
     return row
+
+
+def _output_stats(y: torch.Tensor, activation: str | None) -> tuple[dict, float]:
+    """Shape, mean, std and the dead or saturated fraction of ``activation``; and Var(y)."""
+    var, mean = torch.var_mean(y.double(), correction=0)
+    row = {"shape": tuple(y.shape), "mean": float(mean), "std": math.sqrt(float(var))}
+    if activation in _DEAD:
+        row["dead_fraction"] = float((y.flatten(1) == 0).all(dim=0).double().mean())
+    elif activation in _TANH:
+        row["saturated_fraction"] = float((y.abs() > 0.99).double().mean())
+    elif activation == "sigmoid":
+        row["saturated_fraction"] = float(((y < 0.01) | (y > 0.99)).double().mean())
+    return row, float(var)
 
 
 def _kind(module: nn.Module) -> str:

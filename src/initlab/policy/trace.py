@@ -15,6 +15,9 @@ Two sources, the first that applies wins:
   The output layer is the last-called layer among the sources of each model output that has no
   activation. A residual add is an add of two traced tensors of different depth (the number of
   weight layers on their path): the deeper one is the branch, its producing layers end it.
+  The same machinery runs inside any forward pass through :class:`ActivationWatch`, which
+  reports each functional activation call as it happens (:func:`initlab.diagnose` records its
+  statistics); the tracer's own pass adds only ``no_grad`` and ``eval`` mode.
 * **structure** (no example input, or the forward failed): module registration order
   (``named_modules``), reading named activation modules; norms, dropout and pooling are skipped
   over. It cannot see functional activations or residual adds, and every reason says so.
@@ -24,7 +27,8 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -34,7 +38,7 @@ from torch.overrides import TorchFunctionMode
 from initlab.policy.activations import Activation, from_function, from_module
 from initlab.policy.kinds import can_be_output, is_norm, is_opaque, is_weight_layer
 
-__all__ = ["LayerContext", "ModelContext", "analyze"]
+__all__ = ["ActivationCall", "ActivationWatch", "LayerContext", "ModelContext", "analyze"]
 
 log = logging.getLogger(__name__)
 
@@ -108,12 +112,101 @@ def analyze(model: nn.Module, example_input=None) -> ModelContext:
         return _from_structure(model)
 
 
+@dataclass(frozen=True)
+class ActivationCall:
+    """One functional activation call reported by :class:`ActivationWatch`.
+
+    Attributes:
+        index: position among the calls reported by this watch (0, 1, ...).
+        activation: the activation computed.
+        layers: the layers whose output the activation's input still is, in first-call order
+            (a norm passes its input's layers on: ``relu(bn(conv(x)))`` gives
+            ``("conv", "bn")``); empty when the input comes from no layer (the model input, a
+            ``matmul``, another activation).
+        output: the activation's output; for an in-place call (``F.relu(x, inplace=True)``,
+            ``x.relu_()``) the input tensor itself, rectified.
+        replaces: indices of earlier calls this one subsumes: ``x * torch.sigmoid(x)`` is
+            reported as the ``sigmoid`` call, then as a ``silu`` call on the product that
+            replaces it (Mish: ``softplus`` and ``tanh``, replaced by ``mish``).
+    """
+
+    index: int
+    activation: Activation
+    layers: tuple[str, ...]
+    output: torch.Tensor
+    replaces: tuple[int, ...] = ()
+
+
+class ActivationWatch:
+    """Report every functional activation call of a model's forward passes, as it happens.
+
+    Uses the tracer of :func:`analyze` (a ``TorchFunctionMode`` plus hooks on every module), so
+    ``F.relu``, ``torch.tanh``, ``x.sigmoid()``, in-place ``x.relu_()`` and hand-written SiLU
+    and Mish are recognized as in a plan. Calls inside activation modules (``nn.ReLU`` calls
+    ``F.relu``) and inside opaque layers (``nn.LSTM``, ``nn.MultiheadAttention``) are not
+    reported: the module is the activation. A hand-written GELU (``erf`` or ``tanh`` form) is
+    not reported: the call's output is an inner term, not the GELU's. Grad mode and train/eval
+    flags are left as they are.
+
+    Args:
+        model: the module whose forward passes are watched.
+        on_call: called with an :class:`ActivationCall` right after each activation call,
+            before the forward continues (so in-place changes made later are not yet visible).
+
+    Example:
+        >>> seen, net, x = [], nn.Sequential(nn.Linear(2, 2)), torch.randn(3, 2)
+        >>> with ActivationWatch(net, seen.append).watching(x):
+        ...     _ = torch.relu(net(x))
+        >>> [(c.activation.name, c.layers) for c in seen]
+        [('relu', ('0',))]
+    """
+
+    def __init__(self, model: nn.Module, on_call: Callable[[ActivationCall], None]):
+        self._model = model
+        self._on_call = on_call
+
+    @contextmanager
+    def watching(self, inputs) -> Iterator[None]:
+        """Watch the forward passes run inside the block, which start from ``inputs``.
+
+        ``inputs`` is the forward's tensor argument, or a tuple/list/mapping of them. The hooks
+        and the mode are removed on exit, also when the block raises; the traced tensors are
+        released then.
+        """
+        self._tracer = _Tracer(self._model, self._on_call)
+        try:
+            with self._tracer.observing(inputs):
+                yield
+        finally:
+            del self._tracer
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Inside :meth:`watching`, run torch calls unobserved (e.g. statistics in a hook)."""
+        self._tracer.state.suppress += 1
+        try:
+            yield
+        finally:
+            self._tracer.state.suppress -= 1
+
+
+@dataclass(frozen=True)
+class _Chain:
+    """``act_n(... act_1(x))``, remembered so that ``x * act_n(... act_1(x))`` is one activation."""
+
+    root: int  # id of x (of y when x = number * y, as in QuickGELU's sigmoid(1.702 * y))
+    acts: tuple[str, ...]
+    layers: tuple[str, ...]  # the layers act_1 was assigned to
+    sources: frozenset[str]  # the layers whose output x was
+    calls: tuple[int | None, ...]  # the reported call of each act (None: not reported)
+
+
 @dataclass
 class _Info:
     sources: frozenset[str]
     depth: int
     cubic: bool = False
-    chain: tuple[int, tuple[str, ...], tuple[str, ...]] | None = None  # root id, acts, layers
+    chain: _Chain | None = None
     base: int | None = None  # id of x when this tensor is x times a number (1.702 * x)
 
 
@@ -125,6 +218,7 @@ class _State:
     n_residual: int = 0
     order: list[str] = field(default_factory=list)
     suppress: int = 0
+    n_calls: int = 0
 
 
 def _tensors(obj) -> Iterator[torch.Tensor]:
@@ -152,30 +246,35 @@ class _Mode(TorchFunctionMode):
 
 
 class _Tracer:
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, on_call: Callable[[ActivationCall], None] | None = None):
         self.model = model
         self.state = _State()
         self.names = {m: n for n, m in model.named_modules(remove_duplicate=False)}
         self.modules = dict(model.named_modules(remove_duplicate=False))
+        self.on_call = on_call
 
     def run(self, example_input) -> ModelContext:
-        handles = []
-        for module in self.model.modules():
-            handles.append(module.register_forward_pre_hook(self._pre, with_kwargs=True))
-            handles.append(module.register_forward_hook(self._post, with_kwargs=True))
+        args, kwargs = _call_args(example_input)
         was_training = self.model.training
         self.model.eval()  # batch norm must not update its running statistics here
         try:
-            args, kwargs = _call_args(example_input)
-            for t in _tensors((args, kwargs)):
-                self._set(t, _Info(frozenset(), 0))
-            with torch.no_grad(), _Mode(self):
+            with torch.no_grad(), self.observing((args, kwargs)):
                 output = self.model(*args, **kwargs)
         finally:
-            for handle in handles:
-                handle.remove()
             self.model.train(was_training)
         return self._context(output)
+
+    @contextmanager
+    def observing(self, inputs) -> Iterator[None]:
+        """Hooks on every module and the function mode for the block, removed on exit."""
+        with ExitStack() as stack:
+            for module in self.model.modules():
+                stack.callback(module.register_forward_pre_hook(self._pre, with_kwargs=True).remove)
+                stack.callback(module.register_forward_hook(self._post, with_kwargs=True).remove)
+            for t in _tensors(inputs):
+                self._set(t, _Info(frozenset(), 0))
+            stack.enter_context(_Mode(self))
+            yield
 
     def _info(self, t: torch.Tensor) -> _Info | None:
         entry = self.state.infos.get(id(t))
@@ -199,7 +298,7 @@ class _Tracer:
         inputs = [i for i in map(self._info, _tensors((args, kwargs))) if i is not None]
         first = next(_tensors((args, kwargs)), None)
         if act is not None and first is not None:
-            self._activation(act, first, output)
+            self._activation(act, first, output, report=False)  # the module is the activation
             return
         name = self.names[module]
         if name not in self.state.order:
@@ -218,9 +317,12 @@ class _Tracer:
         act = from_function(func, args, kwargs)
         first = next(_tensors((args, kwargs)), None)
         if act is not None and first is not None:
+            # erf and the tanh of a tanh-GELU compute an inner term of a GELU, not its output.
+            report = name.rstrip("_") != "erf"
             if act.name == "tanh" and (info := self._info(first)) is not None and info.cubic:
                 act = Activation("gelu", "tanh")  # 0.5x(1 + tanh(c(x + 0.044715 x^3)))
-            self._activation(act, first, out)
+                report = False
+            self._activation(act, first, out, report=report)
             return
         inputs = [i for i in map(self._info, _tensors((args, kwargs))) if i is not None]
         if not inputs:
@@ -244,18 +346,34 @@ class _Tracer:
         for t in _tensors(out):
             self._set(t, info)
 
-    def _activation(self, act: Activation, inp: torch.Tensor, out) -> None:
+    def _activation(self, act: Activation, inp: torch.Tensor, out, *, report: bool) -> None:
         info = self._info(inp) or _Info(frozenset(), 0)
-        if info.chain is not None:  # act2(act1(x)): remember it for x * act2(act1(x))
-            root, acts, layers = info.chain
-            chain = (root, (*acts, act.name), layers)
+        old = info.chain
+        sources = old.sources if old is not None else info.sources
+        call = self._report(act, sources, out) if report else None
+        if old is not None:  # act2(act1(x)): remember it for x * act2(act1(x))
+            chain = _Chain(old.root, (*old.acts, act.name), old.layers, sources, (*old.calls, call))
         else:
             layers = tuple(s for s in info.sources if s not in self.state.activations)
             for layer in layers:
                 self.state.activations[layer] = act
-            chain = (info.base or id(inp), (act.name,), layers)
+            chain = _Chain(info.base or id(inp), (act.name,), layers, sources, (call,))
         for t in _tensors(out):
             self._set(t, _Info(frozenset(), info.depth, chain=chain))
+
+    def _report(self, act, sources, out, replaces: tuple[int, ...] = ()) -> int | None:
+        """Hand a functional activation call to ``on_call``; return its index."""
+        output = next(_tensors(out), None)
+        if self.on_call is None or output is None:
+            return None
+        rank = {n: i for i, n in enumerate(self.state.order)}
+        layers = tuple(sorted(sources, key=rank.__getitem__))
+        index = self.state.n_calls
+        self.state.n_calls += 1
+        # Called inside the mode's __torch_function__, where the mode is off: the listener's
+        # own torch calls are not traced.
+        self.on_call(ActivationCall(index, act, layers, output, replaces))
+        return index
 
     def _composite(self, args, out) -> bool:
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
@@ -263,13 +381,16 @@ class _Tracer:
             return False
         for x, y in (tensors, tensors[::-1]):
             info = self._info(y)
-            if info is None or info.chain is None or info.chain[0] != id(x):
+            chain = info.chain if info is not None else None
+            if chain is None or chain.root != id(x):
                 continue
-            composite = _COMPOSITES.get(info.chain[1])
+            composite = _COMPOSITES.get(chain.acts)
             if composite is None:
                 continue
-            for layer in info.chain[2]:
+            for layer in chain.layers:
                 self.state.activations[layer] = Activation(composite)
+            if None not in chain.calls:  # every part was reported: the product replaces them
+                self._report(Activation(composite), chain.sources, out, chain.calls)
             for t in _tensors(out):
                 self._set(t, _Info(frozenset(), info.depth))
             return True
