@@ -349,15 +349,16 @@ class _Tracer:
     def _activation(self, act: Activation, inp: torch.Tensor, out, *, report: bool) -> None:
         info = self._info(inp) or _Info(frozenset(), 0)
         old = info.chain
-        sources = old.sources if old is not None else info.sources
-        call = self._report(act, sources, out) if report else None
+        call = self._report(act, info.sources, out) if report else None
         if old is not None:  # act2(act1(x)): remember it for x * act2(act1(x))
-            chain = _Chain(old.root, (*old.acts, act.name), old.layers, sources, (*old.calls, call))
+            chain = _Chain(
+                old.root, (*old.acts, act.name), old.layers, old.sources, (*old.calls, call)
+            )
         else:
             layers = tuple(s for s in info.sources if s not in self.state.activations)
             for layer in layers:
                 self.state.activations[layer] = act
-            chain = _Chain(info.base or id(inp), (act.name,), layers, sources, (call,))
+            chain = _Chain(info.base or id(inp), (act.name,), layers, info.sources, (call,))
         for t in _tensors(out):
             self._set(t, _Info(frozenset(), info.depth, chain=chain))
 
