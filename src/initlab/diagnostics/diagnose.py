@@ -303,10 +303,10 @@ def diagnose(
     Runs one forward pass, and one backward pass when ``loss_fn`` is given, with hooks on every
     leaf module and a ``TorchFunctionMode`` that sees functional activations, all removed on
     exit even if the model raises; see the module docstring for what is recorded and the
-    verdict thresholds. The model's parameters, buffers (e.g. BatchNorm
-    running statistics), ``.grad`` tensors, train/eval flags and the global random state are all
-    restored; denormals are flushed during the passes (:func:`~initlab.diagnostics.hooks.
-    flush_denormal`). The pass runs in the model's current mode.
+    verdict thresholds. The model's parameters, buffers (e.g. BatchNorm running statistics),
+    ``.grad`` tensors, train/eval flags and the global random state are all restored;
+    denormals are flushed during the passes (:func:`~initlab.diagnostics.hooks.flush_denormal`).
+    The pass runs in the model's current mode.
 
     Sources: activation and back-propagated gradient statistics per layer, Glorot and Bengio,
     "Understanding the difficulty of training deep feedforward neural networks" (2010), Sec. 4;
@@ -413,8 +413,7 @@ class _Recorder:
         if not isinstance(output, torch.Tensor) or not output.dtype.is_floating_point:
             return None
         with self.watch.paused():  # our statistics are not the model's calls
-            row = _module_stats(name, module, args, output.detach())
-        self._add(row, output)
+            self._add(_module_stats(name, module, args, output.detach()), output)
         return None
 
     def functional(self, call: ActivationCall) -> None:
@@ -424,7 +423,7 @@ class _Recorder:
         name = f"{call.layers[0]}.{act}" if call.layers else act
         row = {"name": name, "module_type": "functional", "kind": "activation"}
         row |= _output_stats(call.output.detach(), act)[0]
-        replaced = {id(self.by_call.pop(i)) for i in call.replaces if i in self.by_call}
+        replaced = {id(self.by_call.pop(i)) for i in call.replaces}  # sigmoid of x * sigmoid(x)
         self.rows = [r for r in self.rows if id(r) not in replaced]
         self.by_call[call.index] = row
         self._add(row, call.output)
