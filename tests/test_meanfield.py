@@ -121,6 +121,17 @@ def test_relu_variance_collapse_and_explosion():
     assert exploding.xi_c == pytest.approx(1 / math.log(1.5), rel=1e-9)
 
 
+@pytest.mark.parametrize("activation, bias_var", [("relu", 0.0), ("tanh", 0.05)])
+def test_zero_weights_have_no_depth_scale(activation, bias_var):
+    # sigma_w^2 = 0: every input gives the same output, chi_1 = 0, and xi_c = -1/ln(chi) -> 0;
+    # the zeros scheme must not read as "trainable up to any depth".
+    mf = mean_field(activation, 0.0, bias_var)
+    assert mf.chi_1 == 0.0 and mf.xi_c == 0.0 and mf.trainable_depth == 0.0
+    assert mf.phase == "ordered"
+    # continuous with a tiny weight variance: relu's chi_1 = sigma_w^2 / 2, xi_c = -1/ln(5e-7)
+    assert mean_field("relu", 1e-6).xi_c == pytest.approx(-1 / math.log(5e-7), rel=1e-9)
+
+
 def test_errors_name_the_argument():
     with pytest.raises(ValueError, match=r"activation must be one of .*did you mean 'tanh'"):
         mean_field("tahn", 1.0)

@@ -169,7 +169,9 @@ def mean_field(
     else:
         c_star, chi_c = _correlation_fixed_point(phi, weight_var, bias_var, q_eval)
         phase = "chaotic"
-    xi_c = math.inf if chi_c >= 1.0 or chi_c <= 0.0 else -1.0 / math.log(chi_c)
+    # chi_c = 0 (zero weights): every input maps to one output, correlations are lost in one
+    # layer, and -1 / ln(chi_c) -> 0 as chi_c -> 0+.
+    xi_c = 0.0 if chi_c <= 0.0 else math.inf if chi_c >= 1.0 else -1.0 / math.log(chi_c)
     return MeanField(name, weight_var, bias_var, q_star, chi_1, c_star, xi_c, phase)
 
 
