@@ -223,6 +223,7 @@ def test_delta_orthogonal(shape, gain):
 @pytest.mark.parametrize("shape", [(3, 5), (5, 3), (4, 4)])
 def test_identity_equals_torch_eye(shape):
     assert torch.equal(il.identity_(torch.empty(shape)), torch_init.eye_(torch.empty(shape)))
+    assert torch.equal(il.eye_(torch.empty(shape)), torch_init.eye_(torch.empty(shape)))
     assert torch.equal(il.identity_(torch.empty(shape), gain=0.5), 0.5 * torch.eye(*shape))
 
 

@@ -14,7 +14,7 @@ LeCun), ``orthogonal`` (orthogonal and delta-orthogonal), ``identity`` (identity
 
 from initlab.initializers.basic import constant_, normal_, ones_, uniform_, zeros_
 from initlab.initializers.blocks import per_block_
-from initlab.initializers.identity import dirac_, identity_
+from initlab.initializers.identity import dirac_, eye_, identity_
 from initlab.initializers.named import (
     glorot_normal_,
     glorot_uniform_,
@@ -49,6 +49,7 @@ __all__ = [
     "he_normal_",
     "he_uniform_",
     "identity_",
+    "eye_",
     "kaiming_normal_",
     "kaiming_uniform_",
     "lecun_normal_",

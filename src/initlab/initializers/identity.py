@@ -7,7 +7,7 @@ import torch
 from initlab._checks import floating
 from initlab.initializers._args import finite, nothing_to_fill, positive_int
 
-__all__ = ["dirac_", "identity_"]
+__all__ = ["dirac_", "eye_", "identity_"]
 
 
 def identity_(tensor: torch.Tensor, *, gain: float = 1.0) -> torch.Tensor:
@@ -43,6 +43,9 @@ def identity_(tensor: torch.Tensor, *, gain: float = 1.0) -> torch.Tensor:
         tensor.zero_()
         tensor.diagonal().fill_(gain)
     return tensor
+
+
+eye_ = identity_  # PyTorch's name (torch.nn.init.eye_)
 
 
 def dirac_(tensor: torch.Tensor, *, groups: int = 1) -> torch.Tensor:
