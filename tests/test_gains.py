@@ -48,6 +48,16 @@ def test_calculate_gain_rejects_unknown_like_torch(name):
 def test_calculate_gain_suggests_close_name():
     with pytest.raises(ValueError, match="did you mean 'leaky_relu'"):
         calculate_gain("leaky_rellu")
+    with pytest.raises(ValueError, match="got nonlinearity='Relu' \\(did you mean 'relu'\\?\\)"):
+        calculate_gain("Relu")  # case first: difflib alone would say 'selu'
+
+
+@pytest.mark.parametrize("name", ["gelu", "silu", "elu"])
+def test_calculate_gain_points_to_compute_gain_for_activations_it_lacks(name):
+    with pytest.raises(
+        ValueError, match=rf"which PyTorch's table lacks: .*compute_gain\('{name}'\)"
+    ):
+        calculate_gain(name)
 
 
 def test_compute_gain_closed_forms():

@@ -20,7 +20,8 @@ def one_of(name: str, value, allowed: Iterable[str]) -> str:
         return value
     message = f"{name} must be one of {allowed}; got {name}={value!r}"
     if isinstance(value, str):
-        close = difflib.get_close_matches(value, allowed, n=1)
+        same_letters = [a for a in allowed if a.lower() == value.lower()]  # "ReLU" -> "relu"
+        close = same_letters or difflib.get_close_matches(value, allowed, n=1)
         if close:
             message += f" (did you mean {close[0]!r}?)"
     raise ValueError(message)

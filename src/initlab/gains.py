@@ -71,13 +71,21 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
 
     Raises:
         ValueError: if ``nonlinearity`` is unknown (the message lists the names and suggests a
-            close one), or if ``param`` is not an int or float for ``leaky_relu`` (PyTorch
-            raises ValueError there too, also for bools and strings).
+            close one, or :func:`compute_gain` for an activation it knows), or if ``param`` is
+            not an int or float for ``leaky_relu`` (PyTorch raises ValueError there too, also
+            for bools and strings).
 
     Example:
         >>> calculate_gain("leaky_relu", 0.2)
         1.3867504905630728
     """
+    if nonlinearity not in PYTORCH_GAINS and nonlinearity in _ACTIVATIONS:
+        raise ValueError(
+            f"nonlinearity must be one of {sorted(PYTORCH_GAINS)}; got "
+            f"nonlinearity={nonlinearity!r}, which PyTorch's table lacks: derive a gain with "
+            f"compute_gain({nonlinearity!r}) and pass it as gain= (xavier_*, orthogonal_) or "
+            "as scale=gain**2 (variance_scaling_)"
+        )
     one_of("nonlinearity", nonlinearity, PYTORCH_GAINS)
     if nonlinearity in PYTORCH_GAINS[:7] or nonlinearity == "sigmoid":
         return 1
