@@ -226,3 +226,29 @@ def test_subclass_layers_are_re_evaluated_and_stats_match_float64():
     var, mean = torch.var_mean(y.double(), correction=0)
     assert _moments(y) == pytest.approx((float(var), float(mean)), rel=1e-4)
     assert _moments(torch.full((64, 8), 0.3))[0] == 0.0
+
+
+class _RecurrentAttention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(8, 16, batch_first=True)
+        self.att = nn.MultiheadAttention(16, 2, batch_first=True)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        h, _ = self.lstm(x)
+        h, _ = self.att(h, h, h)  # calls out_proj's weight functionally: its hook never fires
+        return self.head(h)
+
+
+def test_weights_lsuv_leaves_alone_are_named_in_warnings():
+    model = _RecurrentAttention()
+    lstm_before = model.lstm.weight_hh_l0.clone()
+    with pytest.warns(RuntimeWarning) as caught:
+        report = lsuv_(model, torch.randn(32, 5, 8), generator=torch.Generator().manual_seed(0))
+    messages = [str(w.message) for w in caught]
+    assert any("recurrent modules keep their weights" in m and "['lstm']" in m for m in messages)
+    assert any("1 layer(s) did not run" in m and "['att.out_proj']" in m for m in messages)
+    assert [r.name for r in report.layers] == ["head"]
+    assert torch.equal(model.lstm.weight_hh_l0, lstm_before)
+    assert str(report) == report.table() and str(report).splitlines()[1].startswith("head")

@@ -95,6 +95,9 @@ class LSUVReport:
         """Return a JSON-ready dict (the options and one dict per layer)."""
         return asdict(self)
 
+    def __str__(self) -> str:
+        return self.table()
+
 
 def lsuv_(
     model: nn.Module,
@@ -190,10 +193,35 @@ def lsuv_(
         model(x)
     if not rows:
         raise ValueError("lsuv_: none of the calibrated layers ran in the forward pass")
+    _warn_uncalibrated(model, [name for name, _ in layers if name not in rows])
     return LSUVReport(
         tuple(rows.values()), target_std, tol, tol_on, correct_mean, max_iter,
         orthogonal_preinit, forward_passes=1,
     )  # fmt: skip
+
+
+def _warn_uncalibrated(model: nn.Module, idle: list[str]) -> None:
+    """Warn about weights LSUV leaves as they are: recurrent modules and layers that never ran.
+
+    LSUV is defined for feed-forward layers (Mishkin and Matas 2016 calibrate convolutional and
+    fully connected layers); a layer called functionally by its parent (such as
+    ``nn.MultiheadAttention.out_proj``) is never seen by its forward hook.
+    """
+    recurrent = [name for name, m in model.named_modules() if isinstance(m, nn.RNNBase)]
+    if recurrent:
+        warnings.warn(
+            f"lsuv_: recurrent modules keep their weights (LSUV calibrates feed-forward layers "
+            f"only): {recurrent}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    if idle:
+        warnings.warn(
+            f"lsuv_: {len(idle)} layer(s) did not run as modules in the forward pass and were "
+            f"not calibrated: {idle}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 class _Calibrator:
