@@ -1,5 +1,7 @@
 """The model zoo: exact architectures, input layouts, a forward/backward sweep, errors."""
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -135,3 +137,27 @@ def test_cnn_shapes():
 def test_errors_name_the_argument(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        # before: "cannot unpack non-iterable int object" from `c1, c2 = channels`
+        ("cnn", {"channels": 8}, "channels must be a list of 2 positive integers, e.g. "),
+        ("cnn", {"channels": [8, 16, 32]}, "channels=[8, 16, 32]"),
+        ("cnn", {"channels": [8, 0]}, "got channels=[8, 0]"),
+        ("cnn", {"channels": [8, True]}, "got channels=[8, True]"),
+        ("cnn", {"channels": "8,16"}, "got channels='8,16'"),
+        ("resnet", {"widths": 8}, "widths must be a list of one or more positive integers"),
+        ("resnet", {"widths": []}, "e.g. widths=[16,32,64]; got widths=[]"),
+        ("resnet", {"widths": [4, 8.0]}, "got widths=[4, 8.0]"),
+    ],
+)
+def test_tuple_params_must_be_lists_of_positive_ints(name, params, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build_model(name, **params)
+
+
+def test_tuple_params_accept_lists_from_json():
+    assert build_model("cnn", channels=[8, 16]).conv2.weight.shape == (16, 8, 3, 3)
+    assert build_model("resnet", widths=[4]).head.in_features == 4

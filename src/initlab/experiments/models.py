@@ -20,7 +20,12 @@ from torch import nn
 
 from initlab._checks import one_of
 from initlab.experiments.residual import ResidualMLP
-from initlab.experiments.zoo_extra import LSTMClassifier, PatchTransformer, SmallResNet
+from initlab.experiments.zoo_extra import (
+    LSTMClassifier,
+    PatchTransformer,
+    SmallResNet,
+    _positive_ints,
+)
 
 __all__ = [
     "ACTIVATIONS",
@@ -141,6 +146,9 @@ class SmallCNN(nn.Module):
         num_classes: number of output logits.
         image_size: side of the square one-channel input image, divisible by 4.
 
+    Raises:
+        ValueError: ``channels`` is not two integers >= 1, or ``image_size`` is not divisible by 4.
+
     Example:
         >>> SmallCNN()(torch.zeros(2, 784)).shape
         torch.Size([2, 10])
@@ -150,9 +158,7 @@ class SmallCNN(nn.Module):
         self, channels: tuple[int, int] = (16, 32), num_classes: int = 10, image_size: int = 28
     ) -> None:
         super().__init__()
-        c1, c2 = channels
-        _positive("channels[0]", c1)
-        _positive("channels[1]", c2)
+        c1, c2 = _positive_ints("channels", channels, 2, "[8,16]")
         if image_size % 4:
             raise ValueError(f"image_size must be divisible by 4; got image_size={image_size!r}")
         self.image_size = image_size

@@ -18,6 +18,27 @@ def _positive(name: str, value: int) -> None:
         raise ValueError(f"{name} must be an integer >= 1; got {name}={value!r}")
 
 
+def _positive_ints(name: str, value, count: int | None, example: str) -> tuple[int, ...]:
+    """Return ``value`` as a tuple of integers >= 1: ``count`` of them, or one or more if None.
+
+    A tuple-valued parameter given a single integer (``--model-param channels=8``) fails here,
+    with an example, instead of later on unpacking; ``example`` is a valid value, e.g. ``[8,16]``.
+
+    Raises:
+        ValueError: ``value`` is not a list or tuple of that many integers >= 1.
+    """
+    ints = isinstance(value, (list, tuple)) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value
+    )
+    if not ints or (len(value) != count if count is not None else not value):
+        size = "one or more" if count is None else str(count)
+        raise ValueError(
+            f"{name} must be a list of {size} positive integers, e.g. {name}={example}; "
+            f"got {name}={value!r}"
+        )
+    return tuple(value)
+
+
 class LSTMClassifier(nn.Module):
     """An LSTM that reads an image row by row (28 time steps of 28 pixels), then a Linear head.
 
@@ -147,9 +168,12 @@ class SmallResNet(nn.Module):
     -> (B, 32, 14, 14) -> (B, 64, 7, 7) -> (B, 64) -> (B, 10).
 
     Args:
-        widths: channels per stage, each >= 1.
+        widths: channels per stage, one or more, each >= 1.
         image_size: side of the square one-channel image.
         num_classes: number of output logits.
+
+    Raises:
+        ValueError: ``widths`` is not a list or tuple of integers >= 1.
 
     Example:
         >>> SmallResNet(widths=(4, 8))(torch.zeros(2, 784)).shape
@@ -160,8 +184,7 @@ class SmallResNet(nn.Module):
         self, widths: tuple[int, ...] = (16, 32, 64), image_size: int = 28, num_classes: int = 10
     ) -> None:
         super().__init__()
-        for i, w in enumerate(widths):
-            _positive(f"widths[{i}]", w)
+        widths = _positive_ints("widths", widths, None, "[16,32,64]")
         self.image_size = image_size
         self.stem = nn.Sequential(
             nn.Conv2d(1, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()
