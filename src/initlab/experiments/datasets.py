@@ -392,26 +392,37 @@ def _variants(file: str) -> list[str]:
 
 def _find_files(
     directories: list[Path], names: Sequence[str]
-) -> tuple[list[Path] | None, list[Path]]:
-    """Return the four files ``names`` from the first directory holding all, and the misses."""
-    tried: list[Path] = []
+) -> tuple[list[Path] | None, list[tuple[Path, list[str]]]]:
+    """Return the files ``names`` from the first directory holding all, and each miss.
+
+    The misses are ``(directory, names of the files not found there)``, in search order.
+    """
+    tried: list[tuple[Path, list[str]]] = []
     for directory in directories:
         found, missing = [], []
         for file in names:
             paths = [directory / variant for variant in _variants(file)]
             hit = next((path for path in paths if path.is_file()), None)
             if hit is None:
-                missing.extend(paths)
+                missing.append(file)
             else:
                 found.append(hit)
         if not missing:
             return found, tried
-        tried.extend(missing)
+        tried.append((directory, missing))
     return None, tried
 
 
-def _missing_message(name: str, info: DatasetInfo | None, tried: list[Path]) -> str:
-    listing = "\n".join(f"  {path}" for path in tried)
+def _missing_message(
+    name: str, info: DatasetInfo | None, tried: list[tuple[Path, list[str]]]
+) -> str:
+    # One line per directory, not per path: 4 files x 4 spellings made 16 lines a directory.
+    listing = "\n".join(
+        f"  {directory}: "
+        + ("none of the four" if len(missing) == 4 else "no " + ", ".join(missing))
+        for directory, missing in tried
+    )
+    first = info.files[0].name if info is not None else FILE_NAMES[0]
     hint = " (or run: apt-get install dataset-fashion-mnist)" if name == "fashion-mnist" else ""
     if name.startswith("emnist-"):
         hint = " (unpack EMNIST's gzip.zip there)"
@@ -420,7 +431,8 @@ def _missing_message(name: str, info: DatasetInfo | None, tried: list[Path]) -> 
         hint += f"; {name!r} is not a known dataset (did you mean {close[0]!r}?)"
     fetch = " or fetch them with --download (download=True)" if info and info.mirrors else ""
     return (
-        f"dataset {name!r}: the four IDX files were not found; tried:\n{listing}\n"
+        f"dataset {name!r}: the four IDX files were not found (each raw or .gz, spelled "
+        f"{first} or {first.replace('-idx', '.idx')}); searched:\n{listing}\n"
         f"Give their directory with --data-dir DIR (data_dir=DIR){fetch}{hint}."
     )
 
