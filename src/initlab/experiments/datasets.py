@@ -328,7 +328,7 @@ def load_dataset(
         ValueError: unknown ``name`` without ``data_dir``; labels out of range or image and label
             counts that disagree.
         FileNotFoundError: ``data_dir`` does not exist; a file is missing everywhere (the
-            message lists every path tried).
+            message names every directory searched and the files it lacks).
         ChecksumError: a file's digest differs from the published one.
         IDXError: a file is not well-formed IDX or its gzip stream is corrupted.
         OSError: downloading failed on every mirror.
