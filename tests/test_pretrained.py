@@ -500,6 +500,8 @@ def test_first_conv_adaptation_preserves_the_response(checkpoint, channels, lift
         ("conv.weight", (8, 3, 3, 3), (8, channels, 3, 3))
     ]
     assert report.clean and "conv.weight" in {r.name for r in report.adapted}
+    expected = "folded into" if channels < 3 else "repeated onto"
+    assert f"3 input channels {expected} {channels}" in report.adapted[0].rule
     reference = TinyCNN(seed=0)
     reference.load_state_dict(checkpoint)
     model.eval(), reference.eval()
@@ -645,3 +647,15 @@ def test_a_plan_that_would_touch_a_loaded_tensor_is_refused(checkpoint, monkeypa
         load_pretrained(model, checkpoint)
     assert not Greedy.applied
     assert torch.equal(model.conv.weight, checkpoint["conv.weight"])
+
+
+def test_a_clean_report_prints_no_empty_table():
+    source = TinyCNN(seed=0).state_dict()
+    report = load_pretrained(TinyCNN(seed=1), source, init_rest=None)
+    assert report.clean and not report.adapted
+    assert str(report).splitlines() == [
+        f"source: {report.source}",
+        f"{len(source)} loaded, 0 missing, 0 unexpected, 0 mismatched, 0 adapted, "
+        "0 re-initialized, 0 ignored, 0 frozen",
+    ]
+    assert report.table().splitlines()[2].startswith("status")  # with the loaded rows: a table

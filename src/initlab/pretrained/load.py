@@ -27,7 +27,6 @@ __all__ = ["load_pretrained"]
 logger = logging.getLogger(__name__)
 
 _ON_MISMATCH = ("error", "reinit")
-_ADAPT_RULE = "first conv: in-channels folded (fewer) or repeated and rescaled (more)"
 
 
 @dataclass(frozen=True)
@@ -252,8 +251,16 @@ def _copy(triage: _Triage, targets) -> tuple[list[Loaded], list[Adapted]]:
             target = targets[m.target]
             target.copy_(adapt_input_channels(m.value, target.shape[1]))
             shapes = (tuple(m.value.shape), tuple(target.shape))
-            adapted.append(Adapted(m.target, m.source_key, *shapes, _ADAPT_RULE))
+            adapted.append(Adapted(m.target, m.source_key, *shapes, _adapt_rule(*shapes)))
     return loaded, adapted
+
+
+def _adapt_rule(source: tuple[int, ...], target: tuple[int, ...]) -> str:
+    """Say what :func:`adapt_input_channels` did to a first conv: fold or repeat, and counts."""
+    c, m = source[1], target[1]
+    if m < c:
+        return f"first conv: {c} input channels folded into {m} (summed cyclically)"
+    return f"first conv: {c} input channels repeated onto {m}, each copy divided by its count"
 
 
 def _with_tied(targets, names: list[str]) -> set[str]:

@@ -142,6 +142,12 @@ class LoadReport:
             rows += [
                 ("loaded", r.name, r.source_key, _shape(r.shape), _dtypes(r)) for r in self.loaded
             ]
+        head = [f"source: {self.source}"]
+        if self.alignment:
+            head.append(f"names: {self.alignment}")
+        head.append(self.summary())
+        if len(rows) == 1:  # nothing to list: no header without rows
+            return "\n".join(head)
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
         lines = [
             "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True))
@@ -149,10 +155,6 @@ class LoadReport:
             + row[-1]
             for row in rows
         ]
-        head = [f"source: {self.source}"]
-        if self.alignment:
-            head.append(f"names: {self.alignment}")
-        head.append(self.summary())
         return "\n".join(head + [line.rstrip() for line in lines])
 
     def to_dict(self) -> dict:
