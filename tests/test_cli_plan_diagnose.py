@@ -41,3 +41,12 @@ def test_diagnose_names_what_a_model_takes(capsys, tmp_path):
     argv = ["diagnose", "--model", "transformer", "--width", "8", "--out", str(tmp_path)]
     assert main(argv) == 2
     assert "does not take --width; it takes --depth" in capsys.readouterr().err
+
+
+def test_plan_residual_option_without_input_shape_is_an_error(capsys):
+    # Before: exit 0 and a plan in which the option changed nothing.
+    assert main(["plan", MLP, "--option", "zero_init_residual=true"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "zero_init_residual=True needs example_input" in captured.err
+    assert "--input-shape" in captured.err

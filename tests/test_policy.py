@@ -142,7 +142,8 @@ ZOO = {
     "gpt": (
         GPT,
         None,
-        ["embedding N(0, std)"] * 2
+        # wte is tied to lm_head; wpe has its width and is summed with it
+        ["tied embedding: N(0, 1/dim)"] * 2
         + [N1, N0, N1, N0, NONE, B0, NONE, B0, OTHER, B0, NONE, B0] * 2
         + [N1, N0],
     ),
@@ -184,7 +185,7 @@ def test_zoo_forward_backward_at_init(name):
 
 def test_gpt_gelu_functional_and_tied_embedding():
     p = plan(GPT(), example_input=example("gpt"))
-    assert p["h.0.c_fc.weight"].activation == "gelu(none)"
+    assert p["h.0.c_fc.weight"].activation == "gelu"
     assert p["wte.weight"].tied == ("lm_head.weight",)
     assert p["lm_head.weight"] is p["wte.weight"]  # one row, found by either name
     assert len(p.rows) == len(list(GPT().parameters()))
@@ -534,3 +535,21 @@ def test_init_model_returns_applied_plan_and_public_names():
         warnings.simplefilter("error")
         p = initlab.init_model(net, seed=0)
     assert isinstance(p, initlab.InitPlan) and p.model is net
+
+
+@pytest.mark.parametrize(
+    "option, name", [("zero_init_residual", "resnet"), ("scale_residual", "gpt")]
+)
+def test_residual_options_without_example_input_are_an_error(option, name):
+    # Before: 0 residual rows without example_input (3 with it), silently.
+    build = ZOO[name][0]
+    message = rf"{option}=True needs example_input: residual branches are found by tracing"
+    with pytest.raises(ValueError, match=message):
+        plan(build(), **{option: True})
+    model = build()
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match=message):
+        init_model(model, seed=0, **{option: True})
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
+    traced = plan(build(), example_input=example(name), **{option: True})
+    assert any(r.rule.startswith("residual") for r in traced.rows)

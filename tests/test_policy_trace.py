@@ -1,10 +1,13 @@
 """Finding the activation after each layer: traced (module and functional calls) and structural."""
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+import initlab
 from initlab.policy import analyze
 from initlab.policy.activations import Activation, from_module
 
@@ -122,11 +125,16 @@ def test_residual_branch_end_is_the_deeper_operand(downsample):
     assert ctx.of("0.conv1").activation == Activation("relu")
 
 
-def test_failing_forward_falls_back_to_structure_with_a_warning():
+def test_an_example_input_that_does_not_run_is_an_error_not_a_fallback():
+    # Before: a UserWarning and a plan read from the structure (initlab plan already refused).
     net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
-    with pytest.warns(UserWarning, match="tracing the model with example_input failed"):
-        ctx = analyze(net, torch.randn(2, 7))  # wrong width
-    assert ctx.source == "structure" and ctx.of("0").activation == Activation("tanh")
+    before = net[0].weight.detach().clone()
+    with pytest.raises(ValueError, match=r"example_input did not run through the model \(Runt"):
+        analyze(net, torch.randn(2, 7))  # wrong width
+    with pytest.raises(ValueError, match="example_input did not run") as info:
+        initlab.init_model(net, example_input=torch.randn(2, 7), seed=0)
+    assert isinstance(info.value.__cause__, RuntimeError)  # the model's own error, chained
+    assert torch.equal(net[0].weight, before)  # nothing written
 
 
 def test_third_party_activation_modules_by_class_name():
@@ -153,3 +161,51 @@ def test_activation_gains():
     # 1 / sqrt(E[tanh(z)^2]) with E[tanh(z)^2] = 0.3942944 (numerical integration)
     assert Activation("tanh").gain() == pytest.approx(0.3942944**-0.5, rel=1e-5)
     assert Activation("selu").gain() == pytest.approx(1.0, abs=1e-4)
+
+
+class FunctionalReLU(nn.Module):
+    """Hidden layers whose activation is a function call: structure cannot see it."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.out = nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.out(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+def test_no_activation_module_and_no_example_input_warns_once():
+    # Before: "no activation: Xavier" on every hidden layer, silently.
+    with pytest.warns(UserWarning, match="functional activations") as seen:
+        p = initlab.plan(FunctionalReLU())
+    assert len(seen) == 1
+    assert "['fc1.weight', 'fc2.weight']" in str(seen[0].message)
+    assert "pass example_input" in str(seen[0].message).lower()
+    assert p["fc1.weight"].rule == "no activation: Xavier"  # the structural reading stands
+
+
+@pytest.mark.parametrize(
+    "build, kwargs",
+    [
+        (FunctionalReLU, {"example_input": torch.randn(2, 4)}),  # traced: F.relu is seen
+        (lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), {}),
+        (lambda: nn.Sequential(nn.Linear(4, 2)), {}),  # no hidden layer
+        (FunctionalReLU, {"policy": "torch"}),  # no rule of this preset reads activations
+    ],
+    ids=["traced", "relu_module", "single_layer", "torch_preset"],
+)
+def test_no_unseen_activation_warning_when_nothing_is_unseen(build, kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        initlab.plan(build(), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "act, shown",
+    [(nn.GELU(), "gelu"), (nn.GELU(approximate="tanh"), "gelu(tanh)"), (nn.ELU(0.5), "elu(0.5)")],
+)
+def test_activation_column_prints_gelu_without_its_default_approximation(act, shown):
+    # Before: "gelu(none)" for the exact GELU.
+    p = initlab.plan(nn.Sequential(nn.Linear(4, 8), act, nn.Linear(8, 2)))
+    assert p["0.weight"].activation == shown
+    assert f"  {shown}  " in p.table().splitlines()[1]

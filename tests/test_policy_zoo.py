@@ -52,7 +52,7 @@ def test_auto_rules_on_the_new_zoo():
     assert lstm["lstm.bias_ih_l0"].value == (0.0, 1.0, 0.0, 0.0)
     vit = plan(build_model("transformer", dim=16, heads=2), example_input=torch.zeros(2, 784))
     assert vit["encoder.layers.0.self_attn.in_proj_weight"].blocks == 3
-    assert vit["encoder.layers.0.linear1.weight"].activation == "gelu(none)"
+    assert vit["encoder.layers.0.linear1.weight"].activation == "gelu"
     assert vit["pos_embed"].rule == "position embedding / class token"
     resnet = plan(build_model("resnet", widths=(4, 8)), example_input=torch.zeros(2, 784))
     convs = [r for r in resnet.rows if r.layer_kind == "conv"]

@@ -7,9 +7,8 @@ import importlib
 import json
 import re
 import sys
-import warnings
 
-_TRACE_FAILED = "tracing the model with example_input failed"
+_TRACE_FAILED = "example_input did not run through the model"
 HELP = (
     "print the automatic initialization plan of a model: rule, fans, std and reason per parameter"
 )
@@ -65,9 +64,12 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from initlab.cli._validate import output_file
     from initlab.policy import plan
 
     try:
+        if args.json:  # before the work, which otherwise ended in a traceback on writing
+            output_file(args.json, "--json")
         model = _load_factory(args.factory)()
         options = dict(_option(text) for text in args.option)
         example = None
@@ -76,25 +78,21 @@ def run(args: argparse.Namespace) -> int:
             example = (
                 torch.randn(shape) if args.input_dtype == "float" else torch.zeros(shape).long()
             )
-        with warnings.catch_warnings():
-            # The library falls back to the module structure when the traced forward fails; a
-            # shape the user asked for explicitly must fail loudly instead.
-            warnings.filterwarnings("error", message=_TRACE_FAILED, category=UserWarning)
-            result = plan(model, args.policy, example_input=example, **options)
-    except UserWarning as failed:
-        print(
-            f"initlab plan: error: the forward pass failed with --input-shape "
-            f"{args.input_shape}: {str(failed).split('; falling back')[0]}",
-            file=sys.stderr,
-        )
-        return 2
+        result = plan(model, args.policy, example_input=example, **options)
     except (ValueError, TypeError, ImportError, AttributeError) as error:
-        print(f"initlab plan: error: {error}", file=sys.stderr)
+        text = str(error)
+        if text.startswith(_TRACE_FAILED):  # name the flag the user gave, not the argument
+            text = f"the forward pass failed with --input-shape {args.input_shape}: {text}"
+        print(f"initlab plan: error: {text}", file=sys.stderr)
         return 2
     print(result.table())
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result.to_dict(), f, indent=1)
+        try:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(result.to_dict(), f, indent=1)
+        except OSError as error:  # e.g. no permission, which output_file does not check
+            print(f"initlab plan: error: cannot write --json {args.json}: {error}", file=sys.stderr)
+            return 2
         print(f"plan written to {args.json}")
     return 0
 

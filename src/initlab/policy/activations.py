@@ -64,7 +64,11 @@ class Activation:
     param: float | str | None = None
 
     def __str__(self) -> str:
-        return self.name if self.param is None else f"{self.name}({self.param})"
+        # the exact GELU is plain "gelu" (approximate="none" is PyTorch's default, not a value
+        # worth printing); its tanh approximation reads "gelu(tanh)"
+        if self.param is None or (self.name == "gelu" and self.param == "none"):
+            return self.name
+        return f"{self.name}({self.param})"
 
     @property
     def family(self) -> str:

@@ -7,6 +7,7 @@ parameter's short name without the layer index (``weight_ih_l1_reverse`` -> ``we
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from torch import nn
 
@@ -14,6 +15,7 @@ from initlab.fans import compute_fans, layer_fans
 
 __all__ = [
     "KINDS",
+    "ParamFans",
     "can_be_output",
     "is_norm",
     "is_opaque",
@@ -130,26 +132,75 @@ def role_of(leaf: str) -> str:
     return _INDEX.sub("", leaf)
 
 
-def fans_of(owner: nn.Module, leaf: str, kind: str) -> tuple[int | None, int | None, int, str]:
-    """Return ``(fan_in, fan_out, blocks, note)`` of one parameter of ``owner``.
+@dataclass(frozen=True)
+class ParamFans:
+    """Fans of one block of a parameter, as a plan row stores them.
 
-    Weights use :func:`initlab.fans.layer_fans` (per block for fused gates and q/k/v); a bias
-    or other 1-D parameter takes the fans of its layer's ``weight`` (or ``in_proj_weight``,
-    ``weight_ih``) so that rules such as PyTorch's ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` bias
-    can be expressed; parameters without a weight to refer to have no fans (``None``).
+    ``blocks`` equal blocks lie along ``block_dim`` (0, except the fused q/k/v of a Hugging Face
+    ``Conv1D``, stored ``(in, out)`` with the blocks along the output dim 1); fans are ``None``
+    for parameters with no weight to read them from.
+    """
+
+    fan_in: int | None
+    fan_out: int | None
+    blocks: int = 1
+    note: str = ""
+    block_dim: int = 0
+
+
+def fans_of(owner: nn.Module, leaf: str, kind: str, parent: nn.Module | None = None) -> ParamFans:
+    """Return the :class:`ParamFans` of parameter ``leaf`` of ``owner`` (``parent`` contains it).
+
+    Weights use :func:`initlab.fans.layer_fans` (per block for fused gates and q/k/v); a Hugging
+    Face ``Conv1D`` weight is read in its ``(in, out)`` layout, per q/k/v block when it is a
+    fused attention input projection (:func:`_conv1d_fans`); a bias or other 1-D parameter
+    takes the fans of its layer's ``weight`` (or ``in_proj_weight``, ``weight_ih``) so that
+    rules such as PyTorch's ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` bias can be expressed;
+    parameters without a weight to refer to have no fans (``None``).
     """
     param = getattr(owner, leaf)
     if param.ndim >= 2 and leaf not in {"bias_k", "bias_v"}:
         if _is_hf_conv1d(owner):
-            fan_in, fan_out = compute_fans(param, in_axis=0, out_axis=1)
-            return fan_in, fan_out, 1, f"Conv1D weight (in, out) = {tuple(param.shape)}"
+            return _conv1d_fans(owner, param, parent)
         lf = layer_fans(owner, leaf)
-        return lf.fan_in, lf.fan_out, lf.blocks, lf.note
+        return ParamFans(lf.fan_in, lf.fan_out, lf.blocks, lf.note)
     partner = _partner(owner, leaf, kind)
     if partner is None or getattr(owner, partner, None) is None:
-        return None, None, _bias_blocks(owner, leaf, kind), ""
-    fan_in, fan_out, _, _ = fans_of(owner, partner, kind)
-    return fan_in, fan_out, _bias_blocks(owner, leaf, kind), f"fans of {partner}"
+        return ParamFans(None, None, _bias_blocks(owner, leaf, kind))
+    weight = fans_of(owner, partner, kind, parent)
+    # a bias is 1-D: its blocks (gates, q/k/v) lie along its only dim, whatever the weight's
+    blocks = weight.blocks if _is_hf_conv1d(owner) else _bias_blocks(owner, leaf, kind)
+    return ParamFans(weight.fan_in, weight.fan_out, blocks, f"fans of {partner}")
+
+
+def _conv1d_fans(owner: nn.Module, param, parent: nn.Module | None) -> ParamFans:
+    """Fans of a Hugging Face ``Conv1D`` weight, stored ``(in, out)`` (``y = x @ W + b``).
+
+    The ``c_attn`` of GPT-2 / OpenAI GPT attention fuses q, k and v (k and v in cross
+    attention) along the output dim; the attention splits its output into blocks of
+    ``split_size`` (``c_attn(x).split(split_size, dim=2)``), so each block is its own
+    ``(in, split_size)`` matrix with fans ``(in, split_size)``, as for ``nn.MultiheadAttention``'s
+    ``in_proj_weight``.
+    """
+    shape = tuple(param.shape)
+    fan_in, fan_out = compute_fans(param, in_axis=0, out_axis=1)
+    split = getattr(parent, "split_size", None)
+    fused = (
+        parent is not None
+        and getattr(parent, "c_attn", None) is owner
+        and isinstance(split, int)
+        and 0 < split < shape[1]
+        and shape[1] % split == 0
+    )
+    if not fused:
+        return ParamFans(fan_in, fan_out, 1, f"Conv1D weight (in, out) = {shape}")
+    blocks = shape[1] // split
+    names = ", ".join(("q", "k", "v")[-blocks:]) if blocks <= 3 else f"{blocks} parts"
+    note = (
+        f"Conv1D c_attn weight (in, out) = {shape}: {blocks} blocks ({names}) along the output "
+        f"dim 1, each (in, split_size) = ({shape[0]}, {split})"
+    )
+    return ParamFans(fan_in, split, blocks, note, block_dim=1)
 
 
 def _partner(owner: nn.Module, leaf: str, kind: str) -> str | None:

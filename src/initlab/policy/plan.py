@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import hashlib
 import logging
+import math
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from torch import nn
 
 from initlab.fans import compute_fans
 from initlab.policy.distributed import local_box
-from initlab.policy.kinds import fans_of, layer_kind, role_of
+from initlab.policy.kinds import ParamFans, can_be_output, fans_of, layer_kind, role_of
 from initlab.policy.presets import PolicyOptions, preset_rules
 from initlab.policy.rules import Draw, Rule, Target, resolve
 from initlab.policy.streams import fill_box_
@@ -43,7 +44,9 @@ class PlanRow:
     bound/sqrt(3)), ``truncated_normal`` (N(0, std^2) cut to +-bound, std of the normal before
     truncation), ``orthogonal`` (per block, times ``gain``), ``constant`` (``value`` per
     block), ``keep`` (the module's own init runs), ``skip`` (frozen) or ``none`` (no rule: left
-    untouched). ``fan_in``/``fan_out`` are those of one of ``blocks`` blocks.
+    untouched). ``fan_in``/``fan_out`` are those of one of ``blocks`` blocks, which lie along
+    ``block_dim`` (0, except 1 for the fused q/k/v of a Hugging Face ``Conv1D`` stored
+    ``(in, out)``).
     """
 
     name: str
@@ -64,6 +67,7 @@ class PlanRow:
     zero_rows: tuple[int, ...] = ()
     module: str = ""
     tied: tuple[str, ...] = ()
+    block_dim: int = 0
 
 
 def _stream_seed(seed: int, name: str) -> int:
@@ -315,7 +319,14 @@ def plan(
             is unknown.
         ValueError: unknown preset or option value, a name in ``only`` that is not a
             parameter of ``model``, a lazy parameter still uninitialized (no example_input),
-            or a ``keep`` rule on a module without its own init.
+            ``zero_init_residual`` or ``scale_residual`` without ``example_input`` (residual
+            branches are found only by tracing), an ``example_input`` the model's forward
+            rejects (its error chained), or a ``keep`` rule on a module without its own init.
+
+    Warns:
+        UserWarning: without ``example_input``, if the model has hidden linear or convolution
+            layers but no activation module (functional activations are not seen); if no rule
+            covers a parameter; if a user rule matches nothing.
 
     Example:
         >>> net = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
@@ -328,10 +339,12 @@ def plan(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     opts = PolicyOptions.from_kwargs(**options)
+    _check_residual_options(opts, example_input)
     table, name = _rule_table(policy, rules, options)
     context = analyze(model, example_input)
     targets = _targets(model, context, _selected(model, only), opts)
     matched = [next((r for r in table if r.matches(t[0])), None) for t in targets]
+    _warn_unseen_activations(context, targets, matched)
     n_scaled = sum(1 for r in matched if r is not None and r.residual_scale)
     rows = [_row(t, r, n_scaled, context) for t, r in zip(targets, matched, strict=True)]
     _warn_unused(rules or (), matched)
@@ -343,6 +356,43 @@ def plan(
             stacklevel=2,
         )
     return result
+
+
+def _check_residual_options(opts: PolicyOptions, example_input) -> None:
+    """Residual branches are found only by tracing a forward pass: without example_input the
+    residual options would match no layer and silently do nothing."""
+    if example_input is not None:
+        return
+    for option in ("zero_init_residual", "scale_residual"):
+        if getattr(opts, option):
+            raise ValueError(
+                f"{option}=True needs example_input: residual branches are found by tracing "
+                "one forward pass, and without it no layer would be changed; pass "
+                "example_input (initlab plan: --input-shape)"
+            )
+
+
+def _warn_unseen_activations(context: ModelContext, targets, matched) -> None:
+    """Warn once when the module structure shows no activation at all but hidden linear/conv
+    layers get activation-dependent rules: the forward most likely applies functional
+    activations (``F.relu``), which only a traced forward sees, so those layers would be
+    planned as if linear."""
+    if context.source != "structure" or any(c.activation for c in context.layers.values()):
+        return
+    hidden = [
+        t.name
+        for (t, *_), rule in zip(targets, matched, strict=True)
+        if rule is not None and rule.activations and not t.is_output and can_be_output(t.module)
+    ]
+    if hidden:
+        more = " ..." if len(hidden) > 3 else ""
+        warnings.warn(
+            f"the model has hidden linear/convolution layers ({hidden[:3]}{more}) but no "
+            "activation module; functional activations (F.relu, torch.tanh in forward) cannot "
+            "be seen without example_input, so these layers are planned as followed by no "
+            "activation. Pass example_input to trace one forward pass",
+            stacklevel=3,
+        )
 
 
 def init_model(
@@ -435,11 +485,15 @@ def _selected(model: nn.Module, only) -> set[str] | None:
 
 
 def _targets(model, context: ModelContext, selected, opts: PolicyOptions):
-    """Return ``(Target, param, owner_name, aliases)`` per unique selected parameter."""
+    """Return ``(Target, param, owner_name, aliases, ParamFans, frozen)`` per unique selected
+    parameter. A weight an embedding shares with an output projection is read as the
+    embedding's, whichever name comes first."""
     aliases: dict[int, list[str]] = {}
     for name, p in model.named_parameters(remove_duplicate=False):
         aliases.setdefault(id(p), []).append(name)
     modules = dict(model.named_modules(remove_duplicate=False))
+    tied = _tied_embeddings(model, aliases, modules)
+    widths = {model.get_parameter(n).shape[-1] for n in tied.values()}
     out = []
     for name, param in model.named_parameters():
         if selected is not None and id(param) not in selected:
@@ -449,13 +503,13 @@ def _targets(model, context: ModelContext, selected, opts: PolicyOptions):
                 f"parameter {name!r} is an uninitialized lazy parameter: pass example_input so "
                 "that one forward pass materializes it before planning"
             )
-        owner_name, _, leaf = name.rpartition(".")
+        owner_name, _, leaf = tied.get(id(param), name).rpartition(".")
         owner = modules[owner_name]
         parent = modules.get(owner_name.rpartition(".")[0]) if owner_name else None
         kind = layer_kind(owner, parent)
         # an MHA's out_proj is never called on its own: it takes the context of the MHA
         ctx = context.of(owner_name if kind != "attention_out" else owner_name.rpartition(".")[0])
-        fan_in, fan_out, blocks, note = _fans(owner, leaf, kind)
+        fans = _fans(owner, leaf, kind, parent)
         target = Target(
             name=name,
             role=role_of(leaf),
@@ -465,15 +519,30 @@ def _targets(model, context: ModelContext, selected, opts: PolicyOptions):
             is_output=ctx.is_output,
             residual_end=ctx.residual_end,
             ndim=param.ndim,
-            fan_in=fan_in,
-            fan_out=fan_out,
-            blocks=blocks,
+            fan_in=fans.fan_in,
+            fan_out=fans.fan_out,
+            blocks=fans.blocks,
             hidden=getattr(owner, "hidden_size", None),
             ancestors=_ancestors(modules, owner_name),
+            tied_output=kind == "embedding" and param.ndim == 2 and param.shape[1] in widths,
         )
         frozen = not param.requires_grad and not opts.include_frozen
-        out.append((target, param, owner_name, tuple(aliases[id(param)][1:]), note, frozen))
+        out.append((target, param, owner_name, tuple(aliases[id(param)][1:]), fans, frozen))
     return out
+
+
+def _tied_embeddings(model, aliases: dict[int, list[str]], modules) -> dict[int, str]:
+    """Map ``id(weight)`` to its name under an embedding, for each weight an embedding shares
+    with an output projection (a linear layer): input and output embeddings tied as in Press
+    and Wolf, "Using the Output Embedding to Improve Language Models" (2017), GPT-2 and
+    Hugging Face's ``tie_word_embeddings`` (one Parameter reached under two module names)."""
+    tied = {}
+    for names in aliases.values():
+        owners = [(n, modules[n.rpartition(".")[0]]) for n in names]
+        embedding = next((n for n, m in owners if layer_kind(m) == "embedding"), None)
+        if embedding is not None and any(can_be_output(m) for _, m in owners):
+            tied[id(model.get_parameter(names[0]))] = embedding
+    return tied
 
 
 def _ancestors(modules: dict[str, nn.Module], owner_name: str) -> tuple[nn.Module, ...]:
@@ -481,11 +550,11 @@ def _ancestors(modules: dict[str, nn.Module], owner_name: str) -> tuple[nn.Modul
     return tuple(modules[".".join(parts[:i])] for i in range(len(parts)))
 
 
-def _fans(owner: nn.Module, leaf: str, kind: str):
+def _fans(owner: nn.Module, leaf: str, kind: str, parent: nn.Module | None) -> ParamFans:
     try:
-        return fans_of(owner, leaf, kind)
+        return fans_of(owner, leaf, kind, parent)
     except ValueError as error:  # e.g. an uninitialized lazy parameter: plan it without fans
-        return None, None, 1, str(error)
+        return ParamFans(None, None, 1, str(error))
 
 
 def _stored_fans(owner: nn.Module, param: torch.Tensor, leaf: str) -> tuple[int, int] | None:
@@ -500,7 +569,7 @@ def _stored_fans(owner: nn.Module, param: torch.Tensor, leaf: str) -> tuple[int,
 
 
 def _row(entry, rule: Rule | None, n_scaled: int, context: ModelContext) -> PlanRow:
-    t, param, owner_name, tied, note, frozen = entry
+    t, param, owner_name, tied, fans, frozen = entry
     act = None if t.activation is None else str(t.activation)
     common = {
         "name": t.name,
@@ -513,6 +582,7 @@ def _row(entry, rule: Rule | None, n_scaled: int, context: ModelContext) -> Plan
         "activation": "output" if t.is_output else act,
         "module": owner_name,
         "tied": tied,
+        "block_dim": fans.block_dim,
     }
     tied_text = f"; tied with {', '.join(tied)}, initialized once" if tied else ""
     if frozen:
@@ -535,11 +605,13 @@ def _row(entry, rule: Rule | None, n_scaled: int, context: ModelContext) -> Plan
             f"{type(t.module).__name__} has none of {list(_OWN_INIT)}"
         )
     if not rule.per_block:
-        common["blocks"] = 1
+        common["blocks"], common["block_dim"] = 1, 0
         if stored is not None:
             common["fan_in"], common["fan_out"] = stored
-    if draw.distribution == "orthogonal":
-        rows, cols = tuple(param.shape)[0] // common["blocks"], param[0].numel()
+    if draw.distribution == "orthogonal":  # a (rows, cols) block: entries of variance 1/max
+        block = list(param.shape)
+        block[common["block_dim"]] //= common["blocks"]
+        rows, cols = block[0], math.prod(block[1:])
         draw = dataclasses.replace(draw, std=draw.gain / max(rows, cols) ** 0.5)
     return PlanRow(
         **common,
@@ -550,7 +622,7 @@ def _row(entry, rule: Rule | None, n_scaled: int, context: ModelContext) -> Plan
         value=draw.value,
         gain=draw.gain,
         zero_rows=_zero_rows(rule, t.module),
-        reason=_reason(rule, draw, t, context, note) + tied_text,
+        reason=_reason(rule, draw, t, context, fans.note) + tied_text,
     )
 
 

@@ -43,7 +43,9 @@ class PolicyOptions:
             2017, "Accurate, Large Minibatch SGD", Sec. 5.1); needs ``example_input``.
         scale_residual: scale residual-branch output projections by 1/sqrt(number of branches)
             = 1/sqrt(2 n_layers) for transformers (Radford et al. 2019, GPT-2, Sec. 2.3).
-        embedding_std: std of embedding weights (auto: 1.0; gpt2 and bert: ``std``).
+        embedding_std: std of embedding weights (auto: 1.0, and 1/sqrt(dim) for an embedding
+            tied to the output layer and the embeddings of its width; gpt2 and bert: ``std``).
+            Given, it applies to every embedding, tied or not.
         std: the initializer range of the gpt2 and bert presets (Hugging Face default 0.02).
         include_frozen: also initialize parameters with ``requires_grad=False``.
     """
@@ -104,6 +106,8 @@ def _auto(o: PolicyOptions) -> list[Rule]:
             )
         )
     rules += _norms()
+    if o.embedding_std is None:
+        rules.append(_tied_embedding())
     rules += [
         Rule(
             "embedding N(0, std)",
@@ -175,6 +179,27 @@ def _auto(o: PolicyOptions) -> list[Rule]:
     rules.append(Rule("attention output: Xavier", kinds=("attention_out",), min_ndim=2, **xavier))
     rules += _auto_weights(o, xavier)
     return rules
+
+
+def _tied_embedding() -> Rule:
+    # Why 1/dim: tied, E (V, dim) is also the output layer, logits = h @ E^T. A final norm
+    # gives h unit-variance entries, so Var(logit) = dim * Var(E): N(0, 1) gives variance dim
+    # (GPT-2 at dim 64, V = 1000: initial loss 30, ln V = 6.9); 1/dim gives unit variance.
+    return Rule(
+        "tied embedding: N(0, 1/dim)",
+        "variance_scaling",
+        kinds=("embedding",),
+        roles=("weight",),
+        tied_output=True,
+        mode="fan_out",
+        zero_rows="padding_idx",
+        note="input and output embedding tied (Press and Wolf 2017): variance 1/dim gives "
+        "unit-variance logits from a normalized hidden state (initial loss about ln V + 1/2), "
+        "the logits T5 gets from N(0, 1) and its dim^-1/2 rescale (Raffel et al. 2020), where "
+        "N(0, 1) gives logit variance dim; embeddings of the same width (positions, token "
+        "types) are summed with it and take the same std, as GPT-2 and BERT give all "
+        "embeddings one std",
+    )
 
 
 def _auto_weights(o: PolicyOptions, xavier: dict) -> list[Rule]:

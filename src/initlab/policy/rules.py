@@ -60,6 +60,8 @@ class Target:
     blocks: int
     hidden: int | None  # hidden_size of recurrent layers
     ancestors: tuple[nn.Module, ...] = ()  # the modules that contain the owner, root first
+    # an embedding whose width is that of an embedding tied to (shared with) an output layer
+    tied_output: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,10 @@ class Rule:
     * ``within``: a module class or class name that must contain the owning module (e.g.
       ``nn.Transformer``, whose own reset re-draws every matrix inside it).
     * ``residual_end``: whether the layer must (or must not) end a residual branch.
+    * ``tied_output``: whether the parameter is an embedding of width ``d`` in a model whose
+      output projection shares the weight of an embedding of width ``d`` (input and output
+      embeddings tied, Press and Wolf 2017): the tied embedding itself and the embeddings of
+      its width (positions, token types), which are summed with it.
     * ``min_ndim``: parameters with fewer dimensions do not match.
 
     Initializations (``init``), each with the fields it reads:
@@ -119,6 +125,7 @@ class Rule:
     module: type | tuple[type, ...] | str | None = None
     within: type | tuple[type, ...] | str | None = None
     residual_end: bool | None = None
+    tied_output: bool | None = None
     min_ndim: int = 0
     scale: float | str = 1.0
     mode: str = "fan_in"
@@ -175,6 +182,7 @@ class Rule:
             and (self.module is None or _module_matches(self.module, t.module))
             and (self.within is None or any(_module_matches(self.within, a) for a in t.ancestors))
             and (self.residual_end is None or self.residual_end == t.residual_end)
+            and (self.tied_output is None or self.tied_output == t.tied_output)
         )
 
     def to_dict(self) -> dict:
@@ -231,6 +239,8 @@ def _when(rule: Rule) -> str:
             parts.append(f"{key}={','.join(getattr(n, '__name__', str(n)) for n in names)}")
     if rule.residual_end is not None:
         parts.append("residual end" if rule.residual_end else "not residual end")
+    if rule.tied_output is not None:
+        parts.append("tied to output" if rule.tied_output else "not tied to output")
     if rule.min_ndim:
         parts.append(f"ndim>={rule.min_ndim}")
     return " ".join(parts) or "any parameter"

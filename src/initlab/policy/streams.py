@@ -18,8 +18,11 @@ seed gives.
   PyTorch's vectorized one.
 - ``orthogonal``: each of the row's ``blocks`` blocks along dim 0 is one matrix and is drawn
   whole by :func:`initlab.orthogonal_` from the generator of ``"{seed}:{name}:block{b}"``; a
-  QR needs the whole block, so a shard computes every block it overlaps.
-- ``constant``: block ``b`` along dim 0 takes ``value[b]`` (or the single value).
+  QR needs the whole block, so a shard computes every block it overlaps. A 2-D row with
+  ``block_dim=1`` (a Hugging Face ``Conv1D`` stored ``(in, out)``, q/k/v along dim 1) is drawn
+  as its transpose, whose blocks lie along dim 0.
+- ``constant``: block ``b`` along dim 0 (dim 1 when ``block_dim=1``) takes ``value[b]`` (or
+  the single value).
 - ``zero_rows``: those indices of dim 0 are set to 0 afterwards (embedding padding rows).
 
 Cost. A box that is the whole parameter is drawn chunk by chunk straight into a float32 CPU
@@ -232,6 +235,8 @@ def _draw_chunk(buf: torch.Tensor, row, seed: int, k: int, generator) -> torch.T
 
 def _per_block_(out: torch.Tensor, row, seed: int, shape, offset) -> None:
     """Orthogonal and constant rows: block ``b`` is ``param[b * R : (b + 1) * R]``."""
+    if row.block_dim == 1:  # (in, out) with blocks along dim 1: the blocks of dim 0 of W^T
+        out, shape, offset = out.T, shape[::-1], offset[::-1]
     if not shape:  # a scalar parameter (only a constant: the plan never makes it orthogonal)
         out.fill_(row.value[0])
         return

@@ -18,15 +18,15 @@ Two sources, the first that applies wins:
   The same machinery runs inside any forward pass through :class:`ActivationWatch`, which
   reports each functional activation call as it happens (:func:`initlab.diagnose` records its
   statistics); the tracer's own pass adds only ``no_grad`` and ``eval`` mode.
-* **structure** (no example input, or the forward failed): module registration order
-  (``named_modules``), reading named activation modules; norms, dropout and pooling are skipped
-  over. It cannot see functional activations or residual adds, and every reason says so.
+* **structure** (no example input): module registration order (``named_modules``), reading
+  named activation modules; norms, dropout and pooling are skipped over. It cannot see
+  functional activations or residual adds: every reason says so, and :func:`initlab.plan`
+  warns when a model with hidden linear or convolution layers shows no activation at all.
 """
 
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -97,19 +97,23 @@ def analyze(model: nn.Module, example_input=None) -> ModelContext:
     """Return the :class:`ModelContext` of ``model``, traced if ``example_input`` is given.
 
     ``example_input`` is a tensor (``model(x)``), a tuple/list (``model(*x)``) or a mapping
-    (``model(**x)``). A failing forward is reported as a warning and falls back to structure.
+    (``model(**x)``).
+
+    Raises:
+        ValueError: if the forward pass on ``example_input`` fails (the model's error is
+            chained): an input given on purpose that does not run is a mistake to fix, not a
+            reason to plan silently from the structure instead.
     """
     if example_input is None:
         return _from_structure(model)
     try:
         return _Tracer(model).run(example_input)
-    except Exception as error:  # any user forward can fail; the structure still gives a plan
-        warnings.warn(
-            f"tracing the model with example_input failed ({type(error).__name__}: {error}); "
-            "falling back to module structure",
-            stacklevel=3,
-        )
-        return _from_structure(model)
+    except Exception as error:  # any user forward can fail; say which input and why
+        raise ValueError(
+            f"example_input did not run through the model ({type(error).__name__}: {error}); "
+            "pass an input the model's forward accepts, or example_input=None to read "
+            "activations from the module structure"
+        ) from error
 
 
 @dataclass(frozen=True)

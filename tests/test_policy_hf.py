@@ -1,0 +1,163 @@
+"""The auto policy on Hugging Face GPT-2: tied input/output embeddings and the fused Conv1D
+q/k/v projection; the same tying in plain PyTorch modules."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from initlab.policy import Rule, init_model, plan
+from initlab.policy.streams import fill_box_
+
+transformers = pytest.importorskip("transformers")
+transformers.logging.set_verbosity_error()
+
+# Moment tests (STYLE.md): |s / sigma - 1| <= 5 c / sqrt(n), c = 0.707 (normal), 0.447 (uniform).
+NORMAL_C, UNIFORM_C = 0.707, 0.447
+V, T, B = 1000, 32, 8
+
+
+def close_std(t: torch.Tensor, sigma: float, c: float) -> bool:
+    return abs(t.float().std().item() / sigma - 1) <= 5 * c / math.sqrt(t.numel())
+
+
+def gpt2(d: int, **config) -> nn.Module:
+    cfg = transformers.GPT2Config(
+        vocab_size=V, n_positions=T, n_embd=d, n_layer=2, n_head=4, bos_token_id=0,
+        eos_token_id=0, **config,
+    )  # fmt: skip
+    return transformers.GPT2LMHeadModel(cfg)
+
+
+def initial_loss(model: nn.Module, seed: int = 0, **options) -> float:
+    ids = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(seed))
+    init_model(model, example_input={"input_ids": ids}, seed=seed, **options)
+    with torch.no_grad():
+        return model(input_ids=ids, labels=ids).loss.item()
+
+
+def loss_band(s2: float) -> tuple[float, float]:
+    """Expected initial loss and a 5-sigma tolerance for logits i.i.d. N(0, s2) over V classes.
+
+    Per position the loss is logsumexp(z) - z_y. E[logsumexp] = ln V + s2/2 - (e^s2 - 1)/(2V)
+    to second order (the log of a mean of V lognormals), E[z_y] = 0 for random labels. The
+    std of z_y is sqrt(s2), averaged over the N = B (T - 1) predicted positions; the common
+    part of logsumexp (one E for all positions) has relative std sqrt((e^s2 - 1) / V).
+    """
+    n = B * (T - 1)
+    mean = math.log(V) + s2 / 2 - math.expm1(s2) / (2 * V)
+    return mean, 5 * (math.sqrt(s2 / n) + math.sqrt(math.expm1(s2) / V))
+
+
+@pytest.mark.parametrize("d", [64, 256])
+def test_tied_gpt2_starts_at_the_loss_of_unit_variance_logits(d):
+    # Before: wte (tied to lm_head) drawn N(0, 1): logit variance d, loss 30 (d=64), 96.5 (256).
+    # Now N(0, 1/d): ln_f gives |h|^2 = d, so logits are i.i.d. N(0, |h|^2 / d) = N(0, 1).
+    model = gpt2(d)
+    mean, tol = loss_band(1.0)
+    assert abs(initial_loss(model) - mean) <= tol
+    row = plan(model)["transformer.wte.weight"]
+    assert row.rule == "tied embedding: N(0, 1/dim)" and row.tied == ("lm_head.weight",)
+    assert row.std == pytest.approx(d**-0.5)
+    assert close_std(model.transformer.wte.weight, d**-0.5, NORMAL_C)
+    # positions are summed with the token embedding and take its std (as GPT-2's one std)
+    assert plan(model)["transformer.wpe.weight"].std == pytest.approx(d**-0.5)
+    # the band tells the old init apart: N(0, 1) gives logit std sqrt(d), far above it
+    assert initial_loss(gpt2(d), embedding_std=1.0) > mean + 10 * tol
+
+
+def test_untied_gpt2_keeps_unit_embeddings_and_an_xavier_head():
+    d = 64
+    model = gpt2(d, tie_word_embeddings=False)
+    p = plan(model)
+    for name in ("transformer.wte.weight", "transformer.wpe.weight"):
+        assert (p[name].rule, p[name].std, p[name].tied) == ("embedding N(0, std)", 1.0, ())
+    assert p["lm_head.weight"].rule == "output layer: Xavier"
+    # Xavier uniform (V, d): variance 2 / (d + V) per entry, so s2 = |h|^2 2 / (d + V)
+    mean, tol = loss_band(2 * d / (d + V))
+    assert abs(initial_loss(model) - mean) <= tol
+
+
+def test_explicit_embedding_std_applies_to_the_tied_embedding_too():
+    row = plan(gpt2(64), embedding_std=0.02)["transformer.wte.weight"]
+    assert (row.rule, row.std) == ("embedding N(0, std)", 0.02)
+
+
+class HeadFirst(nn.Module):
+    """Tied like nanoGPT, but the head is registered first: its name comes first."""
+
+    def __init__(self, vocab=400, d=32):
+        super().__init__()
+        self.lm_head = nn.Linear(d, vocab, bias=False)
+        self.wte, self.wpe = nn.Embedding(vocab, d), nn.Embedding(16, d)
+        self.tag = nn.Embedding(10, 8)  # another width: not summed with the tied one
+        self.lm_head.weight = self.wte.weight
+
+
+def test_tied_weight_is_planned_as_the_embedding_in_either_order_and_without_a_trace():
+    model = HeadFirst()
+    p = init_model(model, seed=0)  # no example_input: tying is read from shared Parameters
+    row = p["lm_head.weight"]
+    assert (row.name, row.layer_kind, row.module, row.tied) == (
+        "lm_head.weight", "embedding", "wte", ("wte.weight",),
+    )  # fmt: skip
+    assert (row.fan_in, row.fan_out) == (400, 32)  # the embedding's (num, dim) reading
+    assert row.rule == "tied embedding: N(0, 1/dim)" and row.std == pytest.approx(32**-0.5)
+    assert close_std(model.wte.weight, 32**-0.5, NORMAL_C)
+    assert p["wpe.weight"].rule == "tied embedding: N(0, 1/dim)"
+    assert (p["tag.weight"].rule, p["tag.weight"].std) == ("embedding N(0, std)", 1.0)
+
+
+# ---- Conv1D (in, out): fused q/k/v along dim 1 ---------------------------------------------
+
+
+def test_conv1d_fans_read_the_in_out_layout_and_qkv_blocks():
+    d = 32
+    p = plan(gpt2(d, add_cross_attention=True))
+
+    def fans(name):
+        r = p[f"transformer.h.0.{name}"]
+        return r.fan_in, r.fan_out, r.blocks, r.block_dim
+
+    assert fans("attn.c_attn.weight") == (d, d, 3, 1)  # (d, 3d): q, k, v
+    assert fans("attn.c_attn.bias") == (d, d, 3, 0)
+    assert fans("crossattention.c_attn.weight") == (d, d, 2, 1)  # (d, 2d): k, v
+    assert fans("crossattention.q_attn.weight") == (d, d, 1, 0)
+    assert fans("attn.c_proj.weight") == (d, d, 1, 0)
+    assert fans("mlp.c_fc.weight") == (d, 4 * d, 1, 0)  # (in, out): not split, not swapped
+    assert fans("mlp.c_proj.weight") == (4 * d, d, 1, 0)
+    assert (
+        "3 blocks (q, k, v) along the output dim 1"
+        in p["transformer.h.0.attn.c_attn.weight"].reason
+    )
+
+
+def test_conv1d_c_attn_is_xavier_per_block():
+    d = 128  # blocks of 128 x 128 = 16384 entries
+    model = gpt2(d)
+    p = init_model(model, seed=0)
+    row = p["transformer.h.0.attn.c_attn.weight"]
+    bound = math.sqrt(6 / (d + d))  # per block; the whole (d, 3d) matrix would give 6 / 4d
+    assert row.bound == pytest.approx(bound)
+    weight = model.transformer.h[0].attn.c_attn.weight.detach()
+    assert weight.abs().max() <= bound
+    for block in weight.split(d, dim=1):
+        assert close_std(block, bound / math.sqrt(3), UNIFORM_C)
+
+
+def test_orthogonal_rule_on_conv1d_c_attn_is_orthogonal_per_block_and_box_exact():
+    d = 48
+    model = gpt2(d)
+    qkv = Rule("q/k/v orthogonal", "orthogonal", param="*attn.c_attn.weight")
+    p = init_model(model, rules=[qkv], seed=3)
+    weight = model.transformer.h[0].attn.c_attn.weight.detach()
+    for block in weight.split(d, dim=1):  # each (in, d) block, not rows of dim 0
+        assert torch.allclose(block.T @ block, torch.eye(d), atol=1e-5)
+    row = p["transformer.h.0.attn.c_attn.weight"]
+    assert row.std == pytest.approx(d**-0.5)
+    # a shard along either dim draws exactly its entries of the whole (DTensor contract)
+    top, right = torch.empty(d // 2, 3 * d), torch.empty(d, 3 * d // 2)
+    fill_box_(top, row, 3, (0, 0))
+    fill_box_(right, row, 3, (0, 3 * d // 2))
+    assert torch.equal(top, weight[: d // 2]) and torch.equal(right, weight[:, 3 * d // 2 :])
