@@ -21,8 +21,24 @@ COMMANDS: tuple[str, ...] = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """The top-level parser; arguments no parser took are reported in the subcommand's usage.
+
+    argparse leaves them to the top level, whose usage lists no subcommand option, so
+    ``initlab train --no-progress`` printed ``usage: initlab [-h] ...`` instead of train's.
+    """
+
+    commands: dict[str, argparse.ArgumentParser]  # set by build_parser
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.commands[parsed.command].error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="initlab",
         description="Initialize neural-network parameters, and measure whether it worked.",
     )
@@ -31,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"initlab.cli.{name}").register(sub)
+    parser.commands = sub.choices
     return parser
 
 

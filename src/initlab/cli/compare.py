@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
+from pathlib import Path
 
 from initlab.cli.train import add_common_options, model_params, positive_int, train_config
 
@@ -85,9 +87,11 @@ def _record_given(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from initlab.cli._validate import output_dir, split_schemes
     from initlab.experiments.distributed import is_main_process
-    from initlab.experiments.pretrain import PretrainConfig
+    from initlab.experiments.pretrain import PRETRAINED, PretrainConfig
     from initlab.experiments.report import format_table
+    from initlab.experiments.schemes import SCHEMES
     from initlab.experiments.sweep import CompareConfig, run_sweep
 
     if args.resume is not None:
@@ -95,9 +99,13 @@ def run(args: argparse.Namespace) -> int:
     out = args.resume or args.out or time.strftime("runs/compare-%Y%m%d-%H%M%S", time.gmtime())
     try:
         config = None
-        if args.resume is None:
+        if args.resume is not None:
+            _check_saved_config(Path(out) / "config.json")
+        else:
+            output_dir(out)
+            _check_subsets(args)
             config = CompareConfig(
-                schemes=tuple(s.strip() for s in args.schemes.split(",") if s.strip()),
+                schemes=split_schemes(args.schemes, [*SCHEMES, PRETRAINED]),
                 seeds=args.seeds,
                 first_seed=args.first_seed,
                 model=args.model,
@@ -131,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
+    except (ValueError, TypeError, OSError) as error:  # OSError: DownloadError, missing files
         print(f"initlab compare: error: {error}", file=sys.stderr)
         return 2
     if not is_main_process():  # under torchrun, rank 0 prints for all
@@ -139,6 +147,49 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(result.rows, result.config.target_accuracy))
     print(f"\nWrote {result.out_dir}: config.json, results.jsonl, summary.csv, report.md, figures")
     return 0
+
+
+def _check_saved_config(path: Path) -> None:
+    """Read the ``config.json`` a --resume continues; raise naming the file and what is wrong.
+
+    A missing file is left to :func:`~initlab.experiments.sweep.run_sweep`, which says how to
+    start a sweep there.
+
+    Raises:
+        ValueError: the file is not JSON, not an object, lacks a key or holds an invalid value.
+    """
+    from initlab.experiments.sweep import CompareConfig
+
+    if not path.is_file():
+        return
+    try:
+        text = path.read_text(encoding="utf-8")
+        if not isinstance(json.loads(text), dict):
+            raise ValueError("it holds no JSON object")
+        CompareConfig.from_json(text)
+    except json.JSONDecodeError as error:
+        problem = f"it is not valid JSON ({error})"
+    except KeyError as error:
+        problem = f"it lacks the key {error.args[0]!r}"
+    except (ValueError, TypeError) as error:
+        problem = str(error)
+    else:
+        return
+    raise ValueError(
+        f"cannot resume from {path}: {problem}; it must be the config.json that initlab compare "
+        "wrote (restore it, or start a new sweep with --out)"
+    )
+
+
+def _check_subsets(args: argparse.Namespace) -> None:
+    """Load the dataset once up front if a subset size is given, and check it fits."""
+    from initlab.cli._validate import subset_sizes
+    from initlab.experiments.datasets import load_dataset
+
+    if args.train_subset is None and args.test_subset is None:
+        return
+    dataset = load_dataset(args.dataset, data_dir=args.data_dir, download=args.download)
+    subset_sizes(dataset, args.train_subset, args.test_subset)
 
 
 def _warn_ignored(given: list[str]) -> None:

@@ -7,7 +7,6 @@ import inspect
 import json
 import sys
 import time
-from pathlib import Path
 
 HELP = "diagnose a zoo model at initialization under several schemes: tables, verdicts, figure"
 DEFAULT_SCHEMES = "normal,xavier_normal,kaiming_normal,orthogonal,lsuv"
@@ -50,29 +49,42 @@ def register(subparsers) -> None:
     add("--batch-size", type=int, default=256, help="examples in the batch (default: 256)")
     add("--dataset", default="mnist", help="dataset name (default: %(default)s, embedded)")
     add("--data-dir", default=None, help="directory of the dataset's IDX files (default: none)")
+    add(
+        "--download",
+        action="store_true",
+        help="download missing files from the public mirrors, checksum-verified (default: off)",
+    )
     add("--seed", type=int, default=0, help="construction and init seed (default: 0)")
     add("--out", default=None, help="output directory (default: runs/diagnose-<UTC timestamp>)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _diagnose(args)
+    except (ValueError, TypeError, OSError) as error:  # OSError: DownloadError, missing files
+        print(f"initlab diagnose: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _diagnose(args: argparse.Namespace) -> int:
+    from initlab.cli._validate import output_dir, split_schemes
     from initlab.diagnostics.plots import plot_depth_profiles
     from initlab.experiments.diagnosis import diagnose_schemes, format_mean_field, load_batch
+    from initlab.experiments.schemes import SCHEMES
 
     given = (("depth", args.depth), ("width", args.width), ("activation", args.activation))
     params = {k: v for k, v in given if v is not None}
     unsupported = _unsupported(args.model, params)
     if unsupported:
-        print(f"initlab diagnose: error: {unsupported}", file=sys.stderr)
-        return 2
-    schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
-    out = Path(args.out or time.strftime("runs/diagnose-%Y%m%d-%H%M%S", time.gmtime()))
-    try:
-        batch = load_batch(args.dataset, size=args.batch_size, data_dir=args.data_dir)
-        results = diagnose_schemes(args.model, schemes, batch, model_params=params, seed=args.seed)
-    except (ValueError, TypeError, FileNotFoundError) as error:
-        print(f"initlab diagnose: error: {error}", file=sys.stderr)
-        return 2
+        raise ValueError(unsupported)
+    schemes = split_schemes(args.schemes, SCHEMES)
+    # checked before the work, which otherwise ended in a FileExistsError traceback
+    out = output_dir(args.out or time.strftime("runs/diagnose-%Y%m%d-%H%M%S", time.gmtime()))
+    batch = load_batch(
+        args.dataset, size=args.batch_size, data_dir=args.data_dir, download=args.download
+    )
+    results = diagnose_schemes(args.model, schemes, batch, model_params=params, seed=args.seed)
     for r in results:
         print(f"== {r.scheme} ==")
         print(r.diagnosis.table())

@@ -162,24 +162,28 @@ def run(args: argparse.Namespace) -> int:
         # one line, not a traceback: nothing of a single run is saved, so nothing to resume
         print("\ninitlab train: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError) as error:
+    except (ValueError, TypeError, OSError) as error:  # OSError: DownloadError, missing files
         print(f"initlab train: error: {error}", file=sys.stderr)
         return 2
 
 
 def _train(args: argparse.Namespace) -> int:
+    from initlab.cli._validate import scheme_applies, subset_sizes
     from initlab.experiments.datasets import load_dataset
     from initlab.experiments.models import fit_classes
     from initlab.experiments.trainer import TensorData, label_classes, resolve_device, train_scheme
 
     config = train_config(args, args.seed)
+    params = model_params(args.model_param)
+    scheme_applies(args.model, args.scheme, params)  # before loading data: fail fast
     dataset = load_dataset(args.dataset, data_dir=args.data_dir, download=args.download)
     if args.train_subset is not None or args.test_subset is not None:
+        subset_sizes(dataset, args.train_subset, args.test_subset)
         dataset = dataset.subset(args.train_subset, args.test_subset, seed=args.seed)
     data = TensorData.from_dataset(dataset, resolve_device(args.device))
 
     def show(record) -> None:
-        print(f"Epoch {record.epoch}, Loss: {record.train_loss:.4f}")
+        print(f"Epoch {record.epoch}, Loss: {format_loss(record.train_loss)}")
         print(f"Test Accuracy: {100 * record.test_accuracy:.2f}%", flush=True)
 
     result = train_scheme(
@@ -187,7 +191,7 @@ def _train(args: argparse.Namespace) -> int:
         args.scheme,
         data,
         config,
-        model_params=fit_classes(args.model, model_params(args.model_param), label_classes(data)),
+        model_params=fit_classes(args.model, params, label_classes(data)),
         bias_init=args.bias_init,
         on_epoch=show,
     )
@@ -199,3 +203,8 @@ def _train(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def format_loss(loss: float) -> str:
+    """Format a loss as the seed does (``0.2345``), but ``4.513e+10`` from 1e6 up, not 11 digits."""
+    return f"{loss:.4f}" if abs(loss) < 1e6 else f"{loss:.4g}"

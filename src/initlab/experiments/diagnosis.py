@@ -43,13 +43,15 @@ class SchemeDiagnosis:
 
 
 def load_batch(
-    dataset: str = "mnist", *, size: int = 256, data_dir: str | None = None
+    dataset: str = "mnist", *, size: int = 256, data_dir: str | None = None, download: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return the first ``size`` training images as ``(B, 1, H, W)`` floats in [0, 1], and labels.
 
     The scaling (pixel / 255) is the trainer's, so the diagnosis sees what training sees.
+    ``dataset``, ``data_dir`` and ``download`` are those of
+    :func:`~initlab.experiments.datasets.load_dataset`, which raises on missing files.
     """
-    data = load_dataset(dataset, data_dir=data_dir)
+    data = load_dataset(dataset, data_dir=data_dir, download=download)
     x = data.train_images[:size].unsqueeze(1).float().div_(255.0)
     return x, data.train_labels[:size]
 

@@ -1,0 +1,121 @@
+"""Checks of command-line values made before any work, worded in the flags the user typed.
+
+The library names its own arguments (``n_test``, ``out_dir``); these checks run first, so that a
+mistake ends in an error naming the flag (``--test-subset``, ``--out``), not in a traceback at
+the end of a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+# Why fixup fails on a plain model, and what to do instead (fixup_'s own error names no model).
+FIXUP_HINT = " (fixup needs residual blocks: use model 'resmlp' or 'resnet', --model resmlp)"
+
+
+def split_schemes(text: str, accepted: Iterable[str]) -> tuple[str, ...]:
+    """Split ``--schemes`` on commas; refuse empty entries and names not in ``accepted``.
+
+    Only the name before the first ``:`` is checked here; the library parses the options.
+
+    Raises:
+        ValueError: an entry is empty (``seed,,zeros``, a trailing comma) or names no scheme
+            of ``accepted`` (the message lists them all).
+    """
+    from initlab._checks import one_of
+
+    entries = tuple(entry.strip() for entry in text.split(","))
+    if not all(entries):
+        raise ValueError(
+            "--schemes must be scheme names separated by single commas, e.g. seed,zeros; "
+            f"got an empty entry in --schemes {text!r}"
+        )
+    for entry in entries:
+        one_of("scheme", entry.split(":")[0], accepted)
+    return entries
+
+
+def output_dir(path: str | Path, flag: str = "--out") -> Path:
+    """Return ``path`` if it is a directory or can be created as one.
+
+    Raises:
+        ValueError: ``path``, or the closest of its parents that exists, is not a directory.
+    """
+    path = Path(path)
+    existing = next(p for p in (path, *path.parents) if p.exists())  # "." ends relative paths
+    if not existing.is_dir():
+        what = "is a file" if existing == path else f"is inside {str(existing)!r}, a file"
+        raise ValueError(
+            f"{flag} must be a directory (created if missing); got {flag} {str(path)!r}, which "
+            f"{what}"
+        )
+    return path
+
+
+def output_file(path: str | Path, flag: str) -> Path:
+    """Return ``path`` if a file can be written there: its directory exists, it is no directory.
+
+    Raises:
+        ValueError: the directory is missing (or is a file), or ``path`` is a directory.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{flag} must be a file name; got {flag} {str(path)!r}, a directory")
+    if not path.parent.is_dir():
+        raise ValueError(
+            f"{flag} {str(path)!r}: the directory {str(path.parent)!r} does not exist; "
+            "create it first or give another path"
+        )
+    return path
+
+
+def subset_sizes(dataset, train_subset: int | None, test_subset: int | None) -> None:
+    """Refuse a ``--train-subset`` or ``--test-subset`` larger than its split of ``dataset``.
+
+    Args:
+        dataset: a loaded :class:`~initlab.experiments.datasets.Dataset`.
+
+    Raises:
+        ValueError: a size exceeds its split; the message gives the split's size.
+    """
+    splits = (
+        ("--train-subset", train_subset, "training", len(dataset.train_labels)),
+        ("--test-subset", test_subset, "test", len(dataset.test_labels)),
+    )
+    for flag, size, split, total in splits:
+        if size is not None and size > total:
+            raise ValueError(
+                f"{flag} must be at most {total}, the size of the {dataset.name} {split} split; "
+                f"got {flag} {size}"
+            )
+
+
+def scheme_applies(model: str, scheme: str, params: dict) -> None:
+    """Initialize a throwaway zoo ``model`` by ``scheme``; say so if the scheme does not fit it.
+
+    Data-dependent ``lsuv`` is skipped (it needs a batch); ``initlab compare`` runs the same
+    check inside its sweep.
+
+    Raises:
+        ValueError: ``scheme`` fails on ``model``, e.g. ``fixup`` on a model without residual
+            blocks (the message names the model and, for fixup, which models to use);
+            or the model or its parameters are invalid (the library's own message).
+    """
+    import torch
+
+    from initlab.experiments.models import build_model
+    from initlab.experiments.schemes import initialize, parse_scheme
+
+    parse_scheme(scheme)  # an unknown name or option is not a misfit: its own message
+    if scheme.split(":")[0] == "lsuv":
+        return
+    with torch.random.fork_rng(devices=[]):  # construction draws from the global RNG
+        net = build_model(model, **params)
+    try:
+        initialize(net, scheme, generator=torch.Generator().manual_seed(0))
+    except ValueError as error:
+        hint = FIXUP_HINT if scheme.split(":")[0] == "fixup" else ""
+        raise ValueError(
+            f"scheme {scheme!r} does not apply to model {model!r}{hint}: {error}"
+        ) from error
