@@ -27,17 +27,30 @@ Verdicts and their thresholds (module constants below):
   weight layer but the last when the model has no recognized activation.
 - ``vanishing_gradients`` / ``exploding_gradients``: the back-propagated signal through the
   hidden layers, as in Glorot and Bengio (2010, Sec. 4.2.2, Fig. 7): the RMS gradient with
-  respect to the first hidden weight layer's output (pre-activation) is below
-  ``1 / SIGNAL_RATIO`` or above ``SIGNAL_RATIO`` times that of the last hidden weight layer
-  (needs ``loss_fn``). The head (last weight layer) is excluded: its output gradient is the
-  loss's, set by the number of classes and not by depth, and a narrow head against wide hidden
-  layers would bias the ratio. RMS is per element, so layer widths do not. A factor 10 over the
-  whole network is the same order-of-magnitude rule as for activations: variance-preserving
-  schemes stay within it at any depth (ReLU 3 layers with Xavier: about 0.5), a per-layer
-  factor off by sqrt(2) crosses it after 7 layers. Needs at least two hidden weight layers.
-  Not judged when the last weight layer is all zero: a zero output layer (Fixup, zero init)
-  blocks every back-propagated signal at step zero by design and unblocks after the first
-  update.
+  respect to the first comparable weight layer's output (pre-activation) is below
+  ``1 / SIGNAL_RATIO`` or above ``SIGNAL_RATIO`` times that of the last one (needs ``loss_fn``).
+  Comparable layers, so that the ratio compares like with like:
+
+  * plain networks (no residual add in the forward): every weight layer but the last. The head
+    is excluded: its output gradient is the loss's, set by the number of classes and not by
+    depth, and a narrow head against wide hidden layers would bias the ratio.
+  * residual networks (the forward adds a deeper branch to a shallower stream, as the policy's
+    tracer finds it): only the weight layers that end a residual branch (``linear2`` of every
+    transformer block, ``fc2`` of every residual MLP block). The gradient of a sum reaches each
+    summand unchanged, so each such layer's output gradient is the residual stream's gradient
+    at its add, up to a per-block multiplier that is equal across blocks at init (Fixup's
+    ``1 + s``); the ratio follows the stream from the last block back to the first. Layers
+    off the stream (a stem or patch embedding ahead of a normalization, a layer inside a
+    branch) are not compared with layers on it: a pre-norm block divides the stream by its
+    std, so the gradient before the first norm scales with 1 / (embedding std) and says
+    nothing about depth.
+
+  RMS is per element, so layer widths do not bias the ratio. A factor 10 over the whole network
+  is the same order-of-magnitude rule as for activations: variance-preserving schemes stay
+  within it at any depth (ReLU 3 layers with Xavier: about 0.5), a per-layer factor off by
+  sqrt(2) crosses it after 7 layers. Needs at least two comparable layers. Not judged when the
+  last weight layer is all zero: a zero output layer (Fixup, zero init) blocks every
+  back-propagated signal at step zero by design and unblocks after the first update.
 - ``dead_layers``: a ReLU/ReLU6 layer with more than ``DEAD_FRACTION`` (0.5) of its units zero for
   every example of the batch.
 - ``saturated_layers``: a tanh/hardtanh (``|y| > 0.99``) or sigmoid (``y < 0.01`` or
@@ -49,7 +62,23 @@ Verdicts and their thresholds (module constants below):
   layer in registration order, a heuristic outside plain chains; the last layer of a residual
   branch declared by ``residual_branch()`` (:mod:`initlab.datadriven.fixup`) adds into the
   residual stream and is never counted as symmetric.
-- ``healthy``: none of the above.
+- ``large_output``: the std of the model's output (its first floating-point output tensor,
+  e.g. the logits) is above ``OUTPUT_STD`` (10) or not finite. The other verdicts compare
+  layers with each other and miss a network that is uniformly too large. Efficient BackProp
+  (LeCun, Bottou, Orr, Mueller 1998, Sec. 4.3-4.6) keeps inputs, targets and every unit's
+  output at unit scale; 10 is an order of magnitude above it, the factor of ``SIGNAL_RATIO``.
+  For a classifier, logits of std 10 (10 classes, independent N(0, 100) logits) start at an
+  expected cross-entropy of 15.5 instead of ln 10 = 2.30, with a mean top softmax probability
+  of 0.89 on an arbitrary class: a confidently wrong start. A small output (a zero-initialized
+  head) is by design and not flagged.
+- ``healthy``: none of the above. Its message says what was compared: without ``loss_fn`` no
+  backward pass runs and it claims nothing about gradients.
+
+Inputs: ``batch`` is the model's input as a plan's ``example_input`` takes it (a tensor,
+floating point or integer token ids, for ``model(x)``; a dict for ``model(**x)``), or a
+sequence ``(input, target, ...)`` whose first element is such an input (a tuple there for
+``model(*x)``). Statistics are taken of floating-point outputs only (token ids, masks and
+integer outputs get no row).
 """
 
 from __future__ import annotations
@@ -75,7 +104,9 @@ from initlab.fans import layer_fans
 
 # policy and diagnostics are one tier (see initlab/__init__.py); the tracer lives in policy
 # because plans were its first user.
-from initlab.policy.trace import ActivationCall, ActivationWatch
+from initlab.policy.activations import from_module
+from initlab.policy.kinds import layer_kind
+from initlab.policy.trace import ActivationCall, ActivationWatch, call_args, tensors_in
 
 __all__ = ["Diagnosis", "LayerStats", "ParamStats", "Verdict", "diagnose"]
 
@@ -83,20 +114,11 @@ SIGNAL_RATIO = 10.0
 DEAD_FRACTION = 0.5
 SATURATED_FRACTION = 0.5
 SYMMETRIC_FRACTION = 0.5
+OUTPUT_STD = 10.0
 _WEIGHT_TYPES = (nn.Linear, nn.modules.conv._ConvNd)
-# Activation modules with a dead or saturated fraction, under the names functional calls have;
-# ReLU6 subclasses Hardtanh, so it is matched first.
-_FRACTION_MODULES = (
-    (nn.ReLU, "relu"), (nn.ReLU6, "relu6"), (nn.Tanh, "tanh"), (nn.Hardtanh, "hardtanh"),
-    (nn.Sigmoid, "sigmoid"),
-)  # fmt: skip
+# Activations with a dead or saturated fraction, by the policy's activation names.
 _DEAD = frozenset({"relu", "relu6"})
 _TANH = frozenset({"tanh", "hardtanh"})
-_ACTIVATION_TYPES = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU,
-    nn.SiLU, nn.Mish, nn.Tanh, nn.Hardtanh, nn.Sigmoid, nn.Hardsigmoid, nn.Hardswish,
-    nn.Softplus, nn.Softsign, nn.Tanhshrink,
-)  # fmt: skip
 
 # Every hint names a scheme that clears its verdict on the cases of tests/test_diagnose_hints.py.
 # For tanh the hint is gain 1 with fan_in scaling: at sigma_b = 0 the order-to-chaos transition
@@ -134,6 +156,12 @@ HINTS = {
         "identical units receive identical gradients and never differentiate: initialize the "
         "weights randomly (any scheme but zeros/constant); constant init is only for biases, "
         "norm layers and the last layer of residual branches (fixup)"
+    ),
+    "large_output": (
+        "the output is far above unit scale, so a classifier starts confidently wrong: give the "
+        "last layer a variance-preserving scale with gain 1 (xavier_normal or lecun_normal) or "
+        "start it at zero (fixup), and keep regression targets at unit variance (LeCun et al. "
+        "1998, Efficient BackProp, Sec. 4.5)"
     ),
 }
 
@@ -211,13 +239,20 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Diagnosis:
-    """What :func:`diagnose` found: per-layer and per-parameter statistics, and verdicts."""
+    """What :func:`diagnose` found: per-layer and per-parameter statistics, and verdicts.
+
+    ``output_std`` is the std of the model's first floating-point output tensor (None when it
+    has none); ``residual_ends`` names the layers that end a residual branch in the forward
+    pass (empty for a plain network), the layers the gradient verdict compares when present.
+    """
 
     layers: tuple[LayerStats, ...]
     params: tuple[ParamStats, ...]
     verdicts: tuple[Verdict, ...]
     loss: float | None = None
     jacobian_singular_values: tuple[float, ...] = field(default=())
+    output_std: float | None = None
+    residual_ends: tuple[str, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -293,7 +328,7 @@ class Diagnosis:
 
 def diagnose(
     model: nn.Module,
-    batch: torch.Tensor | Sequence[torch.Tensor],
+    batch: torch.Tensor | Mapping[str, torch.Tensor] | Sequence,
     *,
     loss_fn: Callable[..., torch.Tensor] | None = None,
     jacobian: int = 0,
@@ -316,19 +351,24 @@ def diagnose(
 
     Args:
         model: any module.
-        batch: an input tensor ``(B, ...)`` (B >= 2), or ``(input, target, ...)``.
+        batch: the model's input, or ``(input, target, ...)``. The input is a tensor
+            ``(B, ...)``, floating point or integer (token ids), for ``model(input)``; a dict
+            of tensors for ``model(**input)`` (a Hugging Face batch); inside the sequence also
+            a tuple for ``model(*input)``. Its first tensor has ``B >= 2`` examples.
         loss_fn: ``loss_fn(output, target)`` when ``batch`` is a sequence, ``loss_fn(output)``
-            otherwise; returns a scalar. ``None`` skips the backward pass.
+            otherwise; returns a scalar. ``None`` skips the backward pass, and no gradient is
+            measured or judged.
         jacobian: number of examples whose input-output Jacobian singular values to compute
-            (0: none). Each costs one backward pass per output element.
+            (0: none). Each costs one backward pass per output element; needs a single
+            floating-point input tensor.
 
     Returns:
         A :class:`Diagnosis`.
 
     Raises:
-        TypeError: ``batch`` holds no floating-point input tensor.
-        ValueError: fewer than 2 examples, a non-scalar loss, a loss with no gradient path, or
-            a negative ``jacobian``.
+        TypeError: ``batch``'s input holds no tensor.
+        ValueError: fewer than 2 examples, a non-scalar loss, a loss with no gradient path, a
+            negative ``jacobian``, or ``jacobian > 0`` without a floating-point input tensor.
 
     Example:
         >>> net = nn.Sequential(nn.Linear(10, 10), nn.Tanh(), nn.Linear(10, 2))
@@ -336,9 +376,15 @@ def diagnose(
         >>> [v.code for v in d.verdicts]
         ['healthy']
     """
-    x, rest = _split(batch)
+    inputs, rest = _split(batch)
     if isinstance(jacobian, bool) or not isinstance(jacobian, int) or jacobian < 0:
         raise ValueError(f"jacobian must be an integer >= 0; got jacobian={jacobian!r}")
+    if jacobian and not (isinstance(inputs, torch.Tensor) and inputs.dtype.is_floating_point):
+        raise ValueError(
+            "jacobian > 0 needs a single floating-point input tensor (the Jacobian is taken "
+            f"with respect to it); got jacobian={jacobian} with a {_describe(inputs)} input"
+        )
+    args, kwargs = call_args(inputs)
     params = dict(model.named_parameters())
     with ExitStack() as stack:
         for context in (preserved_modes(model), preserved_rng(), flush_denormal()):
@@ -346,30 +392,43 @@ def diagnose(
         stack.enter_context(_preserved_buffers_and_grads(model))
         recorder = _Recorder(model, want_grads=loss_fn is not None)
         with forward_hooks(leaf_modules(model), recorder):
-            with torch.set_grad_enabled(loss_fn is not None), recorder.watch.watching(x):
-                output = model(x)
+            with torch.set_grad_enabled(loss_fn is not None), recorder.watch.watching(inputs):
+                output = model(*args, **kwargs)
+            out = next((t for t in tensors_in(output) if t.dtype.is_floating_point), None)
+            output_stats = None if out is None else (_std(out.detach()), tuple(out.shape))
             loss = _backward(loss_fn, output, rest) if loss_fn is not None else None
         grads = {n: p.grad for n, p in params.items()}
-        spectrum = _jacobian_singular_values(model, x, jacobian)
+        spectrum = _jacobian_singular_values(model, inputs, jacobian)
     layers = recorder.layers()
     param_stats = _param_stats(model, params, grads)
-    verdicts = _verdicts(layers, param_stats)
-    return Diagnosis(tuple(layers), tuple(param_stats), tuple(verdicts), loss, spectrum)
+    ends = tuple(sorted(recorder.watch.residual_ends))
+    verdicts = _verdicts(layers, param_stats, ends, output_stats, loss)
+    output_std = output_stats[0] if output_stats else None
+    return Diagnosis(
+        tuple(layers), tuple(param_stats), tuple(verdicts), loss, spectrum, output_std, ends
+    )
 
 
-def _split(batch) -> tuple[torch.Tensor, list]:
-    x, rest = (batch[0], list(batch[1:])) if isinstance(batch, (tuple, list)) else (batch, [])
-    if not isinstance(x, torch.Tensor) or not x.dtype.is_floating_point:
+def _split(batch) -> tuple[object, list]:
+    """Return the model input and the rest (targets) of ``batch``; see :func:`diagnose`."""
+    inputs, rest = (batch[0], list(batch[1:])) if isinstance(batch, (tuple, list)) else (batch, [])
+    first = next(tensors_in(inputs), None)
+    if first is None:
         raise TypeError(
-            "batch must be a floating-point tensor or a sequence whose first element is one; "
-            f"got {type(x).__name__}"
-            + (f" of dtype {x.dtype}" if isinstance(x, torch.Tensor) else "")
+            "batch must be the model's input (a tensor, or a dict of tensors) or a sequence "
+            f"(input, target, ...) whose first element is one; got a {_describe(inputs)} input"
         )
-    if x.ndim == 0 or x.shape[0] < 2:
+    if first.ndim == 0 or first.shape[0] < 2:
         raise ValueError(
-            f"batch needs at least 2 examples for statistics; got input shape {tuple(x.shape)}"
+            f"batch needs at least 2 examples for statistics; got input shape {tuple(first.shape)}"
         )
-    return x, rest
+    return inputs, rest
+
+
+def _describe(inputs) -> str:
+    if isinstance(inputs, torch.Tensor):
+        return f"{inputs.dtype} tensor"
+    return type(inputs).__name__
 
 
 @contextmanager
@@ -444,8 +503,8 @@ class _Recorder:
 
 
 def _module_stats(name, module, args, y) -> dict:
-    act = next((a for cls, a in _FRACTION_MODULES if isinstance(module, cls)), None)
-    stats, var = _output_stats(y, act)
+    act = from_module(module)
+    stats, var = _output_stats(y, act.name if act is not None else None)
     row = {"name": name, "module_type": type(module).__name__, "kind": _kind(module), **stats}
     if row["kind"] == "weight" and args and isinstance(args[0], torch.Tensor):
         row["variance_ratio"] = _variance_ratio(module, args[0].detach(), var)
@@ -466,16 +525,20 @@ def _output_stats(y: torch.Tensor, activation: str | None) -> tuple[dict, float]
 
 
 def _kind(module: nn.Module) -> str:
-    if isinstance(module, _WEIGHT_TYPES):
+    # layer_kind "linear" adds Hugging Face's Conv1D (GPT-2), a Linear stored as (in, out).
+    if isinstance(module, _WEIGHT_TYPES) or layer_kind(module) == "linear":
         return "weight"
-    return "activation" if isinstance(module, _ACTIVATION_TYPES) else "other"
+    # from_module also knows third-party activation modules (HF's GELUActivation) by name.
+    return "activation" if from_module(module) is not None else "other"
 
 
 def _variance_ratio(module, x: torch.Tensor, observed: float) -> float:
     # Var(y_i) = sum_j W_ij^2 E[x_j^2] + b_i^2 for independent zero-mean weights and inputs;
     # averaged over units: fan_in * E[W^2] * E[x^2] + E[b^2] (He et al. 2015, eq. 7).
     w = module.weight.detach().double()
-    fan_in = layer_fans(module, "weight").fan_in  # (in / groups) * prod(kernel) for convs
+    # (in / groups) * prod(kernel) for convs; an HF Conv1D weight is stored (in, out)
+    is_torch = isinstance(module, _WEIGHT_TYPES)
+    fan_in = layer_fans(module, "weight").fan_in if is_torch else module.weight.shape[0]
     predicted = fan_in * float(w.pow(2).mean()) * float(x.double().pow(2).mean())
     if getattr(module, "bias", None) is not None:
         predicted += float(module.bias.detach().double().pow(2).mean())
@@ -552,24 +615,47 @@ def _symmetric_fraction(model, weight, successor) -> float:
 
 def _jacobian_singular_values(model, x, n) -> tuple[float, ...]:
     values: list[float] = []
-    for i in range(min(n, x.shape[0])):
+    for i in range(min(n, x.shape[0]) if n else 0):  # n > 0: x is a floating tensor
         with torch.enable_grad():
             jac = torch.autograd.functional.jacobian(lambda v: model(v[None])[0], x[i])
         values += torch.linalg.svdvals(jac.double().reshape(jac.shape[0], -1)).tolist()
     return tuple(values)
 
 
-def _verdicts(layers, params) -> list[Verdict]:
+def _verdicts(layers, params, residual_ends, output_stats, loss) -> list[Verdict]:
+    signal = _signal(layers)
+    pair = _gradient_pair(layers, params, residual_ends)
     found = [
-        *_signal_verdict(layers),
-        *_gradient_verdict(layers, params),
+        *_signal_verdict(signal),
+        *_gradient_verdict(pair, residual_ends),
         *_fraction_verdict(layers, "dead_fraction", DEAD_FRACTION, "dead_layers", "dead"),
         *_fraction_verdict(
             layers, "saturated_fraction", SATURATED_FRACTION, "saturated_layers", "saturated"
         ),
         *_symmetry_verdict(params),
+        *_output_verdict(output_stats, loss),
     ]
-    return found or [Verdict("healthy", "activations and gradients keep their scale")]
+    return found or [_healthy(signal, pair, any(r.grad_rms is not None for r in layers))]
+
+
+def _healthy(signal, pair, grads_measured: bool) -> Verdict:
+    """The healthy verdict, claiming only what was compared."""
+    if len(signal) >= 2 and pair is not None:
+        return Verdict("healthy", "activations and gradients keep their scale")
+    activations = (
+        "activations keep their scale"
+        if len(signal) >= 2
+        else "activations not compared (fewer than 2 hidden signals)"
+    )
+    if pair is not None:
+        gradients = "gradients keep their scale"
+    elif grads_measured:
+        gradients = (
+            "gradients not compared (fewer than 2 comparable weight layers, or a zero output layer)"
+        )
+    else:
+        gradients = "gradients not measured (no loss_fn: no backward pass ran)"
+    return Verdict("healthy", f"{activations}; {gradients}")
 
 
 def _ratio_verdict(first, last, what, code_stem) -> list[Verdict]:
@@ -589,23 +675,39 @@ def _signal(layers) -> list[LayerStats]:
     return activations or [r for r in layers if r.kind == "weight"][:-1]
 
 
-def _signal_verdict(layers) -> list[Verdict]:
-    signal = _signal(layers)
+def _signal_verdict(signal) -> list[Verdict]:
     if len(signal) < 2:
         return []
     what = f"hidden activation std from {signal[0].name} to {signal[-1].name}"
     return _ratio_verdict(signal[0].std, signal[-1].std, what, "activations")
 
 
-def _gradient_verdict(layers, params) -> list[Verdict]:
+def _gradient_pair(layers, params, residual_ends) -> tuple[LayerStats, LayerStats] | None:
+    """The (last, first) comparable weight rows of the gradient verdict (module docstring), or
+    None when it is not judged."""
     weights = [r for r in layers if r.kind == "weight" and r.grad_rms is not None]
-    hidden = weights[:-1]  # the head's gradient is the loss's, not a back-propagated signal
-    if len(hidden) < 2 or _all_zero(weights[-1].name, params):
+    if not weights or _all_zero(weights[-1].name, params):
+        return None
+    if residual_ends:  # each branch end's output gradient is the stream's at its add
+        comparable = [r for r in weights if r.name.split("#")[0] in residual_ends]
+    else:  # the head's gradient is the loss's, not a back-propagated signal
+        comparable = weights[:-1]
+    return (comparable[-1], comparable[0]) if len(comparable) >= 2 else None
+
+
+def _gradient_verdict(pair, residual_ends) -> list[Verdict]:
+    if pair is None:
         return []
-    # Back-propagation runs from the last hidden layer to the first: compare first to last.
-    # RMS is per element, so layers of different widths compare fairly.
-    what = f"pre-activation gradient RMS from {hidden[-1].name} back to {hidden[0].name}"
-    return _ratio_verdict(hidden[-1].grad_rms, hidden[0].grad_rms, what, "gradients")
+    # Back-propagation runs from the last layer to the first. RMS is per element, so layers
+    # of different widths compare fairly.
+    last, first = pair
+    what = (
+        "residual-stream gradient RMS at the outputs of"
+        if residual_ends
+        else ("pre-activation gradient RMS from")
+    )
+    what += f" {last.name} back to {first.name}"
+    return _ratio_verdict(last.grad_rms, first.grad_rms, what, "gradients")
 
 
 def _all_zero(layer: str, params) -> bool:
@@ -613,6 +715,21 @@ def _all_zero(layer: str, params) -> bool:
     base = layer.split("#")[0]
     name = f"{base}.weight" if base else "weight"
     return any(p.name == name and p.sigma_max == 0.0 for p in params)
+
+
+def _output_verdict(output_stats, loss) -> list[Verdict]:
+    if output_stats is None:
+        return []
+    std, shape = output_stats
+    if math.isfinite(std) and std <= OUTPUT_STD:
+        return []
+    message = f"output std {std:.3g} is above {OUTPUT_STD:g}, an order of magnitude over unit scale"
+    if loss is not None and len(shape) == 2 and shape[1] >= 2:
+        message += (
+            f"; initial loss {loss:.3g} (cross-entropy with near-zero logits starts at "
+            f"ln {shape[1]} = {math.log(shape[1]):.3g})"
+        )
+    return [Verdict("large_output", message, HINTS["large_output"])]
 
 
 def _fraction_verdict(layers, attr, threshold, code, word) -> list[Verdict]:

@@ -38,7 +38,15 @@ from torch.overrides import TorchFunctionMode
 from initlab.policy.activations import Activation, from_function, from_module
 from initlab.policy.kinds import can_be_output, is_norm, is_opaque, is_weight_layer
 
-__all__ = ["ActivationCall", "ActivationWatch", "LayerContext", "ModelContext", "analyze"]
+__all__ = [
+    "ActivationCall",
+    "ActivationWatch",
+    "LayerContext",
+    "ModelContext",
+    "analyze",
+    "call_args",
+    "tensors_in",
+]
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +158,9 @@ class ActivationWatch:
     ``F.relu``) and inside opaque layers (``nn.LSTM``, ``nn.MultiheadAttention``) are not
     reported: the module is the activation. A hand-written GELU (``erf`` or ``tanh`` form) is
     not reported: the call's output is an inner term, not the GELU's. Grad mode and train/eval
-    flags are left as they are.
+    flags are left as they are. After each :meth:`watching` block, ``residual_ends`` holds the
+    layers that end a residual branch in the forward passes watched (as in a plan's
+    ``residual_end``: the layers whose output the deeper summand of a residual add still is).
 
     Args:
         model: the module whose forward passes are watched.
@@ -168,6 +178,7 @@ class ActivationWatch:
     def __init__(self, model: nn.Module, on_call: Callable[[ActivationCall], None]):
         self._model = model
         self._on_call = on_call
+        self.residual_ends: frozenset[str] = frozenset()
 
     @contextmanager
     def watching(self, inputs) -> Iterator[None]:
@@ -182,6 +193,7 @@ class ActivationWatch:
             with self._tracer.observing(inputs):
                 yield
         finally:
+            self.residual_ends = frozenset(self._tracer.state.residual_ends)
             del self._tracer
 
     @contextmanager
@@ -225,15 +237,17 @@ class _State:
     n_calls: int = 0
 
 
-def _tensors(obj) -> Iterator[torch.Tensor]:
+def tensors_in(obj) -> Iterator[torch.Tensor]:
+    """Yield the tensors in ``obj``: a tensor, or tensors nested in lists, tuples and mappings
+    (a Hugging Face ``ModelOutput`` is a mapping), depth first in order."""
     if isinstance(obj, torch.Tensor):
         yield obj
     elif isinstance(obj, (list, tuple)):
         for item in obj:
-            yield from _tensors(item)
+            yield from tensors_in(item)
     elif isinstance(obj, Mapping):
         for item in obj.values():
-            yield from _tensors(item)
+            yield from tensors_in(item)
 
 
 class _Mode(TorchFunctionMode):
@@ -258,7 +272,7 @@ class _Tracer:
         self.on_call = on_call
 
     def run(self, example_input) -> ModelContext:
-        args, kwargs = _call_args(example_input)
+        args, kwargs = call_args(example_input)
         was_training = self.model.training
         self.model.eval()  # batch norm must not update its running statistics here
         try:
@@ -275,7 +289,7 @@ class _Tracer:
             for module in self.model.modules():
                 stack.callback(module.register_forward_pre_hook(self._pre, with_kwargs=True).remove)
                 stack.callback(module.register_forward_hook(self._post, with_kwargs=True).remove)
-            for t in _tensors(inputs):
+            for t in tensors_in(inputs):
                 self._set(t, _Info(frozenset(), 0))
             stack.enter_context(_Mode(self))
             yield
@@ -299,8 +313,8 @@ class _Tracer:
         if self.state.suppress:
             return
         act = from_module(module)
-        inputs = [i for i in map(self._info, _tensors((args, kwargs))) if i is not None]
-        first = next(_tensors((args, kwargs)), None)
+        inputs = [i for i in map(self._info, tensors_in((args, kwargs))) if i is not None]
+        first = next(tensors_in((args, kwargs)), None)
         if act is not None and first is not None:
             self._activation(act, first, output, report=False)  # the module is the activation
             return
@@ -313,13 +327,13 @@ class _Tracer:
             sources |= frozenset().union(*(i.sources for i in inputs))
         else:
             depth += 1
-        for t in _tensors(output):
+        for t in tensors_in(output):
             self._set(t, _Info(sources, depth))
 
     def on_function(self, func, args, kwargs, out) -> None:
         name = getattr(func, "__name__", "")
         act = from_function(func, args, kwargs)
-        first = next(_tensors((args, kwargs)), None)
+        first = next(tensors_in((args, kwargs)), None)
         if act is not None and first is not None:
             # erf and the tanh of a tanh-GELU compute an inner term of a GELU, not its output.
             report = name.rstrip("_") != "erf"
@@ -328,9 +342,9 @@ class _Tracer:
                 report = False
             self._activation(act, first, out, report=report)
             return
-        inputs = [i for i in map(self._info, _tensors((args, kwargs))) if i is not None]
+        inputs = [i for i in map(self._info, tensors_in((args, kwargs))) if i is not None]
         if not inputs:
-            for t in _tensors(out):
+            for t in tensors_in(out):
                 self._set(t, _Info(frozenset(), 0))
             return
         depth = max(i.depth for i in inputs)
@@ -345,9 +359,9 @@ class _Tracer:
                 name in {"pow", "__pow__"} and len(args) > 1 and args[1] == 3
             )
             info = _Info(frozenset().union(*(i.sources for i in inputs)), depth, cubic)
-            if name in _MULS and len(inputs) == 1 and len(list(_tensors(args))) == 1:
+            if name in _MULS and len(inputs) == 1 and len(list(tensors_in(args))) == 1:
                 info.base = inputs[0].base or id(first)  # x * number: still "x" for SiLU
-        for t in _tensors(out):
+        for t in tensors_in(out):
             self._set(t, info)
 
     def _activation(self, act: Activation, inp: torch.Tensor, out, *, report: bool) -> None:
@@ -363,12 +377,12 @@ class _Tracer:
             for layer in layers:
                 self.state.activations[layer] = act
             chain = _Chain(info.base or id(inp), (act.name,), layers, info.sources, (call,))
-        for t in _tensors(out):
+        for t in tensors_in(out):
             self._set(t, _Info(frozenset(), info.depth, chain=chain))
 
     def _report(self, act, sources, out, replaces: tuple[int, ...] = ()) -> int | None:
         """Hand a functional activation call to ``on_call``; return its index."""
-        output = next(_tensors(out), None)
+        output = next(tensors_in(out), None)
         if self.on_call is None or output is None:
             return None
         rank = {n: i for i, n in enumerate(self.state.order)}
@@ -396,7 +410,7 @@ class _Tracer:
                 self.state.activations[layer] = Activation(composite)
             if None not in chain.calls:  # every part was reported: the product replaces them
                 self._report(Activation(composite), chain.sources, out, chain.calls)
-            for t in _tensors(out):
+            for t in tensors_in(out):
                 self._set(t, _Info(frozenset(), info.depth))
             return True
         return False
@@ -412,7 +426,7 @@ class _Tracer:
     def _context(self, output) -> ModelContext:
         rank = {n: i for i, n in enumerate(self.state.order)}
         outputs = set()
-        for t in _tensors(output):
+        for t in tensors_in(output):
             info = self._info(t)
             free = [
                 s
@@ -432,7 +446,10 @@ class _Tracer:
         return ModelContext(layers, "trace", self.state.n_residual)
 
 
-def _call_args(example_input) -> tuple[tuple, dict]:
+def call_args(example_input) -> tuple[tuple, dict]:
+    """Return ``(args, kwargs)`` calling a model on ``example_input``: a mapping is keyword
+    arguments (``model(**x)``), a tuple or list positional ones (``model(*x)``), anything else
+    the one argument (``model(x)``)."""
     if isinstance(example_input, Mapping):
         return (), dict(example_input)
     if isinstance(example_input, (list, tuple)):
