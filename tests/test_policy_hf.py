@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+import initlab
 from initlab.policy import Rule, init_model, plan
 from initlab.policy.streams import fill_box_
 
@@ -110,6 +111,14 @@ def test_tied_weight_is_planned_as_the_embedding_in_either_order_and_without_a_t
 
 
 # ---- Conv1D (in, out): fused q/k/v along dim 1 ---------------------------------------------
+
+
+def test_layer_fans_reads_a_conv1d_weight_as_in_out():
+    # Before: read as (out, in) by compute_fans, fans swapped: (48, 16).
+    conv = transformers.pytorch_utils.Conv1D(48, 16)  # nf = 48 outputs, nx = 16 inputs
+    assert tuple(conv.weight.shape) == (16, 48)
+    lf = initlab.layer_fans(conv, "weight")
+    assert (lf.fan_in, lf.fan_out, lf.blocks) == (16, 48, 1)
 
 
 def test_conv1d_fans_read_the_in_out_layout_and_qkv_blocks():

@@ -129,6 +129,7 @@ def layer_fans(module: nn.Module, param_name: str) -> LayerFans:
     layer, parameter          stored shape          fan_in           fan_out          blocks
     ========================= ===================== ================ ================ ======
     Linear weight             (out, in)             in               out              1
+    Hugging Face Conv1D       (in, out)             in               out              1
     Bilinear weight           (out, in1, in2)       in1 * in2        out * in2        1
     Conv{1,2,3}d weight       (out, in/g, *kernel)  (in/g) * K       (out/g) * K      g
     ConvTranspose{1,2,3}d     (in, out/g, *kernel)  (in/g) * K       (out/g) * K      g
@@ -198,10 +199,19 @@ def layer_fans(module: nn.Module, param_name: str) -> LayerFans:
     if param.ndim < 2:
         raise _bias_error(param_name, owner, tuple(param.shape))
     shape = tuple(param.shape)
+    if _is_hf_conv1d(owner) and leaf == "weight":
+        note = f"Conv1D weight (in, out) = {shape}: y = x @ W + b, the transpose of nn.Linear"
+        return LayerFans(shape[0], shape[1], 1, note)
     for types, rule in _RULES:
         if isinstance(owner, types):
             return rule(owner, leaf, shape)
     return _generic(owner, leaf, shape)
+
+
+def _is_hf_conv1d(module: nn.Module) -> bool:
+    # Hugging Face's transformers.pytorch_utils.Conv1D (GPT-2, OpenAI GPT), recognized by name
+    # and its nf/nx sizes so that transformers is never imported here.
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and hasattr(module, "nx")
 
 
 def _bias_error(param_name: str, owner: nn.Module, shape: tuple[int, ...]) -> ValueError:

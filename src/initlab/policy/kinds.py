@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from initlab.fans import compute_fans, layer_fans
+from initlab.fans import layer_fans
 
 __all__ = [
     "KINDS",
@@ -183,7 +183,7 @@ def _conv1d_fans(owner: nn.Module, param, parent: nn.Module | None) -> ParamFans
     ``in_proj_weight``.
     """
     shape = tuple(param.shape)
-    fan_in, fan_out = compute_fans(param, in_axis=0, out_axis=1)
+    plain = layer_fans(owner, "weight")  # (in, out): fan_in = in, fan_out = out
     split = getattr(parent, "split_size", None)
     fused = (
         parent is not None
@@ -193,14 +193,14 @@ def _conv1d_fans(owner: nn.Module, param, parent: nn.Module | None) -> ParamFans
         and shape[1] % split == 0
     )
     if not fused:
-        return ParamFans(fan_in, fan_out, 1, f"Conv1D weight (in, out) = {shape}")
+        return ParamFans(plain.fan_in, plain.fan_out, 1, plain.note)
     blocks = shape[1] // split
     names = ", ".join(("q", "k", "v")[-blocks:]) if blocks <= 3 else f"{blocks} parts"
     note = (
         f"Conv1D c_attn weight (in, out) = {shape}: {blocks} blocks ({names}) along the output "
         f"dim 1, each (in, split_size) = ({shape[0]}, {split})"
     )
-    return ParamFans(fan_in, split, blocks, note, block_dim=1)
+    return ParamFans(plain.fan_in, split, blocks, note, block_dim=1)
 
 
 def _partner(owner: nn.Module, leaf: str, kind: str) -> str | None:
