@@ -296,8 +296,11 @@ def plan(
     activations -> He-type with :func:`initlab.gains.compute_gain`; no activation and the
     output layer -> Xavier (``output_init="lecun"`` for LeCun); RNN/LSTM/GRU -> Xavier input and
     orthogonal hidden weights per gate (Saxe et al. 2014), zero biases, LSTM forget bias 1
-    (Jozefowicz et al. 2015); attention -> Xavier per q/k/v block; embeddings N(0, 1) with the
-    padding row 0; norms 1 and 0. See :mod:`initlab.policy.presets` for all presets.
+    (Jozefowicz et al. 2015); attention -> Xavier per q/k/v block (Hugging Face's fused
+    ``Conv1D`` ``c_attn`` too); embeddings N(0, 1) with the padding row 0, except an embedding
+    tied to the output layer and the embeddings of its width: N(0, 1/dim), for unit-variance
+    logits (Press and Wolf 2017); norms 1 and 0. See :mod:`initlab.policy.presets` for all
+    presets.
 
     Args:
         model: any ``nn.Module``; parameters may be on any device, including meta.
@@ -535,7 +538,9 @@ def _tied_embeddings(model, aliases: dict[int, list[str]], modules) -> dict[int,
     """Map ``id(weight)`` to its name under an embedding, for each weight an embedding shares
     with an output projection (a linear layer): input and output embeddings tied as in Press
     and Wolf, "Using the Output Embedding to Improve Language Models" (2017), GPT-2 and
-    Hugging Face's ``tie_word_embeddings`` (one Parameter reached under two module names)."""
+    Hugging Face's ``tie_word_embeddings`` (one Parameter reached under two module names).
+    A forward that multiplies by an embedding's weight itself (``h @ self.wte.weight.T``) is
+    not recognized: give that weight a rule (``Rule(param="wte.weight", ...)``)."""
     tied = {}
     for names in aliases.values():
         owners = [(n, modules[n.rpartition(".")[0]]) for n in names]
