@@ -44,6 +44,7 @@ def test_uniform_bound_5_on_initnet_is_a_confidently_wrong_start(mnist):
         f"initial loss {d.loss:.3g} (cross-entropy with near-zero logits starts at ln 10 = 2.3)"
     )
     assert "xavier_normal" in v.hint and v.hint == HINTS["large_output"]
+    assert f"output std: {d.output_std:.3g}\nlarge_output: output std" in d.table()
 
 
 @pytest.mark.parametrize("scheme", ["seed", "xavier_normal", "kaiming_normal", "lecun_normal"])

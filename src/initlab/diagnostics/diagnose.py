@@ -120,7 +120,8 @@ _WEIGHT_TYPES = (nn.Linear, nn.modules.conv._ConvNd)
 _DEAD = frozenset({"relu", "relu6"})
 _TANH = frozenset({"tanh", "hardtanh"})
 
-# Every hint names a scheme that clears its verdict on the cases of tests/test_diagnose_hints.py.
+# Every hint names a scheme that clears its verdict on the cases of tests/test_diagnose_hints.py
+# (large_output: tests/test_diagnose_output.py).
 # For tanh the hint is gain 1 with fan_in scaling: at sigma_b = 0 the order-to-chaos transition
 # is at sigma_w^2 = 1 (Poole et al. 2016; Schoenholz et al. 2017), so gain 5/3 (sigma_w^2 = 2.8)
 # is chaotic and explodes the back-propagated signal in deep tanh networks.
@@ -264,7 +265,7 @@ class Diagnosis:
         return _signal(self.layers)
 
     def table(self) -> str:
-        """Return the layer table, the parameter table and the verdicts as text."""
+        """Return the layer table, the parameter table, the output std and the verdicts as text."""
         rows = [
             f"{'layer':<22} {'type':<10} {'mean':>10} {'std':>10} {'dead':>6} {'sat':>6} "
             f"{'var/pred':>9} {'grad rms':>10}"
@@ -287,6 +288,8 @@ class Diagnosis:
                 f"{_fmt(p.condition, '.3g'):>9} {_fmt(p.symmetric_fraction, '.2f'):>5}"
             )
         rows.append("")
+        if self.output_std is not None:
+            rows.append(f"output std: {self.output_std:.3g}")
         for v in self.verdicts:
             rows.append(f"{v.code}: {v.message}" + (f"\n  hint: {v.hint}" if v.hint else ""))
         return "\n".join(rows)
