@@ -273,6 +273,53 @@ def test_an_unknown_flag_shows_the_subcommands_usage(command, capsys):
     assert err.endswith(f"initlab {command}: error: unrecognized arguments: --no-progress\n")
 
 
+# numeric options are checked by argparse, which names the flag --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # before: "epochs must be an integer >= 1; got epochs=0" (the library's argument name)
+        (["train", "--epochs", "0"], "argument --epochs: must be at least 1; got 0"),
+        (["train", "--batch-size", "0"], "argument --batch-size: must be at least 1; got 0"),
+        (["train", "--max-steps", "-1"], "argument --max-steps: must be at least 1; got -1"),
+        (["train", "--log-every", "-1"], "argument --log-every: must be at least 0; got -1"),
+        (["train", "--log-every", "x"], "argument --log-every: expected an integer >= 0; got 'x'"),
+        (["train", "--lr", "-1"], "argument --lr: must be a finite number >= 0; got -1"),
+        (["train", "--lr", "inf"], "argument --lr: must be a finite number >= 0; got inf"),
+        (["train", "--lr", "nan"], "argument --lr: must be a finite number >= 0; got nan"),
+        (["train", "--weight-decay", "-0.1"], "argument --weight-decay: must be a finite number"),
+        (
+            ["train", "--momentum", "fast"],
+            "argument --momentum: expected a number >= 0; got 'fast'",
+        ),
+        (["compare", "--seeds", "0"], "argument --seeds: must be at least 1; got 0"),
+        (["compare", "--pretrain-epochs", "0"], "argument --pretrain-epochs: must be at least 1"),
+        (
+            ["compare", "--target-accuracy", "97"],
+            "argument --target-accuracy: must be a fraction in (0, 1], e.g. 0.97; got 97",
+        ),
+        (["compare", "--target-accuracy", "0"], "argument --target-accuracy: must be a fraction"),
+        (["diagnose", "--batch-size", "0"], "argument --batch-size: must be at least 1; got 0"),
+        (["diagnose", "--depth", "0"], "argument --depth: must be at least 1; got 0"),
+    ],
+)
+def test_numeric_options_are_checked_naming_the_flag(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert f"initlab {argv[0]}: error: {message}" in capsys.readouterr().err
+
+
+def test_numeric_options_keep_their_values_and_defaults():
+    from initlab.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--lr", "0", "--log-every", "0", "--epochs", "2"])
+    assert (args.lr, args.log_every, args.epochs, args.weight_decay) == (0.0, 0, 2, 0.01)
+    args = build_parser().parse_args(["compare", "--target-accuracy", "1"])
+    assert (args.target_accuracy, args.seeds, args.momentum) == (1.0, 3, 0.9)
+
+
 # 12. the missing-dataset message --------------------------------------------------------------
 
 

@@ -125,8 +125,10 @@ def test_compare_log_every_sets_the_loss_curve_windows(tmp_path, capsys):
     lines = (out / "results.jsonl").read_text().splitlines()
     (epoch,) = [ln for ln in map(json.loads, lines) if ln["type"] == "epoch"]
     assert [s for s, _ in epoch["loss_curve"]] == [6, 12, 16]  # 16 steps of 64 over 1000 images
-    assert main([*argv, *QUICK, "--log-every", "-2", "--out", str(tmp_path / "d")]) == 2
-    assert "log_every must be None" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, *QUICK, "--log-every", "-2", "--out", str(tmp_path / "d")])
+    assert exit_.value.code == 2
+    assert "argument --log-every: must be at least 0; got -2" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flag", ["--train-subset", "--test-subset"])

@@ -9,7 +9,13 @@ import sys
 import time
 from pathlib import Path
 
-from initlab.cli.train import add_common_options, model_params, positive_int, train_config
+from initlab.cli.train import (
+    add_common_options,
+    fraction,
+    model_params,
+    positive_int,
+    train_config,
+)
 
 HELP = "compare initialization schemes: train each over several seeds, table, report, figures"
 DEFAULT_SCHEMES = "seed,zeros,normal,xavier_uniform,kaiming_uniform,orthogonal"
@@ -37,11 +43,11 @@ def register(subparsers) -> None:
         help="comma-separated schemes, see `initlab schemes`, plus `pretrained`: pretrain on "
         "--pretrain-dataset, then fine-tune with a new classifier head (default: %(default)s)",
     )
-    add("--seeds", type=int, default=3, help="seeds per scheme (default: %(default)s)")
+    add("--seeds", type=positive_int, default=3, help="seeds per scheme (default: %(default)s)")
     add("--first-seed", type=int, default=0, help="first run seed (default: %(default)s)")
     add(
         "--target-accuracy",
-        type=float,
+        type=fraction,
         default=0.97,
         help="test accuracy (fraction) whose first epoch the table reports (default: %(default)s)",
     )
@@ -222,7 +228,7 @@ def add_pretrain_options(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--pretrain-epochs",
-        type=int,
+        type=positive_int,
         default=2,
         help="pretraining epochs (default: %(default)s)",
     )

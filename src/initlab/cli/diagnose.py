@@ -8,6 +8,8 @@ import json
 import sys
 import time
 
+from initlab.cli.train import positive_int
+
 HELP = "diagnose a zoo model at initialization under several schemes: tables, verdicts, figure"
 DEFAULT_SCHEMES = "normal,xavier_normal,kaiming_normal,orthogonal,lsuv"
 
@@ -30,13 +32,13 @@ def register(subparsers) -> None:
     add("--model", default="mlp", help="zoo model: mlp, resmlp, cnn, initnet (default: mlp)")
     add(
         "--depth",
-        type=int,
+        type=positive_int,
         default=None,
         help="hidden layers or blocks; mlp, resmlp, transformer only (default: the model's)",
     )
     add(
         "--width",
-        type=int,
+        type=positive_int,
         default=None,
         help="units per layer; mlp, resmlp only (default: the model's)",
     )
@@ -46,7 +48,7 @@ def register(subparsers) -> None:
         help="e.g. relu, tanh; mlp, resmlp only (default: the model's)",
     )
     add("--schemes", default=DEFAULT_SCHEMES, help="comma-separated (default: %(default)s)")
-    add("--batch-size", type=int, default=256, help="examples in the batch (default: 256)")
+    add("--batch-size", type=positive_int, default=256, help="examples in the batch (default: 256)")
     add("--dataset", default="mnist", help="dataset name (default: %(default)s, embedded)")
     add("--data-dir", default=None, help="directory of the dataset's IDX files (default: none)")
     add(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 HELP = "train one model under one initialization scheme and print the seed's lines per epoch"
@@ -85,20 +86,35 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         choices=("adamw", "sgd"),
         help="optimizer; sgd uses --momentum (default: %(default)s)",
     )
-    add("--lr", type=float, default=1e-3, help="learning rate (default: %(default)s)")
-    add("--weight-decay", type=float, default=0.01, help="weight decay (default: %(default)s)")
-    add("--momentum", type=float, default=0.9, help="SGD momentum (default: %(default)s)")
-    add("--batch-size", type=int, default=64, help="training batch size (default: %(default)s)")
-    add("--epochs", type=int, default=5, help="number of epochs (default: %(default)s)")
+    add("--lr", type=non_negative_float, default=1e-3, help="learning rate (default: %(default)s)")
+    add(
+        "--weight-decay",
+        type=non_negative_float,
+        default=0.01,
+        help="weight decay (default: %(default)s)",
+    )
+    add(
+        "--momentum",
+        type=non_negative_float,
+        default=0.9,
+        help="SGD momentum (default: %(default)s)",
+    )
+    add(
+        "--batch-size",
+        type=positive_int,
+        default=64,
+        help="training batch size (default: %(default)s)",
+    )
+    add("--epochs", type=positive_int, default=5, help="number of epochs (default: %(default)s)")
     add(
         "--max-steps",
-        type=int,
+        type=positive_int,
         default=None,
         help="stop each epoch after this many steps, for quick checks (default: no limit)",
     )
     add(
         "--log-every",
-        type=int,
+        type=non_negative_int,
         default=None,
         metavar="STEPS",
         help="record the mean training loss over windows of this many steps (results.jsonl "
@@ -114,13 +130,41 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
 
 def positive_int(text: str) -> int:
     """Parse a count of at least 1 (argparse names the option in its error message)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1; got {text!r}") from None
+    value = _parse(int, text, "an integer >= 1")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
     return value
+
+
+def non_negative_int(text: str) -> int:
+    """Parse a count of at least 0 (argparse names the option in its error message)."""
+    value = _parse(int, text, "an integer >= 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0; got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """Parse a finite number >= 0, such as a learning rate."""
+    value = _parse(float, text, "a number >= 0")
+    if not 0.0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0; got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """Parse a fraction in (0, 1], such as a target accuracy (0.97, not 97)."""
+    value = _parse(float, text, "a fraction in (0, 1]")
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1], e.g. 0.97; got {text}")
+    return value
+
+
+def _parse(kind, text: str, expected: str):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}; got {text!r}") from None
 
 
 def train_config(args: argparse.Namespace, seed: int):
