@@ -2,13 +2,19 @@
 
 The library names its own arguments (``n_test``, ``out_dir``); these checks run first, so that a
 mistake ends in an error naming the flag (``--test-subset``, ``--out``), not in a traceback at
-the end of a run.
+the end of a run. Commands import this module inside their ``run``, so ``--help`` stays fast.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+
+import torch
+
+from initlab._checks import one_of
+from initlab.experiments.models import build_model
+from initlab.experiments.schemes import initialize, parse_scheme
 
 # Why fixup fails on a plain model, and what to do instead (fixup_'s own error names no model).
 FIXUP_HINT = " (fixup needs residual blocks: use model 'resmlp' or 'resnet', --model resmlp)"
@@ -23,8 +29,6 @@ def split_schemes(text: str, accepted: Iterable[str]) -> tuple[str, ...]:
         ValueError: an entry is empty (``seed,,zeros``, a trailing comma) or names no scheme
             of ``accepted`` (the message lists them all).
     """
-    from initlab._checks import one_of
-
     entries = tuple(entry.strip() for entry in text.split(","))
     if not all(entries):
         raise ValueError(
@@ -102,11 +106,6 @@ def scheme_applies(model: str, scheme: str, params: dict) -> None:
             blocks (the message names the model and, for fixup, which models to use);
             or the model or its parameters are invalid (the library's own message).
     """
-    import torch
-
-    from initlab.experiments.models import build_model
-    from initlab.experiments.schemes import initialize, parse_scheme
-
     parse_scheme(scheme)  # an unknown name or option is not a misfit: its own message
     if scheme.split(":")[0] == "lsuv":
         return
