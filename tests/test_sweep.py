@@ -1,11 +1,17 @@
 """The comparison runner: files written, resume after an interrupt, divergence, the summary."""
 
 import csv
+import dataclasses
+import itertools
 import json
+import logging
 import re
 
 import pytest
+import torch
 
+from initlab.experiments import sweep
+from initlab.experiments.pretrain import PretrainConfig
 from initlab.experiments.report import (
     SummaryRow,
     _band,
@@ -64,44 +70,189 @@ def test_sweep_writes_config_results_summary_report_and_figures(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
 
 
-def test_interrupted_sweep_resumes_to_the_same_results(tmp_path):
-    config = CompareConfig(schemes=("seed", "xavier_normal"), seeds=2, **SMALL)
-    run_sweep(config, tmp_path / "full", progress=False)
+# 3 epochs, so that an interrupt after epoch 2 leaves a run with an epoch still to train.
+THREE = {**SMALL, "train": TrainConfig(epochs=3)}
 
-    calls = []
 
-    def interrupt_on_third_epoch(run, record):
-        calls.append((run, record.epoch))
-        if len(calls) == 3:
+def _interrupt_at(run, epoch, calls):
+    def hook(name, record):
+        calls.append((name, record.epoch))
+        if (name, record.epoch) == (run, epoch):
             raise KeyboardInterrupt
 
+    return hook
+
+
+def test_interrupted_sweep_continues_from_its_checkpoint_to_the_same_lines(tmp_path, caplog):
+    config = CompareConfig(schemes=("seed", "xavier_normal"), seeds=2, **THREE)
+    run_sweep(config, tmp_path / "full", progress=False)
+    assert not (tmp_path / "full" / "checkpoints").exists()  # removed once the sweep is done
+
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(config, tmp_path / "cut", progress=False, on_epoch=interrupt_on_third_epoch)
+        run_sweep(
+            config,
+            tmp_path / "cut",
+            progress=False,
+            on_epoch=_interrupt_at("xavier_normal/0", 2, []),
+        )
     cut = read_results(tmp_path / "cut" / "results.jsonl")
-    assert [(ln["type"], ln["run"]) for ln in cut if ln["type"] != "init"] == [
-        ("epoch", "seed/0"),
-        ("epoch", "seed/0"),
-        ("status", "seed/0"),
-        ("epoch", "xavier_normal/0"),  # the third epoch: written before the interrupt
-        ("status", "xavier_normal/0"),
+    assert [(ln["type"], ln["run"], ln.get("epoch")) for ln in cut if ln["type"] != "init"] == [
+        ("epoch", "seed/0", 1),
+        ("epoch", "seed/0", 2),
+        ("epoch", "seed/0", 3),
+        ("status", "seed/0", None),
+        ("epoch", "xavier_normal/0", 1),
+        ("epoch", "xavier_normal/0", 2),
+        ("status", "xavier_normal/0", None),
     ]
     assert cut[-1]["status"] == "interrupted"
-    assert not (tmp_path / "cut" / "summary.csv").exists()
+    # one checkpoint: the interrupted run's, after epoch 2 (the finished run's is deleted)
+    (path,) = (tmp_path / "cut" / "checkpoints").iterdir()
+    raw = torch.load(path, weights_only=True)  # plain dicts, ints and tensors only
+    assert list(raw["runs"]) == ["xavier_normal/0"]
+    assert (raw["runs"]["xavier_normal/0"]["epoch"], raw["runs"]["xavier_normal/0"]["steps"]) == (
+        2,
+        32,
+    )
 
     trained = []
-    result = run_sweep(
-        None, tmp_path / "cut", resume=True, progress=False, on_epoch=lambda r, e: trained.append(r)
-    )
-    # seed/0 was finished and is not retrained; xavier_normal/0 restarts from scratch.
-    assert trained == ["xavier_normal/0"] * 2 + ["seed/1"] * 2 + ["xavier_normal/1"] * 2
+    with caplog.at_level(logging.INFO, logger="initlab.experiments.sweep"):
+        result = run_sweep(
+            None,
+            tmp_path / "cut",
+            resume=True,
+            progress=False,
+            on_epoch=lambda r, e: trained.append((r, e.epoch)),
+        )
+    assert "continuing from checkpoints: xavier_normal/0 after epoch 2" in caplog.text
+    # seed/0 is kept; xavier_normal/0 trains only its third epoch; the others from scratch
+    assert trained == [("xavier_normal/0", 3)] + [
+        (run, epoch) for run in ("seed/1", "xavier_normal/1") for epoch in (1, 2, 3)
+    ]
     full = read_results(tmp_path / "full" / "results.jsonl")
     resumed = read_results(tmp_path / "cut" / "results.jsonl")
-    assert len(resumed) == len(full) == 16
+    assert len(resumed) == len(full) == 4 * 5  # no line twice
+    # the same numbers to the last bit: the state is restored exactly
     assert _comparable(resumed) == _comparable(full)
     assert (tmp_path / "cut" / "summary.csv").read_text() == (
         tmp_path / "full" / "summary.csv"
     ).read_text()
     assert result.config == config
+    assert not (tmp_path / "cut" / "checkpoints").exists()
+
+
+def test_an_epoch_written_but_not_checkpointed_is_dropped_and_trained_again(tmp_path, monkeypatch):
+    # The sweep stops after epoch 2's line is written but before its checkpoint (a kill
+    # between the two): resuming drops that line and trains epoch 2 again, from epoch 1's state.
+    config = CompareConfig(schemes=("seed",), seeds=1, **THREE)
+    run_sweep(config, tmp_path / "full", progress=False)
+    real = sweep.save_checkpoint
+
+    def killed_on_epoch_2(path, states):
+        if next(iter(states.values())).epoch == 2:
+            raise KeyboardInterrupt
+        real(path, states)
+
+    monkeypatch.setattr(sweep, "save_checkpoint", killed_on_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(config, tmp_path / "cut", progress=False)
+    monkeypatch.undo()
+    cut = read_results(tmp_path / "cut" / "results.jsonl")
+    assert [ln.get("epoch") for ln in cut if ln["type"] == "epoch"] == [1, 2]
+    trained = []
+    run_sweep(
+        None,
+        tmp_path / "cut",
+        resume=True,
+        progress=False,
+        on_epoch=lambda r, e: trained.append(e.epoch),
+    )
+    assert trained == [2, 3]
+    resumed = read_results(tmp_path / "cut" / "results.jsonl")
+    full = read_results(tmp_path / "full" / "results.jsonl")
+    assert len(resumed) == len(full) == 5
+    assert _comparable(resumed) == _comparable(full)
+
+
+def test_a_checkpoint_without_its_lines_is_not_used(tmp_path):
+    # results.jsonl lost the run's epoch lines (edited by hand): the run starts over.
+    config = CompareConfig(schemes=("seed",), seeds=1, **THREE)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(config, tmp_path, progress=False, on_epoch=_interrupt_at("seed/0", 2, []))
+    results = tmp_path / "results.jsonl"
+    kept = [ln for ln in read_results(results) if ln.get("epoch") != 1]
+    results.write_text("".join(json.dumps(ln) + "\n" for ln in kept))
+    trained = []
+    run_sweep(None, tmp_path, resume=True, progress=False, on_epoch=lambda r, e: trained.append(e))
+    assert [e.epoch for e in trained] == [1, 2, 3]
+    epochs = [ln["epoch"] for ln in read_results(results) if ln["type"] == "epoch"]
+    assert epochs == [1, 2, 3]
+
+
+def _counts(err: str, total: int) -> list[int]:
+    return [int(n) for n in re.findall(rf"(\d+)/{total} ", err)]
+
+
+@pytest.mark.parametrize("vectorize, steps", [(False, [1] * 6), (True, [2] * 3)])
+def test_the_progress_bar_counts_run_epochs_and_is_absent_when_nothing_is_left(
+    tmp_path, capsys, vectorize, steps
+):
+    config = CompareConfig(schemes=("seed", "zeros"), seeds=1, **THREE)
+    capsys.readouterr()
+    run_sweep(config, tmp_path, vectorize=vectorize)
+    counts = _counts(capsys.readouterr().err, 6)
+    # every update shown (stacked: both runs' epochs at once), ending at 6/6
+    assert sorted(set(counts)) == [0, *itertools.accumulate(steps)]
+    run_sweep(None, tmp_path, resume=True, vectorize=vectorize)
+    assert "epoch" not in capsys.readouterr().err  # nothing left: no bar, no "0epoch"
+
+
+def test_a_diverged_run_completes_the_bar(tmp_path, capsys):
+    config = CompareConfig(schemes=("normal:std=1e20", "seed"), seeds=1, **THREE)
+    capsys.readouterr()
+    run_sweep(config, tmp_path, vectorize=True)
+    counts = _counts(capsys.readouterr().err, 6)
+    # the diverged run's 3 epochs count at once, then the other run's epoch by epoch
+    assert sorted(set(counts)) == [0, 3, 4, 5, 6]
+
+
+def test_a_failed_pretrained_start_leaves_the_folder_reusable(tmp_path):
+    out, empty = tmp_path / "out", tmp_path / "empty"
+    empty.mkdir()
+    bad = CompareConfig(
+        schemes=("pretrained",),
+        seeds=1,
+        pretrain=PretrainConfig(dataset="fashion-mnist", data_dir=str(empty)),
+        **SMALL,
+    )
+    with pytest.raises(FileNotFoundError, match="pretrains on 'fashion-mnist'") as error:
+        run_sweep(bad, out, progress=False)
+    message = str(error.value)
+    # the hint names the option that sets the pretraining source, and no --download
+    assert "--pretrain-data-dir DIR (PretrainConfig(data_dir=DIR))" in message
+    assert "--data-dir" not in message.replace("--pretrain-data-dir", "")
+    assert "--download" not in message
+    assert not (out / "results.jsonl").exists() and not (out / "config.json").exists()
+    good = dataclasses.replace(
+        bad, pretrain=PretrainConfig(subset=200, epochs=1), train=TrainConfig(epochs=1)
+    )
+    run_sweep(good, out, progress=False)  # not refused: nothing of the failed start is left
+    assert CompareConfig.from_json((out / "config.json").read_text()) == good
+
+
+def test_a_start_that_fails_before_its_first_line_removes_its_files(tmp_path):
+    # lr 1e30: pretraining diverges, so the first run fails after results.jsonl was opened
+    config = CompareConfig(
+        schemes=("pretrained", "seed"),
+        seeds=1,
+        train_subset=200,
+        test_subset=50,
+        train=TrainConfig(epochs=1, lr=1e30),
+        pretrain=PretrainConfig(subset=200, epochs=1),
+    )
+    with pytest.raises(RuntimeError, match="diverged"):
+        run_sweep(config, tmp_path, progress=False)
+    assert not (tmp_path / "results.jsonl").exists() and not (tmp_path / "config.json").exists()
 
 
 def test_a_diverged_run_is_recorded_and_the_sweep_goes_on(tmp_path):

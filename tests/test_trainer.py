@@ -8,9 +8,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from initlab.experiments.datasets import load_dataset
+from initlab.experiments.models import InitNet
 from initlab.experiments.trainer import (
     TensorData,
     TrainConfig,
+    TrainState,
     build_initialized,
     evaluate,
     loss_curve,
@@ -275,3 +277,44 @@ def test_cuda_under_torchrun_is_the_local_ranks_own_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="device='cuda' but CUDA is not available"):
         resolve_device("cuda")
+
+
+@pytest.mark.parametrize(
+    "model, params, optimizer",
+    [("initnet", {}, "adamw"), ("mlp", {"dropout": 0.3}, "sgd")],  # dropout: the RNG state too
+)
+def test_training_from_a_state_continues_exactly(data, model, params, optimizer):
+    config = TrainConfig(epochs=3, seed=2, optimizer=optimizer, max_steps=10)
+    whole = train(build_initialized(model, "seed", seed=2, model_params=params), data, config)
+    states = []
+    train(
+        build_initialized(model, "seed", seed=2, model_params=params),
+        data,
+        config,
+        on_state=states.append,
+    )
+    assert [(s.epoch, s.steps) for s in states] == [(1, 10), (2, 20), (3, 30)]
+    saved = states[1]
+    before = {name: t.clone() for name, t in saved.model.items()}
+    # any weights to begin with: the state overwrites them
+    other = build_initialized(model, "zeros", seed=7, model_params=params)
+    rest = train(other, data, config, start=saved)
+    assert _strip_time(rest) == _strip_time(whole)[2:]
+    assert all(torch.equal(saved.model[n], t) for n, t in before.items())  # not trained in place
+    again = train(build_initialized(model, "zeros", seed=7, model_params=params), data, config,
+                  start=saved)  # fmt: skip
+    assert _strip_time(again) == _strip_time(rest)  # nor its optimizer state
+
+
+def test_a_state_at_the_last_epoch_trains_nothing_and_bad_states_are_refused(data):
+    config = TrainConfig(epochs=1, max_steps=2)
+    states = []
+    train(build_initialized("initnet", "seed", seed=0), data, config, on_state=states.append)
+    result = train(build_initialized("initnet", "seed", seed=0), data, config, start=states[0])
+    assert (result.status, result.epochs) == ("finished", ())
+    with pytest.raises(ValueError, match="after epoch 2, past the config's epochs=1"):
+        train(InitNet(), data, config, start=dataclasses.replace(states[0], epoch=2))
+    with pytest.raises(ValueError, match="does not fit the model"):
+        train(InitNet(num_classes=12), data, config, start=states[0])
+    with pytest.raises(ValueError, match=r"a train state has the keys \[.*\]; got \['epoch'\]"):
+        TrainState.from_dict({"epoch": 1})

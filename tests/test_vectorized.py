@@ -299,14 +299,22 @@ def test_vectorized_sweep_writes_the_sequential_sweeps_results(tmp_path, caplog)
         assert b.final_accuracy_mean == pytest.approx(a.final_accuracy_mean, abs=ACC)
 
 
-def test_an_interrupted_vectorized_sweep_resumes_to_the_same_results(tmp_path):
-    config = CompareConfig(schemes=("seed", "normal:std=1e20", "xavier_normal"), seeds=1, **SMALL)
+def _exact(lines):
+    return {key: {k: v for k, v in ln.items() if k != "wall_time_s"} for key, ln in lines.items()}
+
+
+def test_an_interrupted_vectorized_sweep_continues_from_its_checkpoint(tmp_path):
+    config = CompareConfig(
+        schemes=("seed", "normal:std=1e20", "xavier_normal"),
+        seeds=1,
+        **{**SMALL, "train": TrainConfig(epochs=3)},
+    )
     run_sweep(config, tmp_path / "full", progress=False, vectorize=True)
     calls = []
 
-    def interrupt_on_second_epoch_line(run, record):
+    def interrupt_after_epoch_2(run, record):
         calls.append((run, record.epoch))
-        if len(calls) == 2:
+        if record.epoch == 2:  # the group's epoch 2 is written and checkpointed
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -315,7 +323,7 @@ def test_an_interrupted_vectorized_sweep_resumes_to_the_same_results(tmp_path):
             tmp_path / "cut",
             progress=False,
             vectorize=True,
-            on_epoch=interrupt_on_second_epoch_line,
+            on_epoch=interrupt_after_epoch_2,
         )
     cut = read_results(tmp_path / "cut" / "results.jsonl")
     statuses = {ln["run"]: ln["status"] for ln in cut if ln["type"] == "status"}
@@ -324,6 +332,13 @@ def test_an_interrupted_vectorized_sweep_resumes_to_the_same_results(tmp_path):
         "normal:std=1e20/0": "diverged",
         "seed/0": "interrupted",
         "xavier_normal/0": "interrupted",
+    }
+    # one file for the group, holding the two runs still in the stack after epoch 2
+    (path,) = (tmp_path / "cut" / "checkpoints").iterdir()
+    raw = torch.load(path, weights_only=True)
+    assert {run: state["epoch"] for run, state in raw["runs"].items()} == {
+        "seed/0": 2,
+        "xavier_normal/0": 2,
     }
     trained = []
     run_sweep(
@@ -334,9 +349,63 @@ def test_an_interrupted_vectorized_sweep_resumes_to_the_same_results(tmp_path):
         vectorize=True,
         on_epoch=lambda r, e: trained.append((r, e.epoch)),
     )
-    assert trained == [("seed/0", 1), ("xavier_normal/0", 1), ("seed/0", 2), ("xavier_normal/0", 2)]
+    assert trained == [("seed/0", 3), ("xavier_normal/0", 3)]
     full = _keyed(read_results(tmp_path / "full" / "results.jsonl"))
-    _assert_lines_close(_keyed(read_results(tmp_path / "cut" / "results.jsonl")), full)
+    resumed = read_results(tmp_path / "cut" / "results.jsonl")
+    assert len(resumed) == len(full)  # no line twice
+    # the same stack continues from the saved state: equal to the last bit
+    assert _exact(_keyed(resumed)) == _exact(full)
+    assert not (tmp_path / "cut" / "checkpoints").exists()
+
+
+def test_a_stacked_checkpoint_continues_with_no_vectorize(tmp_path):
+    # Checkpoints are per run, so a stopped stacked sweep may go on one run at a time; stacked
+    # and single products round differently, hence the tolerance.
+    config = CompareConfig(
+        schemes=("seed", "xavier_normal"), seeds=1, **{**SMALL, "train": TrainConfig(epochs=3)}
+    )
+    run_sweep(config, tmp_path / "full", progress=False)
+
+    def stop(run, record):
+        if record.epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(config, tmp_path / "cut", progress=False, vectorize=True, on_epoch=stop)
+    trained = []
+    run_sweep(
+        None,
+        tmp_path / "cut",
+        resume=True,
+        progress=False,
+        on_epoch=lambda r, e: trained.append((r, e.epoch)),
+    )
+    assert trained == [("seed/0", 3), ("xavier_normal/0", 3)]
+    _assert_lines_close(
+        _keyed(read_results(tmp_path / "cut" / "results.jsonl")),
+        _keyed(read_results(tmp_path / "full" / "results.jsonl")),
+    )
+
+
+def test_train_group_continues_from_states_exactly_and_refuses_mixed_epochs(data):
+    runs = [("seed", 0), ("orthogonal", 1)]
+    config = TrainConfig(epochs=3, optimizer="sgd", lr=0.05, weight_decay=1e-3)
+    seeds = [k for _, k in runs]
+    whole = train_group(_build(runs), data, config, seeds)
+    states = []
+    train_group(_build(runs), data, config, seeds, on_state=states.append)
+    assert [sorted(s) for s in states] == [[0, 1]] * 3
+    assert [s[0].epoch for s in states] == [1, 2, 3] and states[1][0].steps == 32
+    after = [states[1][0], states[1][1]]
+    rest = train_group(_build([("zeros", 5)] * 2), data, config, seeds, start=after)
+    for a, b in zip(whole, rest, strict=True):
+        assert [dataclasses.replace(e, wall_time_s=0) for e in a.epochs[2:]] == [
+            dataclasses.replace(e, wall_time_s=0) for e in b.epochs
+        ]
+    with pytest.raises(ValueError, match=r"continue together from one epoch.*\(1, 16\), \(2, 32\)"):
+        train_group(_build(runs), data, config, seeds, start=[states[0][0], states[1][1]])
+    with pytest.raises(ValueError, match="one state per model; got 1 for 2"):
+        train_group(_build(runs), data, config, seeds, start=[states[0][0]])
 
 
 def test_a_dropout_model_falls_back_to_sequential_runs_with_a_log_line(tmp_path, caplog):

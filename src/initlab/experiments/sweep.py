@@ -11,11 +11,22 @@ Output directory layout:
   ``{"type": "status", ...}`` with ``status`` ``finished``, ``diverged`` (with ``epoch`` and
   ``step``), ``interrupted`` (KeyboardInterrupt) or ``failed`` (any other exception, with
   ``error``);
+- ``checkpoints/``: while runs are unfinished, one file per stacked group or lone run
+  (:mod:`initlab.experiments.checkpoint`), overwritten atomically after each epoch but the
+  last, deleted when its runs end and, with the folder, when the sweep is done;
 - ``summary.csv``, ``report.md`` and PNG figures (:mod:`initlab.experiments.report`).
 
-Resuming (``resume=True``) reads ``config.json`` and ``results.jsonl``, keeps finished and
-diverged runs, drops the lines of every other run and reruns those from scratch. Training is
-deterministic, so a resumed sweep ends with the same numbers as an uninterrupted one.
+An epoch's lines are written before its checkpoint, so a checkpoint never runs ahead of the
+lines. Resuming (``resume=True``) reads ``config.json`` and ``results.jsonl``, keeps finished
+and diverged runs, and continues every other run from its latest checkpoint: its init line and
+the epoch lines up to the checkpoint's epoch are kept, later lines (an epoch written but not
+checkpointed when the sweep stopped) and its ``interrupted``/``failed`` line are dropped, and
+training goes on with the saved weights, optimizer state, batch order and dropout stream, so the
+resumed sweep writes the lines an uninterrupted one writes. A run without a usable checkpoint
+(stopped in its first epoch) reruns from scratch; training is deterministic, so it too ends with
+the same numbers. A new sweep writes ``config.json`` only once the config, the data (of the
+``pretrained`` scheme's source too) and the model are checked; one that fails before its first
+line leaves neither file behind, so the same ``--out`` can be used again.
 
 With ``vectorize=True`` the runs train together, stacked
 (:mod:`initlab.experiments.vectorized`): the same numbers within float rounding, the init
@@ -36,15 +47,19 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import torch
 import tqdm
 
 from initlab._checks import one_of
 from initlab.experiments import distributed, report
+from initlab.experiments.checkpoint import load_checkpoint, save_checkpoint
 from initlab.experiments.datasets import load_dataset
 from initlab.experiments.diagnosis import init_record
 from initlab.experiments.models import MODELS, build_model, fit_classes
@@ -55,6 +70,7 @@ from initlab.experiments.trainer import (
     RunResult,
     TensorData,
     TrainConfig,
+    TrainState,
     build_initialized,
     check_classes,
     init_batch,
@@ -77,6 +93,14 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SCHEMES = ("seed", "zeros", "normal", "xavier_uniform", "kaiming_uniform", "orthogonal")
 TERMINAL = ("finished", "diverged")
+CHECKPOINTS = "checkpoints"
+# load_dataset's hints name the main dataset's options; the pretraining source has its own
+# (and pretraining does not download).
+_PRETRAIN_HINTS = (
+    ("--data-dir DIR (data_dir=DIR)", "--pretrain-data-dir DIR (PretrainConfig(data_dir=DIR))"),
+    ("(--data-dir)", "(--pretrain-data-dir)"),
+    (" or fetch them with --download (download=True)", ""),
+)
 
 
 @dataclass(frozen=True)
@@ -186,10 +210,14 @@ def run_sweep(
         out_dir: output directory; created if missing. A new sweep refuses a directory that
             already holds ``results.jsonl`` (resume it instead).
         resume: continue the sweep in ``out_dir``: finished and diverged runs are kept,
-            unfinished ones rerun from scratch.
-        progress: show a tqdm progress bar (on stderr) counting epochs.
-        on_epoch: called with ``(run id, record)`` after each epoch is written (tests use it to
-            simulate an interrupt).
+            unfinished ones continue from their last checkpointed epoch (see the module
+            docstring).
+        progress: show a tqdm progress bar (on stderr) counting the epochs still to train, one
+            per run and epoch; a stacked group advances by its number of runs once per epoch,
+            and a diverged run's remaining epochs count as done. No bar when nothing is left.
+        on_epoch: called with ``(run id, record)`` after each epoch's lines and checkpoint are
+            written (stacked: after the whole group's epoch); tests use it to simulate an
+            interrupt.
         vectorize: train all runs together, stacked, when the model allows it (see the module
             docstring); ``initlab compare`` turns it on unless ``--no-vectorize``.
 
@@ -198,40 +226,81 @@ def run_sweep(
 
     Raises:
         FileExistsError: a new sweep into a directory that already has results.
-        FileNotFoundError: resuming a directory without ``config.json``.
-        KeyboardInterrupt: re-raised after recording the interrupted run; finished epochs and
-            runs stay in ``results.jsonl``.
+        FileNotFoundError: resuming a directory without ``config.json``; missing data.
+        KeyboardInterrupt: re-raised after recording the interrupted runs; finished epochs and
+            runs stay in ``results.jsonl``, checkpoints in ``checkpoints/``.
     """
     with distributed.session() as ranks:
         # torchrun ranks may have computed different default names (timestamps): use rank 0's
         out = Path(ranks.from_main(lambda: out_dir))
-        config, pending = ranks.from_main(lambda: _plan(config, out, resume))
-        mine = ranks.shard(pending)
-        data = _load_data(config)
-        fitted = fit_classes(config.model, config.model_params, label_classes(data))
-        config = dataclasses.replace(config, model_params=fitted)
-        with torch.random.fork_rng(devices=[]):  # before results.jsonl: a rerun is not refused
+        saved, pending, session = ranks.from_main(lambda: _plan(config, out, resume))
+        data = _load_data(saved)
+        fitted = fit_classes(saved.model, saved.model_params, label_classes(data))
+        config = dataclasses.replace(saved, model_params=fitted)
+        with torch.random.fork_rng(devices=[]):  # before config.json: a rerun is not refused
             model = build_model(config.model, **config.model_params)
             check_classes(model.to(data.train_x.device), data)
+        if not resume:
+            ranks.from_main(lambda: _create(out, saved))
+        mine = ranks.shard(pending)
         results = out / "results.jsonl"
         own = results if ranks.rank == 0 else out / f"results.rank{ranks.rank}.jsonl"
-        out.mkdir(parents=True, exist_ok=True)
-        with (
-            tqdm.tqdm(
-                total=len(mine) * config.train.epochs,
-                disable=not progress or ranks.rank != 0,
-                unit="epoch",
-            ) as bar,
-            open(own, "a" if own == results else "w", encoding="utf-8") as sink,
-        ):
-            _train_runs(config, mine, data, sink, bar, on_epoch, out, vectorize)
+        (out / CHECKPOINTS).mkdir(exist_ok=True)
+        left = sum(config.train.epochs - run.epoch for run in mine)
+        try:
+            with (
+                _bar(left, progress and ranks.rank == 0) as bar,
+                open(own, "a" if own == results else "w", encoding="utf-8") as sink,
+            ):
+                context = _Context(config, data, out, session, sink, bar, on_epoch)
+                _train_runs(context, mine, vectorize)
+        except Exception:
+            if not resume and ranks.world == 1:
+                _discard_failed_start(out)
+            raise
         _gather(ranks, results, own)
+        if ranks.rank == 0:  # every run has ended: no checkpoint is needed any more
+            shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
         rows = ranks.from_main(lambda: report.write_report(out, config, read_results(results)))
     return SweepResult(config, out, rows)
 
 
+def _bar(total: int, show: bool) -> tqdm.tqdm:
+    """The progress bar over ``total`` run-epochs; none when nothing is left to train."""
+    return tqdm.tqdm(
+        total=total,
+        disable=not show or total == 0,
+        unit="epoch",
+        mininterval=0,  # updates come once per epoch: show each one (no throttling)
+        miniters=1,
+    )
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A run still to train: from scratch (``epoch`` 0) or after ``epoch`` from ``source``."""
+
+    scheme: str
+    seed: int
+    epoch: int = 0
+    source: str | None = None  # the checkpoint file holding its state after ``epoch``
+
+    @property
+    def run(self) -> str:
+        return run_id(self.scheme, self.seed)
+
+
 def _plan(config: CompareConfig | None, out: Path, resume: bool):
-    """Prepare ``out`` (new sweep or resume); return the config and the runs still to train."""
+    """Check a new sweep or prepare a resumed one.
+
+    A new sweep writes nothing here (see :func:`_create`); a resumed one trims
+    ``results.jsonl`` to what its runs continue from and removes unused checkpoints.
+
+    Returns:
+        ``(config, runs to train, session)``: ``session`` is a new token for this session's
+        checkpoint names, so that no file a run continues from is overwritten before it is read
+        (by any torchrun rank).
+    """
     results = out / "results.jsonl"
     if resume:
         if not (out / "config.json").is_file():
@@ -240,27 +309,112 @@ def _plan(config: CompareConfig | None, out: Path, resume: bool):
                 f"initlab compare --out {out} (or run_sweep(config, out) without resume)"
             )
         config = CompareConfig.from_json((out / "config.json").read_text())
-        _drop_unfinished(results)
+        pending = _resume_points(out, config)
+        done = len(config.schemes) * config.seeds - len(pending)
     else:
         if results.exists():
             raise FileExistsError(f"{results} exists; resume it with --resume {out} or pick --out")
-        _check_applicable(config)  # before anything is written: a rerun must not be refused
-        out.mkdir(parents=True, exist_ok=True)
-        report.write_atomic(out / "config.json", config.to_json() + "\n")
-    done = _terminal_runs(read_results(results))
-    pending = [
-        (scheme, seed)
-        for seed in config.seed_list()
-        for scheme in config.schemes
-        if run_id(scheme, seed) not in done
-    ]
+        _check_applicable(config)
+        _check_pretrain_data(config)
+        pending = [
+            _Pending(scheme, seed) for seed in config.seed_list() for scheme in config.schemes
+        ]
+        done = 0
     log.info(
         "%s to train, %s already done, writing to %s",
         report.count(len(pending), "run"),
-        len(done),
+        done,
         out,
     )
-    return config, pending
+    continued = [f"{run.run} after epoch {run.epoch}" for run in pending if run.epoch]
+    if continued:
+        log.info("continuing from checkpoints: %s", ", ".join(continued))
+    return config, pending, uuid.uuid4().hex[:8]
+
+
+def _create(out: Path, config: CompareConfig) -> None:
+    """Start a new sweep's directory: ``config.json``, and no checkpoint of an earlier one."""
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+    report.write_atomic(out / "config.json", config.to_json() + "\n")
+
+
+def _discard_failed_start(out: Path) -> None:
+    """Remove the files of a new sweep that failed before writing a line.
+
+    Left behind, an empty ``results.jsonl`` would refuse the corrected command ("exists;
+    resume it") and ``--resume`` would replay the failing config.
+    """
+    results = out / "results.jsonl"
+    if results.exists() and results.stat().st_size == 0:
+        results.unlink()
+        (out / "config.json").unlink(missing_ok=True)
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+        log.info("removed the empty results.jsonl and config.json of the failed start in %s", out)
+
+
+def _resume_points(out: Path, config: CompareConfig) -> list[_Pending]:
+    """Find where each unfinished run continues; trim ``results.jsonl`` and the checkpoints.
+
+    A run continues from its checkpoint with the highest epoch ``k`` when ``results.jsonl``
+    holds its init line and its epoch lines ``1..k``; it keeps those lines and loses later ones
+    and its ``interrupted``/``failed`` line. A run without such a checkpoint loses all its lines
+    and reruns from scratch. Checkpoint files that no run continues from are deleted.
+    """
+    results = out / "results.jsonl"
+    lines = read_results(results)
+    terminal = _terminal_runs(lines)
+    latest = _latest_checkpoints(out / CHECKPOINTS)
+    pending = []
+    for seed in config.seed_list():
+        for scheme in config.schemes:
+            rid = run_id(scheme, seed)
+            if rid in terminal:
+                continue
+            epoch, source = latest.get(rid, (0, None))
+            if epoch and not _lines_reach(lines, rid, epoch):
+                log.warning("%s: results.jsonl lacks lines up to its checkpoint; rerun", rid)
+                epoch, source = 0, None
+            pending.append(_Pending(scheme, seed, epoch, source))
+    upto = {run.run: run.epoch for run in pending}
+    kept = [line for line in lines if line["run"] in terminal or _continues(line, upto)]
+    report.write_atomic(results, "".join(json.dumps(line) + "\n" for line in kept))
+    sources = {run.source for run in pending}
+    for path in (out / CHECKPOINTS).glob("*.pt"):
+        if str(path) not in sources:
+            path.unlink()
+    return pending
+
+
+def _latest_checkpoints(folder: Path) -> dict[str, tuple[int, str]]:
+    """Map each run id in ``folder``'s checkpoints to its highest epoch and that file."""
+    latest: dict[str, tuple[int, str]] = {}
+    for path in sorted(folder.glob("*.pt")):
+        try:
+            states = load_checkpoint(path)
+        except Exception as error:  # a foreign or damaged file: the runs restart instead
+            log.warning("ignoring checkpoint %s: %s", path, error)
+            continue
+        for rid, state in states.items():
+            if state.epoch > latest.get(rid, (0, ""))[0]:
+                latest[rid] = (state.epoch, str(path))
+    return latest
+
+
+def _lines_reach(lines: list[dict], rid: str, epoch: int) -> bool:
+    """Whether ``rid`` has one init line and exactly the epoch lines ``1..epoch`` (and more)."""
+    mine = [line for line in lines if line["run"] == rid]
+    inits = sum(1 for line in mine if line["type"] == "init")
+    epochs = sorted(ln["epoch"] for ln in mine if ln["type"] == "epoch" and ln["epoch"] <= epoch)
+    return inits == 1 and epochs == list(range(1, epoch + 1))
+
+
+def _continues(line: dict, upto: dict[str, int]) -> bool:
+    """Whether a pending run's line stays: its init and epoch lines up to its checkpoint."""
+    epoch = upto.get(line["run"], 0)
+    if epoch == 0:
+        return False
+    return line["type"] == "init" or (line["type"] == "epoch" and line["epoch"] <= epoch)
 
 
 def _check_applicable(config: CompareConfig) -> None:
@@ -287,6 +441,27 @@ def _check_applicable(config: CompareConfig) -> None:
             ) from None
 
 
+def _check_pretrain_data(config: CompareConfig) -> None:
+    """Load the ``pretrained`` scheme's source dataset once, so a missing one fails up front.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`load_dataset`, with the ``--pretrain-*``
+            options in the hint.
+    """
+    if PRETRAINED not in config.schemes:
+        return
+    source = config.pretrain
+    try:
+        load_dataset(source.dataset, data_dir=source.data_dir)
+    except (FileNotFoundError, ValueError) as error:
+        message = str(error)
+        for old, new in _PRETRAIN_HINTS:
+            message = message.replace(old, new)
+        raise type(error)(
+            f"scheme {PRETRAINED!r} pretrains on {source.dataset!r}: {message}"
+        ) from None
+
+
 def _gather(ranks: distributed.Ranks, results: Path, own: Path) -> None:
     """Append the other ranks' lines to rank 0's ``results.jsonl`` (rank order)."""
     if ranks.world == 1:
@@ -300,92 +475,179 @@ def _gather(ranks: distributed.Ranks, results: Path, own: Path) -> None:
             _append(sink, line)
 
 
-def _train_runs(config, runs, data, sink, bar, on_epoch, out, vectorize) -> None:
-    """Train ``runs`` as one stacked group when asked and possible, else one by one."""
-    if not runs:  # a torchrun rank with no share of a small grid
-        return
+@dataclass(frozen=True)
+class _Context:
+    """What every run of this process uses: the config, data, output and hooks."""
+
+    config: CompareConfig
+    data: TensorData
+    out: Path
+    session: str  # part of the checkpoint names (see _plan)
+    sink: TextIO  # this process's results file, appended to
+    bar: tqdm.tqdm
+    on_epoch: Callable[[str, EpochRecord], None] | None
+
+    def write(self, line: dict) -> None:
+        _append(self.sink, line)
+
+    def checkpoint(self, runs: list[_Pending]) -> Path:
+        """The file of a group or lone run: its first run's id and this session's token."""
+        stem = runs[0].run.replace("/", "-")
+        return self.out / CHECKPOINTS / f"{stem}.{self.session}.pt"
+
+    def save(self, path: Path, states: dict[str, TrainState]) -> None:
+        """Checkpoint ``states``; not after the last epoch (the status lines follow at once)."""
+        if next(iter(states.values())).epoch < self.config.train.epochs:
+            save_checkpoint(path, states)
+
+
+def _train_runs(ctx: _Context, runs: list[_Pending], vectorize: bool) -> None:
+    """Train ``runs``: those that start at the same epoch together as one stacked group when
+    asked and possible, else one by one."""
+    for epoch in sorted({run.epoch for run in runs}, reverse=True):
+        same = [run for run in runs if run.epoch == epoch]
+        _train_from(ctx, same, _load_states(same), vectorize)
+
+
+def _load_states(runs: list[_Pending]) -> dict[str, TrainState]:
+    """Each continued run's state from its checkpoint file (each file read once)."""
+    files: dict[str, dict[str, TrainState]] = {}
+    for source in {run.source for run in runs if run.source is not None}:
+        files[source] = load_checkpoint(source)
+    return {run.run: files[run.source][run.run] for run in runs if run.source is not None}
+
+
+def _train_from(ctx: _Context, runs: list[_Pending], states: dict, vectorize: bool) -> None:
     reason = "not asked" if not vectorize else None
     if reason is None and len(runs) < 2:
         reason = "fewer than two runs"
     if reason is None:  # the architecture alone may already rule it out (no need to build all)
-        with torch.random.fork_rng(devices=[]):  # PyTorch's default init draws globally
-            model = build_model(config.model, **config.model_params)
-        reason = vectorizable([model.to(data.train_x.device)], data.train_x[:2])
+        reason = vectorizable([_bare_model(ctx)], ctx.data.train_x[:2])
     if reason is None:
-        _run_group(config, runs, data, sink, bar, on_epoch, out)
+        _run_group(ctx, runs, states)
         return
     if vectorize:
         log.info("training %s one after the other: %s", report.count(len(runs), "run"), reason)
-    for scheme, seed in runs:
-        bar.set_description(run_id(scheme, seed))
-        _run_one(config, scheme, seed, data, sink, bar, on_epoch, out)
+    for run in runs:
+        ctx.bar.set_description(run.run)
+        _run_one(ctx, run, states.get(run.run))
 
 
-def _run_group(config, runs, data, sink, bar, on_epoch, out) -> None:
-    bar.set_description(f"{len(runs)} runs stacked")
-    models = [_start(config, scheme, seed, data, sink, out) for scheme, seed in runs]
-    reason = vectorizable(models, data.train_x[:2])
+def _run_group(ctx: _Context, runs: list[_Pending], states: dict) -> None:
+    ctx.bar.set_description(f"{len(runs)} runs stacked")
+    models = [_build(ctx, run, states.get(run.run)) for run in runs]
+    reason = vectorizable(models, ctx.data.train_x[:2])
     if reason is not None:
         log.info("training %s one after the other: %s", report.count(len(runs), "run"), reason)
-        for (scheme, seed), model in zip(runs, models, strict=True):
-            _run_one(config, scheme, seed, data, sink, bar, on_epoch, out, model)
+        for run, model in zip(runs, models, strict=True):
+            _run_one(ctx, run, states.get(run.run), model)
         return
     log.info("training %d runs together, stacked", len(runs))
-    bases = [_base(scheme, seed) for scheme, seed in runs]
+    bases = [_base(run) for run in runs]
+    path = ctx.checkpoint(runs)
     ended: set[int] = set()
+    written: list[tuple[int, EpochRecord]] = []  # this epoch's lines, for the bar and hook
+
+    def line(index: int, record: EpochRecord) -> None:
+        ctx.write({"type": "epoch", **bases[index], **dataclasses.asdict(record)})
+        written.append((index, record))
+
+    def saved(group: dict[int, TrainState]) -> None:
+        ctx.save(path, {bases[index]["run"]: state for index, state in group.items()})
+        ctx.bar.update(len(written))
+        lines = list(written)
+        written.clear()
+        if ctx.on_epoch is not None:
+            for index, record in lines:
+                ctx.on_epoch(bases[index]["run"], record)
 
     def done(index: int, result: RunResult) -> None:
         ended.add(index)
-        _status(sink, bases[index], result, bar, config)
+        _status(ctx, bases[index], result)
 
     try:
         train_group(
             models,
-            data,
-            config.train,
-            [seed for _, seed in runs],
-            on_epoch=lambda index, epoch: _record(sink, bases[index], epoch, bar, on_epoch),
+            ctx.data,
+            ctx.config.train,
+            [run.seed for run in runs],
+            on_epoch=line,
             on_done=done,
+            start=[states[run.run] for run in runs] if runs[0].epoch else None,
+            on_state=saved,
         )
     except (KeyboardInterrupt, Exception) as error:
         for index in sorted(set(range(len(runs))) - ended):
-            _stopped(sink, bases[index], error)
+            _stopped(ctx, bases[index], error)
         raise
+    path.unlink(missing_ok=True)
 
 
-def _base(scheme: str, seed: int) -> dict:
-    return {"run": run_id(scheme, seed), "scheme": scheme, "seed": seed}
+def _base(run: _Pending) -> dict:
+    return {"run": run.run, "scheme": run.scheme, "seed": run.seed}
 
 
-def _run_one(config, scheme, seed, data, sink, bar, on_epoch, out, model=None) -> None:
+def _run_one(ctx: _Context, run: _Pending, state: TrainState | None, model=None) -> None:
     """Train one run (building it first unless ``model`` is given) and write its lines."""
-    base = _base(scheme, seed)
+    base = _base(run)
     if model is None:
-        model = _start(config, scheme, seed, data, sink, out)
+        model = _build(ctx, run, state)
+    path = ctx.checkpoint([run])
+    records: list[EpochRecord] = []
+
+    def line(record: EpochRecord) -> None:
+        ctx.write({"type": "epoch", **base, **dataclasses.asdict(record)})
+        ctx.bar.update(1)
+        records.append(record)
+
+    def saved(after: TrainState) -> None:
+        ctx.save(path, {run.run: after})
+        if ctx.on_epoch is not None:
+            ctx.on_epoch(run.run, records[-1])
+
     try:
         result = train(
             model,
-            data,
-            dataclasses.replace(config.train, seed=seed),
-            on_epoch=lambda epoch: _record(sink, base, epoch, bar, on_epoch),
+            ctx.data,
+            dataclasses.replace(ctx.config.train, seed=run.seed),
+            on_epoch=line,
+            start=state,
+            on_state=saved,
         )
     except (KeyboardInterrupt, Exception) as error:
-        _stopped(sink, base, error)
+        _stopped(ctx, base, error)
         raise
-    _status(sink, base, result, bar, config)
+    _status(ctx, base, result)
+    path.unlink(missing_ok=True)
 
 
-def _start(config, scheme, seed, data, sink, out):
+def _build(ctx: _Context, run: _Pending, state: TrainState | None):
+    """The run's model on the data's device: initialized (and its init line written), or,
+    for a continued run, loaded from its state."""
+    if state is None:
+        return _start(ctx, run)
+    model = _bare_model(ctx)
+    model.load_state_dict(state.model)
+    return model
+
+
+def _bare_model(ctx: _Context):
+    """The zoo model on the data's device, weights as constructed (they are overwritten)."""
+    with torch.random.fork_rng(devices=[]):  # PyTorch's default init draws globally
+        model = build_model(ctx.config.model, **ctx.config.model_params)
+    return model.to(ctx.data.train_x.device)
+
+
+def _start(ctx: _Context, run: _Pending):
     """Build and initialize one run's model on the data's device; write its init line."""
-    rid = run_id(scheme, seed)
-    base = _base(scheme, seed)
-    if scheme == PRETRAINED:
-        model = build_for_run(config, seed, out)
+    config, data = ctx.config, ctx.data
+    if run.scheme == PRETRAINED:
+        model = build_for_run(config, run.seed, ctx.out)
     else:
         model = build_initialized(
             config.model,
-            scheme,
-            seed=seed,
+            run.scheme,
+            seed=run.seed,
             model_params=config.model_params,
             bias_init=config.bias_init,
             batch=init_batch(data),
@@ -395,36 +657,30 @@ def _start(config, scheme, seed, data, sink, out):
     diagnosis = init_record(
         model,
         (x, data.train_y[: len(x)]),
-        Path(out) / "diagnosis" / f"{rid.replace('/', '-')}.json",
+        ctx.out / "diagnosis" / f"{run.run.replace('/', '-')}.json",
     )
-    _append(sink, {"type": "init", **base, **diagnosis})
+    ctx.write({"type": "init", **_base(run), **diagnosis})
     return model
 
 
-def _record(sink, base: dict, epoch: EpochRecord, bar, on_epoch) -> None:
-    _append(sink, {"type": "epoch", **base, **dataclasses.asdict(epoch)})
-    bar.update(1)
-    if on_epoch is not None:
-        on_epoch(base["run"], epoch)
-
-
-def _status(sink, base: dict, result: RunResult, bar, config) -> None:
+def _status(ctx: _Context, base: dict, result: RunResult) -> None:
     status = {"type": "status", **base, "status": result.status}
     if result.status == "diverged":
         status.update(epoch=result.diverged_epoch, step=result.diverged_step)
         log.warning(
             "%s diverged at epoch %d, step %d", base["run"], status["epoch"], status["step"]
         )
-        bar.update(config.train.epochs - len(result.epochs))
-    _append(sink, status)
+        # the diverged epoch and the ones after it will not be trained
+        ctx.bar.update(ctx.config.train.epochs - result.diverged_epoch + 1)
+    ctx.write(status)
 
 
-def _stopped(sink, base: dict, error: BaseException) -> None:
+def _stopped(ctx: _Context, base: dict, error: BaseException) -> None:
     """Record a run cut short: ``interrupted`` (Ctrl-C) or ``failed`` (with the error)."""
     if isinstance(error, KeyboardInterrupt):
-        _append(sink, {"type": "status", **base, "status": "interrupted"})
+        ctx.write({"type": "status", **base, "status": "interrupted"})
     else:
-        _append(sink, {"type": "status", **base, "status": "failed", "error": repr(error)})
+        ctx.write({"type": "status", **base, "status": "failed", "error": repr(error)})
 
 
 def _load_data(config: CompareConfig) -> TensorData:
@@ -455,13 +711,6 @@ def read_results(path: str | os.PathLike) -> list[dict]:
                 raise ValueError(f"{path}, line {number}: not valid JSON: {text[:80]!r}") from None
             log.warning("%s: skipping a torn last line (the sweep stopped while writing)", path)
     return parsed
-
-
-def _drop_unfinished(results: Path) -> None:
-    lines = read_results(results)
-    keep = _terminal_runs(lines)
-    text = "".join(json.dumps(line) + "\n" for line in lines if line["run"] in keep)
-    report.write_atomic(results, text)
 
 
 def _terminal_runs(lines: Iterable[dict]) -> set[str]:

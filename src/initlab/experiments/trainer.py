@@ -12,10 +12,15 @@ the loss curve: the mean training loss over windows of ``log_every`` consecutive
 paired with the run's step count at the window's last step (the first epoch is where schemes
 differ most; a per-epoch mean hides it).
 A NaN or infinite training loss stops the run with status ``"diverged"`` and its epoch and step.
+
+Between epochs a run is a :class:`TrainState` (weights, optimizer state, shuffle and dropout
+streams, step count): :func:`train` hands one out after each epoch (``on_state``) and continues
+from one (``start``) exactly as if it had never stopped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -34,14 +39,18 @@ __all__ = [
     "EpochRecord",
     "RunResult",
     "TensorData",
+    "TrainState",
     "TrainConfig",
     "INIT_BATCH",
     "build_initialized",
     "check_classes",
+    "cpu_copy",
     "label_classes",
     "init_batch",
     "evaluate",
+    "load_optimizer_state",
     "loss_curve",
+    "optimizer_state",
     "resolve_device",
     "run_seeds",
     "train",
@@ -167,13 +176,58 @@ class RunResult:
     """Outcome of one run: ``status`` is ``"finished"`` or ``"diverged"``.
 
     ``diverged_epoch`` and ``diverged_step`` (1-based step within that epoch) locate the first
-    non-finite training loss; the epochs before it are in ``epochs``.
+    non-finite training loss. ``epochs`` holds the records of the epochs trained by this call:
+    all of them, or those after the :class:`TrainState` it started from.
     """
 
     status: str
     epochs: tuple[EpochRecord, ...] = field(default_factory=tuple)
     diverged_epoch: int | None = None
     diverged_step: int | None = None
+
+
+@dataclass(frozen=True)
+class TrainState:
+    """A run between two epochs: what :func:`train` needs to continue it exactly.
+
+    Every tensor is a CPU copy; :meth:`to_dict` gives plain dicts, ints and tensors only, so a
+    checkpoint loads with ``torch.load(..., weights_only=True)`` (nothing is unpickled).
+
+    Attributes:
+        epoch: epochs finished; training continues with epoch ``epoch + 1``.
+        steps: optimizer steps taken so far (the loss curve counts steps from the start).
+        model: the model's ``state_dict()``, parameters and buffers.
+        optimizer: per parameter name, its optimizer state tensors (AdamW: ``step`` (0-dim),
+            ``exp_avg``, ``exp_avg_sq``; SGD with momentum: ``momentum_buffer``).
+        shuffle: the shuffle stream's ``torch.Generator.get_state()``, uint8.
+        rng: the run's global RNG states inside its fork (dropout masks): ``"cpu"``, plus
+            ``"cuda"`` on CUDA; empty when nothing draws from it (stacked runs have no dropout),
+            which continues from the freshly seeded stream.
+    """
+
+    epoch: int
+    steps: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, dict[str, torch.Tensor]]
+    shuffle: torch.Tensor
+    rng: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """Return the state as a dict of ints and (dicts of) tensors, for ``torch.save``."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> TrainState:
+        """Rebuild a state from :meth:`to_dict`'s output.
+
+        Raises:
+            ValueError: a key is missing or unknown.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(raw, dict) or set(raw) != names:
+            got = sorted(raw) if isinstance(raw, dict) else type(raw).__name__
+            raise ValueError(f"a train state has the keys {sorted(names)}; got {got}")
+        return cls(**raw)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -292,6 +346,8 @@ def train(
     config: TrainConfig,
     *,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    start: TrainState | None = None,
+    on_state: Callable[[TrainState], None] | None = None,
 ) -> RunResult:
     """Train ``model`` in place with cross-entropy and return the per-epoch record.
 
@@ -301,12 +357,18 @@ def train(
         config: optimization settings.
         on_epoch: called with each finished epoch's record (printing, appending to a file).
             An exception there, such as KeyboardInterrupt, stops training and propagates.
+        start: continue from this state, taken by ``on_state`` of a run of the same model,
+            data and config: the weights, optimizer state, batch order, dropout masks and step
+            count go on exactly as if training had not stopped (on the same device and build).
+        on_state: called after ``on_epoch`` with the run's :class:`TrainState` (a checkpoint);
+            an exception there stops training and propagates.
 
     Returns:
         A :class:`RunResult`, ``"finished"`` or ``"diverged"``.
 
     Raises:
-        ValueError: the labels need more classes than the model has logits.
+        ValueError: the labels need more classes than the model has logits; ``start`` is past
+            ``config.epochs`` or does not fit the model.
 
     Example:
         >>> result = train(net, data, TrainConfig(epochs=1))  # doctest: +SKIP
@@ -319,14 +381,19 @@ def train(
     shuffle = torch.Generator().manual_seed(shuffle_seed)
     records: list[EpochRecord] = []
     done = 0  # steps of the finished epochs: the loss curve counts steps from the start
+    if start is not None:
+        _restore(model, optimizer, shuffle, start, config)
+        done = start.steps
     # Denormals make CPU float math orders of magnitude slower when weights or activations get
     # tiny (e.g. near-zero inits); flushing them to zero costs nothing in accuracy here.
     torch.set_flush_denormal(True)
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(dropout_seed)
-            for epoch in range(1, config.epochs + 1):
-                start = time.perf_counter()
+            if start is not None:
+                _set_rng(start.rng, device)
+            for epoch in range(1 if start is None else start.epoch + 1, config.epochs + 1):
+                begin = time.perf_counter()
                 outcome = _train_epoch(model, optimizer, data, config, shuffle)
                 if isinstance(outcome, int):
                     return RunResult("diverged", tuple(records), epoch, outcome)
@@ -339,7 +406,7 @@ def train(
                     test_loss,
                     accuracy,
                     grad_norms,
-                    time.perf_counter() - start,
+                    time.perf_counter() - begin,
                     steps,
                     loss_curve(losses, config.window(steps), done)[0],
                 )
@@ -347,9 +414,93 @@ def train(
                 records.append(record)
                 if on_epoch is not None:
                     on_epoch(record)
+                if on_state is not None:
+                    on_state(_capture(model, optimizer, shuffle, epoch, done, device))
     finally:
         torch.set_flush_denormal(False)  # PyTorch's default; it has no getter to restore from
     return RunResult("finished", tuple(records))
+
+
+def _capture(model, optimizer, shuffle, epoch: int, steps: int, device) -> TrainState:
+    """Copy one run's state to the CPU (see :class:`TrainState`)."""
+    rng = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    return TrainState(
+        epoch,
+        steps,
+        {name: cpu_copy(t) for name, t in model.state_dict().items()},
+        optimizer_state(optimizer, dict(model.named_parameters())),
+        shuffle.get_state(),
+        rng,
+    )
+
+
+def _restore(model, optimizer, shuffle, state: TrainState, config: TrainConfig) -> None:
+    if state.epoch > config.epochs:
+        raise ValueError(
+            f"the train state is after epoch {state.epoch}, past the config's "
+            f"epochs={config.epochs}"
+        )
+    try:
+        model.load_state_dict(state.model)
+    except RuntimeError as error:  # missing, unexpected or mis-shaped tensors
+        raise ValueError(f"the train state does not fit the model: {error}") from None
+    load_optimizer_state(optimizer, list(dict(model.named_parameters())), state.optimizer)
+    shuffle.set_state(state.shuffle)
+
+
+def _set_rng(rng: dict[str, torch.Tensor], device: torch.device) -> None:
+    """Set the forked global RNG to a captured state; an empty ``rng`` keeps the fresh seed."""
+    if "cpu" in rng:
+        torch.set_rng_state(rng["cpu"])
+    if "cuda" in rng and device.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"], device)
+
+
+def cpu_copy(tensor: torch.Tensor) -> torch.Tensor:
+    """Return a detached CPU copy that owns its memory (a slice's copy saves only the slice)."""
+    return tensor.detach().to("cpu", copy=True)
+
+
+def optimizer_state(
+    optimizer: torch.optim.Optimizer, params: dict[str, torch.Tensor]
+) -> dict[str, dict[str, torch.Tensor]]:
+    """Return the optimizer's state tensors per parameter name, as CPU copies."""
+    return {
+        name: {k: cpu_copy(v) for k, v in optimizer.state[p].items() if torch.is_tensor(v)}
+        for name, p in params.items()
+        if p in optimizer.state
+    }
+
+
+def load_optimizer_state(
+    optimizer: torch.optim.Optimizer,
+    names: list[str],
+    state: dict[str, dict[str, torch.Tensor]],
+) -> None:
+    """Load :func:`optimizer_state`'s output into ``optimizer`` built over ``names``' parameters.
+
+    Hyperparameters stay the optimizer's own (they come from the config); ``load_state_dict``
+    moves the tensors to each parameter's device and dtype. The tensors are cloned first: the
+    optimizer updates its state in place, and ``state`` must stay what was saved.
+
+    Raises:
+        ValueError: ``state`` names a parameter that is not in ``names``.
+    """
+    unknown = sorted(set(state) - set(names))
+    if unknown:
+        raise ValueError(f"the optimizer state names parameters the model lacks: {unknown}")
+    index = {name: i for i, name in enumerate(names)}  # state_dict numbers params in order
+    optimizer.load_state_dict(
+        {
+            "state": {
+                index[name]: {k: v.clone() for k, v in tensors.items()}
+                for name, tensors in state.items()
+            },
+            "param_groups": optimizer.state_dict()["param_groups"],
+        }
+    )
 
 
 def _train_epoch(model, optimizer, data, config, shuffle):

@@ -36,6 +36,11 @@ Only models whose forward is a pure function of parameters and input can be stac
 forward writes buffers), recurrent layers (fused flat weights) and anything ``vmap`` fails on.
 Initialization, data-dependent schemes such as LSUV included, happens per run before training,
 so it needs no fallback.
+
+Checkpoints are per run (:class:`~initlab.experiments.trainer.TrainState`): a slice of the
+stacked parameters and optimizer state with the run's shuffle stream, the same state the
+sequential trainer hands out, so a run stopped in a stack can continue in a stack or alone.
+Runs that continue together must stand at the same epoch (AdamW's step count is shared).
 """
 
 from __future__ import annotations
@@ -59,6 +64,9 @@ from initlab.experiments.trainer import (
     RunResult,
     TensorData,
     TrainConfig,
+    TrainState,
+    cpu_copy,
+    load_optimizer_state,
     loss_curve,
     resolve_device,
     run_seeds,
@@ -186,6 +194,8 @@ def train_group(
     *,
     on_epoch: Callable[[int, EpochRecord], None] | None = None,
     on_done: Callable[[int, RunResult], None] | None = None,
+    start: Sequence[TrainState] | None = None,
+    on_state: Callable[[dict[int, TrainState]], None] | None = None,
 ) -> list[RunResult]:
     """Train ``models[r]`` with run seed ``seeds[r]`` for every ``r``, all in one stack.
 
@@ -203,14 +213,21 @@ def train_group(
         on_done: called with ``(run index, result)`` when a run ends: at the end of the epoch
             in which it diverged (before that epoch's ``on_epoch`` calls of the other runs), or
             after the last epoch.
+        start: one :class:`~initlab.experiments.trainer.TrainState` per model, all after the
+            same epoch, to continue from (as :func:`~initlab.experiments.trainer.train`'s
+            ``start``); the models are loaded from them.
+        on_state: called after each epoch's ``on_epoch`` calls with ``{run index: state}`` of
+            the runs still training; an exception there stops training and propagates.
 
     Returns:
-        One :class:`~initlab.experiments.trainer.RunResult` per model, in order. The epoch
-        records' ``wall_time_s`` is the wall time of the whole group's epoch.
+        One :class:`~initlab.experiments.trainer.RunResult` per model, in order, with the
+        records of the epochs trained by this call. The epoch records' ``wall_time_s`` is the
+        wall time of the whole group's epoch.
 
     Raises:
-        ValueError: ``len(seeds) != len(models)``, or the models cannot be stacked (the message
-            gives :func:`vectorizable`'s reason).
+        ValueError: ``len(seeds) != len(models)`` or ``len(start) != len(models)``; the states
+            stand at different epochs or past ``config.epochs``; the models cannot be stacked
+            (the message gives :func:`vectorizable`'s reason).
 
     Example:
         >>> results = train_group(models, data, TrainConfig(epochs=1), [0, 0, 1])  # doctest: +SKIP
@@ -219,20 +236,25 @@ def train_group(
         raise ValueError(
             f"seeds must give one seed per model; got {len(seeds)} seeds for {len(models)} models"
         )
+    first = _start_epoch(start, len(models), config.epochs)
     device = resolve_device(config.device)
-    for model in models:
+    for r, model in enumerate(models):
         model.to(device).train()
+        if start is not None:
+            model.load_state_dict(start[r].model)
     reason = vectorizable(models, data.train_x[:2])
     if reason is not None:
         raise ValueError(f"models cannot be trained as one stack: {reason}")
-    group = _Group(models, config, seeds)
+    group = _Group(models, config, seeds, start)
     # Denormals make CPU float math orders of magnitude slower (see trainer.train).
     torch.set_flush_denormal(True)
     try:
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(first, config.epochs + 1):
             group.run_epoch(epoch, data, on_epoch, on_done)
             if not group.active:
                 break
+            if on_state is not None:
+                on_state({r: group.state(r, epoch) for r in group.active})
     finally:
         torch.set_flush_denormal(False)
     for r in list(group.active):
@@ -240,10 +262,31 @@ def train_group(
     return [group.results[r] for r in range(len(models))]
 
 
+def _start_epoch(start: Sequence[TrainState] | None, runs: int, epochs: int) -> int:
+    """Return the first epoch to train: 1, or the one after the states' common epoch."""
+    if start is None:
+        return 1
+    if len(start) != runs:
+        raise ValueError(f"start must give one state per model; got {len(start)} for {runs}")
+    stands = sorted({(s.epoch, s.steps) for s in start})
+    if len(stands) != 1 or stands[0][0] > epochs:
+        raise ValueError(
+            "stacked runs continue together from one epoch, at most the config's "
+            f"epochs={epochs}; got (epoch, steps) {stands}"
+        )
+    return stands[0][0] + 1
+
+
 class _Group:
     """The stacked state of the runs still training: parameters, optimizer, shuffle streams."""
 
-    def __init__(self, models: Sequence[nn.Module], config: TrainConfig, seeds: Sequence[int]):
+    def __init__(
+        self,
+        models: Sequence[nn.Module],
+        config: TrainConfig,
+        seeds: Sequence[int],
+        start: Sequence[TrainState] | None = None,
+    ):
         self.models = list(models)
         self.config = config
         self.active = list(range(len(models)))  # run index of each row of the stack
@@ -258,6 +301,27 @@ class _Group:
         self.loss = vmap(lambda p, x, y: F.cross_entropy(forward(p, x), y))
         # InitNet (784 -> 128 -> ReLU -> 10) gets a hand-written step without vmap/autograd.
         self.direct = type(models[0]) is InitNet
+        if start is not None:
+            self.done = start[0].steps
+            load_optimizer_state(self.optimizer, list(self.params), _stack_states(start))
+            for shuffle, state in zip(self.shuffles, start, strict=True):
+                shuffle.set_state(state.shuffle)
+
+    def state(self, r: int, epoch: int) -> TrainState:
+        """Run ``r``'s :class:`TrainState` after ``epoch``: its slice of the stack, on the CPU."""
+        row = self.active.index(r)
+        self._write_back([row])  # the model's state_dict then holds the run's own weights
+        optimizer = {
+            name: {
+                k: cpu_copy(v[row] if _is_stacked(v, p) else v)
+                for k, v in self.optimizer.state[p].items()
+                if torch.is_tensor(v)
+            }
+            for name, p in self.params.items()
+            if p in self.optimizer.state
+        }
+        model = {name: cpu_copy(t) for name, t in self.models[r].state_dict().items()}
+        return TrainState(epoch, self.done, model, optimizer, self.shuffles[r].get_state())
 
     def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-run losses ``(R,)`` of the batch; leaves each run's gradient in ``p.grad``."""
@@ -342,7 +406,7 @@ class _Group:
         for name, p in self.params.items():
             if old[name] in state:
                 optimizer.state[p] = {
-                    k: v[keep] if torch.is_tensor(v) and v.shape == old[name].shape else v
+                    k: v[keep] if _is_stacked(v, old[name]) else v
                     for k, v in state[old[name]].items()
                 }
         self.optimizer = optimizer
@@ -359,6 +423,34 @@ class _Group:
         self.results[r] = RunResult(status, tuple(self.records[r]))
         if on_done is not None:
             on_done(r, self.results[r])
+
+
+def _is_stacked(value, param: torch.Tensor) -> bool:
+    """Whether an optimizer state entry has one slice per run (moments) or is shared (step)."""
+    return torch.is_tensor(value) and value.shape == param.shape
+
+
+def _stack_states(states: Sequence[TrainState]) -> dict[str, dict[str, torch.Tensor]]:
+    """Stack the runs' optimizer states per parameter; shared entries (``step``) must agree.
+
+    Raises:
+        ValueError: the runs' states have different entries or disagree on a shared one.
+    """
+    stacked: dict[str, dict[str, torch.Tensor]] = {}
+    for name, first in states[0].optimizer.items():
+        per_run = [s.optimizer.get(name, {}) for s in states]
+        if any(entry.keys() != first.keys() for entry in per_run):
+            raise ValueError(f"the runs' optimizer states differ in their entries for {name!r}")
+        stacked[name] = {}
+        for key, value in first.items():
+            values = [entry[key] for entry in per_run]
+            if value.shape == states[0].model[name].shape:  # a per-run moment: stack
+                stacked[name][key] = torch.stack(values)
+            elif all(torch.equal(v, value) for v in values):  # shared by the stack (step)
+                stacked[name][key] = value
+            else:
+                raise ValueError(f"the runs disagree on the shared optimizer entry {name}.{key}")
+    return stacked
 
 
 @dataclass(frozen=True)
