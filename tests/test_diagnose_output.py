@@ -84,7 +84,7 @@ def test_non_finite_output_is_flagged_and_a_zero_head_is_not():
     assert not math.isfinite(d.output_std) and "large_output" in _codes(d)
 
 
-def test_the_first_floating_point_output_is_judged():
+def test_the_first_floating_point_non_scalar_output_is_judged():
     class TwoOutputs(nn.Module):
         def __init__(self):
             super().__init__()
@@ -92,7 +92,13 @@ def test_the_first_floating_point_output_is_judged():
 
         def forward(self, x):
             logits = self.fc(x)
-            return {"predicted": logits.argmax(1), "logits": logits, "scaled": 1000 * logits}
+            loss = logits.pow(2).mean()  # a scalar first, as in a Hugging Face output
+            return {
+                "loss": loss,
+                "predicted": logits.argmax(1),
+                "logits": logits,
+                "x": 1e3 * logits,
+            }
 
     model, x = TwoOutputs(), torch.randn(16, 4, generator=torch.Generator().manual_seed(0))
     d = diagnose(model, x)

@@ -62,9 +62,10 @@ Verdicts and their thresholds (module constants below):
   layer in registration order, a heuristic outside plain chains; the last layer of a residual
   branch declared by ``residual_branch()`` (:mod:`initlab.datadriven.fixup`) adds into the
   residual stream and is never counted as symmetric.
-- ``large_output``: the std of the model's output (its first floating-point output tensor,
-  e.g. the logits) is above ``OUTPUT_STD`` (10) or not finite. The other verdicts compare
-  layers with each other and miss a network that is uniformly too large. Efficient BackProp
+- ``large_output``: the std of the model's output (its first floating-point output tensor
+  that is not a scalar: the logits, also after a Hugging Face output's ``loss``) is above
+  ``OUTPUT_STD`` (10) or not finite. The other verdicts compare layers with each other and
+  miss a network that is uniformly too large. Efficient BackProp
   (LeCun, Bottou, Orr, Mueller 1998, Sec. 4.3-4.6) keeps inputs, targets and every unit's
   output at unit scale; 10 is an order of magnitude above it, the factor of ``SIGNAL_RATIO``.
   For a classifier, logits of std 10 (10 classes, independent N(0, 100) logits) start at an
@@ -242,9 +243,10 @@ class Verdict:
 class Diagnosis:
     """What :func:`diagnose` found: per-layer and per-parameter statistics, and verdicts.
 
-    ``output_std`` is the std of the model's first floating-point output tensor (None when it
-    has none); ``residual_ends`` names the layers that end a residual branch in the forward
-    pass (empty for a plain network), the layers the gradient verdict compares when present.
+    ``output_std`` is the std of the model's first non-scalar floating-point output tensor
+    (None when it has none); ``residual_ends`` names the layers that end a residual branch in
+    the forward pass (empty for a plain network), the layers the gradient verdict compares
+    when present.
     """
 
     layers: tuple[LayerStats, ...]
@@ -397,7 +399,7 @@ def diagnose(
         with forward_hooks(leaf_modules(model), recorder):
             with torch.set_grad_enabled(loss_fn is not None), recorder.watch.watching(inputs):
                 output = model(*args, **kwargs)
-            out = next((t for t in tensors_in(output) if t.dtype.is_floating_point), None)
+            out = next((t for t in tensors_in(output) if _is_signal(t)), None)
             output_stats = None if out is None else (_std(out.detach()), tuple(out.shape))
             loss = _backward(loss_fn, output, rest) if loss_fn is not None else None
         grads = {n: p.grad for n, p in params.items()}
@@ -426,6 +428,11 @@ def _split(batch) -> tuple[object, list]:
             f"batch needs at least 2 examples for statistics; got input shape {tuple(first.shape)}"
         )
     return inputs, rest
+
+
+def _is_signal(t: torch.Tensor) -> bool:
+    """A floating-point tensor with a batch dimension (not a loss scalar, ids or a mask)."""
+    return t.dtype.is_floating_point and t.ndim > 0
 
 
 def _describe(inputs) -> str:
