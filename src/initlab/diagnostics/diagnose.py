@@ -162,8 +162,8 @@ HINTS = {
     "large_output": (
         "the output is far above unit scale, so a classifier starts confidently wrong: give the "
         "last layer a variance-preserving scale with gain 1 (xavier_normal or lecun_normal) or "
-        "start it at zero (fixup), and keep regression targets at unit variance (LeCun et al. "
-        "1998, Efficient BackProp, Sec. 4.5)"
+        "start it at zero (as Fixup does, Zhang et al. 2019), and keep regression targets at "
+        "unit variance (LeCun et al. 1998, Efficient BackProp, Sec. 4.5)"
     ),
 }
 
