@@ -402,7 +402,7 @@ def _latest_checkpoints(folder: Path) -> dict[str, tuple[int, str]]:
 
 
 def _lines_reach(lines: list[dict], rid: str, epoch: int) -> bool:
-    """Whether ``rid`` has one init line and exactly the epoch lines ``1..epoch`` (and more)."""
+    """Whether ``rid`` has one init line and each epoch line ``1..epoch`` once (more may follow)."""
     mine = [line for line in lines if line["run"] == rid]
     inits = sum(1 for line in mine if line["type"] == "init")
     epochs = sorted(ln["epoch"] for ln in mine if ln["type"] == "epoch" and ln["epoch"] <= epoch)
