@@ -30,8 +30,9 @@ def register(subparsers) -> None:
             "(final test accuracy mean ± std over seeds, best accuracy, loss after epoch 1, "
             "epochs to the target accuracy, diverged runs) and write config.json, "
             "results.jsonl, summary.csv, report.md and PNG figures into --out. "
-            "Ctrl-C keeps every finished run; --resume DIR continues, redoing unfinished "
-            "runs from scratch (training is deterministic). Runs of one model train together, "
+            "Ctrl-C keeps every finished epoch; --resume DIR continues unfinished runs from "
+            "their last finished epoch (training is deterministic). Runs of one model train "
+            "together, "
             "stacked, unless --no-vectorize. Under `torchrun --nproc-per-node N -m initlab "
             "compare ...` the runs are split across the N processes and rank 0 writes the report."
         ),
@@ -140,8 +141,8 @@ def run(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         print(
-            "\nInterrupted; finished runs are kept in results.jsonl, unfinished runs will be "
-            f"redone from scratch. Continue with: initlab compare --resume {out}",
+            "\nInterrupted; finished epochs are kept in results.jsonl, unfinished runs "
+            f"continue from their last finished epoch with: initlab compare --resume {out}",
             file=sys.stderr,
         )
         return 130
