@@ -214,14 +214,15 @@ def test_resume_of_a_directory_without_config_says_how_to_start(tmp_path, capsys
     assert "initlab compare --out" in err and "Errno" not in err
 
 
-def test_ctrl_c_in_compare_says_unfinished_runs_are_redone(monkeypatch, tmp_path, capsys):
+def test_ctrl_c_in_compare_says_how_unfinished_runs_continue(monkeypatch, tmp_path, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr("initlab.experiments.sweep.run_sweep", interrupted)
     assert main(["compare", "--out", str(tmp_path / "i")]) == 130
     err = capsys.readouterr().err
-    assert "finished runs are kept in results.jsonl, unfinished runs will be redone from " in err
+    assert "finished epochs are kept in results.jsonl, unfinished runs continue from their " in err
+    assert f"last finished epoch with: initlab compare --resume {tmp_path / 'i'}" in err
 
 
 def test_a_misspelled_model_param_lists_the_accepted_ones(tmp_path, capsys):
