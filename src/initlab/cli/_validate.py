@@ -14,10 +14,7 @@ import torch
 
 from initlab._checks import one_of
 from initlab.experiments.models import build_model
-from initlab.experiments.schemes import initialize, parse_scheme
-
-# Why fixup fails on a plain model, and what to do instead (fixup_'s own error names no model).
-FIXUP_HINT = " (fixup needs residual blocks: use model 'resmlp' or 'resnet', --model resmlp)"
+from initlab.experiments.schemes import check_fits, parse_scheme
 
 
 def split_schemes(text: str, accepted: Iterable[str]) -> tuple[str, ...]:
@@ -111,10 +108,4 @@ def scheme_applies(model: str, scheme: str, params: dict) -> None:
         return
     with torch.random.fork_rng(devices=[]):  # construction draws from the global RNG
         net = build_model(model, **params)
-    try:
-        initialize(net, scheme, generator=torch.Generator().manual_seed(0))
-    except ValueError as error:
-        hint = FIXUP_HINT if scheme.split(":")[0] == "fixup" else ""
-        raise ValueError(
-            f"scheme {scheme!r} does not apply to model {model!r}{hint}: {error}"
-        ) from error
+    check_fits(net, scheme, model)

@@ -23,6 +23,7 @@ To add a scheme, add one :class:`Scheme` to :data:`SCHEMES`.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -38,6 +39,7 @@ __all__ = [
     "SCHEMES",
     "BiasInit",
     "Scheme",
+    "check_fits",
     "initialize",
     "parse_bias_init",
     "parse_scheme",
@@ -363,6 +365,24 @@ def initialize(
                 param.fill_(bias.value)
     spec.init_weights(model, generator=generator, batch=batch, **options)
     return model
+
+
+def check_fits(model: nn.Module, scheme: str, model_name: str) -> None:
+    """Initialize a copy of ``model`` by weight-only ``scheme``; say so if it does not fit.
+
+    Raises:
+        ValueError: the scheme fails on the model, e.g. ``fixup`` without residual blocks; the
+            message names the model and, for fixup, the zoo models that have them.
+    """
+    try:
+        initialize(copy.deepcopy(model), scheme, generator=torch.Generator().manual_seed(0))
+    except ValueError as error:
+        hint = ""
+        if scheme.split(":")[0] == "fixup":  # fixup_'s own error names no model
+            hint = " (fixup needs residual blocks: use model 'resmlp' or 'resnet', --model resmlp)"
+        raise ValueError(
+            f"scheme {scheme!r} does not apply to model {model_name!r}{hint}: {error}"
+        ) from None
 
 
 def _torch_reset(model: nn.Module, generator: torch.Generator) -> None:

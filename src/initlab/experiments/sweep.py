@@ -42,7 +42,6 @@ machines.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import logging
@@ -64,7 +63,7 @@ from initlab.experiments.datasets import load_dataset
 from initlab.experiments.diagnosis import init_record
 from initlab.experiments.models import MODELS, build_model, fit_classes
 from initlab.experiments.pretrain import PRETRAINED, PretrainConfig, build_for_run
-from initlab.experiments.schemes import initialize, parse_bias_init, parse_scheme
+from initlab.experiments.schemes import check_fits, parse_bias_init, parse_scheme
 from initlab.experiments.trainer import (
     EpochRecord,
     RunResult,
@@ -425,20 +424,8 @@ def _check_applicable(config: CompareConfig) -> None:
     with torch.random.fork_rng(devices=[]):  # construction draws from the global RNG
         model = build_model(config.model, **config.model_params)
     for scheme in config.schemes:
-        name = scheme.split(":")[0]
-        if name in (PRETRAINED, "lsuv"):
-            continue
-        try:
-            initialize(copy.deepcopy(model), scheme, generator=torch.Generator().manual_seed(0))
-        except ValueError as error:
-            hint = ""
-            if name == "fixup":
-                hint = (
-                    " (fixup needs residual blocks: use model 'resmlp' or 'resnet', --model resmlp)"
-                )
-            raise ValueError(
-                f"scheme {scheme!r} does not apply to model {config.model!r}{hint}: {error}"
-            ) from None
+        if scheme.split(":")[0] not in (PRETRAINED, "lsuv"):
+            check_fits(model, scheme, config.model)
 
 
 def _check_pretrain_data(config: CompareConfig) -> None:
