@@ -525,3 +525,34 @@ def test_only_the_plain_initnet_takes_the_hand_written_step():
 
     mlp = _build([("seed", 0)], "mlp", depth=1, width=128)
     assert not _Group(mlp, TrainConfig(), [0]).direct
+
+
+def test_a_stacked_resume_of_a_model_with_0_dim_parameters_is_exact(tmp_path):
+    # resmlp's branch scalars are 0-dim: their AdamW moments are 0-dim per run like AdamW's
+    # shared step, so which entries stack is decided by name, not by shape.
+    config = CompareConfig(
+        schemes=("seed", "xavier_normal"),
+        seeds=1,
+        model="resmlp",
+        model_params={"depth": 1, "width": 16},
+        **{**SMALL, "train": TrainConfig(epochs=3)},
+    )
+    run_sweep(config, tmp_path / "full", progress=False, vectorize=True)
+
+    def interrupt_after_epoch_1(run, record):
+        if record.epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(
+            config,
+            tmp_path / "cut",
+            progress=False,
+            vectorize=True,
+            on_epoch=interrupt_after_epoch_1,
+        )
+    run_sweep(None, tmp_path / "cut", resume=True, progress=False, vectorize=True)
+    full = _keyed(read_results(tmp_path / "full" / "results.jsonl"))
+    resumed = read_results(tmp_path / "cut" / "results.jsonl")
+    assert len(resumed) == len(full)
+    assert _exact(_keyed(resumed)) == _exact(full)

@@ -313,7 +313,7 @@ class _Group:
         self._write_back([row])  # the model's state_dict then holds the run's own weights
         optimizer = {
             name: {
-                k: cpu_copy(v[row] if _is_stacked(v, p) else v)
+                k: cpu_copy(v[row] if _is_stacked(k, v) else v)
                 for k, v in self.optimizer.state[p].items()
                 if torch.is_tensor(v)
             }
@@ -406,8 +406,7 @@ class _Group:
         for name, p in self.params.items():
             if old[name] in state:
                 optimizer.state[p] = {
-                    k: v[keep] if _is_stacked(v, old[name]) else v
-                    for k, v in state[old[name]].items()
+                    k: v[keep] if _is_stacked(k, v) else v for k, v in state[old[name]].items()
                 }
         self.optimizer = optimizer
 
@@ -425,9 +424,13 @@ class _Group:
             on_done(r, self.results[r])
 
 
-def _is_stacked(value, param: torch.Tensor) -> bool:
-    """Whether an optimizer state entry has one slice per run (moments) or is shared (step)."""
-    return torch.is_tensor(value) and value.shape == param.shape
+def _is_stacked(key: str, value) -> bool:
+    """Whether an optimizer state entry has one slice per run (moments) or is shared (step).
+
+    Decided by name, not shape: for a 0-dim parameter the moments and AdamW's ``step`` are all
+    0-dim per run.
+    """
+    return torch.is_tensor(value) and key != "step"
 
 
 def _stack_states(states: Sequence[TrainState]) -> dict[str, dict[str, torch.Tensor]]:
@@ -444,7 +447,7 @@ def _stack_states(states: Sequence[TrainState]) -> dict[str, dict[str, torch.Ten
         stacked[name] = {}
         for key, value in first.items():
             values = [entry[key] for entry in per_run]
-            if value.shape == states[0].model[name].shape:  # a per-run moment: stack
+            if _is_stacked(key, value):  # a per-run moment: stack
                 stacked[name][key] = torch.stack(values)
             elif all(torch.equal(v, value) for v in values):  # shared by the stack (step)
                 stacked[name][key] = value
