@@ -19,7 +19,7 @@ from torch import nn
 
 from initlab._checks import one_of
 
-__all__ = ["LayerFans", "compute_fans", "layer_fans"]
+__all__ = ["LayerFans", "compute_fans", "is_hf_conv1d", "layer_fans"]
 
 
 def compute_fans(
@@ -199,7 +199,7 @@ def layer_fans(module: nn.Module, param_name: str) -> LayerFans:
     if param.ndim < 2:
         raise _bias_error(param_name, owner, tuple(param.shape))
     shape = tuple(param.shape)
-    if _is_hf_conv1d(owner) and leaf == "weight":
+    if is_hf_conv1d(owner) and leaf == "weight":
         note = f"Conv1D weight (in, out) = {shape}: y = x @ W + b, the transpose of nn.Linear"
         return LayerFans(shape[0], shape[1], 1, note)
     for types, rule in _RULES:
@@ -208,10 +208,14 @@ def layer_fans(module: nn.Module, param_name: str) -> LayerFans:
     return _generic(owner, leaf, shape)
 
 
-def _is_hf_conv1d(module: nn.Module) -> bool:
-    # Hugging Face's transformers.pytorch_utils.Conv1D (GPT-2, OpenAI GPT), recognized by name
-    # and its nf/nx sizes so that transformers is never imported here.
-    return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and hasattr(module, "nx")
+def is_hf_conv1d(module: nn.Module) -> bool:
+    """Whether ``module`` is Hugging Face's ``transformers.pytorch_utils.Conv1D`` (GPT-2).
+
+    Its weight is stored ``(in, out)``, the transpose of ``nn.Linear``'s. Recognized by class
+    name and its ``nf`` (output size) attribute, which every transformers version sets, so that
+    transformers is never imported here.
+    """
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
 
 
 def _bias_error(param_name: str, owner: nn.Module, shape: tuple[int, ...]) -> ValueError:

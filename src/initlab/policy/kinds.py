@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from initlab.fans import layer_fans
+from initlab.fans import is_hf_conv1d, layer_fans
 
 __all__ = [
     "KINDS",
@@ -62,11 +62,6 @@ def is_norm(module: nn.Module) -> bool:
     return isinstance(module, _NORMS) or name.endswith("Norm") or "LayerNorm" in name
 
 
-def _is_hf_conv1d(module: nn.Module) -> bool:
-    # Hugging Face GPT-2's Conv1D is a linear layer stored (in, out), the transpose of nn.Linear.
-    return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
-
-
 def layer_kind(module: nn.Module, parent: nn.Module | None = None) -> str:
     """Return the kind of the module that owns a parameter (one of :data:`KINDS`)."""
     if isinstance(parent, nn.MultiheadAttention) and module is parent.out_proj:
@@ -85,7 +80,7 @@ def layer_kind(module: nn.Module, parent: nn.Module | None = None) -> str:
     ):
         if isinstance(module, types):
             return kind
-    if _is_hf_conv1d(module):
+    if is_hf_conv1d(module):
         return "linear"
     return "norm" if is_norm(module) else "other"
 
@@ -160,7 +155,7 @@ def fans_of(owner: nn.Module, leaf: str, kind: str, parent: nn.Module | None = N
     """
     param = getattr(owner, leaf)
     if param.ndim >= 2 and leaf not in {"bias_k", "bias_v"}:
-        if _is_hf_conv1d(owner):
+        if is_hf_conv1d(owner):
             return _conv1d_fans(owner, param, parent)
         lf = layer_fans(owner, leaf)
         return ParamFans(lf.fan_in, lf.fan_out, lf.blocks, lf.note)
@@ -169,7 +164,7 @@ def fans_of(owner: nn.Module, leaf: str, kind: str, parent: nn.Module | None = N
         return ParamFans(None, None, _bias_blocks(owner, leaf, kind))
     weight = fans_of(owner, partner, kind, parent)
     # a bias is 1-D: its blocks (gates, q/k/v) lie along its only dim, whatever the weight's
-    blocks = weight.blocks if _is_hf_conv1d(owner) else _bias_blocks(owner, leaf, kind)
+    blocks = weight.blocks if is_hf_conv1d(owner) else _bias_blocks(owner, leaf, kind)
     return ParamFans(weight.fan_in, weight.fan_out, blocks, f"fans of {partner}")
 
 
