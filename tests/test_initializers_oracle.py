@@ -183,8 +183,31 @@ def test_haar_checks_catch_a_fixed_last_reflection():
         q[:, 2] *= torch.sign(torch.linalg.det(q))  # H_3 = diag(1, 1, -1) only flips column 3
         return q
 
-    pvalues, positive = _haar_checks(draw)
+    _, positive = _haar_checks(draw)
     assert abs(positive - 1000) > DET_BAND
+
+
+@pytest.mark.parametrize("method", ORTHO_METHODS)
+@pytest.mark.parametrize(
+    "shape, entries", [((5, 2), [(4, 1), (0, 1), (2, 0)]), ((2, 5), [(1, 4), (1, 0), (0, 2)])]
+)
+def test_semi_orthogonal_entries_are_those_of_a_uniform_unit_vector(method, shape, entries):
+    # A tall Haar semi-orthogonal matrix's columns (a wide one's rows) are uniform on S^4 in
+    # R^5; a coordinate x of a uniform unit vector in R^m has (x + 1) / 2 ~ Beta((m-1)/2,
+    # (m-1)/2), Beta(2, 2) here. Entries far from the first column/row and in the last rows
+    # catch a sampler that fills only part of the matrix or leaves later reflections out.
+    generator = _seeded(6)
+    mats = torch.stack(
+        [
+            il.orthogonal_(
+                torch.empty(shape, dtype=torch.float64), method=method, generator=generator
+            )
+            for _ in range(2000)
+        ]
+    )
+    for i, j in entries:
+        halves = ((mats[:, i, j] + 1) / 2).numpy()
+        assert stats.kstest(halves, stats.beta(2, 2).cdf).pvalue > 1e-4, (i, j)
 
 
 def test_haar_test_catches_missing_sign_correction():
