@@ -217,8 +217,8 @@ def _warn_uncalibrated(model: nn.Module, idle: list[str]) -> None:
         )
     if idle:
         warnings.warn(
-            f"lsuv_: {len(idle)} layer(s) did not run as modules in the forward pass and were "
-            f"not calibrated: {idle}",
+            f"lsuv_: {len(idle)} layer(s) did not run as modules in the forward pass (or "
+            f"returned no tensor) and were not calibrated: {idle}",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -242,9 +242,10 @@ class _Calibrator:
         while True:
             if not (math.isfinite(var) and var > 0.0):
                 status = "zero_variance" if var == 0.0 else "non_finite"
+                kept = "weight unchanged" if iterations == 0 else f"after {iterations} rescalings"
                 warnings.warn(
                     f"lsuv_: layer {name!r} has output variance {var} on the batch; "
-                    "skipped (weight unchanged)",
+                    f"skipped ({kept})",
                     RuntimeWarning,
                     stacklevel=2,
                 )
