@@ -1,4 +1,5 @@
-"""``torchrun -m initlab compare``: runs split across two local ranks, one report on rank 0."""
+"""``torchrun -m initlab compare``: runs split across two local ranks, one report on rank 0;
+an interrupted two-rank sweep resumes every rank's runs."""
 
 import csv
 import json
@@ -14,7 +15,8 @@ import torch
 
 from initlab.cli import main
 from initlab.experiments.distributed import Ranks, is_main_process, session
-from initlab.experiments.sweep import read_results
+from initlab.experiments.sweep import CompareConfig, read_results, run_sweep
+from initlab.experiments.trainer import TrainConfig
 
 ARGS = [
     "compare",
@@ -150,16 +152,25 @@ def _two_ranks(rank, port, out_dir):
         torch.distributed.destroy_process_group()
 
 
-def test_rank_0_sends_its_error_and_its_values_and_gathers_every_share(tmp_path):
+def _spawn_two(function, *args, hang):
+    """Run ``function(rank, port, *args)`` in two processes; fail with ``hang`` if one waits."""
     spawned = torch.multiprocessing.spawn(
-        _two_ranks, args=(_free_port(), str(tmp_path)), nprocs=2, join=False
+        function, args=(_free_port(), *args), nprocs=2, join=False
     )
     deadline = time.monotonic() + 90  # both ranks finish in seconds; a rank left waiting hangs
     while not spawned.join(timeout=1):
         if time.monotonic() > deadline:
             for process in spawned.processes:
                 process.kill()
-            pytest.fail("a rank is still waiting: rank 0's error or values never reached it")
+            pytest.fail(hang)
+
+
+def test_rank_0_sends_its_error_and_its_values_and_gathers_every_share(tmp_path):
+    _spawn_two(
+        _two_ranks,
+        str(tmp_path),
+        hang="a rank is still waiting: rank 0's error or values never reached it",
+    )
     rank0 = json.loads((tmp_path / "rank0.json").read_text())
     rank1 = json.loads((tmp_path / "rank1.json").read_text())
     missing = str(tmp_path / "missing" / "config.json")
@@ -168,6 +179,75 @@ def test_rank_0_sends_its_error_and_its_values_and_gathers_every_share(tmp_path)
     # rank 0 gets every rank's share in rank order; the others get None
     assert rank0[1] == [["seed/0", "seed/1"], ["zeros/0"]]
     assert rank1[1] is None
+
+
+# 1000 training images = 16 steps of 64 per epoch; 3 epochs, so that an interrupt after
+# epoch 2 leaves an epoch to train. Runs in grid order: seed/0, xavier_normal/0, seed/1,
+# xavier_normal/1; rank 0 trains the seed runs, rank 1 the xavier_normal runs.
+THREE = CompareConfig(
+    schemes=("seed", "xavier_normal"),
+    seeds=2,
+    train_subset=1000,
+    test_subset=200,
+    train=TrainConfig(epochs=3),
+)
+
+
+def _stop_second_runs(run, record):
+    """Each rank's second run (seed 1) stops after epoch 2; its first run has finished."""
+    if run.endswith("/1") and record.epoch == 2:
+        raise KeyboardInterrupt
+
+
+def _interrupted_rank(rank, port, out_dir, threads):
+    """One rank of a two-process sweep interrupted like a Ctrl-C to torchrun."""
+    torch.set_num_threads(threads)  # the parent's: the same float reductions, bit for bit
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2
+    )
+    try:
+        run_sweep(THREE, out_dir, progress=False, on_epoch=_stop_second_runs)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _comparable(lines):
+    """Lines without wall times, keyed so that line order does not matter."""
+    return {
+        (ln["type"], ln["run"], ln.get("epoch")): {
+            k: v for k, v in ln.items() if k != "wall_time_s"
+        }
+        for ln in lines
+    }
+
+
+def test_resume_continues_every_ranks_runs_of_an_interrupted_session(tmp_path):
+    cut = tmp_path / "cut"
+    _spawn_two(
+        _interrupted_rank,
+        str(cut),
+        torch.get_num_threads(),
+        hang="a rank of the interrupted sweep is still waiting",
+    )
+    # what the interrupt leaves: rank 1's lines in its own file, one checkpoint per cut run
+    mine = {ln["run"] for ln in read_results(cut / "results.rank1.jsonl")}
+    assert mine == {"xavier_normal/0", "xavier_normal/1"}
+    assert len(list((cut / "checkpoints").glob("*.pt"))) == 2
+
+    trained = []
+    run_sweep(
+        None, cut, resume=True, progress=False, on_epoch=lambda r, e: trained.append((r, e.epoch))
+    )
+    # both ranks' finished runs are kept and both cut runs train only their third epoch
+    assert trained == [("seed/1", 3), ("xavier_normal/1", 3)]
+    assert not list(cut.glob("results.rank*.jsonl")) and not (cut / "checkpoints").exists()
+    run_sweep(THREE, tmp_path / "full", progress=False)
+    resumed = read_results(cut / "results.jsonl")
+    full = read_results(tmp_path / "full" / "results.jsonl")
+    assert len(resumed) == len(full) == 4 * 5  # init, 3 epochs, status per run; none twice
+    assert _comparable(resumed) == _comparable(full)
 
 
 def test_outside_torchrun_a_sweep_is_one_process(monkeypatch):

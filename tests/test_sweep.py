@@ -189,6 +189,22 @@ def test_a_checkpoint_without_its_lines_is_not_used(tmp_path):
     assert epochs == [1, 2, 3]
 
 
+def test_rank_files_are_appended_in_rank_order_once_after_a_torn_last_line(tmp_path):
+    # what a torchrun session killed mid-write leaves; a merge cut short before deleting the
+    # rank files already appended rank 2's line, so repeating it must not add that line again
+    def text(*runs):
+        return "".join(json.dumps({"type": "status", "run": run}) + "\n" for run in runs)
+
+    (tmp_path / "results.jsonl").write_text(text("a/0", "c/0") + '{"type": "ep')
+    (tmp_path / "results.rank10.jsonl").write_text(text("k/0"))
+    (tmp_path / "results.rank2.jsonl").write_text(text("c/0", "d/0"))
+    (tmp_path / "results.rank1.jsonl").write_text(text("b/0") + '{"run": "b/')
+    sweep._merge_rank_files(tmp_path)
+    lines = (tmp_path / "results.jsonl").read_text()
+    assert lines == text("a/0", "c/0", "b/0", "d/0", "k/0")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.jsonl"]
+
+
 def _counts(err: str, total: int) -> list[int]:
     return [int(n) for n in re.findall(rf"(\d+)/{total} ", err)]
 

@@ -35,9 +35,10 @@ that cannot be stacked (dropout, BatchNorm statistics, recurrent layers) train o
 
 Under ``torchrun`` (:mod:`initlab.experiments.distributed`) rank ``r`` trains runs ``r::world``
 (streaming its lines to ``results.rank<r>.jsonl``), and rank 0 appends every rank's lines to
-``results.jsonl`` and writes the report. Per-run files (``diagnosis/``, ``pretrained/``) are
-written by the rank that trains the run: the output directory should be shared across
-machines.
+``results.jsonl`` and writes the report. A session stopped before that leaves the rank files;
+resuming first appends their lines to ``results.jsonl``, so every rank's runs continue from
+their checkpoints. Per-run files (``diagnosis/``, ``pretrained/``) are written by the rank
+that trains the run: the output directory should be shared across machines.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterable
@@ -292,8 +294,9 @@ class _Pending:
 def _plan(config: CompareConfig | None, out: Path, resume: bool):
     """Check a new sweep or prepare a resumed one.
 
-    A new sweep writes nothing here (see :func:`_create`); a resumed one trims
-    ``results.jsonl`` to what its runs continue from and removes unused checkpoints.
+    A new sweep writes nothing here (see :func:`_create`); a resumed one gathers the lines an
+    interrupted torchrun session left in its rank files, trims ``results.jsonl`` to what its
+    runs continue from and removes unused checkpoints.
 
     Returns:
         ``(config, runs to train, session)``: ``session`` is a new token for this session's
@@ -308,6 +311,7 @@ def _plan(config: CompareConfig | None, out: Path, resume: bool):
                 f"initlab compare --out {out} (or run_sweep(config, out) without resume)"
             )
         config = CompareConfig.from_json((out / "config.json").read_text())
+        _merge_rank_files(out)
         pending = _resume_points(out, config)
         done = len(config.schemes) * config.seeds - len(pending)
     else:
@@ -350,6 +354,49 @@ def _discard_failed_start(out: Path) -> None:
         (out / "config.json").unlink(missing_ok=True)
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
         log.info("removed the empty results.jsonl and config.json of the failed start in %s", out)
+
+
+def _merge_rank_files(out: Path) -> None:
+    """Append the lines left in ``results.rank<r>.jsonl`` to ``results.jsonl``; delete the files.
+
+    Ranks > 0 hand their lines to rank 0 only when the sweep ends (:func:`_gather`); an
+    interrupted or crashed torchrun session leaves them in their own files, where
+    :func:`_resume_points` would not see them (their runs would restart and the files be
+    truncated). The lines are appended in rank order and fsync'ed before the files are
+    deleted; a line ``results.jsonl`` already holds is skipped, so a merge cut short before the
+    deletion adds nothing twice when it is repeated.
+    """
+    parts = sorted(
+        (int(match[1]), path)
+        for path in out.glob("results.rank*.jsonl")
+        if (match := re.fullmatch(r"results\.rank(\d+)\.jsonl", path.name))
+    )
+    if not parts:
+        return
+    results = out / "results.jsonl"
+    held = {json.dumps(line, sort_keys=True) for line in read_results(results)}
+    new = []
+    for _, path in parts:
+        for line in read_results(path):
+            key = json.dumps(line, sort_keys=True)
+            if key not in held:
+                held.add(key)
+                new.append(line)
+    with open(results, "ab+") as sink:
+        sink.seek(0)
+        # a torn last line (read_results skipped it) would otherwise join the first new line
+        sink.truncate(sink.read().rfind(b"\n") + 1)
+        sink.write("".join(json.dumps(line) + "\n" for line in new).encode("utf-8"))
+        sink.flush()
+        os.fsync(sink.fileno())
+    for _, path in parts:
+        path.unlink()
+    log.info(
+        "appended %s of %s left by an interrupted torchrun session to %s",
+        report.count(len(new), "line"),
+        report.count(len(parts), "rank file"),
+        results,
+    )
 
 
 def _resume_points(out: Path, config: CompareConfig) -> list[_Pending]:
