@@ -1,6 +1,7 @@
 """Checkpoint files: round trip, weights-only loading, atomic replacement."""
 
 import pickle
+import re
 
 import pytest
 import torch
@@ -65,6 +66,34 @@ def test_arbitrary_objects_are_refused_and_other_files_named(tmp_path):
         load_checkpoint(path)
     torch.save({"format": "other/9", "runs": {}}, path)
     with pytest.raises(ValueError, match=r"is not an initlab checkpoint .*found 'other/9'"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        ({"format": FORMAT}, r"'runs' must be a dict of run id -> train state; found no 'runs'"),
+        ({"format": FORMAT, "runs": ["seed/0"]}, r"'runs' must be a dict .*; found a list"),
+        ({"format": FORMAT, "runs": {3: {}}}, r"run ids must be strings; found 3"),
+        ({"format": FORMAT, "runs": {"seed/0": 7}}, r"run 'seed/0': a train state has the keys"),
+        (
+            {"format": FORMAT, "runs": {"seed/0": {"epoch": 2}}},
+            r"run 'seed/0': a train state has the keys \['epoch', .*got \['epoch'\]",
+        ),
+        (
+            {"format": FORMAT, "runs": {"seed/0": {**_state().to_dict(), "epoch": 2.0}}},
+            r"run 'seed/0': epoch must be an integer >= 0; got epoch=2.0",
+        ),
+        (
+            {"format": FORMAT, "runs": {"seed/0": {**_state().to_dict(), "steps": -1}}},
+            r"run 'seed/0': steps must be an integer >= 0; got steps=-1",
+        ),
+    ],
+)
+def test_a_malformed_runs_entry_is_a_value_error_naming_the_file(tmp_path, payload, message):
+    path = tmp_path / "bad.pt"
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match=re.escape(str(path)) + r"(: |, )" + message):
         load_checkpoint(path)
 
 

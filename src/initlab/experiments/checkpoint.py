@@ -52,7 +52,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, TrainState]:
     """Read a file written by :func:`save_checkpoint`; return run id -> state.
 
     Raises:
-        ValueError: the file is not an initlab checkpoint of this :data:`FORMAT`.
+        ValueError: the file is not an initlab checkpoint of this :data:`FORMAT`, or its
+            ``runs`` entry is not a dict of run id (str) -> train state with the keys of
+            :meth:`TrainState.to_dict` and integer ``epoch`` and ``steps``.
         pickle.UnpicklingError: the file holds objects other than dicts, strings, numbers and
             tensors (``weights_only=True`` refuses them).
     """
@@ -60,7 +62,28 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, TrainState]:
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
         raise ValueError(f"{path} is not an initlab checkpoint ({FORMAT}); found {found!r}")
-    return {run: TrainState.from_dict(state) for run, state in raw["runs"].items()}
+    runs = raw.get("runs")
+    if not isinstance(runs, dict):
+        found = "no 'runs' entry" if "runs" not in raw else f"a {type(runs).__name__}"
+        raise ValueError(f"{path}: 'runs' must be a dict of run id -> train state; found {found}")
+    return {run: _state(path, run, state) for run, state in runs.items()}
+
+
+def _state(path: str | os.PathLike, run: object, raw: object) -> TrainState:
+    """One entry of a checkpoint's ``runs``, checked; errors name the file and the run."""
+    if not isinstance(run, str):
+        raise ValueError(f"{path}: run ids must be strings; found {run!r}")
+    try:
+        state = TrainState.from_dict(raw)
+    except ValueError as error:
+        raise ValueError(f"{path}, run {run!r}: {error}") from None
+    for name in ("epoch", "steps"):  # the sweep compares and counts with them
+        value = getattr(state, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(
+                f"{path}, run {run!r}: {name} must be an integer >= 0; got {name}={value!r}"
+            )
+    return state
 
 
 def _fsync_directory(directory: Path) -> None:
