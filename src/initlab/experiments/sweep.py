@@ -229,7 +229,8 @@ def run_sweep(
         FileExistsError: a new sweep into a directory that already has results.
         FileNotFoundError: resuming a directory without ``config.json``; missing data.
         KeyboardInterrupt: re-raised after recording the interrupted runs; finished epochs and
-            runs stay in ``results.jsonl``, checkpoints in ``checkpoints/``.
+            runs stay in ``results.jsonl`` (under torchrun, ranks > 0's in their rank files,
+            gathered on resume), checkpoints in ``checkpoints/``.
     """
     with distributed.session() as ranks:
         # torchrun ranks may have computed different default names (timestamps): use rank 0's
