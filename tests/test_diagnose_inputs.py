@@ -144,3 +144,60 @@ def test_input_errors_name_the_argument():
         diagnose(model, _ids(), jacobian=1)
     with pytest.raises(TypeError, match="batch must be the model's input.*got a NoneType input"):
         diagnose(model, None)
+
+
+def _conv1d_stack(weights):
+    """Conv1D(8, 4) -> tanh -> Conv1D(8, 8) -> tanh -> Conv1D(3, 8), zero biases, and the
+    nn.Linear stack with the same map (each weight transposed to (out, in))."""
+    conv1d = transformers.pytorch_utils.Conv1D
+    stack = nn.Sequential(conv1d(8, 4), nn.Tanh(), conv1d(8, 8), nn.Tanh(), conv1d(3, 8))
+    mirror = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 3))
+    with torch.no_grad():
+        for i, w in zip((0, 2, 4), weights, strict=True):
+            stack[i].weight.copy_(w)  # (in, out)
+            mirror[i].weight.copy_(w.T)
+            stack[i].bias.zero_()
+            mirror[i].bias.zero_()
+    return stack, mirror
+
+
+def _sym(d):
+    return [p.symmetric_fraction for p in d.params if p.name.endswith("weight")]
+
+
+def _weight(n_in, n_out, kind, seed):
+    """An (in, out) Conv1D weight: ``const`` (every unit and every input feature equal),
+    ``cols`` (distinct units, i.e. columns, with equal input features, i.e. rows), ``rand``."""
+    g = torch.Generator().manual_seed(seed)
+    if kind == "const":
+        return torch.full((n_in, n_out), 0.3)
+    if kind == "cols":
+        return torch.randn(1, n_out, generator=g).expand(n_in, n_out)
+    return torch.randn(n_in, n_out, generator=g)
+
+
+@pytest.mark.parametrize(
+    ("kinds", "expected"),
+    [
+        # Every unit has the same incoming and outgoing weights (the last is never flagged).
+        (("const", "const", "const"), [1.0, 1.0, 1.0]),
+        # Distinct units whose input features are interchangeable: nothing is symmetric.
+        (("cols", "cols", "cols"), [0.0, 0.0, 0.0]),
+        # Equal incoming weights, but the next layer reads each unit with its own weights.
+        (("const", "rand", "const"), [0.0, 0.0, 1.0]),
+    ],
+)
+def test_conv1d_units_are_its_columns(kinds, expected):
+    # A Conv1D weight is (in, out): its units are columns, and the next Conv1D's rows are
+    # their outgoing weights. The nn.Linear stack computing the same map is the oracle.
+    shapes = ((4, 8), (8, 8), (8, 3))
+    weights = [
+        _weight(*shape, kind, i) for i, (shape, kind) in enumerate(zip(shapes, kinds, strict=True))
+    ]
+    stack, mirror = _conv1d_stack(weights)
+    x = torch.randn(16, 4, generator=torch.Generator().manual_seed(3))
+    d, oracle = diagnose(stack, x), diagnose(mirror, x)
+    assert _sym(d) == expected and _sym(oracle) == expected
+    flagged = [v.layers for v in d.verdicts if v.code == "unbroken_symmetry"]
+    expected_flags = tuple(f"{i}.weight" for i in (0, 2) if expected[i // 2] > 0.5)
+    assert flagged == ([expected_flags] if expected_flags else [])

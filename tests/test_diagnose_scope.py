@@ -6,8 +6,10 @@ import pytest
 import torch
 from torch import nn
 
+import initlab as il
 from initlab.diagnostics.diagnose import diagnose
 from initlab.experiments.diagnosis import diagnose_schemes, load_batch
+from initlab.experiments.models import build_model
 
 CE = nn.functional.cross_entropy
 
@@ -68,7 +70,7 @@ def test_healthy_says_when_gradients_were_measured_but_not_compared():
     )
     assert d.verdicts[0].message == (
         "activations not compared (fewer than 2 hidden signals); gradients not compared "
-        "(fewer than 2 comparable weight layers, or a zero output layer)"
+        "(fewer than 2 comparable layers, a zero output layer, or no gradient reaching them)"
     )
 
 
@@ -128,3 +130,99 @@ def test_a_single_block_has_no_gradient_ratio(mnist):
     assert _codes(d) == ["healthy"]
     assert "gradients not compared" in d.verdicts[0].message
     assert math.isfinite(_rows(d)["embed"].grad_rms)
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "end", "before"),
+    [
+        ("resnet", {}, "bn2", "conv2"),
+        ("resmlp", {"norm": "batch", "depth": 4}, "norm2", "fc2"),
+        ("resmlp", {"norm": "layer", "depth": 4}, "norm2", "fc2"),
+    ],
+)
+def test_zero_init_residual_compares_the_stream_not_the_layer_before_the_norm(
+    mnist, model, params, end, before
+):
+    x, y = mnist
+    net = build_model(model, **params)
+    il.init_model(net, "auto", example_input=x[:4], zero_init_residual=True, seed=0)
+    d = diagnose(net, (x, y), loss_fn=CE)
+    rows = _rows(d)
+    blocks = sorted(r.name.removesuffix(f".{end}") for r in d.layers if r.name.endswith(end))
+    assert len(blocks) >= 2
+    for block in blocks:
+        # Goyal et al.'s zero norm weight: the layer before the norm gets exactly no gradient,
+        # the summand the norm outputs gets the stream's.
+        assert net.get_submodule(f"{block}.{end}").weight.eq(0).all()
+        assert rows[f"{block}.{before}"].grad_rms == 0.0
+        assert rows[f"{block}.{end}"].grad_rms > 0.0
+    assert _codes(d) == ["healthy"]
+    assert d.verdicts[0].message == "activations and gradients keep their scale"  # judged
+
+
+class _NormEndedBlock(nn.Module):
+    """``x + bn(fc(relu(x)))``, the add written out of place or in place (torchvision's
+    BasicBlock adds in place)."""
+
+    def __init__(self, width, inplace):
+        super().__init__()
+        self.fc, self.bn, self.inplace = nn.Linear(width, width), nn.BatchNorm1d(width), inplace
+
+    def forward(self, x):
+        out = self.bn(self.fc(torch.relu(x)))  # (B, width)
+        if self.inplace:
+            out += x
+            return out
+        return x + out
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_a_norm_ending_a_branch_carries_the_stream_gradient(inplace):
+    torch.manual_seed(0)
+    blocks = [_NormEndedBlock(32, inplace) for _ in range(4)]
+    net = nn.Sequential(nn.Linear(64, 32), *blocks, nn.Linear(32, 10))
+    with torch.no_grad():
+        blocks[-1].bn.weight.fill_(1e-3)  # small, not zero: no 0-to-0 escape
+    x, y = _batch()
+    d = diagnose(net, (x, y), loss_fn=CE)
+    rows = _rows(d)
+    # Oracle: the gradient of each block's sum, read by hand (BatchNorm in train mode, as in
+    # diagnose; running statistics do not enter the output).
+    sums = []
+
+    def keep(module, args, out):
+        out.retain_grad()
+        sums.append(out)
+
+    for block in blocks:
+        block.register_forward_hook(keep)
+    CE(net(x), y).backward()
+    for i, out in enumerate(sums, start=1):
+        expected = out.grad.double().pow(2).mean().sqrt().item()
+        assert rows[f"{i}.bn"].grad_rms == pytest.approx(expected, rel=1e-9)
+    # The last branch's fc sees the stream's gradient times 1e-3 / (its std, about 0.3): the
+    # old comparison of fc rows read that as a factor ~300 of growth toward the input.
+    assert rows["4.fc"].grad_rms < 1e-2 * rows["4.bn"].grad_rms
+    assert _codes(d) == ["healthy"]
+    assert d.verdicts[0].message == "activations and gradients keep their scale"
+
+
+def test_no_gradient_at_the_last_comparable_layer_is_not_judged():
+    # A plain network whose last hidden norm starts at zero: every hidden layer's output
+    # gradient is exactly 0. 0 to 0 is no ratio, not a vanishing signal.
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(64, 64), nn.BatchNorm1d(64), nn.Tanh(),
+        nn.Linear(64, 64), nn.BatchNorm1d(64), nn.Tanh(),
+        nn.Linear(64, 64), nn.BatchNorm1d(64), nn.Linear(64, 10),
+    )  # fmt: skip
+    with torch.no_grad():
+        model[7].weight.zero_()
+    d = diagnose(model, _batch(), loss_fn=CE)
+    rows = _rows(d)
+    assert [rows[n].grad_rms for n in ("0", "3", "6")] == [0.0, 0.0, 0.0]
+    assert _codes(d) == ["healthy"]
+    assert d.verdicts[0].message == (
+        "activations keep their scale; gradients not compared (fewer than 2 comparable layers, "
+        "a zero output layer, or no gradient reaching them)"
+    )

@@ -27,7 +27,7 @@ Verdicts and their thresholds (module constants below):
   weight layer but the last when the model has no recognized activation.
 - ``vanishing_gradients`` / ``exploding_gradients``: the back-propagated signal through the
   hidden layers, as in Glorot and Bengio (2010, Sec. 4.2.2, Fig. 7): the RMS gradient with
-  respect to the first comparable weight layer's output (pre-activation) is below
+  respect to the first comparable layer's output (a pre-activation) is below
   ``1 / SIGNAL_RATIO`` or above ``SIGNAL_RATIO`` times that of the last one (needs ``loss_fn``).
   Comparable layers, so that the ratio compares like with like:
 
@@ -35,11 +35,15 @@ Verdicts and their thresholds (module constants below):
     is excluded: its output gradient is the loss's, set by the number of classes and not by
     depth, and a narrow head against wide hidden layers would bias the ratio.
   * residual networks (the forward adds a deeper branch to a shallower stream, as the policy's
-    tracer finds it): only the weight layers that end a residual branch (``linear2`` of every
-    transformer block, ``fc2`` of every residual MLP block). The gradient of a sum reaches each
-    summand unchanged, so each such layer's output gradient is the residual stream's gradient
-    at its add, up to a per-block multiplier that is equal across blocks at init (Fixup's
-    ``1 + s``); the ratio follows the stream from the last block back to the first. Layers
+    tracer finds it): only the layer whose output each add's deeper summand is, the last-called
+    of the branch's ends (``linear2`` of every transformer block, ``fc2`` of every residual MLP
+    block, ``bn2`` of a ResNet block, not the ``conv2`` before it). The gradient of a sum
+    reaches each summand unchanged, so each such layer's output gradient is the residual
+    stream's gradient at its add, up to a per-block multiplier that is equal across blocks at
+    init (Fixup's ``1 + s``); the ratio follows the stream from the last block back to the
+    first. The layer before a norm that ends the branch is not compared: the norm's backward
+    scales its gradient by the norm's weight, all zero under ``zero_init_residual`` (Goyal et
+    al. 2017), where the stream's gradient is not. Layers
     off the stream (a stem or patch embedding ahead of a normalization, a layer inside a
     branch) are not compared with layers on it: a pre-norm block divides the stream by its
     std, so the gradient before the first norm scales with 1 / (embedding std) and says
@@ -50,7 +54,9 @@ Verdicts and their thresholds (module constants below):
   within it at any depth (ReLU 3 layers with Xavier: about 0.5), a per-layer factor off by
   sqrt(2) crosses it after 7 layers. Needs at least two comparable layers. Not judged when the
   last weight layer is all zero: a zero output layer (Fixup, zero init) blocks every
-  back-propagated signal at step zero by design and unblocks after the first update.
+  back-propagated signal at step zero by design and unblocks after the first update. Nor when
+  the last comparable layer's gradient is exactly zero (e.g. behind a zero-initialized norm in
+  a plain network): a ratio to zero has no scale, and 0 to 0 is not a vanishing signal.
 - ``dead_layers``: a ReLU/ReLU6 layer with more than ``DEAD_FRACTION`` (0.5) of its units zero for
   every example of the batch.
 - ``saturated_layers``: a tanh/hardtanh (``|y| > 0.99``) or sigmoid (``y < 0.01`` or
@@ -101,12 +107,11 @@ from initlab.diagnostics.hooks import (
     preserved_modes,
     preserved_rng,
 )
-from initlab.fans import layer_fans
+from initlab.fans import is_hf_conv1d, layer_fans
 
 # policy and diagnostics are one tier (see initlab/__init__.py); the tracer lives in policy
 # because plans were its first user.
 from initlab.policy.activations import from_module
-from initlab.policy.kinds import layer_kind
 from initlab.policy.trace import ActivationCall, ActivationWatch, call_args, tensors_in
 
 __all__ = ["Diagnosis", "LayerStats", "ParamStats", "Verdict", "diagnose"]
@@ -245,8 +250,9 @@ class Diagnosis:
 
     ``output_std`` is the std of the model's first non-scalar floating-point output tensor
     (None when it has none); ``residual_ends`` names the layers that end a residual branch in
-    the forward pass (empty for a plain network), the layers the gradient verdict compares
-    when present.
+    the forward pass (empty for a plain network; a norm ending a branch and the layer before
+    it both end it); when present, the gradient verdict compares the last-called of each
+    branch's ends.
     """
 
     layers: tuple[LayerStats, ...]
@@ -407,7 +413,8 @@ def diagnose(
     layers = recorder.layers()
     param_stats = _param_stats(model, params, grads)
     ends = tuple(sorted(recorder.watch.residual_ends))
-    verdicts = _verdicts(layers, param_stats, ends, output_stats, loss)
+    summands = recorder.watch.summand_layers
+    verdicts = _verdicts(layers, param_stats, summands, output_stats, loss)
     output_std = output_stats[0] if output_stats else None
     return Diagnosis(
         tuple(layers), tuple(param_stats), tuple(verdicts), loss, spectrum, output_std, ends
@@ -535,8 +542,7 @@ def _output_stats(y: torch.Tensor, activation: str | None) -> tuple[dict, float]
 
 
 def _kind(module: nn.Module) -> str:
-    # layer_kind "linear" adds Hugging Face's Conv1D (GPT-2), a Linear stored as (in, out).
-    if isinstance(module, _WEIGHT_TYPES) or layer_kind(module) == "linear":
+    if _is_weight_layer(module):
         return "weight"
     # from_module also knows third-party activation modules (HF's GELUActivation) by name.
     return "activation" if from_module(module) is not None else "other"
@@ -546,9 +552,8 @@ def _variance_ratio(module, x: torch.Tensor, observed: float) -> float:
     # Var(y_i) = sum_j W_ij^2 E[x_j^2] + b_i^2 for independent zero-mean weights and inputs;
     # averaged over units: fan_in * E[W^2] * E[x^2] + E[b^2] (He et al. 2015, eq. 7).
     w = module.weight.detach().double()
-    # (in / groups) * prod(kernel) for convs; an HF Conv1D weight is stored (in, out)
-    is_torch = isinstance(module, _WEIGHT_TYPES)
-    fan_in = layer_fans(module, "weight").fan_in if is_torch else module.weight.shape[0]
+    # (in / groups) * prod(kernel) for convs; the first axis of an HF Conv1D's (in, out) weight
+    fan_in = layer_fans(module, "weight").fan_in
     predicted = fan_in * float(w.pow(2).mean()) * float(x.double().pow(2).mean())
     if getattr(module, "bias", None) is not None:
         predicted += float(module.bias.detach().double().pow(2).mean())
@@ -559,8 +564,19 @@ def _rms(t: torch.Tensor) -> float:
     return math.sqrt(float(t.detach().double().pow(2).mean()))
 
 
+def _is_weight_layer(module: nn.Module) -> bool:
+    """A Linear or convolution, or Hugging Face's Conv1D (GPT-2), a Linear stored (in, out)."""
+    return isinstance(module, _WEIGHT_TYPES) or is_hf_conv1d(module)
+
+
+def _out_in(module: nn.Module) -> torch.Tensor:
+    """The weight of a weight layer in PyTorch's ``(out, in, *kernel)`` layout, detached."""
+    weight = module.weight.detach()
+    return weight.transpose(0, 1) if is_hf_conv1d(module) else weight
+
+
 def _param_stats(model, params, grads) -> list[ParamStats]:
-    weights = [m for _, m in model.named_modules() if isinstance(m, _WEIGHT_TYPES)]
+    weights = [m for _, m in model.named_modules() if _is_weight_layer(m)]
     successor = {id(a.weight): b for a, b in zip(weights, weights[1:], strict=False)}
     branch_ends = _residual_branch_ends(model)
     stats = []
@@ -587,7 +603,7 @@ def _residual_branch_ends(model: nn.Module) -> set[int]:
     ends = set()
     for module in model.modules():
         if callable(getattr(module, "residual_branch", None)):
-            weights = [m for m in module.residual_branch() if isinstance(m, _WEIGHT_TYPES)]
+            weights = [m for m in module.residual_branch() if _is_weight_layer(m)]
             if weights:
                 ends.add(id(weights[-1].weight))
     return ends
@@ -609,14 +625,15 @@ def _spectrum(w: torch.Tensor) -> dict:
 
 def _symmetric_fraction(model, weight, successor) -> float:
     owner = next((m for m in model.modules() if getattr(m, "weight", None) is weight), None)
-    rows = weight.detach().flatten(1)
+    # One row per output unit: its incoming weights.
+    rows = (_out_in(owner) if _is_weight_layer(owner) else weight.detach()).flatten(1)
     bias = getattr(owner, "bias", None)
     if isinstance(bias, torch.Tensor) and bias.shape == rows.shape[:1]:
         rows = torch.cat([rows, bias.detach()[:, None]], dim=1)
-    nxt = getattr(successor, "weight", None)
+    nxt = _out_in(successor) if successor is not None else None
     if nxt is not None and nxt.ndim >= 2 and nxt.shape[1] == rows.shape[0]:
         # Outgoing weights: the next layer's slices along its input axis, one per unit.
-        rows = torch.cat([rows, nxt.detach().transpose(0, 1).flatten(1)], dim=1)
+        rows = torch.cat([rows, nxt.transpose(0, 1).flatten(1)], dim=1)
     if rows.shape[0] < 2:
         return 0.0
     _, inverse, counts = torch.unique(rows, dim=0, return_inverse=True, return_counts=True)
@@ -632,12 +649,12 @@ def _jacobian_singular_values(model, x, n) -> tuple[float, ...]:
     return tuple(values)
 
 
-def _verdicts(layers, params, residual_ends, output_stats, loss) -> list[Verdict]:
+def _verdicts(layers, params, summands, output_stats, loss) -> list[Verdict]:
     signal = _signal(layers)
-    pair = _gradient_pair(layers, params, residual_ends)
+    pair = _gradient_pair(layers, params, summands)
     found = [
         *_signal_verdict(signal),
-        *_gradient_verdict(pair, residual_ends),
+        *_gradient_verdict(pair, summands),
         *_fraction_verdict(layers, "dead_fraction", DEAD_FRACTION, "dead_layers", "dead"),
         *_fraction_verdict(
             layers, "saturated_fraction", SATURATED_FRACTION, "saturated_layers", "saturated"
@@ -661,7 +678,8 @@ def _healthy(signal, pair, grads_measured: bool) -> Verdict:
         gradients = "gradients keep their scale"
     elif grads_measured:
         gradients = (
-            "gradients not compared (fewer than 2 comparable weight layers, or a zero output layer)"
+            "gradients not compared (fewer than 2 comparable layers, a zero output layer, or "
+            "no gradient reaching them)"
         )
     else:
         gradients = "gradients not measured (no loss_fn: no backward pass ran)"
@@ -692,20 +710,23 @@ def _signal_verdict(signal) -> list[Verdict]:
     return _ratio_verdict(signal[0].std, signal[-1].std, what, "activations")
 
 
-def _gradient_pair(layers, params, residual_ends) -> tuple[LayerStats, LayerStats] | None:
-    """The (last, first) comparable weight rows of the gradient verdict (module docstring), or
-    None when it is not judged."""
-    weights = [r for r in layers if r.kind == "weight" and r.grad_rms is not None]
+def _gradient_pair(layers, params, summands) -> tuple[LayerStats, LayerStats] | None:
+    """The (last, first) comparable rows of the gradient verdict (module docstring), or None
+    when it is not judged."""
+    measured = [r for r in layers if r.grad_rms is not None]
+    weights = [r for r in measured if r.kind == "weight"]
     if not weights or _all_zero(weights[-1].name, params):
         return None
-    if residual_ends:  # each branch end's output gradient is the stream's at its add
-        comparable = [r for r in weights if r.name.split("#")[0] in residual_ends]
+    if summands:  # each summand's gradient is the stream's at its add
+        comparable = [r for r in measured if r.name.split("#")[0] in summands]
     else:  # the head's gradient is the loss's, not a back-propagated signal
         comparable = weights[:-1]
-    return (comparable[-1], comparable[0]) if len(comparable) >= 2 else None
+    if len(comparable) < 2 or comparable[-1].grad_rms == 0:
+        return None  # a zero gradient where back-propagation starts leaves no scale to compare
+    return comparable[-1], comparable[0]
 
 
-def _gradient_verdict(pair, residual_ends) -> list[Verdict]:
+def _gradient_verdict(pair, summands) -> list[Verdict]:
     if pair is None:
         return []
     # Back-propagation runs from the last layer to the first. RMS is per element, so layers
@@ -713,7 +734,7 @@ def _gradient_verdict(pair, residual_ends) -> list[Verdict]:
     last, first = pair
     what = (
         "residual-stream gradient RMS at the outputs of"
-        if residual_ends
+        if summands
         else ("pre-activation gradient RMS from")
     )
     what += f" {last.name} back to {first.name}"

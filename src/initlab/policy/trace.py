@@ -160,7 +160,9 @@ class ActivationWatch:
     not reported: the call's output is an inner term, not the GELU's. Grad mode and train/eval
     flags are left as they are. After each :meth:`watching` block, ``residual_ends`` holds the
     layers that end a residual branch in the forward passes watched (as in a plan's
-    ``residual_end``: the layers whose output the deeper summand of a residual add still is).
+    ``residual_end``: the layers whose output the deeper summand of a residual add still is),
+    and ``summand_layers`` the last-called of them at each add: the layer whose output is the
+    summand itself, a norm that ends a branch (ResNet's ``bn2``) rather than the layer before it.
 
     Args:
         model: the module whose forward passes are watched.
@@ -179,6 +181,7 @@ class ActivationWatch:
         self._model = model
         self._on_call = on_call
         self.residual_ends: frozenset[str] = frozenset()
+        self.summand_layers: frozenset[str] = frozenset()
 
     @contextmanager
     def watching(self, inputs) -> Iterator[None]:
@@ -194,6 +197,7 @@ class ActivationWatch:
                 yield
         finally:
             self.residual_ends = frozenset(self._tracer.state.residual_ends)
+            self.summand_layers = frozenset(self._tracer.state.summand_layers)
             del self._tracer
 
     @contextmanager
@@ -231,6 +235,7 @@ class _State:
     infos: dict[int, tuple[torch.Tensor, _Info]] = field(default_factory=dict)
     activations: dict[str, Activation] = field(default_factory=dict)
     residual_ends: set[str] = field(default_factory=set)
+    summand_layers: set[str] = field(default_factory=set)
     n_residual: int = 0
     order: list[str] = field(default_factory=list)
     suppress: int = 0
@@ -422,6 +427,10 @@ class _Tracer:
         if branch.sources:
             self.state.n_residual += 1
             self.state.residual_ends |= branch.sources
+            # A norm is called after the layer it normalizes and passes that layer on in its
+            # sources, so the last-called source is the one whose output was added.
+            last = max(branch.sources, key=self.state.order.index)
+            self.state.summand_layers.add(last)
 
     def _context(self, output) -> ModelContext:
         rank = {n: i for i, n in enumerate(self.state.order)}
