@@ -201,3 +201,40 @@ def test_conv1d_units_are_its_columns(kinds, expected):
     flagged = [v.layers for v in d.verdicts if v.code == "unbroken_symmetry"]
     expected_flags = tuple(f"{i}.weight" for i in (0, 2) if expected[i // 2] > 0.5)
     assert flagged == ([expected_flags] if expected_flags else [])
+
+
+@pytest.mark.parametrize(
+    ("kinds", "expected"),
+    [
+        (("const", "const", "const"), [1.0, 1.0, 1.0]),
+        (("cols", "cols", "cols"), [0.0, 0.0, 0.0]),
+        (("const", "rand", "const"), [0.0, 0.0, 1.0]),
+    ],
+)
+def test_transposed_convolution_units_are_its_second_dim(kinds, expected):
+    # A ConvTranspose weight is (in, out, *kernel): with 1x1 kernels the stack computes the
+    # map of the Conv2d stack holding the transposed weights, the oracle.
+    shapes = ((4, 8), (8, 8), (8, 3))
+    weights = [
+        _weight(*shape, kind, i) for i, (shape, kind) in enumerate(zip(shapes, kinds, strict=True))
+    ]
+    stack = nn.Sequential(*(nn.ConvTranspose2d(*s, 1, bias=False) for s in shapes))
+    mirror = nn.Sequential(*(nn.Conv2d(*s, 1, bias=False) for s in shapes))
+    with torch.no_grad():
+        for t, c, w in zip(stack, mirror, weights, strict=True):
+            t.weight.copy_(w[:, :, None, None])
+            c.weight.copy_(w.T[:, :, None, None])
+    x = torch.randn(16, 4, 3, 3, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(stack(x), mirror(x))
+    assert _sym(diagnose(stack, x)) == expected == _sym(diagnose(mirror, x))
+
+
+def test_grouped_transposed_weight_is_regrouped_by_output_unit():
+    from initlab.diagnostics.diagnose import _out_in
+
+    layer = nn.ConvTranspose2d(4, 6, 1, groups=2, bias=False)  # weight (4, 3, 1, 1)
+    with torch.no_grad():
+        layer.weight.copy_(torch.arange(12.0).reshape(4, 3, 1, 1))
+    # group 0: inputs 0-1 -> outputs 0-2; group 1: inputs 2-3 -> outputs 3-5
+    expected = [[0, 3], [1, 4], [2, 5], [6, 9], [7, 10], [8, 11]]
+    assert _out_in(layer).flatten(1).tolist() == [[float(v) for v in r] for r in expected]

@@ -570,9 +570,17 @@ def _is_weight_layer(module: nn.Module) -> bool:
 
 
 def _out_in(module: nn.Module) -> torch.Tensor:
-    """The weight of a weight layer in PyTorch's ``(out, in, *kernel)`` layout, detached."""
+    """The weight of a weight layer in PyTorch's ``(out, in / groups, *kernel)`` layout, detached.
+
+    Hugging Face's Conv1D stores ``(in, out)``; a transposed convolution ``(in, out / groups,
+    *kernel)``, regrouped here so that each output unit is one row.
+    """
     weight = module.weight.detach()
-    return weight.transpose(0, 1) if is_hf_conv1d(module) else weight
+    if is_hf_conv1d(module):
+        return weight.transpose(0, 1)
+    if isinstance(module, nn.modules.conv._ConvTransposeNd):  # (g, in/g, out/g) -> (out, in/g)
+        return weight.unflatten(0, (module.groups, -1)).transpose(1, 2).flatten(0, 1)
+    return weight
 
 
 def _param_stats(model, params, grads) -> list[ParamStats]:
