@@ -496,3 +496,24 @@ def test_test_error_axes_whole_epochs_percent_labels_and_room_above_the_top(epoc
     majors = [t.get_text() for t in ax.get_yticklabels() if low <= t.get_position()[1] <= high]
     assert len(majors) >= 2 and all(re.fullmatch(r"\d+%", t) for t in majors), majors
     assert all(t.get_text() == "" for t in ax.get_yticklabels(minor=True))  # no "6x10^-1"
+
+
+def test_the_diagnosis_at_init_of_a_dropout_model_is_the_same_on_every_rerun(tmp_path):
+    # The init diagnosis runs in train mode (what the first step sees); its dropout masks come
+    # from a seeded random state, so two sweeps store the same activation statistics.
+    config = CompareConfig(
+        schemes=("kaiming_uniform",),
+        seeds=1,
+        model="mlp",
+        model_params={"depth": 2, "width": 32, "dropout": 0.5},
+        **{**SMALL, "train": TrainConfig(epochs=1, max_steps=2)},
+    )
+    stds = []
+    for name in ("a", "b"):
+        torch.manual_seed(len(name) + len(stds))  # a different global state each time
+        run_sweep(config, tmp_path / name, progress=False)
+        (init,) = [
+            ln for ln in read_results(tmp_path / name / "results.jsonl") if ln["type"] == "init"
+        ]
+        stds.append(init["activation_std"])
+    assert stds[0] == stds[1]

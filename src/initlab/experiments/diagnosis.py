@@ -131,14 +131,19 @@ def init_record(
 ) -> dict:
     """Diagnose ``model`` at init on ``batch``, write the full diagnosis to ``path`` (JSON).
 
-    What ``initlab compare`` stores for every run before training.
+    What ``initlab compare`` stores for every run before training. The pass runs in the
+    model's mode (train: what the first step sees) with the random state seeded to 0 inside it,
+    so dropout masks are the same for every run and every rerun.
 
     Returns:
         The compact record for the run's ``init`` line: ``activation_std`` (std of every weight
         layer's output, by name, for the report's figure), ``verdicts`` (codes) and
         ``diagnosis`` (the file name).
     """
-    d = diagnose(model, batch, loss_fn=nn.functional.cross_entropy)
+    device = batch[0].device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)
+        d = diagnose(model, batch, loss_fn=nn.functional.cross_entropy)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(d.to_dict()))
