@@ -326,6 +326,23 @@ def test_zero_matches_is_an_error_and_changes_nothing(checkpoint):
     assert_loaded_exactly(model, before)
 
 
+def test_every_matched_name_of_another_shape_is_an_error_and_changes_nothing():
+    # A checkpoint with every size doubled: all 8 names match, no shape does (BN's scalar
+    # num_batches_tracked, shape (), would match: it is left out).
+    wide = {k: v for k, v in TinyCNN(in_channels=3).state_dict().items()}
+    wide = {k: torch.zeros(*(2 * n for n in v.shape)) for k, v in wide.items() if v.ndim}
+    model = TinyCNN(seed=1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(
+        ValueError,
+        match=r"every checkpoint tensor that matches a model name "
+        r"differs in shape \(8 of them, e\.g\. conv\.weight: checkpoint "
+        r"\(16, 6, 6, 6\) vs model \(8, 3, 3, 3\)\), so nothing would load",
+    ):
+        load_pretrained(model, wide)
+    assert_loaded_exactly(model, before)
+
+
 def test_key_map_dict_and_callable(checkpoint):
     renamed = {k.replace("conv", "stem"): v for k, v in checkpoint.items()}
     model = TinyCNN(seed=1)

@@ -62,8 +62,8 @@ def load_pretrained(
        ``torch.load(weights_only=True)``; see :mod:`initlab.pretrained.sources`). Wrappers
        ``{"state_dict": ...}``, ``{"model": ...}`` and the like are unwrapped.
     2. Rename checkpoint names: ``key_map`` first, then prefix alignment (``strip_prefixes``).
-       A load in which no checkpoint name matches a model name raises: it never "succeeds"
-       by copying nothing.
+       A load that would copy nothing (no checkpoint name matches a model name, or every
+       tensor that matches has another shape) raises: it never "succeeds" by copying nothing.
     3. Copy every tensor whose name and shape match, bit for bit (cast only if the dtypes
        differ). A tensor of another shape is never partly copied or broadcast: the first
        convolution may be adapted to another number of input channels
@@ -227,6 +227,8 @@ def _triage(model, state, targets, key_map, strip_prefixes, head, adapt_first_co
             triage.mismatches.append(Mismatched(target, key, shape, model_shape, action=""))
     if not (triage.copies or triage.adapts or triage.mismatches):
         raise ValueError(_nothing_matches(state, targets, head))
+    if not (triage.copies or triage.adapts):
+        raise ValueError(_all_mismatched(triage.mismatches))
     # Rows follow the model's order (a safetensors file stores its names sorted).
     order = {name: i for i, name in enumerate(targets)}
     triage.copies.sort(key=lambda m: order[m.target])
@@ -381,6 +383,16 @@ def _nothing_matches(state, targets, head) -> str:
         "no checkpoint tensor matches a model tensor by name, so nothing would load. "
         f"Checkpoint names: {sorted(state)[:5]}; model names: {left[:5]}. "
         "Map them with key_map (dict or callable) or strip_prefixes (e.g. ('module.',))"
+    )
+
+
+def _all_mismatched(mismatches: list[Mismatched]) -> str:
+    first = mismatches[0]
+    return (
+        f"every checkpoint tensor that matches a model name differs in shape "
+        f"({len(mismatches)} of them, e.g. {first.name}: checkpoint {first.source_shape} vs "
+        f"model {first.model_shape}), so nothing would load: the checkpoint is of another "
+        "architecture or size. Build the model with the checkpoint's sizes"
     )
 
 
