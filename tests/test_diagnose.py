@@ -266,3 +266,21 @@ def test_compare_stores_the_init_diagnosis_and_reports_verdicts(tmp_path):
     assert saved["params"][0]["symmetric_fraction"] == 1.0
     report = (tmp_path / "report.md").read_text()
     assert "## Diagnosis at initialization" in report and "- `zeros`: " in report
+
+
+def test_table_columns_line_up_with_long_names():
+    # Names longer than the old fixed widths (22 characters for layers, 26 for parameters).
+    model = nn.Sequential()
+    model.add_module("encoder_block_with_a_long_name", nn.Sequential(nn.Linear(32, 16), nn.ReLU()))
+    model.add_module("head", nn.Linear(16, 10))
+    d = diagnose(model, _batch(), loss_fn=CE)
+    layer_part, param_part = d.table().split("\n\n")[:2]
+    for part, rows, label in ((layer_part, d.layers, "layer"), (param_part, d.params, "parameter")):
+        header, *lines = part.splitlines()
+        offset = max(len(r.name) for r in rows) + 1  # the name column and one space
+        assert offset > 27 and header[:offset].rstrip() == label
+        assert [line[:offset] for line in lines] == [r.name.ljust(offset) for r in rows]
+        assert {len(line) for line in lines} == {len(header)}  # fixed widths after the name
+    offset = max(len(r.name) for r in d.layers) + 1
+    types = [line[offset:].split()[0] for line in layer_part.splitlines()]
+    assert types == ["type", "Linear", "ReLU", "Linear"]

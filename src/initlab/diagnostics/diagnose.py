@@ -273,25 +273,31 @@ class Diagnosis:
         return _signal(self.layers)
 
     def table(self) -> str:
-        """Return the layer table, the parameter table, the output std and the verdicts as text."""
+        """Return the layer table, the parameter table, the output std and the verdicts as text.
+
+        The name columns are as wide as the longest name, so every row's later columns start
+        at the same offset.
+        """
+        width = max([len("layer"), *(len(r.name) for r in self.layers)])
         rows = [
-            f"{'layer':<22} {'type':<10} {'mean':>10} {'std':>10} {'dead':>6} {'sat':>6} "
+            f"{'layer':<{width}} {'type':<10} {'mean':>10} {'std':>10} {'dead':>6} {'sat':>6} "
             f"{'var/pred':>9} {'grad rms':>10}"
         ]
         for r in self.layers:
             rows.append(
-                f"{r.name:<22} {r.module_type[:10]:<10} {r.mean:>10.3g} {r.std:>10.3g} "
+                f"{r.name:<{width}} {r.module_type[:10]:<10} {r.mean:>10.3g} {r.std:>10.3g} "
                 f"{_fmt(r.dead_fraction, '.2f'):>6} {_fmt(r.saturated_fraction, '.2f'):>6} "
                 f"{_fmt(r.variance_ratio, '.3g'):>9} {_fmt(r.grad_rms, '.3g'):>10}"
             )
         rows.append("")
+        width = max([len("parameter"), *(len(p.name) for p in self.params)])
         rows.append(
-            f"{'parameter':<26} {'grad norm':>10} {'grad std':>10} {'s_max':>9} {'s_min':>9} "
-            f"{'cond':>9} {'sym':>5}"
+            f"{'parameter':<{width}} {'grad norm':>10} {'grad std':>10} {'s_max':>9} "
+            f"{'s_min':>9} {'cond':>9} {'sym':>5}"
         )
         for p in self.params:
             rows.append(
-                f"{p.name:<26} {_fmt(p.grad_norm, '.3g'):>10} {_fmt(p.grad_std, '.3g'):>10} "
+                f"{p.name:<{width}} {_fmt(p.grad_norm, '.3g'):>10} {_fmt(p.grad_std, '.3g'):>10} "
                 f"{_fmt(p.sigma_max, '.3g'):>9} {_fmt(p.sigma_min, '.3g'):>9} "
                 f"{_fmt(p.condition, '.3g'):>9} {_fmt(p.symmetric_fraction, '.2f'):>5}"
             )
