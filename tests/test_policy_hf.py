@@ -110,6 +110,48 @@ def test_tied_weight_is_planned_as_the_embedding_in_either_order_and_without_a_t
     assert (p["tag.weight"].rule, p["tag.weight"].std) == ("embedding N(0, std)", 1.0)
 
 
+# ---- meta -> to_empty -> apply: ties the model lost are restored -------------------------
+
+
+def test_meta_gpt2_is_re_tied_by_apply_after_to_empty_and_equals_a_cpu_init():
+    with torch.device("meta"):
+        meta = gpt2(64)
+    p = plan(meta, "gpt2")
+    meta.to_empty(device="cpu")  # gives lm_head its own (uninitialized) Parameter
+    assert meta.lm_head.weight is not meta.transformer.wte.weight
+    with pytest.warns(UserWarning, match=r"re-tied .*'lm_head.weight = transformer.wte.weight'"):
+        p.apply(seed=0)
+    assert meta.lm_head.weight is meta.transformer.wte.weight
+    real = gpt2(64)
+    plan(real, "gpt2").apply(seed=0)
+    ids = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got, want = meta.eval()(input_ids=ids).logits, real.eval()(input_ids=ids).logits
+    assert torch.isfinite(got).all() and torch.equal(got, want)
+
+
+def test_meta_plain_tie_is_re_tied_and_a_tie_that_survives_is_left_alone(recwarn):
+    with torch.device("meta"):
+        model = HeadFirst()
+    p = plan(model)
+    model.to_empty(device="cpu")
+    with pytest.warns(UserWarning, match=r"re-tied .*'wte.weight = lm_head.weight'"):
+        p.apply(seed=1)
+    assert model.wte.weight is model.lm_head.weight
+    assert close_std(model.lm_head.weight, 32**-0.5, NORMAL_C)  # the tied rule, not garbage
+    recwarn.clear()
+    p.apply(seed=1)  # tied now: nothing to restore, no warning
+    assert not [w for w in recwarn if "re-tied" in str(w.message)]
+
+
+def test_a_tied_alias_replaced_by_another_shape_is_refused():
+    model = HeadFirst()
+    p = plan(model)
+    model.wte = nn.Embedding(400, 16)
+    with pytest.raises(ValueError, match=r"'wte.weight', planned as tied to 'lm_head.weight'"):
+        p.apply(seed=0)
+
+
 # ---- Conv1D (in, out): fused q/k/v along dim 1 ---------------------------------------------
 
 

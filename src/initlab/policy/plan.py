@@ -122,18 +122,56 @@ class InitPlan:
         so a seed gives the same weights on every device. Modules that ``keep`` their own init
         run it under a forked global RNG seeded the same way.
 
+        A tie the plan recorded (a row's ``tied`` names) that the model no longer has is
+        restored first: ``model.to_empty()`` of a meta model gives every module its own new
+        Parameter, so GPT-2's ``lm_head.weight`` stops being ``wte.weight``, and writing the row
+        would leave the other name's uninitialized memory in the model. Each such alias is set
+        to the row's Parameter again, with one warning naming them.
+
         Raises:
             TypeError: if ``seed`` is not an int or ``generator`` not a ``torch.Generator``.
             ValueError: if a parameter is on the meta device (call ``model.to_empty()`` first)
-                or no longer has the planned shape.
+                or it (or a tied alias) no longer has the planned shape.
+
+        Warns:
+            UserWarning: naming the aliases re-tied (Hugging Face models can instead call
+                ``model.tie_weights()`` after ``to_empty``).
         """
         base = _base_seed(seed, generator)
         with torch.no_grad():
+            self._retie()
             self._run_own_inits(base)
             for row in self.rows:
                 if row.distribution not in {"keep", "skip", "none"}:
                     _write(self.model, row, base)
         return self
+
+    def _retie(self) -> None:
+        retied = []
+        for row in self.rows:
+            param = self.model.get_parameter(row.name) if row.tied else None
+            for alias in row.tied:
+                owner_name, _, leaf = alias.rpartition(".")
+                owner = self.model.get_submodule(owner_name)
+                current = getattr(owner, leaf)
+                if current is param:
+                    continue
+                if current is None or tuple(current.shape) != tuple(param.shape):
+                    got = None if current is None else tuple(current.shape)
+                    raise ValueError(
+                        f"parameter {alias!r}, planned as tied to {row.name!r} {row.shape}, "
+                        f"now has shape {got}"
+                    )
+                setattr(owner, leaf, param)
+                retied.append(f"{alias} = {row.name}")
+        if retied:
+            warnings.warn(
+                f"apply() re-tied parameters the plan recorded as shared but the model no "
+                f"longer shares (model.to_empty() gives each module its own Parameter): "
+                f"{retied}; Hugging Face models can also call model.tie_weights() after "
+                "to_empty",
+                stacklevel=3,
+            )
 
     def _run_own_inits(self, base: int) -> None:
         keep = [r for r in self.rows if r.distribution == "keep"]
