@@ -16,7 +16,7 @@ import pytest
 
 from initlab.cli import main
 from initlab.cli._validate import scheme_applies
-from initlab.cli.train import format_loss
+from initlab.experiments.report import format_loss
 
 QUICK = ["--train-subset", "1000", "--test-subset", "200"]
 
@@ -357,3 +357,12 @@ def test_the_command_line_exits_2_without_a_traceback(argv, message, offline, tm
     assert done.returncode == 2
     assert f"initlab {argv[0]}: error: {message}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_compare_table_formats_a_huge_first_epoch_loss_readably():
+    from initlab.experiments.report import SummaryRow, format_table
+
+    row = SummaryRow("sgd_lr3", 1, 0.1, None, 0.1, 1.7577848e11, None, 0, 0)
+    assert "1.758e+11" in format_table([row], 0.97) and "175778480000" not in format_table(
+        [row], 0.97
+    )

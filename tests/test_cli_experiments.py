@@ -219,6 +219,13 @@ def test_ctrl_c_in_compare_says_how_unfinished_runs_continue(monkeypatch, tmp_pa
         raise KeyboardInterrupt
 
     monkeypatch.setattr("initlab.experiments.sweep.run_sweep", interrupted)
+    # before the sweep wrote its config there is nothing to resume
+    assert main(["compare", "--out", str(tmp_path / "i")]) == 130
+    err = capsys.readouterr().err
+    assert "Interrupted before anything was written; run the same command again" in err
+    assert "--resume" not in err
+    (tmp_path / "i").mkdir()
+    (tmp_path / "i" / "config.json").write_text("{}")  # what a started sweep has written
     assert main(["compare", "--out", str(tmp_path / "i")]) == 130
     err = capsys.readouterr().err
     assert "finished epochs are kept in results.jsonl, unfinished runs continue from their " in err
@@ -270,3 +277,13 @@ def test_the_head_fits_the_dataset_and_a_too_small_one_is_refused(tmp_path, caps
     assert "Test Accuracy" in capsys.readouterr().out
     assert main([*argv, "--model-param", "num_classes=5"]) == 2
     assert "the labels need 26 classes but the model returns 5 logits" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "diagnose"])
+def test_model_help_names_every_zoo_model(command, capsys):
+    from initlab.experiments.models import MODELS
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help lines
+    assert all(name in text for name in MODELS)

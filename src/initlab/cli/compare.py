@@ -140,11 +140,14 @@ def run(args: argparse.Namespace) -> int:
             vectorize=not args.no_vectorize,
         )
     except KeyboardInterrupt:
-        print(
-            "\nInterrupted; finished epochs are kept in results.jsonl, unfinished runs "
-            f"continue from their last finished epoch with: initlab compare --resume {out}",
-            file=sys.stderr,
-        )
+        if (Path(out) / "config.json").is_file():
+            message = (
+                "Interrupted; finished epochs are kept in results.jsonl, unfinished runs "
+                f"continue from their last finished epoch with: initlab compare --resume {out}"
+            )
+        else:  # stopped before the sweep wrote anything: there is nothing to resume
+            message = "Interrupted before anything was written; run the same command again"
+        print(f"\n{message}", file=sys.stderr)
         return 130
     except (ValueError, TypeError, OSError) as error:  # OSError: DownloadError, missing files
         print(f"initlab compare: error: {error}", file=sys.stderr)

@@ -29,7 +29,11 @@ def register(subparsers) -> None:
         ),
     )
     add = parser.add_argument
-    add("--model", default="mlp", help="zoo model: mlp, resmlp, cnn, initnet (default: mlp)")
+    add(
+        "--model",
+        default="mlp",
+        help="zoo model: initnet, mlp, cnn, resmlp, resnet, lstm, transformer (default: mlp)",
+    )
     add(
         "--depth",
         type=positive_int,

@@ -40,8 +40,8 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     add(
         "--model",
         default="initnet",
-        help="zoo model, a key of initlab.experiments.models.MODELS such as initnet, mlp, cnn "
-        "(default: %(default)s)",
+        help="zoo model: initnet, mlp, cnn, resmlp, resnet, lstm, transformer "
+        "(initlab.experiments.models.MODELS; default: %(default)s)",
     )
     add(
         "--model-param",
@@ -215,6 +215,7 @@ def _train(args: argparse.Namespace) -> int:
     from initlab.cli._validate import scheme_applies, subset_sizes
     from initlab.experiments.datasets import load_dataset
     from initlab.experiments.models import fit_classes
+    from initlab.experiments.report import format_loss
     from initlab.experiments.trainer import TensorData, label_classes, resolve_device, train_scheme
 
     config = train_config(args, args.seed)
@@ -247,8 +248,3 @@ def _train(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
-
-
-def format_loss(loss: float) -> str:
-    """Format a loss as the seed does (``0.2345``), but ``4.513e+10`` from 1e6 up, not 11 digits."""
-    return f"{loss:.4f}" if abs(loss) < 1e6 else f"{loss:.4g}"

@@ -38,7 +38,15 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, PercentFormatter
 
-__all__ = ["SummaryRow", "count", "format_table", "summarize", "write_atomic", "write_report"]
+__all__ = [
+    "SummaryRow",
+    "count",
+    "format_loss",
+    "format_table",
+    "summarize",
+    "write_atomic",
+    "write_report",
+]
 
 FIGURES = {
     "training loss against step": "train_loss.png",
@@ -131,6 +139,11 @@ def _std(values: Sequence[float]) -> float | None:
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
+def format_loss(loss: float) -> str:
+    """Format a loss as the seed does (``0.2345``), but ``4.513e+10`` from 1e6 up, not 11 digits."""
+    return f"{loss:.4f}" if abs(loss) < 1e6 else f"{loss:.4g}"
+
+
 def _cells(row: SummaryRow) -> list[str]:
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{100 * value:.2f}%"
@@ -144,7 +157,7 @@ def _cells(row: SummaryRow) -> list[str]:
         row.scheme,
         final,
         pct(row.best_accuracy),
-        "-" if row.loss_epoch1 is None else f"{row.loss_epoch1:.4f}",
+        "-" if row.loss_epoch1 is None else format_loss(row.loss_epoch1),
         f"{to_target} ({row.reached_target}/{row.runs})",
         f"{row.diverged}/{row.runs}",
     ]
