@@ -152,6 +152,50 @@ def test_a_tied_alias_replaced_by_another_shape_is_refused():
         p.apply(seed=0)
 
 
+# ---- BertForMaskedLM: the output bias is planned as the decoder Linear's bias ----------
+
+
+def bert_mlm() -> nn.Module:
+    cfg = transformers.BertConfig(
+        vocab_size=V, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=128, max_position_embeddings=T,
+    )  # fmt: skip
+    return transformers.BertForMaskedLM(cfg)
+
+
+@pytest.mark.parametrize("policy, rule", [("auto", "output bias"), ("bert", "biases 0")])
+def test_bert_mlm_output_bias_is_read_as_the_decoder_linear_bias_and_zeroed(policy, rule, recwarn):
+    model = bert_mlm()
+    head = model.cls.predictions
+    assert head.bias is head.decoder.bias  # one Parameter, first named under the head
+    with torch.no_grad():
+        head.bias.fill_(3.0)  # as if trained: re-initializing must reset it
+    p = init_model(model, policy, seed=0)
+    row = p["cls.predictions.bias"]
+    assert (row.module, row.layer_kind, row.rule, row.tied) == (
+        "cls.predictions.decoder", "linear", rule, ("cls.predictions.decoder.bias",),
+    )  # fmt: skip
+    assert p.uncovered == [] and not [w for w in recwarn if "no rule covers" in str(w.message)]
+    assert torch.equal(head.bias, torch.zeros(V))  # Hugging Face's _init_weights: Linear bias 0
+
+
+def test_meta_bert_mlm_output_bias_is_re_tied_and_zero():
+    with torch.device("meta"):
+        model = bert_mlm()
+    p = plan(model, "bert")
+    model.to_empty(device="cpu")
+    with pytest.warns(UserWarning, match=r"'cls.predictions.decoder.bias = cls.predictions.bias'"):
+        p.apply(seed=0)
+    head = model.cls.predictions
+    assert head.decoder.bias is head.bias and torch.equal(head.bias, torch.zeros(V))
+    assert head.decoder.weight is model.bert.embeddings.word_embeddings.weight
+    ids = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(0))
+    # to_empty leaves buffers uninitialized too (position_ids): plans cover parameters only
+    extra = {"position_ids": torch.arange(T)[None], "token_type_ids": torch.zeros_like(ids)}
+    with torch.no_grad():
+        assert torch.isfinite(model.eval()(input_ids=ids, **extra).logits).all()
+
+
 # ---- Conv1D (in, out): fused q/k/v along dim 1 ---------------------------------------------
 
 

@@ -177,7 +177,7 @@ class InitPlan:
         keep = [r for r in self.rows if r.distribution == "keep"]
         for owner in dict.fromkeys(r.module for r in keep):
             module = self.model.get_submodule(owner)
-            mine = {r.name.rpartition(".")[2] for r in keep if r.module == owner}
+            mine = {_leaf_under(r, owner) for r in keep if r.module == owner}
             _own_init(module, owner, mine, base)
 
     def table(self) -> str:
@@ -249,6 +249,13 @@ class InitPlan:
                 )
             rows.append(row)
         return cls(model, rows, source=data["source"], policy=data["policy"])
+
+
+def _leaf_under(row: PlanRow, owner: str) -> str:
+    """The leaf name of the row's parameter under its module ``owner``, which may own it
+    under a tied alias (``lm_head.weight`` planned as the embedding ``wte``'s weight)."""
+    names = (row.name, *row.tied)
+    return next(n for n in names if n.rpartition(".")[0] == owner).rpartition(".")[2]
 
 
 def _draw_text(r: PlanRow) -> str:
@@ -528,13 +535,16 @@ def _selected(model: nn.Module, only) -> set[str] | None:
 def _targets(model, context: ModelContext, selected, opts: PolicyOptions):
     """Return ``(Target, param, owner_name, aliases, ParamFans, frozen)`` per unique selected
     parameter. A weight an embedding shares with an output projection is read as the
-    embedding's, whichever name comes first."""
+    embedding's, whichever name comes first; another shared parameter is read under its first
+    name owned by a known layer (BertForMaskedLM's ``cls.predictions.bias`` as the bias of the
+    Linear ``cls.predictions.decoder``)."""
     aliases: dict[int, list[str]] = {}
     for name, p in model.named_parameters(remove_duplicate=False):
         aliases.setdefault(id(p), []).append(name)
     modules = dict(model.named_modules(remove_duplicate=False))
     tied = _tied_embeddings(model, aliases, modules)
     widths = {model.get_parameter(n).shape[-1] for n in tied.values()}
+    read_as = {**_layer_aliases(aliases, modules), **tied}
     out = []
     for name, param in model.named_parameters():
         if selected is not None and id(param) not in selected:
@@ -544,7 +554,7 @@ def _targets(model, context: ModelContext, selected, opts: PolicyOptions):
                 f"parameter {name!r} is an uninitialized lazy parameter: pass example_input so "
                 "that one forward pass materializes it before planning"
             )
-        owner_name, _, leaf = tied.get(id(param), name).rpartition(".")
+        owner_name, _, leaf = read_as.get(id(param), name).rpartition(".")
         owner = modules[owner_name]
         parent = modules.get(owner_name.rpartition(".")[0]) if owner_name else None
         kind = layer_kind(owner, parent)
@@ -586,6 +596,22 @@ def _tied_embeddings(model, aliases: dict[int, list[str]], modules) -> dict[int,
         if embedding is not None and any(can_be_output(m) for _, m in owners):
             tied[id(model.get_parameter(names[0]))] = embedding
     return tied
+
+
+def _layer_aliases(aliases: dict[int, list[str]], modules) -> dict[int, str]:
+    """Map ``id(param)`` to its first name owned by a known layer kind, for each parameter whose
+    first name is owned by an unknown module (kind ``other``) and which a layer shares: the
+    layer says what the parameter is. Hugging Face's ``BertLMPredictionHead`` holds the output
+    bias as ``bias`` and ties it to ``decoder.bias``, a Linear's bias, which its
+    ``_init_weights`` zeroes as every Linear bias; read under the head it has no rule."""
+    read_as = {}
+    for key, names in aliases.items():
+        kinds = [layer_kind(modules[n.rpartition(".")[0]]) for n in names]
+        if kinds[0] == "other":
+            known = next((n for n, k in zip(names, kinds, strict=True) if k != "other"), None)
+            if known is not None:
+                read_as[key] = known
+    return read_as
 
 
 def _ancestors(modules: dict[str, nn.Module], owner_name: str) -> tuple[nn.Module, ...]:
