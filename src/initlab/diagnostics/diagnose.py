@@ -84,8 +84,12 @@ Verdicts and their thresholds (module constants below):
 Inputs: ``batch`` is the model's input as a plan's ``example_input`` takes it (a tensor,
 floating point or integer token ids, for ``model(x)``; a dict for ``model(**x)``), or a
 sequence ``(input, target, ...)`` whose first element is such an input (a tuple there for
-``model(*x)``). Statistics are taken of floating-point outputs only (token ids, masks and
-integer outputs get no row).
+``model(*x)``). Statistics are taken of floating-point outputs only. A layer returning several
+tensors (a tuple, list or dict) is measured on its first floating-point tensor: for
+``nn.RNN``/``nn.GRU``/``nn.LSTM`` the output sequence ``(B, T, D * H)`` (the packed data of a
+``PackedSequence``), not the final states. A layer whose output holds no floating-point tensor
+(token ids, masks, ``None``) gets no row; :attr:`Diagnosis.unrecorded` names it, and so do the
+table and the healthy verdict.
 """
 
 from __future__ import annotations
@@ -184,7 +188,8 @@ class LayerStats:
         module_type: the module's class name; ``"functional"`` for a functional activation.
         kind: ``"weight"`` (Linear, Conv), ``"activation"`` (also every functional
             activation) or ``"other"``.
-        shape: output shape.
+        shape: output shape (of the first floating-point output tensor, see the module
+            docstring: a recurrent layer's output sequence).
         mean: mean of the output over all its elements.
         std: standard deviation of the output (population, over all elements).
         dead_fraction: ReLU/ReLU6 only: fraction of units (output elements of one example)
@@ -252,7 +257,8 @@ class Diagnosis:
     (None when it has none); ``residual_ends`` names the layers that end a residual branch in
     the forward pass (empty for a plain network; a norm ending a branch and the layer before
     it both end it); when present, the gradient verdict compares the last-called of each
-    branch's ends.
+    branch's ends. ``unrecorded`` names the leaf modules that ran but returned no
+    floating-point tensor, so they have no row.
     """
 
     layers: tuple[LayerStats, ...]
@@ -262,6 +268,7 @@ class Diagnosis:
     jacobian_singular_values: tuple[float, ...] = field(default=())
     output_std: float | None = None
     residual_ends: tuple[str, ...] = ()
+    unrecorded: tuple[str, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -304,6 +311,8 @@ class Diagnosis:
         rows.append("")
         if self.output_std is not None:
             rows.append(f"output std: {self.output_std:.3g}")
+        if self.unrecorded:
+            rows.append(f"no row (no floating-point output): {', '.join(self.unrecorded)}")
         for v in self.verdicts:
             rows.append(f"{v.code}: {v.message}" + (f"\n  hint: {v.hint}" if v.hint else ""))
         return "\n".join(rows)
@@ -420,10 +429,18 @@ def diagnose(
     param_stats = _param_stats(model, params, grads)
     ends = tuple(sorted(recorder.watch.residual_ends))
     summands = recorder.watch.summand_layers
-    verdicts = _verdicts(layers, param_stats, summands, output_stats, loss)
+    unrecorded = tuple(dict.fromkeys(recorder.unrecorded))  # once per module, in call order
+    verdicts = _verdicts(layers, param_stats, summands, output_stats, loss, unrecorded)
     output_std = output_stats[0] if output_stats else None
     return Diagnosis(
-        tuple(layers), tuple(param_stats), tuple(verdicts), loss, spectrum, output_std, ends
+        tuple(layers),
+        tuple(param_stats),
+        tuple(verdicts),
+        loss,
+        spectrum,
+        output_std,
+        ends,
+        unrecorded,
     )
 
 
@@ -488,14 +505,19 @@ class _Recorder:
     def __init__(self, model: nn.Module, want_grads: bool):
         self.want_grads = want_grads
         self.rows: list[dict] = []
+        self.unrecorded: list[str] = []
         self.watch = ActivationWatch(model, self.functional)
         self.by_call: dict[int, dict] = {}
 
     def __call__(self, name, module, args, output):
-        if not isinstance(output, torch.Tensor) or not output.dtype.is_floating_point:
+        # A recurrent layer returns (output, h_n) or (output, (h_n, c_n)): its first tensor is
+        # the output sequence, the layer's signal to the next one.
+        y = next((t for t in tensors_in(output) if t.dtype.is_floating_point), None)
+        if y is None:
+            self.unrecorded.append(name)
             return None
         with self.watch.paused():  # our statistics are not the model's calls
-            self._add(_module_stats(name, module, args, output.detach()), output)
+            self._add(_module_stats(name, module, args, y.detach()), y)
         return None
 
     def functional(self, call: ActivationCall) -> None:
@@ -663,7 +685,7 @@ def _jacobian_singular_values(model, x, n) -> tuple[float, ...]:
     return tuple(values)
 
 
-def _verdicts(layers, params, summands, output_stats, loss) -> list[Verdict]:
+def _verdicts(layers, params, summands, output_stats, loss, unrecorded) -> list[Verdict]:
     signal = _signal(layers)
     pair = _gradient_pair(layers, params, summands)
     found = [
@@ -676,13 +698,19 @@ def _verdicts(layers, params, summands, output_stats, loss) -> list[Verdict]:
         *_symmetry_verdict(params),
         *_output_verdict(output_stats, loss),
     ]
-    return found or [_healthy(signal, pair, any(r.grad_rms is not None for r in layers))]
+    measured = any(r.grad_rms is not None for r in layers)
+    return found or [_healthy(signal, pair, measured, unrecorded)]
 
 
-def _healthy(signal, pair, grads_measured: bool) -> Verdict:
-    """The healthy verdict, claiming only what was compared."""
+def _healthy(signal, pair, grads_measured: bool, unrecorded) -> Verdict:
+    """The healthy verdict, claiming only what was compared and naming what was not recorded."""
+    skipped = (
+        f"; no statistics for {', '.join(unrecorded)} (no floating-point output)"
+        if unrecorded
+        else ""
+    )
     if len(signal) >= 2 and pair is not None:
-        return Verdict("healthy", "activations and gradients keep their scale")
+        return Verdict("healthy", f"activations and gradients keep their scale{skipped}")
     activations = (
         "activations keep their scale"
         if len(signal) >= 2
@@ -697,7 +725,7 @@ def _healthy(signal, pair, grads_measured: bool) -> Verdict:
         )
     else:
         gradients = "gradients not measured (no loss_fn: no backward pass ran)"
-    return Verdict("healthy", f"{activations}; {gradients}")
+    return Verdict("healthy", f"{activations}; {gradients}{skipped}")
 
 
 def _ratio_verdict(first, last, what, code_stem) -> list[Verdict]:
