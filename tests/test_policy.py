@@ -293,6 +293,29 @@ def test_zero_init_residual_needs_trace_and_zeroes_last_norm():
     assert torch.equal(model.block.bn1.weight, torch.ones(8))
 
 
+def test_zero_init_residual_on_a_pre_norm_transformer_warns_that_it_changed_nothing():
+    # Before: GPT-2's branches end in projections, so no row changed, and nothing said so.
+    message = (
+        r"zero_init_residual=True changed no parameter: no traced residual branch ends in a "
+        r"norm layer \(a pre-norm transformer"
+    )
+    with pytest.warns(UserWarning, match=message):
+        p = plan(GPT(), example_input=example("gpt"), zero_init_residual=True)
+    assert p.rows == plan(GPT(), example_input=example("gpt")).rows
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the option fires on a ResNet: no warning
+        plan(ResNet(), example_input=example("resnet"), zero_init_residual=True)
+
+
+def test_scale_residual_preempted_by_the_preset_warns_naming_the_branch_ends():
+    message = (
+        r"scale_residual=True changed no parameter: policy 'bert' gives the branch-ending "
+        r"parameters \(\['h.0.c_proj.weight', 'h.0.mlp_proj.weight', 'h.1.c_proj.weight'\]\)"
+    )
+    with pytest.warns(UserWarning, match=message):
+        plan(GPT(), "bert", example_input=example("gpt"), scale_residual=True)
+
+
 def test_scale_residual_counts_branches():
     p = plan(GPT(), example_input=example("gpt"), scale_residual=True)
     scaled = [r.name for r in p.rows if r.rule.startswith("residual projection")]

@@ -396,6 +396,7 @@ def plan(
     n_scaled = sum(1 for r in matched if r is not None and r.residual_scale)
     rows = [_row(t, r, n_scaled, context) for t, r in zip(targets, matched, strict=True)]
     _warn_unused(rules or (), matched)
+    _warn_idle_residual_options(opts, targets, matched, name)
     result = InitPlan(model, rows, source=context.source, policy=name)
     if result.uncovered:
         warnings.warn(
@@ -716,6 +717,35 @@ def _reason(rule: Rule, draw: Draw, t: Target, context: ModelContext, note: str)
     if t.blocks > 1 and rule.per_block and note:
         parts.append(note)
     return "; ".join(parts)
+
+
+# Per residual option: a test for the rules it adds, the layer kinds that can end a branch for
+# it, and what such a branch ends in.
+_RESIDUAL_OPTIONS = (
+    ("zero_init_residual", lambda r: r.residual_end is True and r.init == "constant", {"norm"},
+     "a norm layer (a pre-norm transformer such as GPT-2 ends each branch in a projection; "
+     "scale_residual=True scales those)"),
+    ("scale_residual", lambda r: r.residual_scale, {"attention_out", "linear", "conv",
+     "conv_transpose", "bilinear"}, "a projection (linear, conv or attention output)"),
+)  # fmt: skip
+
+
+def _warn_idle_residual_options(opts: PolicyOptions, targets, matched, policy: str) -> None:
+    """Warn when a residual option changed no parameter, as a user rule that fires for nothing
+    does: the model has no traced branch ending where the option acts, or the policy gives
+    those layers another rule first."""
+    for option, adds, kinds, what in _RESIDUAL_OPTIONS:
+        if not getattr(opts, option) or any(r is not None and adds(r) for r in matched):
+            continue
+        ends = [
+            t.name for t, *_ in targets if t.residual_end and t.kind in kinds and t.role == "weight"
+        ]
+        why = (
+            f"policy {policy!r} gives the branch-ending parameters ({ends[:3]}) another rule first"
+            if ends
+            else f"no traced residual branch ends in {what}"
+        )
+        warnings.warn(f"{option}=True changed no parameter: {why}", stacklevel=3)
 
 
 def _warn_unused(user_rules, fired) -> None:
