@@ -223,9 +223,16 @@ class ParamStats:
         shape: parameter shape.
         grad_norm: Frobenius norm of the gradient (None without loss or without gradient).
         grad_std: standard deviation of the gradient's elements.
-        sigma_max: largest singular value of the weight as ``(out, -1)`` (>= 2-D only).
-        sigma_min: smallest singular value.
-        condition: ``sigma_max / sigma_min`` (``inf`` when singular).
+        blocks: independent matrices stacked along dim 0, as
+            :func:`initlab.fans.layer_fans` reads them: the gates of a recurrent weight
+            (LSTM 4, GRU 3), the q/k/v blocks of an attention ``in_proj_weight``, the groups of
+            a convolution; 1 otherwise.
+        sigma_max: largest singular value of the weight as ``(out, -1)`` (>= 2-D only), per
+            block: the largest over the blocks (a per-gate orthogonal LSTM ``weight_hh`` has
+            1, not the fused ``(4H, H)`` matrix's 2).
+        sigma_min: smallest singular value, per block: the smallest over the blocks.
+        condition: ``sigma_max / sigma_min`` (``inf`` when singular); for a block-diagonal
+            operator (a grouped convolution) its exact condition number.
         symmetric_fraction: fraction of the layer's units identical to another unit.
     """
 
@@ -233,6 +240,7 @@ class ParamStats:
     shape: tuple[int, ...]
     grad_norm: float | None = None
     grad_std: float | None = None
+    blocks: int = 1
     sigma_max: float | None = None
     sigma_min: float | None = None
     condition: float | None = None
@@ -299,14 +307,21 @@ class Diagnosis:
         rows.append("")
         width = max([len("parameter"), *(len(p.name) for p in self.params)])
         rows.append(
-            f"{'parameter':<{width}} {'grad norm':>10} {'grad std':>10} {'s_max':>9} "
-            f"{'s_min':>9} {'cond':>9} {'sym':>5}"
+            f"{'parameter':<{width}} {'grad norm':>10} {'grad std':>10} {'blocks':>6} "
+            f"{'s_max':>9} {'s_min':>9} {'cond':>9} {'sym':>5}"
         )
         for p in self.params:
+            blocks = p.blocks if p.sigma_max is not None else None
             rows.append(
                 f"{p.name:<{width}} {_fmt(p.grad_norm, '.3g'):>10} {_fmt(p.grad_std, '.3g'):>10} "
-                f"{_fmt(p.sigma_max, '.3g'):>9} {_fmt(p.sigma_min, '.3g'):>9} "
-                f"{_fmt(p.condition, '.3g'):>9} {_fmt(p.symmetric_fraction, '.2f'):>5}"
+                f"{_fmt(blocks, 'd'):>6} {_fmt(p.sigma_max, '.3g'):>9} "
+                f"{_fmt(p.sigma_min, '.3g'):>9} {_fmt(p.condition, '.3g'):>9} "
+                f"{_fmt(p.symmetric_fraction, '.2f'):>5}"
+            )
+        if any(p.blocks > 1 for p in self.params):
+            rows.append(
+                "blocks > 1 (gates, q/k/v, groups): s_max and s_min are the largest and the "
+                "smallest singular value over the blocks, each block its own matrix"
             )
         rows.append("")
         if self.output_std is not None:
@@ -622,7 +637,8 @@ def _param_stats(model, params, grads) -> list[ParamStats]:
         if g is not None:
             entry |= {"grad_norm": float(g.double().norm()), "grad_std": _std(g)}
         if p.ndim >= 2 and p.numel() > 0:
-            entry |= _spectrum(p.detach())
+            entry["blocks"] = _blocks(model, name)
+            entry |= _spectrum(p.detach(), entry["blocks"])
             entry["symmetric_fraction"] = (
                 0.0 if id(p) in branch_ends else _symmetric_fraction(model, p, successor.get(id(p)))
             )
@@ -649,9 +665,21 @@ def _std(t: torch.Tensor) -> float:
     return float(t.double().std(correction=0)) if t.numel() else math.nan
 
 
-def _spectrum(w: torch.Tensor) -> dict:
-    s = torch.linalg.svdvals(w.double().flatten(1))
-    smax, smin = float(s[0]), float(s[-1])
+def _blocks(model: nn.Module, name: str) -> int:
+    """The number of independent blocks along dim 0 of parameter ``name`` (gates, q/k/v
+    projections, groups), from :func:`initlab.fans.layer_fans`."""
+    owner, _, leaf = name.rpartition(".")
+    try:
+        return layer_fans(model.get_submodule(owner), leaf).blocks
+    except ValueError:  # no fans to read (an attention bias_k/bias_v): one matrix
+        return 1
+
+
+def _spectrum(w: torch.Tensor, blocks: int) -> dict:
+    """Extreme singular values of ``w`` as ``(out, -1)``: the largest and the smallest over its
+    ``blocks`` equal blocks of rows, each an independent matrix (a gate, a q/k/v projection)."""
+    s = torch.linalg.svdvals(w.double().flatten(1).unflatten(0, (blocks, -1)))  # (blocks, k)
+    smax, smin = float(s[:, 0].max()), float(s[:, -1].min())
     return {
         "sigma_max": smax,
         "sigma_min": smin,
