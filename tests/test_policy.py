@@ -143,7 +143,7 @@ ZOO = {
         GPT,
         None,
         # wte is tied to lm_head; wpe has its width and is summed with it
-        ["tied embedding: N(0, 1/dim)"] * 2
+        ["tied embedding: N(0, 1/dim)", "embedding beside a tied one: N(0, 1/dim)"]
         + [N1, N0, N1, N0, NONE, B0, NONE, B0, OTHER, B0, NONE, B0] * 2
         + [N1, N0],
     ),
@@ -512,6 +512,20 @@ def test_user_rules_override_by_type_glob_regex_and_activation():
     assert torch.equal(net[0].bias, torch.full((8,), 0.1))
     assert p["4.weight"].std == 1e-3
     print(p.table())
+
+
+def test_user_rules_match_tied_and_fused_parameters():
+    model = nn.ModuleDict({"lstm": nn.LSTM(4, 4), "lin": nn.Linear(4, 4)})
+    fused = Rule("fused: 0", "constant", fused=True)
+    p = plan(model, rules=[fused])
+    assert [r.name for r in p.rows if r.rule == "fused: 0"] == [
+        f"lstm.{n}_l0" for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    ]  # 4 gate blocks each; the Linear is one block
+    shared = Rule("shared: 0", "constant", tied=True)
+    p = plan(GPT(), example_input=example("gpt"), rules=[shared])
+    assert [r.name for r in p.rows if r.rule == "shared: 0"] == ["wte.weight"]  # not wpe
+    both = initlab.policy.rules.RuleSet([Rule("both", "keep", tied=True, fused=True)])
+    assert "tied fused blocks" in str(both)  # the printed conditions name both
 
 
 def test_keep_rule_needs_an_own_init():

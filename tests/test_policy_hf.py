@@ -106,7 +106,8 @@ def test_tied_weight_is_planned_as_the_embedding_in_either_order_and_without_a_t
     assert (row.fan_in, row.fan_out) == (400, 32)  # the embedding's (num, dim) reading
     assert row.rule == "tied embedding: N(0, 1/dim)" and row.std == pytest.approx(32**-0.5)
     assert close_std(model.wte.weight, 32**-0.5, NORMAL_C)
-    assert p["wpe.weight"].rule == "tied embedding: N(0, 1/dim)"
+    assert p["wpe.weight"].rule == "embedding beside a tied one: N(0, 1/dim)"  # not itself tied
+    assert p["wpe.weight"].std == pytest.approx(32**-0.5)
     assert (p["tag.weight"].rule, p["tag.weight"].std) == ("embedding N(0, std)", 1.0)
 
 
@@ -179,6 +180,17 @@ def test_bert_mlm_output_bias_is_read_as_the_decoder_linear_bias_and_zeroed(poli
     assert torch.equal(head.bias, torch.zeros(V))  # Hugging Face's _init_weights: Linear bias 0
 
 
+def test_bert_mlm_embedding_labels_say_which_is_tied_and_which_is_beside_it():
+    p = plan(bert_mlm())
+    tied = p["bert.embeddings.word_embeddings.weight"]
+    assert tied.rule == "tied embedding: N(0, 1/dim)" and tied.std == pytest.approx(64**-0.5)
+    assert tied.tied == ("cls.predictions.decoder.weight",)
+    for name in ("position_embeddings", "token_type_embeddings"):
+        row = p[f"bert.embeddings.{name}.weight"]
+        assert (row.rule, row.tied) == ("embedding beside a tied one: N(0, 1/dim)", ())
+        assert row.std == pytest.approx(64**-0.5)
+
+
 def test_meta_bert_mlm_output_bias_is_re_tied_and_zero():
     with torch.device("meta"):
         model = bert_mlm()
@@ -233,6 +245,8 @@ def test_conv1d_c_attn_is_xavier_per_block():
     model = gpt2(d)
     p = init_model(model, seed=0)
     row = p["transformer.h.0.attn.c_attn.weight"]
+    assert (row.layer_kind, row.rule) == ("linear", "attention q/k/v blocks: Xavier per block")
+    assert "3 blocks (q, k, v)" in row.reason
     bound = math.sqrt(6 / (d + d))  # per block; the whole (d, 3d) matrix would give 6 / 4d
     assert row.bound == pytest.approx(bound)
     weight = model.transformer.h[0].attn.c_attn.weight.detach()

@@ -577,6 +577,7 @@ def _targets(model, context: ModelContext, selected, opts: PolicyOptions):
             hidden=getattr(owner, "hidden_size", None),
             ancestors=_ancestors(modules, owner_name),
             tied_output=kind == "embedding" and param.ndim == 2 and param.shape[1] in widths,
+            tied=len(aliases[id(param)]) > 1,
         )
         frozen = not param.requires_grad and not opts.include_frozen
         out.append((target, param, owner_name, tuple(aliases[id(param)][1:]), fans, frozen))

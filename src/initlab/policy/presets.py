@@ -107,7 +107,7 @@ def _auto(o: PolicyOptions) -> list[Rule]:
         )
     rules += _norms()
     if o.embedding_std is None:
-        rules.append(_tied_embedding())
+        rules += _tied_embeddings()
     rules += [
         Rule(
             "embedding N(0, std)",
@@ -177,29 +177,47 @@ def _auto(o: PolicyOptions) -> list[Rule]:
             )
         )
     rules.append(Rule("attention output: Xavier", kinds=("attention_out",), min_ndim=2, **xavier))
+    rules.append(
+        Rule(
+            "attention q/k/v blocks: Xavier per block",
+            kinds=("linear",),
+            roles=("weight",),
+            fused=True,
+            note="a fused q/k/v projection (Hugging Face's Conv1D c_attn) split into blocks, "
+            "each its own matrix as in nn.MultiheadAttention (Vaswani et al. 2017)",
+            **xavier,
+        )
+    )
     rules += _auto_weights(o, xavier)
     return rules
 
 
-def _tied_embedding() -> Rule:
+def _tied_embeddings() -> list[Rule]:
     # Why 1/dim: tied, E (V, dim) is also the output layer, logits = h @ E^T. A final norm
     # gives h unit-variance entries, so Var(logit) = dim * Var(E): N(0, 1) gives variance dim
     # (GPT-2 at dim 64, V = 1000: initial loss 30, ln V = 6.9); 1/dim gives unit variance.
-    return Rule(
-        "tied embedding: N(0, 1/dim)",
-        "variance_scaling",
-        kinds=("embedding",),
-        roles=("weight",),
-        tied_output=True,
-        mode="fan_out",
-        zero_rows="padding_idx",
-        note="input and output embedding tied (Press and Wolf 2017): variance 1/dim gives "
-        "unit-variance logits from a normalized hidden state (initial loss about ln V + 1/2), "
-        "the logits T5 gets from N(0, 1) and its dim^-1/2 rescale (Raffel et al. 2020), where "
-        "N(0, 1) gives logit variance dim; embeddings of the same width (positions, token "
-        "types) are summed with it and take the same std, as GPT-2 and BERT give all "
-        "embeddings one std",
-    )
+    draw = {"kinds": ("embedding",), "roles": ("weight",), "tied_output": True,
+            "mode": "fan_out", "zero_rows": "padding_idx"}  # fmt: skip
+    return [
+        Rule(
+            "tied embedding: N(0, 1/dim)",
+            "variance_scaling",
+            tied=True,
+            note="input and output embedding tied (Press and Wolf 2017): variance 1/dim gives "
+            "unit-variance logits from a normalized hidden state (initial loss about ln V + "
+            "1/2), the logits T5 gets from N(0, 1) and its dim^-1/2 rescale (Raffel et al. "
+            "2020), where N(0, 1) gives logit variance dim",
+            **draw,
+        ),
+        Rule(
+            "embedding beside a tied one: N(0, 1/dim)",
+            "variance_scaling",
+            note="summed with an embedding tied to the output layer (positions, token types: "
+            "the same width), so it takes the same std, as GPT-2 and BERT give all embeddings "
+            "one std",
+            **draw,
+        ),
+    ]
 
 
 def _auto_weights(o: PolicyOptions, xavier: dict) -> list[Rule]:

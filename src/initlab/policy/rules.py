@@ -62,6 +62,7 @@ class Target:
     ancestors: tuple[nn.Module, ...] = ()  # the modules that contain the owner, root first
     # an embedding whose width is that of an embedding tied to (shared with) an output layer
     tied_output: bool = False
+    tied: bool = False  # the parameter itself is reached under more than one name
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,11 @@ class Rule:
       output projection shares the weight of an embedding of width ``d`` (input and output
       embeddings tied, Press and Wolf 2017): the tied embedding itself and the embeddings of
       its width (positions, token types), which are summed with it.
+    * ``tied``: whether the parameter itself is shared (one Parameter under several names, as
+      GPT-2's ``wte.weight`` and ``lm_head.weight``).
+    * ``fused``: whether the parameter holds several blocks drawn each as its own matrix (the
+      gates of an LSTM/GRU, the q/k/v of an attention input projection, Hugging Face's
+      ``Conv1D`` ``c_attn``).
     * ``min_ndim``: parameters with fewer dimensions do not match.
 
     Initializations (``init``), each with the fields it reads:
@@ -126,6 +132,8 @@ class Rule:
     within: type | tuple[type, ...] | str | None = None
     residual_end: bool | None = None
     tied_output: bool | None = None
+    tied: bool | None = None
+    fused: bool | None = None
     min_ndim: int = 0
     scale: float | str = 1.0
     mode: str = "fan_in"
@@ -183,6 +191,8 @@ class Rule:
             and (self.within is None or any(_module_matches(self.within, a) for a in t.ancestors))
             and (self.residual_end is None or self.residual_end == t.residual_end)
             and (self.tied_output is None or self.tied_output == t.tied_output)
+            and (self.tied is None or self.tied == t.tied)
+            and (self.fused is None or self.fused == (t.blocks > 1))
         )
 
     def to_dict(self) -> dict:
@@ -241,6 +251,10 @@ def _when(rule: Rule) -> str:
         parts.append("residual end" if rule.residual_end else "not residual end")
     if rule.tied_output is not None:
         parts.append("tied to output" if rule.tied_output else "not tied to output")
+    if rule.tied is not None:
+        parts.append("tied" if rule.tied else "not tied")
+    if rule.fused is not None:
+        parts.append("fused blocks" if rule.fused else "not fused")
     if rule.min_ndim:
         parts.append(f"ndim>={rule.min_ndim}")
     return " ".join(parts) or "any parameter"
