@@ -111,6 +111,37 @@ def test_tied_weight_is_planned_as_the_embedding_in_either_order_and_without_a_t
     assert (p["tag.weight"].rule, p["tag.weight"].std) == ("embedding N(0, std)", 1.0)
 
 
+class TiedGRU(nn.Module):
+    """A GRU language model with tied embeddings: no norm before the head."""
+
+    def __init__(self, d=64):
+        super().__init__()
+        self.emb, self.gru, self.out = (
+            nn.Embedding(V, d),
+            nn.GRU(d, d, 2, batch_first=True),
+            nn.Linear(d, V),
+        )
+        self.out.weight = self.emb.weight
+
+    def forward(self, ids):  # (B, T) -> (B, T, V)
+        return self.out(self.gru(self.emb(ids))[0])
+
+
+def test_tied_gru_lm_logits_are_as_small_as_its_hidden_state_not_unit_variance():
+    # README: unit-variance logits need a normalized hidden state; with E ~ N(0, 1/d),
+    # Var(logit) = d Var(h) / d = E[h^2], and a GRU's h is tanh-bounded and here small.
+    ids = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(0))
+    model = TiedGRU()
+    init_model(model, example_input=ids, seed=0)
+    with torch.no_grad():
+        h = model.gru(model.emb(ids))[0]
+        logits = model(ids)
+    rms = h.pow(2).mean().sqrt().item()
+    assert rms < 0.15 and logits.std().item() == pytest.approx(rms, rel=0.1)
+    loss = nn.functional.cross_entropy(logits.reshape(-1, V), ids.reshape(-1)).item()
+    assert abs(loss - math.log(V)) < 0.02  # ln V + Var/2 ~ ln V + 0.01, not ln V + 1/2
+
+
 # ---- meta -> to_empty -> apply: ties the model lost are restored -------------------------
 
 
