@@ -329,11 +329,13 @@ def plan(
     (:func:`initlab.fans.layer_fans`), the activation after its layer (traced from one forward
     on ``example_input``, else read from module order), and the first rule of
     ``rules + preset`` that matches. The rule gives an explicit distribution (std or bound);
-    the row says why. Tied parameters get one row (listing the other names); frozen ones
+    the row says why. Tied parameters get one row (listing the other names), read as the
+    embedding's when one is an embedding, else as a known layer's (BertForMaskedLM's
+    ``cls.predictions.bias`` is its decoder Linear's bias); frozen ones
     (``requires_grad=False``) are skipped unless ``include_frozen=True``; a parameter no rule
     covers keeps its module's own ``reset_parameters`` if there is one, else it is left
     untouched and reported in ``InitPlan.uncovered`` with a warning. A model on the meta device
-    can be planned (and applied after ``model.to_empty()``).
+    can be planned (and applied after ``model.to_empty()``, re-tying what it untied).
 
     The ``auto`` preset is the selection guide: ReLU family -> He (fan_in, gain
     sqrt(2/(1+a^2)), He et al. 2015); tanh/sigmoid/softsign -> Xavier with the activation's
@@ -374,7 +376,9 @@ def plan(
     Warns:
         UserWarning: without ``example_input``, if the model has hidden linear or convolution
             layers but no activation module (functional activations are not seen); if no rule
-            covers a parameter; if a user rule matches nothing.
+            covers a parameter; if a user rule matches nothing; if ``zero_init_residual`` or
+            ``scale_residual`` changes no parameter (GPT-2's branches end in a projection, not
+            a norm; or the preset gives the branch ends another rule first).
 
     Example:
         >>> net = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
