@@ -299,6 +299,17 @@ def test_vectorized_sweep_writes_the_sequential_sweeps_results(tmp_path, caplog)
         assert b.final_accuracy_mean == pytest.approx(a.final_accuracy_mean, abs=ACC)
 
 
+def _cut_after_epoch(config, out, epoch):
+    """Run ``config`` stacked into ``out`` and stop it (Ctrl-C) once epoch ``epoch`` is written."""
+
+    def stop(run, record):
+        if record.epoch == epoch:  # the group's epoch is written and checkpointed
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(config, out, progress=False, vectorize=True, on_epoch=stop)
+
+
 def _exact(lines):
     return {key: {k: v for k, v in ln.items() if k != "wall_time_s"} for key, ln in lines.items()}
 
@@ -310,21 +321,7 @@ def test_an_interrupted_vectorized_sweep_continues_from_its_checkpoint(tmp_path)
         **{**SMALL, "train": TrainConfig(epochs=3)},
     )
     run_sweep(config, tmp_path / "full", progress=False, vectorize=True)
-    calls = []
-
-    def interrupt_after_epoch_2(run, record):
-        calls.append((run, record.epoch))
-        if record.epoch == 2:  # the group's epoch 2 is written and checkpointed
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run_sweep(
-            config,
-            tmp_path / "cut",
-            progress=False,
-            vectorize=True,
-            on_epoch=interrupt_after_epoch_2,
-        )
+    _cut_after_epoch(config, tmp_path / "cut", 2)
     cut = read_results(tmp_path / "cut" / "results.jsonl")
     statuses = {ln["run"]: ln["status"] for ln in cut if ln["type"] == "status"}
     # the diverged run was recorded before the interrupt; both others are cut short
@@ -365,13 +362,7 @@ def test_a_stacked_checkpoint_continues_with_no_vectorize(tmp_path):
         schemes=("seed", "xavier_normal"), seeds=1, **{**SMALL, "train": TrainConfig(epochs=3)}
     )
     run_sweep(config, tmp_path / "full", progress=False)
-
-    def stop(run, record):
-        if record.epoch == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run_sweep(config, tmp_path / "cut", progress=False, vectorize=True, on_epoch=stop)
+    _cut_after_epoch(config, tmp_path / "cut", 2)
     trained = []
     run_sweep(
         None,
@@ -538,19 +529,7 @@ def test_a_stacked_resume_of_a_model_with_0_dim_parameters_is_exact(tmp_path):
         **{**SMALL, "train": TrainConfig(epochs=3)},
     )
     run_sweep(config, tmp_path / "full", progress=False, vectorize=True)
-
-    def interrupt_after_epoch_1(run, record):
-        if record.epoch == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run_sweep(
-            config,
-            tmp_path / "cut",
-            progress=False,
-            vectorize=True,
-            on_epoch=interrupt_after_epoch_1,
-        )
+    _cut_after_epoch(config, tmp_path / "cut", 1)
     run_sweep(None, tmp_path / "cut", resume=True, progress=False, vectorize=True)
     full = _keyed(read_results(tmp_path / "full" / "results.jsonl"))
     resumed = read_results(tmp_path / "cut" / "results.jsonl")
