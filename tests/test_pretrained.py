@@ -301,7 +301,12 @@ def test_model_side_prefix_is_matched(checkpoint):
     assert report.alignment == "matched under the model prefix 'backbone.'"
     assert_loaded_exactly(model, checkpoint, prefix="backbone.")
     assert report.missing == ("extra.weight", "extra.bias") and not report.unexpected
-    assert [r.name for r in report.reinitialized] == ["extra.weight", "extra.bias"]
+    # init_rest=None: nothing writes them, and the report says so (not "re-initialized").
+    assert not report.reinitialized
+    assert [(c.name, c.detail) for c in report.constructed] == [
+        ("extra.weight", "init_rest=None: not initialized"),
+        ("extra.bias", "init_rest=None: not initialized"),
+    ]
 
 
 def test_explicit_prefixes_and_no_alignment(checkpoint):
@@ -420,10 +425,10 @@ def test_dtype_cast_is_reported(checkpoint):
 # ---------------------------------------------------------------- shapes
 
 
-def test_head_mismatch_is_reinitialized_never_partly_copied(checkpoint):
+def test_head_mismatch_under_on_mismatch_reinit_is_never_partly_copied(checkpoint):
     model = TinyCNN(classes=5, seed=1)
     constructed = model.fc.weight.detach().clone()
-    report = load_pretrained(model, checkpoint, init_rest=None)
+    report = load_pretrained(model, checkpoint, on_mismatch="reinit", init_rest=None)
     assert {(m.name, m.source_shape, m.model_shape) for m in report.mismatched} == {
         ("fc.weight", (10, 8), (5, 8)),
         ("fc.bias", (10,), (5,)),
@@ -434,7 +439,7 @@ def test_head_mismatch_is_reinitialized_never_partly_copied(checkpoint):
     assert torch.equal(model.fc.weight, constructed)
     body = {k: v for k, v in checkpoint.items() if not k.startswith("fc.")}
     assert_loaded_exactly(model, body)
-    assert {(r.name, r.reason) for r in report.reinitialized} == {
+    assert {(r.name, r.reason) for r in report.constructed} == {
         ("fc.weight", "shape mismatch"),
         ("fc.bias", "shape mismatch"),
     }
@@ -458,7 +463,7 @@ def test_new_head_allows_a_new_classifier_under_on_mismatch_error(checkpoint):
     )
     assert not report.mismatched and not report.missing
     assert {i.source_key for i in report.ignored} == {"fc.weight", "fc.bias"}
-    assert {r.reason for r in report.reinitialized} == {"new head"}
+    assert {r.reason for r in report.constructed} == {"new head"}
     # Same shape, declared new: not loaded either.
     model = TinyCNN(seed=1)
     constructed = model.fc.weight.detach().clone()
@@ -537,7 +542,11 @@ def test_first_conv_adaptation_preserves_the_response(checkpoint, channels, lift
 
 def test_adaptation_off_or_grouped_first_conv_is_a_mismatch(checkpoint):
     report = load_pretrained(
-        TinyCNN(in_channels=1), checkpoint, adapt_first_conv=False, init_rest=None
+        TinyCNN(in_channels=1),
+        checkpoint,
+        adapt_first_conv=False,
+        on_mismatch="reinit",
+        init_rest=None,
     )
     assert [m.name for m in report.mismatched] == ["conv.weight"] and not report.adapted
     grouped = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.Conv2d(4, 4, 1))
@@ -546,7 +555,10 @@ def test_adaptation_off_or_grouped_first_conv_is_a_mismatch(checkpoint):
     # Only the first conv is adapted: a later conv with other in-channels is a plain mismatch.
     state = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 1)).state_dict()
     report = load_pretrained(
-        nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(2, 4, 1)), state, init_rest=None
+        nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(2, 4, 1)),
+        state,
+        on_mismatch="reinit",
+        init_rest=None,
     )
     assert [m.name for m in report.mismatched] == ["1.weight"] and not report.adapted
 
@@ -556,7 +568,7 @@ def test_adaptation_off_or_grouped_first_conv_is_a_mismatch(checkpoint):
 
 def test_freeze_true_freezes_every_loaded_parameter_only(checkpoint):
     model = TinyCNN(classes=5, seed=1)
-    report = load_pretrained(model, checkpoint, freeze=True, init_rest=None)
+    report = load_pretrained(model, checkpoint, freeze=True, new_head="fc", init_rest=None)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"fc.weight", "fc.bias"}
     assert set(report.frozen) == {"conv.weight", "conv.bias", "bn.weight", "bn.bias"}
@@ -573,7 +585,7 @@ def test_freeze_pattern_matching_nothing_loaded_is_an_error_before_any_write(che
     model = TinyCNN(classes=5, seed=1)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(ValueError, match=r"freeze pattern\(s\) \['fc'\] match no loaded parameter"):
-        load_pretrained(model, checkpoint, freeze="fc")
+        load_pretrained(model, checkpoint, freeze="fc", on_mismatch="reinit")
     assert_loaded_exactly(model, before)
     with pytest.raises(TypeError, match="freeze must be a non-empty pattern"):
         load_pretrained(TinyCNN(), checkpoint, freeze=3)
@@ -585,7 +597,8 @@ def test_freeze_pattern_matching_nothing_loaded_is_an_error_before_any_write(che
 def test_report_table_and_dict(checkpoint):
     state = {"module." + k: v for k, v in checkpoint.items()}
     state["module.aux"] = torch.zeros(1)
-    report = load_pretrained(TinyCNN(in_channels=1, classes=4, seed=1), state, init_rest=None)
+    model = TinyCNN(in_channels=1, classes=4, seed=1)
+    report = load_pretrained(model, state, on_mismatch="reinit", init_rest=None)
     assert isinstance(report, LoadReport)
     data = json.loads(json.dumps(report.to_dict()))
     assert data["clean"] is False and data["unexpected"] == ["module.aux"]
@@ -619,7 +632,7 @@ def test_policy_initializes_only_what_was_not_loaded(checkpoint):
     model = TinyCNN(classes=5, seed=1)  # and a mismatched head
     twin = copy.deepcopy(model)
     constructed = {n: p.detach().clone() for n, p in model.named_parameters()}
-    report = load_pretrained(model, state, seed=0)
+    report = load_pretrained(model, state, on_mismatch="reinit", seed=0)
     rest = ["conv.bias", "fc.weight", "fc.bias"]
     # Every loaded tensor is bit for bit the checkpoint's, after the policy ran.
     assert_loaded_exactly(model, {k: v for k, v in state.items() if not k.startswith("fc.")})
@@ -639,7 +652,7 @@ def test_policy_initializes_only_what_was_not_loaded(checkpoint):
 def test_init_rest_seed_contract(checkpoint):
     def head(seed):
         model = TinyCNN(classes=5, seed=1)
-        load_pretrained(model, checkpoint, seed=seed)
+        load_pretrained(model, checkpoint, new_head="fc", seed=seed)
         return model.fc.weight.detach().clone()
 
     assert torch.equal(head(3), head(3))
@@ -660,10 +673,11 @@ def test_a_plan_that_would_touch_a_loaded_tensor_is_refused(checkpoint, monkeypa
 
     monkeypatch.setattr(initlab.policy, "plan", lambda *a, **k: Greedy())
     model = TinyCNN(classes=5, seed=1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(RuntimeError, match=r"includes loaded tensors \['conv.weight'\]"):
-        load_pretrained(model, checkpoint)
+        load_pretrained(model, checkpoint, new_head="fc")
     assert not Greedy.applied
-    assert torch.equal(model.conv.weight, checkpoint["conv.weight"])
+    assert_loaded_exactly(model, before)  # refused before the load wrote anything
 
 
 def test_a_clean_report_prints_no_empty_table():
@@ -673,6 +687,6 @@ def test_a_clean_report_prints_no_empty_table():
     assert str(report).splitlines() == [
         f"source: {report.source}",
         f"{len(source)} loaded, 0 missing, 0 unexpected, 0 mismatched, 0 adapted, "
-        "0 re-initialized, 0 ignored, 0 frozen",
+        "0 re-initialized, 0 left as constructed, 0 ignored, 0 frozen",
     ]
     assert report.table().splitlines()[2].startswith("status")  # with the loaded rows: a table

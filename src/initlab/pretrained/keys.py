@@ -14,6 +14,13 @@ which the most checkpoint tensors land on a model tensor of the same shape, but 
 is strictly more than with the names as they are, and only if it matches at least half of the
 checkpoint's names.
 A load never silently copies nothing: the caller raises when no name matches.
+
+Weight norm has two spellings: ``torch.nn.utils.weight_norm`` (deprecated) stores ``weight_g``
+and ``weight_v``, ``torch.nn.utils.parametrizations.weight_norm`` stores the same two tensors as
+``parametrizations.weight.original0`` and ``original1``. :func:`weight_norm_names` translates a
+checkpoint saved under one into a model built with the other, as Hugging Face's legacy renaming
+does (``transformers/conversion_mapping.py``: ``.weight_g`` ->
+``.parametrizations.weight.original0``, ``.weight_v`` -> ``.parametrizations.weight.original1``).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import fnmatch
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["Alignment", "align", "apply_key_map", "matches_any"]
+__all__ = ["Alignment", "align", "apply_key_map", "matches_any", "weight_norm_names"]
 
 #: Wrapper prefixes tried first when ``strip_prefixes="auto"`` (the order breaks ties).
 KNOWN_WRAPPERS = ("module.", "_orig_mod.", "model.")
@@ -139,6 +146,71 @@ def align(
         description = f"stripped {list(prefixes)} from checkpoint names" if changed else ""
     _no_collisions(mapped, "strip_prefixes")
     return description, mapped
+
+
+def weight_norm_names(
+    mapped: Mapping[str, str],
+    shapes: Mapping[str, tuple[int, ...]],
+    model_shapes: Mapping[str, tuple[int, ...]],
+) -> tuple[str, dict[str, str]]:
+    """Translate weight-norm names between the old and the parametrization spelling.
+
+    A pair ``P.w_g``/``P.w_v`` whose model names are absent becomes
+    ``P.parametrizations.w.original0``/``original1`` when the model has both with the same
+    shapes, and the other way round. Only whole pairs are translated: the magnitude ``g`` and
+    the direction ``v`` mean something only together (``w = g * v / ||v||``, Salimans and
+    Kingma 2016), and no other parametrization in PyTorch stores two originals.
+
+    Args:
+        mapped: ``{checkpoint name: model name}`` after key map and alignment.
+        shapes: checkpoint shapes by the names ``mapped`` is keyed by.
+        model_shapes: the model's names and shapes.
+
+    Returns:
+        ``(description, mapping)``: a one-line description ("" when nothing was translated)
+        and ``mapped`` with the translated names.
+    """
+    taken = set(mapped.values())
+    pairs: dict[tuple[str, str], dict[str, tuple[str, str]]] = {}
+    for key, name in mapped.items():
+        if name in model_shapes:
+            continue
+        twin = _weight_norm_twin(name)
+        if twin is None:
+            continue
+        layer, other, half = twin
+        if other not in taken and shapes[key] == model_shapes.get(other):
+            pairs.setdefault(layer, {})[half] = (key, other)
+    renamed = dict(mapped)
+    done = [pair for pair in pairs.values() if len(pair) == 2]
+    for pair in done:
+        renamed.update(dict(pair.values()))
+    if not done:
+        return "", renamed
+    return (
+        f"weight-norm names translated for {len(done)} layer(s) "
+        "(weight_g/weight_v <-> parametrizations.weight.original0/original1)",
+        renamed,
+    )
+
+
+def _weight_norm_twin(name: str) -> tuple[tuple[str, str], str, str] | None:
+    """``((module, tensor), the other spelling of name, "g" or "v")``, or None."""
+    parts = name.split(".")
+    leaf = parts[-1]
+    if len(parts) >= 3 and parts[-3] == "parametrizations" and leaf in ("original0", "original1"):
+        owner, tensor = parts[:-3], parts[-2]
+        half = "g" if leaf == "original0" else "v"
+        return (".".join(owner), tensor), ".".join([*owner, f"{tensor}_{half}"]), half
+    if len(leaf) > 2 and leaf[-2:] in ("_g", "_v"):
+        owner, tensor, half = parts[:-1], leaf[:-2], leaf[-1]
+        original = "original0" if half == "g" else "original1"
+        return (
+            (".".join(owner), tensor),
+            ".".join([*owner, "parametrizations", tensor, original]),
+            half,
+        )
+    return None
 
 
 def matches_any(name: str, patterns: Iterable[str]) -> bool:

@@ -11,9 +11,10 @@ from torch import nn
 
 from initlab._checks import one_of
 from initlab.pretrained.adapt import adapt_input_channels, first_conv_weight
-from initlab.pretrained.keys import align, apply_key_map, matches_any
+from initlab.pretrained.keys import align, apply_key_map, matches_any, weight_norm_names
 from initlab.pretrained.report import (
     Adapted,
+    Constructed,
     Ignored,
     Loaded,
     LoadReport,
@@ -44,7 +45,7 @@ def load_pretrained(
     *,
     key_map: Mapping[str, str | None] | Callable[[str], str | None] | None = None,
     strip_prefixes: str | Iterable[str] | None = "auto",
-    on_mismatch: str = "reinit",
+    on_mismatch: str = "error",
     adapt_first_conv: bool = True,
     new_head: str | Iterable[str] | None = None,
     init_rest: str | None = "auto",
@@ -56,22 +57,38 @@ def load_pretrained(
 ) -> LoadReport:
     r"""Load pretrained tensors into ``model`` in place; initialize only what was not loaded.
 
-    Steps, each recorded in the returned :class:`LoadReport`:
+    All or nothing: every check below runs before the first tensor is written, and a load
+    that raises leaves the model as it was. Steps, each recorded in the returned
+    :class:`LoadReport`:
 
     1. Read ``source`` without running code from it (safetensors, or PyTorch pickles with
        ``torch.load(weights_only=True)``; see :mod:`initlab.pretrained.sources`). Wrappers
        ``{"state_dict": ...}``, ``{"model": ...}`` and the like are unwrapped.
-    2. Rename checkpoint names: ``key_map`` first, then prefix alignment (``strip_prefixes``).
-       A load that would copy nothing (no checkpoint name matches a model name, or every
-       tensor that matches has another shape) raises: it never "succeeds" by copying nothing.
-    3. Copy every tensor whose name and shape match, bit for bit (cast only if the dtypes
-       differ). A tensor of another shape is never partly copied or broadcast: the first
-       convolution may be adapted to another number of input channels
-       (:mod:`initlab.pretrained.adapt`), any other mismatch is re-initialized or raises.
-    4. Initialize, with the policy ``init_rest``, only the parameters that were not loaded
-       (missing from the checkpoint, mismatched, or declared a new head). A loaded tensor is
-       never overwritten: the plan is restricted to those names and checked before it writes.
-    5. Freeze (``requires_grad=False``) the loaded parameters that ``freeze`` selects.
+    2. Rename checkpoint names: ``key_map`` first, then prefix alignment (``strip_prefixes``),
+       then the two spellings of weight norm (``weight_g``/``weight_v`` and
+       ``parametrizations.weight.original0``/``original1``, see
+       :func:`~initlab.pretrained.keys.weight_norm_names`). A load that would copy nothing (no
+       checkpoint name matches a model name, or every tensor that matches has another shape)
+       raises: it never "succeeds" by copying nothing.
+    3. Check every tensor to be copied, and refuse the load, listing every problem, if one
+       has NaN or infinite entries (unless the model's own tensor holds the same non-finite
+       value there, as a constructed mask does), is integer, bool or complex for a floating
+       model tensor (complex for a real one), does not fit an integer model tensor exactly,
+       overflows the model's dtype, holds no data (meta) or is not dense, or if two different
+       checkpoint tensors go to one tied model tensor. A tensor of another shape is never
+       partly copied or broadcast: the first convolution may be adapted to another number of
+       input channels (:mod:`initlab.pretrained.adapt`); any other mismatch raises unless
+       ``on_mismatch="reinit"`` or ``new_head`` allows it.
+    4. Plan, with the policy ``init_rest``, the parameters that are not loaded (missing from
+       the checkpoint, mismatched, or declared a new head); a plan that would touch a loaded
+       tensor is refused.
+    5. Apply the plan, which writes only those parameters (if it raises, they get their
+       previous values back); then copy every checked tensor, bit for bit (cast only between
+       floating dtypes, or exactly into integer ones); then freeze (``requires_grad=False``)
+       the loaded parameters that ``freeze`` selects. The report lists as re-initialized only
+       what the plan wrote: a parameter it leaves alone (no rule covers it, or an own init
+       that does not write it, as for ``weight_g``/``weight_v`` of the old ``weight_norm``)
+       is reported as left as constructed.
 
     Buffers: persistent buffers (BatchNorm running statistics) load like parameters; when the
     checkpoint lacks them they are reported missing and keep their constructed values (the
@@ -79,7 +96,7 @@ def load_pretrained(
     (``BertModel``'s ``embeddings.position_ids``, saved by older ``transformers`` versions) are
     ignored and reported as such: the model computes those itself and they are not part of its
     state. Tied parameters (one tensor under two names) count as loaded under both names when
-    the checkpoint provides either.
+    the checkpoint provides either, or both equal.
 
     Args:
         model: the module to load into, on any device; modified in place.
@@ -88,24 +105,25 @@ def load_pretrained(
             in the Hugging Face layout.
         key_map: renames applied to checkpoint names first: a dict
             ``{checkpoint name: model name}`` (unlisted names kept, value ``None`` drops the
-            tensor) or a callable ``name -> name or None``.
+            tensor: then the model's tensor is missing and initialized by the policy) or a
+            callable ``name -> name or None``.
         strip_prefixes: ``"auto"`` strips a leading prefix such as ``module.``,
             ``_orig_mod.`` or ``model.`` from the checkpoint's names, or matches them under a
             prefix of the model's (``bert.``), when that matches strictly more names; a
             sequence such as ``("module.",)`` strips exactly those prefixes from checkpoint
             names; ``None`` uses names as they are.
-        on_mismatch: ``"reinit"`` (default): a tensor whose shape differs is left to the
-            policy and reported; ``"error"``: raise, listing every mismatch, before anything
-            is copied.
+        on_mismatch: ``"error"`` (default): a checkpoint tensor whose shape differs from the
+            model's raises, listing every mismatch, before anything is written;
+            ``"reinit"``: such tensors are left to the policy ``init_rest`` and reported.
         adapt_first_conv: adapt the first convolution's weight when only its number of input
             channels differs (fold for fewer channels, repeat and rescale for more, so that the
             response to a replicated input is preserved), instead of treating it as a mismatch.
         new_head: parameters to leave out of the load and initialize afresh, e.g. a classifier
-            for a new task even when its shape happens to match: ``"auto"`` (the last
-            ``nn.Linear`` in registration order, the usual classifier), or glob patterns /
-            module prefixes (``"fc"``, ``"classifier.*"``). Their checkpoint tensors are
-            reported as ignored, never as mismatched, so ``on_mismatch="error"`` still allows a
-            head of another size.
+            for a new task, whatever its shape: ``"auto"`` (the last ``nn.Linear`` in
+            registration order, the usual classifier), or glob patterns / module prefixes
+            (``"fc"``, ``"classifier.*"``). Their checkpoint tensors are reported as ignored,
+            never as mismatched, so a head of another size loads under the default
+            ``on_mismatch="error"``.
         init_rest: the policy (for :func:`initlab.plan`) that initializes the parameters not
             loaded, ``"auto"`` by default; ``None`` leaves them as constructed.
         example_input: passed to :func:`initlab.plan`: one traced forward lets the policy see
@@ -119,15 +137,24 @@ def load_pretrained(
 
     Returns:
         The :class:`LoadReport`: loaded, missing, unexpected, mismatched (both shapes), adapted,
-        re-initialized (with the policy's rule), ignored and frozen tensors.
+        re-initialized (with the policy's rule), left as constructed (with why), ignored and
+        frozen tensors.
 
     Raises:
-        ValueError: no checkpoint name matches the model; ``on_mismatch="error"`` and shapes
-            differ (all listed); an option is unknown; a ``new_head`` or ``freeze`` pattern
-            matches no suitable parameter; two checkpoint names map to one model name.
+        ValueError: no checkpoint name matches the model; shapes differ and
+            ``on_mismatch="error"`` (all listed, with the ``new_head`` patterns that would
+            declare them a new head); a checkpoint tensor is refused as in step 3 (all listed,
+            naming the source, the checkpoint and model names, and ``key_map={name: None}``
+            where dropping the tensor is the way out); an option is unknown; a ``new_head`` or
+            ``freeze`` pattern matches no suitable parameter; two checkpoint names map to one
+            model name; the policy ``init_rest`` cannot initialize the rest (its message,
+            after a line saying nothing was written).
         PickleRefusedError: (a ValueError) a pickle needs full unpickling and
             ``trust_pickle`` is False; nothing in it ran.
-        TypeError: ``model`` is not an ``nn.Module`` or ``source`` is unsupported.
+        CheckpointReadError: (a ValueError) a file is truncated or corrupted; names the file.
+        TypeError: ``model`` is not an ``nn.Module``, ``source`` is unsupported, ``seed`` is
+            not an int or ``generator`` not a ``torch.Generator``.
+        RuntimeError: the plan for the rest includes a loaded tensor (nothing written).
 
     Example:
         >>> def net():
@@ -140,6 +167,7 @@ def load_pretrained(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     one_of("on_mismatch", on_mismatch, _ON_MISMATCH)
+    _check_seed(seed, generator)
     targets = model.state_dict(keep_vars=True)
     if any(t.is_meta for t in targets.values()):
         raise ValueError(
@@ -150,12 +178,10 @@ def load_pretrained(
     state, description = read_state_dict(source, trust_pickle=trust_pickle)
     triage = _triage(model, state, targets, key_map, strip_prefixes, head, adapt_first_conv)
     if triage.mismatches and on_mismatch == "error":
-        raise ValueError(_mismatch_message(triage.mismatches))
+        raise ValueError(_mismatch_message(triage.mismatches, description))
+    writes = _checked_writes(triage, targets, description)
     loaded_names = _with_tied(targets, [m.target for m in triage.copies + triage.adapts])
     to_freeze = _freeze_names(model, loaded_names, freeze)
-
-    loaded, adapted = _copy(triage, targets)
-    loaded += _tied_rows(loaded, loaded_names, targets)
     mismatched_names = {row.name for row in triage.mismatches}
     accounted = loaded_names | head | mismatched_names
     missing = [n for n in targets if n not in accounted]
@@ -163,27 +189,54 @@ def load_pretrained(
     reasons.update({n: "shape mismatch" for n in mismatched_names})
     reasons.update({n: "new head" for n in head})
     rest = [n for n, _ in model.named_parameters() if n not in loaded_names]
-    reinitialized, init_plan = _init_rest(
-        model, rest, reasons, init_rest, example_input, seed, generator
+    init_plan = _plan_rest(model, rest, loaded_names, init_rest, example_input)
+
+    # The plan writes only the rest, so it may run first: if it fails, the rest is put back
+    # and nothing loaded has been written yet.
+    reinitialized, constructed = _init_rest(
+        model, init_plan, rest, reasons, init_rest, seed, generator
     )
+    _write(writes)  # every check passed
     for name in to_freeze:
         targets[name].requires_grad_(False)
-    action = "left as constructed" if init_rest is None else "re-initialized"
+    loaded, adapted = _rows(triage, targets)
+    loaded += _tied_rows(loaded, loaded_names, targets)
+    written = {row.name for row in reinitialized}
     report = LoadReport(
         source=description,
         alignment=triage.alignment,
         loaded=tuple(loaded),
         missing=tuple(missing),
         unexpected=tuple(triage.unexpected),
-        mismatched=tuple(replace(row, action=action) for row in triage.mismatches),
+        mismatched=tuple(
+            replace(row, action=_mismatch_action(row.name, written, loaded_names))
+            for row in triage.mismatches
+        ),
         adapted=tuple(adapted),
         reinitialized=tuple(reinitialized),
+        constructed=tuple(constructed),
         ignored=tuple(triage.ignored),
         frozen=tuple(to_freeze),
-        init_plan=init_plan,
+        init_plan=None if init_plan is None else init_plan.to_dict(),
     )
     logger.info("load_pretrained from %s: %s", description, report.summary())
     return report
+
+
+def _check_seed(seed, generator) -> None:
+    # The same checks as InitPlan.apply, made before anything is written.
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"seed must be an int; got seed={seed!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator; got {type(generator).__name__}")
+
+
+def _mismatch_action(name: str, written: set[str], loaded: set[str]) -> str:
+    if name in written:
+        return "re-initialized"
+    if name in loaded:  # a tied alias of it was loaded under another name
+        return "loaded through a tied name"
+    return "left as constructed"
 
 
 @dataclass
@@ -208,6 +261,8 @@ def _triage(model, state, targets, key_map, strip_prefixes, head, adapt_first_co
     model_shapes = {n: tuple(t.shape) for n, t in {**buffers, **targets}.items()}
     shapes = {name: tuple(state[key].shape) for name, key in kept.items()}
     triage.alignment, renamed = align(shapes, model_shapes, strip_prefixes)
+    translated, renamed = weight_norm_names(renamed, shapes, model_shapes)
+    triage.alignment = "; ".join(filter(None, (triage.alignment, translated)))
     first_conv = first_conv_weight(model) if adapt_first_conv else None
     for name, target in renamed.items():
         key, value = kept[name], state[kept[name]]
@@ -241,19 +296,197 @@ def _channels_only(source: torch.Size, model: torch.Size) -> bool:
     return len(source) == len(model) >= 3 and source[:1] + source[2:] == model[:1] + model[2:]
 
 
-def _copy(triage: _Triage, targets) -> tuple[list[Loaded], list[Adapted]]:
-    loaded, adapted = [], []
+@dataclass(frozen=True)
+class _Write:
+    """One model tensor and the value it will hold: checked, cast to its dtype, not yet written."""
+
+    name: str
+    tensor: torch.Tensor
+    value: torch.Tensor
+
+
+def _checked_writes(triage: _Triage, targets, description: str) -> list[_Write]:
+    """Check every tensor the load would write; return one write per model tensor, or raise.
+
+    Nothing is written here. Every problem is collected first, so that one error lists them
+    all (the rules are in :func:`load_pretrained`, step 3).
+    """
+    problems: list[str] = []
+    chosen: dict[int, tuple[_Match, torch.Tensor]] = {}  # id(model tensor) -> first value
+    writes: list[_Write] = []
+    jobs = [(m, False) for m in triage.copies] + [(m, True) for m in triage.adapts]
+    for m, adapt in jobs:
+        target = targets[m.target]
+        where = f"{m.source_key!r} -> model {m.target!r}"
+        problem = (
+            _source_problem(m.value)
+            or _cast_problem(m.value.dtype, target.dtype, m.source_key)
+            or _target_problem(target)
+        )
+        if problem is None:
+            value = adapt_input_channels(m.value, target.shape[1]) if adapt else m.value
+            value = value.detach().to(target.dtype)
+            problem = _value_problem(m.value, value, target, m.source_key)
+        if problem is not None:
+            problems.append(f"{where}: {problem}")
+            continue
+        first = chosen.setdefault(id(target), (m, value))
+        if first[0] is m:
+            writes.append(_Write(m.target, target, value))
+        elif not _same_values(first[1], value):
+            problems.append(_tie_conflict(first[0], m, first[1], value))
+    if problems:
+        raise ValueError(
+            f"refused to load {description}: {len(problems)} checkpoint tensor(s) cannot be "
+            "loaded as they are; nothing was written:\n"
+            + "\n".join(f"  {p}" for p in problems[:_MAX_LISTED])
+            + (
+                f"\n  ... and {len(problems) - _MAX_LISTED} more"
+                if len(problems) > _MAX_LISTED
+                else ""
+            )
+        )
+    return writes
+
+
+_MAX_LISTED = 20
+
+
+def _kind(dtype: torch.dtype) -> str:
+    if dtype.is_complex:
+        return "complex"
+    if dtype.is_floating_point:
+        return "floating"
+    return "bool" if dtype == torch.bool else "integer"
+
+
+def _source_problem(value: torch.Tensor) -> str | None:
+    if value.is_meta:
+        return "the checkpoint tensor is on the meta device and holds no data"
+    if value.layout != torch.strided:
+        return f"the checkpoint tensor is {value.layout} (not dense); convert it with .to_dense()"
+    return None
+
+
+def _cast_problem(source: torch.dtype, model: torch.dtype, key: str) -> str | None:
+    """Refuse a cast that changes what the values are (a floating model tensor takes only
+    floating values; a real one no complex values); integer targets are checked exactly later."""
+    have, want = _kind(source), _kind(model)
+    if want == "floating" and have == "floating":
+        return None
+    if want == "complex" and have in ("floating", "complex"):
+        return None
+    if want in ("integer", "bool") and have != "complex":
+        return None
+    what = "drops the imaginary part" if have == "complex" else "would load them silently"
+    return (
+        f"{have} values ({_dtype(source)}) for the model's {_dtype(model)} tensor: casting "
+        f"{what}; a checkpoint of weights holds floating tensors. Convert it yourself if "
+        f"that is what it means, or drop it with key_map={{{key!r}: None}}"
+    )
+
+
+def _target_problem(target: torch.Tensor) -> str | None:
+    # What makes Tensor.copy_ raise once the source is dense, of the shape and a valid dtype.
+    if target.is_inference():
+        return (
+            "the model's tensor is an inference tensor (made under torch.inference_mode()), "
+            "which cannot be written in place; build the model outside inference_mode"
+        )
+    if any(
+        stride == 0 and size > 1 for stride, size in zip(target.stride(), target.shape, strict=True)
+    ):
+        return (
+            "the model's tensor is an expanded view (stride 0: several entries share one "
+            "memory location), which cannot be written entry by entry; give the module a "
+            "tensor of its own (.clone())"
+        )
+    return None
+
+
+def _value_problem(
+    source: torch.Tensor, value: torch.Tensor, target: torch.Tensor, key: str
+) -> str | None:
+    """Refuse non-finite values, and values an integer model tensor cannot hold exactly."""
+    if not (value.is_floating_point() or value.is_complex()):
+        if torch.equal(value.to(source.dtype), source):
+            return None
+        return (
+            f"its {_dtype(source.dtype)} values do not fit the model's {_dtype(value.dtype)} "
+            "tensor exactly "
+            f"(the cast would change them); convert it yourself, or drop it with "
+            f"key_map={{{key!r}: None}}"
+        )
+    bad = ~torch.isfinite(value)
+    if not bool(bad.any()):
+        return None
+    # A non-finite entry the model's own tensor already holds (a -inf mask it builds) is no
+    # news; any other is.
+    mine = target.detach().to(value.device)[bad]
+    theirs = value[bad]
+    same = (mine == theirs) | (torch.isnan(mine) & torch.isnan(theirs))
+    if bool(same.all()):
+        return None
+    first = int(torch.nonzero(bad.flatten())[~same][0])  # flat index of the first new one
+    index = tuple(int(i) for i in torch.unravel_index(torch.tensor(first), value.shape))
+    count = f"{int((~same).sum())} of {value.numel()} entries"
+    if bool(torch.isfinite(source).all()):
+        largest = float(source.detach().abs().max())
+        top = torch.finfo(value.dtype).max
+        have, want = _dtype(source.dtype), _dtype(value.dtype)
+        return (
+            f"finite in the checkpoint ({have}), but {count} overflow to infinity in the "
+            f"model's {want} (first at index {index}; largest |value| {largest:.4g}, {want} "
+            f"holds at most {top:.6g}); build the model in a wider dtype"
+        )
+    nans = int(torch.isnan(theirs[~same]).sum())
+    return (
+        f"{count} are NaN or infinite ({nans} NaN; first at index {index}): the checkpoint "
+        "is broken (a diverged run?). To load the rest and initialize this tensor by the "
+        f"policy, drop it with key_map={{{key!r}: None}}"
+    )
+
+
+def _same_values(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return torch.equal(a, b.to(a.device))
+
+
+def _tie_conflict(first: _Match, second: _Match, a: torch.Tensor, b: torch.Tensor) -> str:
+    if a.shape == b.shape and (a.is_floating_point() or a.is_complex()):
+        gap = f"largest difference {float((a - b.to(a.device)).abs().max()):.4g}"
+    else:
+        gap = "different values"
+    return (
+        f"{first.source_key!r} -> model {first.target!r} and {second.source_key!r} -> model "
+        f"{second.target!r}: the model ties these names (one shared tensor), but the "
+        f"checkpoint holds two different tensors for them ({gap}); loading both would keep "
+        f"whichever came last. Drop the one you do not want, e.g. "
+        f"key_map={{{second.source_key!r}: None}}: the other then loads under both names"
+    )
+
+
+def _write(writes: list[_Write]) -> None:
     with torch.no_grad():
-        for m in triage.copies:
-            target = targets[m.target]
-            target.copy_(m.value)
-            dtypes = (_dtype(m.value.dtype), _dtype(target.dtype))
-            loaded.append(Loaded(m.target, m.source_key, tuple(target.shape), *dtypes))
-        for m in triage.adapts:
-            target = targets[m.target]
-            target.copy_(adapt_input_channels(m.value, target.shape[1]))
-            shapes = (tuple(m.value.shape), tuple(target.shape))
-            adapted.append(Adapted(m.target, m.source_key, *shapes, _adapt_rule(*shapes)))
+        for i, w in enumerate(writes):
+            try:
+                w.tensor.copy_(w.value)
+            except Exception as error:  # pragma: no cover - the checks above foresee copy_'s
+                raise RuntimeError(
+                    f"writing {w.name!r} failed after {i} of {len(writes)} tensors were "
+                    f"written ({type(error).__name__}: {error}); the checks before writing "
+                    "did not foresee it, so the model is partly loaded: build it again"
+                ) from error
+
+
+def _rows(triage: _Triage, targets) -> tuple[list[Loaded], list[Adapted]]:
+    loaded, adapted = [], []
+    for m in triage.copies:
+        target = targets[m.target]
+        dtypes = (_dtype(m.value.dtype), _dtype(target.dtype))
+        loaded.append(Loaded(m.target, m.source_key, tuple(target.shape), *dtypes))
+    for m in triage.adapts:
+        shapes = (tuple(m.value.shape), tuple(targets[m.target].shape))
+        adapted.append(Adapted(m.target, m.source_key, *shapes, _adapt_rule(*shapes)))
     return loaded, adapted
 
 
@@ -338,28 +571,66 @@ def _all_used(patterns: tuple[str, ...], names: list[str], option: str, what: st
         )
 
 
-def _init_rest(model, rest, reasons, init_rest, example_input, seed, generator):
-    """Initialize parameters ``rest`` (none of them loaded) by the policy; return report rows."""
-    shapes = dict(model.named_parameters())
+def _plan_rest(model, rest, loaded: set[str], init_rest, example_input):
+    """Plan (not apply) the policy for parameters ``rest``; refuse a plan touching a loaded one."""
     if not rest or init_rest is None:
-        rule = "left as constructed (init_rest=None)"
-        return [Reinitialized(n, tuple(shapes[n].shape), reasons[n], rule) for n in rest], None
+        return None
     from initlab.policy import plan as make_plan
 
     init_plan = make_plan(model, init_rest, example_input=example_input, only=rest)
-    stray = sorted({row.name for row in init_plan.rows} - set(rest))
+    stray = sorted({row.name for row in init_plan.rows} & loaded)
     if stray:
-        # The policy must never touch a loaded tensor; refuse rather than overwrite.
-        raise RuntimeError(f"the init plan includes loaded tensors {stray[:5]}; nothing applied")
-    init_plan.apply(seed=seed, generator=generator)
-    rules = {row.name: _describe(row) for row in init_plan.rows}
-    rows = [
-        Reinitialized(
-            n, tuple(shapes[n].shape), reasons[n], rules.get(n, "not planned: as constructed")
+        # The policy must never touch a loaded tensor; refuse before anything is written.
+        raise RuntimeError(
+            f"the init plan includes loaded tensors {stray[:5]}; nothing was written"
         )
-        for n in rest
-    ]
-    return rows, init_plan.to_dict()
+    return init_plan
+
+
+def _init_rest(model, init_plan, rest, reasons, init_rest, seed, generator):
+    """Apply the plan; return rows for the parameters it wrote and for those it left alone.
+
+    A row of distribution ``none`` (no rule covers it) or ``skip`` (frozen) writes nothing; a
+    ``keep`` row runs its module's own init, which may leave the tensor as it was (the
+    ``reset_parameters`` of a layer under the old ``weight_norm`` writes the computed
+    ``weight``, not ``weight_g``/``weight_v``): those are compared before and after. If the
+    plan raises, every parameter of ``rest`` gets its previous value back.
+    """
+    params = dict(model.named_parameters(remove_duplicate=False))
+    if init_plan is None:
+        detail = "init_rest=None: not initialized"
+        rows = [Constructed(n, tuple(params[n].shape), reasons[n], detail) for n in rest]
+        return [], rows
+    planned = {}
+    for row in init_plan.rows:
+        for name in (row.name, *row.tied):
+            planned[name] = row
+    before = {n: params[n].detach().clone() for n in rest}
+    try:
+        init_plan.apply(seed=seed, generator=generator)
+    except Exception as error:
+        with torch.no_grad():
+            for n, value in before.items():
+                params[n].copy_(value)
+        if not isinstance(error, ValueError):
+            raise
+        raise ValueError(
+            f"init_rest={init_rest!r} cannot initialize the parameters not loaded; nothing was "
+            "written (init_rest=None leaves them as constructed):\n" + str(error)
+        ) from error
+    reinitialized, constructed = [], []
+    for n in rest:
+        row, shape = planned.get(n), tuple(params[n].shape)
+        if row is None:
+            constructed.append(Constructed(n, shape, reasons[n], "not in the policy's plan"))
+        elif row.distribution in ("none", "skip"):
+            constructed.append(Constructed(n, shape, reasons[n], row.reason))
+        elif row.distribution == "keep" and torch.equal(before[n], params[n]):
+            detail = f"{row.reason}; that init left this tensor unchanged"
+            constructed.append(Constructed(n, shape, reasons[n], detail))
+        else:
+            reinitialized.append(Reinitialized(n, shape, reasons[n], _describe(row)))
+    return reinitialized, constructed
 
 
 def _describe(row) -> str:
@@ -396,15 +667,17 @@ def _all_mismatched(mismatches: list[Mismatched]) -> str:
     )
 
 
-def _mismatch_message(mismatches: list[Mismatched]) -> str:
+def _mismatch_message(mismatches: list[Mismatched], description: str) -> str:
     lines = [
         f"  {m.name} (checkpoint {m.source_key}): checkpoint {m.source_shape} vs model "
         f"{m.model_shape}"
         for m in mismatches
     ]
+    modules = list(dict.fromkeys(m.name.rpartition(".")[0] or m.name for m in mismatches))
     return (
-        f"{len(mismatches)} checkpoint tensor(s) differ in shape from the model "
-        "(on_mismatch='error'):\n" + "\n".join(lines) + "\n"
-        "Pass on_mismatch='reinit' to initialize them by the policy instead, or "
-        "new_head=... to declare a new classifier"
+        f"{len(mismatches)} checkpoint tensor(s) of {description} differ in shape from the "
+        "model; nothing was written:\n" + "\n".join(lines) + "\n"
+        f"If they are a new head (a classifier for other classes), pass new_head={modules!r}: "
+        "initialized afresh, their checkpoint tensors ignored. To initialize every mismatched "
+        "tensor by the policy init_rest instead, pass on_mismatch='reinit'"
     )

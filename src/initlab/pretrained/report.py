@@ -1,11 +1,20 @@
 """The report of a pretrained load: what was loaded, missing, unexpected, mismatched, adapted,
-re-initialized, ignored and frozen; printable as a table, serializable as a dict."""
+re-initialized, left as constructed, ignored and frozen; printable as a table, serializable as a
+dict."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["LoadReport", "Loaded", "Mismatched", "Adapted", "Reinitialized", "Ignored"]
+__all__ = [
+    "LoadReport",
+    "Loaded",
+    "Mismatched",
+    "Adapted",
+    "Reinitialized",
+    "Constructed",
+    "Ignored",
+]
 
 
 @dataclass(frozen=True)
@@ -27,7 +36,7 @@ class Mismatched:
     source_key: str
     source_shape: tuple[int, ...]
     model_shape: tuple[int, ...]
-    action: str  # "re-initialized" or "left as constructed"
+    action: str  # "re-initialized", "left as constructed" or "loaded through a tied name"
 
 
 @dataclass(frozen=True)
@@ -43,12 +52,27 @@ class Adapted:
 
 @dataclass(frozen=True)
 class Reinitialized:
-    """A parameter not loaded, and how it was initialized (``rule`` from the policy's plan)."""
+    """A parameter not loaded, and how the policy wrote it (``rule`` from the policy's plan)."""
 
     name: str
     shape: tuple[int, ...]
     reason: str  # "missing from checkpoint", "shape mismatch" or "new head"
     rule: str
+
+
+@dataclass(frozen=True)
+class Constructed:
+    """A parameter not loaded and not written either: it holds the value it was built with.
+
+    ``detail`` says why nothing wrote it: ``init_rest=None``, no rule of the policy covers it,
+    the policy skips it (frozen), or its module's own init left it unchanged (a weight-normed
+    layer's ``reset_parameters`` writes the computed ``weight``, not ``weight_g``/``weight_v``).
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    reason: str  # as Reinitialized.reason
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -74,8 +98,11 @@ class LoadReport:
         unexpected: checkpoint names that match nothing in the model.
         mismatched: checkpoint tensors whose shape differs from the model's (both shapes).
         adapted: tensors computed from a checkpoint tensor of another shape (first conv).
-        reinitialized: parameters not loaded, initialized by the policy (or left as
-            constructed when ``init_rest=None``), with the reason and the rule.
+        reinitialized: parameters not loaded and written by the policy ``init_rest``, with
+            the reason and the rule.
+        constructed: parameters not loaded that nothing wrote (``init_rest=None``, or the
+            policy's plan leaves them: no rule covers them, frozen, or an own init that left
+            them unchanged), with the reason and why; they hold their constructed values.
         ignored: checkpoint tensors skipped on purpose: non-persistent buffers the model
             computes itself, new-head tensors, tensors a key map dropped.
         frozen: loaded or adapted parameters set to ``requires_grad=False``.
@@ -90,6 +117,7 @@ class LoadReport:
     mismatched: tuple[Mismatched, ...] = ()
     adapted: tuple[Adapted, ...] = ()
     reinitialized: tuple[Reinitialized, ...] = ()
+    constructed: tuple[Constructed, ...] = ()
     ignored: tuple[Ignored, ...] = ()
     frozen: tuple[str, ...] = ()
     init_plan: dict | None = field(default=None, compare=False)
@@ -113,6 +141,7 @@ class LoadReport:
             f"{len(self.mismatched)} mismatched",
             f"{len(self.adapted)} adapted",
             f"{len(self.reinitialized)} re-initialized",
+            f"{len(self.constructed)} left as constructed",
             f"{len(self.ignored)} ignored",
             f"{len(self.frozen)} frozen",
         ]
@@ -135,6 +164,10 @@ class LoadReport:
         rows += [
             ("re-initialized", r.name, "-", _shape(r.shape), f"{r.reason}: {r.rule}")
             for r in self.reinitialized
+        ]
+        rows += [
+            ("as constructed", c.name, "-", _shape(c.shape), f"{c.reason}: {c.detail}")
+            for c in self.constructed
         ]
         rows += [("ignored", "-", i.source_key, "", i.reason) for i in self.ignored]
         rows += [("frozen", n, "", "", "requires_grad=False") for n in self.frozen]

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["PickleRefusedError", "read_state_dict", "WRAPPER_KEYS"]
+__all__ = ["CheckpointReadError", "PickleRefusedError", "read_state_dict", "WRAPPER_KEYS"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,16 @@ _DIRECTORY_FILES = (
 
 class PickleRefusedError(ValueError):
     """A PyTorch checkpoint needs full unpickling, which could run arbitrary code; not loaded."""
+
+
+class CheckpointReadError(ValueError):
+    """A checkpoint file cannot be read: truncated, corrupted, or not of the format its name says.
+
+    The message names the file and the reader's own error (kept as ``__cause__``): a truncated
+    ``torch.save`` zip, a pickle cut short (``EOFError``), bytes that are no pickle
+    (``UnicodeDecodeError``, an unknown opcode), a safetensors header that does not parse, an
+    index that is not JSON.
+    """
 
 
 def read_state_dict(source, *, trust_pickle: bool = False) -> tuple[dict[str, torch.Tensor], str]:
@@ -73,6 +83,8 @@ def read_state_dict(source, *, trust_pickle: bool = False) -> tuple[dict[str, to
     Raises:
         PickleRefusedError: a pickle needs more than tensors and plain containers, and
             ``trust_pickle`` is False; nothing in the file has run.
+        CheckpointReadError: a file is truncated, corrupted or not of the format its name
+            says (the message names the file and the reader's error).
         FileNotFoundError: a path, or a shard named by an index, does not exist.
         ValueError: an unknown file type, a shard outside the index's directory, an index
             that names tensors its shards lack, or an empty checkpoint.
@@ -123,7 +135,12 @@ def _read_path(path: Path, trust_pickle: bool):
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
-    return load_file(str(path), device="cpu")
+    try:
+        return load_file(str(path), device="cpu")
+    except (OSError, MemoryError):
+        raise
+    except Exception as error:  # safetensors raises its own SafetensorError, among others
+        raise CheckpointReadError(_unreadable(path, "a safetensors file", error)) from error
 
 
 def _read_pickle(path: Path, trust_pickle: bool):
@@ -135,11 +152,46 @@ def _read_pickle(path: Path, trust_pickle: bool):
             UserWarning,
             stacklevel=4,
         )
-        return torch.load(path, map_location="cpu", weights_only=False)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except (OSError, MemoryError):
+        raise
     except pickle.UnpicklingError as error:
-        raise PickleRefusedError(_refusal(path, str(error))) from None
+        if not trust_pickle and _needs_code(str(error)):
+            raise PickleRefusedError(_refusal(path, str(error))) from None
+        # torch wraps its restricted unpickler's error in a paragraph of advice; the wrapped
+        # one ("Unsupported operand 139") says what is wrong with the bytes.
+        inner = error.__context__ if isinstance(error.__context__, Exception) else error
+        raise CheckpointReadError(_unreadable(path, _TORCH, inner, trust_pickle)) from error
+    except Exception as error:  # EOFError, UnicodeDecodeError, RuntimeError (zip), ...
+        raise CheckpointReadError(_unreadable(path, _TORCH, error, trust_pickle)) from error
+
+
+# What torch's restricted unpickler says when a pickle asks for more than tensors and plain
+# containers (torch/_weights_only_unpickler.py): a global, an object to build or call. Its
+# other errors (unknown opcode, a stream cut short) mean the bytes are not a sound pickle.
+_CODE_MARKERS = ("GLOBAL", "Can only create new object", "call reduce", "Can only build")
+
+
+def _needs_code(torch_message: str) -> bool:
+    return any(marker in torch_message for marker in _CODE_MARKERS)
+
+
+_TORCH = "a PyTorch checkpoint"
+
+
+def _unreadable(path: Path, what: str, error: BaseException, trusted: bool = False) -> str:
+    # Reader messages can run to a paragraph (torch's zip reader); its first line says it.
+    lines = str(error).strip().splitlines()
+    detail = f"{type(error).__name__}: {lines[0][:300]}" if lines else type(error).__name__
+    if trusted:  # full unpickling also fails on a class this environment lacks
+        cause = "the file is corrupted, or its pickle needs code this environment lacks"
+    else:
+        cause = "the file is truncated or corrupted, or is not what its name says"
+    return (
+        f"cannot read checkpoint {str(path)!r} as {what} ({detail}); {cause}: download or "
+        "save it again"
+    )
 
 
 def _refusal(path: Path, torch_message: str) -> str:
@@ -161,7 +213,10 @@ def _refusal(path: Path, torch_message: str) -> str:
 
 
 def _read_index(path: Path, trust_pickle: bool) -> dict[str, torch.Tensor]:
-    index = json.loads(path.read_text())
+    try:
+        index = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointReadError(_unreadable(path, "a JSON index", error)) from error
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:
         raise ValueError(
