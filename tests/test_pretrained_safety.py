@@ -464,3 +464,33 @@ def test_weight_norm_checkpoints_load_across_both_spellings(saved, built):
     half = {k: v for k, v in state.items() if not k.endswith(("_v", "original1"))}
     report = load_pretrained(wn_net(NORMS[built], seed=1), half, init_rest=None)
     assert len(report.unexpected) == 2 and "translated" not in report.alignment
+
+
+# ---------------------------------------------------------------- devices
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_checks_compare_a_cpu_checkpoint_with_a_model_on_its_device(device):
+    # The checkpoint is read on the CPU, the model may live elsewhere: the non-finite check
+    # reads the model's own values there, the write crosses devices, a refusal writes nothing.
+    class Masked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(1)
+            self.proj = nn.Linear(3, 3)
+            self.register_buffer("mask", torch.full((3, 3), -float("inf")).triu(1))
+
+    source = Masked()
+    with torch.no_grad():
+        source.proj.weight.mul_(3)
+    state = {k: v.clone() for k, v in source.state_dict().items()}
+    model = Masked().to(device)
+    report = load_pretrained(model, state, init_rest=None)
+    assert report.clean and model.proj.weight.device.type == device
+    for key, value in model.state_dict().items():
+        assert torch.equal(value.cpu(), state[key]), key
+    state["proj.bias"] = torch.tensor([0.0, float("nan"), 1.0])
+    message = refused(Masked().to(device), state, match="NaN or infinite")
+    assert "'proj.bias' -> model 'proj.bias'" in message
