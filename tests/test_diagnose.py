@@ -168,7 +168,9 @@ def test_model_left_unchanged():
     modes = [m.training for m in model.modules()]
     rng = torch.get_rng_state()
     flushed = _denormals_flushed()
-    diagnose(model, (x, y), loss_fn=CE)  # (jacobian needs eval-mode BatchNorm: 1 example)
+    # jacobian with train-mode BatchNorm runs the whole batch again (running stats restored)
+    d = diagnose(model, (x, y), loss_fn=CE, jacobian=2)
+    assert len(d.jacobian_singular_values) == 2 * 10
     for n, p in model.named_parameters():
         assert torch.equal(p, params[n]) and p.grad is grads[n][0]
         assert torch.equal(p.grad, grads[n][1])

@@ -81,7 +81,9 @@ def test_non_finite_output_is_flagged_and_a_zero_head_is_not():
     with torch.no_grad():
         model[2].weight.fill_(math.inf)
     d = diagnose(model, x)
-    assert not math.isfinite(d.output_std) and "large_output" in _codes(d)
+    # An inf weight: the non_finite verdict names it, large_output is for finite outputs.
+    assert not math.isfinite(d.output_std) and _codes(d) == ["non_finite"]
+    assert d.verdicts[0].message.startswith("NaN or inf first in parameter '2.weight' (24 of 24")
 
 
 def test_the_first_floating_point_non_scalar_output_is_judged():

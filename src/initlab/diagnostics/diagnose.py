@@ -20,9 +20,21 @@ output; the pre-activation gradient is on the row of the layer before it. A hand
 
 Verdicts and their thresholds (module constants below):
 
+- ``non_finite``: a NaN or inf anywhere the diagnosis looks, named where it first appears in
+  the order the values are computed: the input batch, a parameter or floating-point buffer
+  (a NaN weight), a layer's output in the forward pass (the first such layer: from finite
+  weights and input, an overflow or an undefined operation such as ``0 / 0`` or the log of a
+  negative number), the model's output, the loss, the output gradients in the backward pass (the
+  first such layer in backward order, i.e. the last in execution order: an operation whose
+  derivative is undefined where it is evaluated, such as ``sqrt`` at 0 or a ``torch.where``
+  that masks a NaN in the forward but not its gradient), a parameter's gradient, and the
+  input-output Jacobian. The message names the origin and the later places it reached; the
+  hint depends on the origin. No other verdict reads a non-finite number: the ratio verdicts
+  compare finite values only, and ``large_output`` is for a finite output.
 - ``vanishing_activations`` / ``exploding_activations``: the std of the last hidden signal is
   below ``1 / SIGNAL_RATIO`` (0.1) or above ``SIGNAL_RATIO`` (10) times that of the first, i.e.
-  it moved by more than an order of magnitude through depth (non-finite values explode).
+  it moved by more than an order of magnitude through depth. Only finite stds are compared:
+  a NaN or inf is ``non_finite``'s.
   Hidden signals are the outputs of activations (modules or functional calls), or of every
   weight layer but the last when the model has no recognized activation.
 - ``vanishing_gradients`` / ``exploding_gradients``: the back-propagated signal through the
@@ -70,8 +82,9 @@ Verdicts and their thresholds (module constants below):
   residual stream and is never counted as symmetric.
 - ``large_output``: the std of the model's output (its first floating-point output tensor
   that is not a scalar: the logits, also after a Hugging Face output's ``loss``) is above
-  ``OUTPUT_STD`` (10) or not finite. The other verdicts compare layers with each other and
-  miss a network that is uniformly too large. Efficient BackProp
+  ``OUTPUT_STD`` (10). The other verdicts compare layers with each other and
+  miss a network that is uniformly too large (a non-finite output is ``non_finite``'s).
+  Efficient BackProp
   (LeCun, Bottou, Orr, Mueller 1998, Sec. 4.3-4.6) keeps inputs, targets and every unit's
   output at unit scale; 10 is an order of magnitude above it, the factor of ``SIGNAL_RATIO``.
   For a classifier, logits of std 10 (10 classes, independent N(0, 100) logits) start at an
@@ -90,12 +103,20 @@ tensors (a tuple, list or dict) is measured on its first floating-point tensor: 
 ``PackedSequence``), not the final states. A layer whose output holds no floating-point tensor
 (token ids, masks, ``None``) gets no row; :attr:`Diagnosis.unrecorded` names it, and so do the
 table and the healthy verdict.
+
+Compiled and meta-device models: a model compiled by ``torch.compile(model)``
+is diagnosed as its original module (``_orig_mod``), with the same names and results as the
+uncompiled model, and compiled submodules or ``model.compile()`` run eagerly during the passes
+(``torch.compiler.set_stance("force_eager")``, torch >= 2.6), so that hooks see every layer. A
+model with a parameter or buffer on the meta device holds no values: :func:`diagnose` raises,
+naming it.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
@@ -174,6 +195,24 @@ HINTS = {
         "start it at zero (as Fixup does, Zhang et al. 2019), and keep regression targets at "
         "unit variance (LeCun et al. 1998, Efficient BackProp, Sec. 4.5)"
     ),
+}
+
+# The non_finite hint, by where the first NaN or inf appeared (see _non_finite_verdict).
+NON_FINITE_HINTS = {
+    "input": "the batch itself holds NaN or inf: clean or impute the data; the model is not at "
+    "fault",
+    "tensor": "the model holds NaN or inf before any step: re-initialize or reload the named "
+    "tensors (a failed load, a division by a zero std, an overflowing scale)",
+    "forward": "finite weights and input gave a non-finite output: an overflow, when the signal "
+    "grows through depth (lower the weight variance to the variance-preserving value: "
+    f"kaiming_normal for ReLU; {_TANH_HINT}), or an undefined operation at that layer "
+    "(0 / 0, log or sqrt of a negative number)",
+    "loss": "loss_fn returned NaN or inf on a finite output: check it (log of 0, a division by "
+    "0, a target outside the output's range, a mean over an empty selection)",
+    "backward": "a finite forward pass and loss gave non-finite gradients: an operation whose "
+    "derivative is undefined where it is evaluated (sqrt or pow at 0, the norm of a zero "
+    "vector, a torch.where that hides a NaN in the forward but not in its gradient) in what "
+    "follows the first named layer, or an overflow of the back-propagated signal",
 }
 
 
@@ -401,15 +440,32 @@ def diagnose(
             measured or judged.
         jacobian: number of examples whose input-output Jacobian singular values to compute
             (0: none). Each costs one backward pass per output element; needs a single
-            floating-point input tensor.
+            floating-point input tensor. Example ``i``'s Jacobian is that of the model's
+            output for it, ``model(x)[i]`` (the first floating-point output tensor), with
+            respect to its input ``x[i]``, in the model's current mode. A batch-normalization
+            layer that normalizes by batch statistics (``BatchNorm*``, ``SyncBatchNorm`` in
+            train mode, or without running statistics) couples the examples, so there the
+            Jacobian is taken inside the diagnosis batch: the block ``d model(x)[i] / d x[i]``
+            of the batch's Jacobian, batch statistics depending on ``x[i]`` as in training
+            (how ``x[i]`` moves the other examples' outputs is not included). Call
+            ``model.eval()`` first for the Jacobian of the inference map, with running
+            statistics. Other models run each example alone, ``model(x[i:i+1])``.
 
     Returns:
-        A :class:`Diagnosis`.
+        A :class:`Diagnosis`. NaN or inf in the model, the batch or any measured value gives
+        the ``non_finite`` verdict (module docstring), never an error.
 
     Raises:
         TypeError: ``batch``'s input holds no tensor.
         ValueError: fewer than 2 examples, a non-scalar loss, a loss with no gradient path, a
-            negative ``jacobian``, or ``jacobian > 0`` without a floating-point input tensor.
+            negative ``jacobian``, ``jacobian > 0`` without a floating-point input tensor, a
+            model whose output for the batch-coupled Jacobian has no batch dimension, or a
+            parameter, buffer or input tensor on the meta device (no values to measure:
+            materialize the model with ``model.to_empty(device=...)`` and initialize it).
+
+    A model compiled by ``torch.compile`` is diagnosed as its original module
+    ``model._orig_mod``, with the same result as the uncompiled model; compiled submodules run
+    eagerly for the passes.
 
     Example:
         >>> net = nn.Sequential(nn.Linear(10, 10), nn.Tanh(), nn.Linear(10, 2))
@@ -417,7 +473,9 @@ def diagnose(
         >>> [v.code for v in d.verdicts]
         ['healthy']
     """
+    model = _uncompiled(model)
     inputs, rest = _split(batch)
+    _check_materialized(model, inputs, rest)
     if isinstance(jacobian, bool) or not isinstance(jacobian, int) or jacobian < 0:
         raise ValueError(f"jacobian must be an integer >= 0; got jacobian={jacobian!r}")
     if jacobian and not (isinstance(inputs, torch.Tensor) and inputs.dtype.is_floating_point):
@@ -427,8 +485,9 @@ def diagnose(
         )
     args, kwargs = call_args(inputs)
     params = dict(model.named_parameters())
+    bad_tensors = _non_finite_tensors(model, inputs)
     with ExitStack() as stack:
-        for context in (preserved_modes(model), preserved_rng(), flush_denormal()):
+        for context in (preserved_modes(model), preserved_rng(), flush_denormal(), _eager()):
             stack.enter_context(context)
         stack.enter_context(_preserved_buffers_and_grads(model))
         recorder = _Recorder(model, want_grads=loss_fn is not None)
@@ -445,7 +504,10 @@ def diagnose(
     ends = tuple(sorted(recorder.watch.residual_ends))
     summands = recorder.watch.summand_layers
     unrecorded = tuple(dict.fromkeys(recorder.unrecorded))  # once per module, in call order
-    verdicts = _verdicts(layers, param_stats, summands, output_stats, loss, unrecorded)
+    non_finite = _non_finite_verdict(bad_tensors, layers, param_stats, output_stats, loss, spectrum)
+    verdicts = non_finite + _verdicts(
+        layers, param_stats, summands, output_stats, loss, unrecorded, healthy=not non_finite
+    )
     output_std = output_stats[0] if output_stats else None
     return Diagnosis(
         tuple(layers),
@@ -456,6 +518,132 @@ def diagnose(
         output_std,
         ends,
         unrecorded,
+    )
+
+
+def _uncompiled(model: nn.Module) -> nn.Module:
+    """The original module of a model compiled by ``torch.compile`` (its ``_orig_mod``), so
+    that hooks see its layers and its names carry no ``_orig_mod.`` prefix."""
+    while isinstance(getattr(model, "_orig_mod", None), nn.Module):
+        model = model._orig_mod
+    return model
+
+
+@contextmanager
+def _eager() -> Iterator[None]:
+    """Run compiled code eagerly inside the block (a compiled submodule, ``model.compile()``):
+    hooks and the activation tracer then see every call. ``torch.compiler.set_stance`` exists
+    from torch 2.6; before it, compiled submodules run as they are. Nothing is compiled before
+    torch's compiler (``torch._dynamo``) is imported, and importing it costs seconds: until
+    then this does nothing."""
+    set_stance = getattr(torch.compiler, "set_stance", None)
+    if set_stance is None or "torch._dynamo" not in sys.modules:
+        yield
+        return
+    with set_stance("force_eager"):
+        yield
+
+
+def _check_materialized(model: nn.Module, inputs, rest) -> None:
+    """Raise if a parameter, buffer or input tensor is on the meta device (it has no values)."""
+    tensors = (("parameter", model.named_parameters()), ("buffer", model.named_buffers()))
+    for kind, named in tensors:
+        meta = [name for name, t in named if t.is_meta]
+        if meta:
+            more = f" (and {len(meta) - 1} more)" if len(meta) > 1 else ""
+            raise ValueError(
+                f"diagnose needs a materialized model: {kind} {meta[0]!r}{more} is on the meta "
+                "device and holds no values; materialize the model with "
+                "model.to_empty(device=...) and initialize it (e.g. initlab.plan(model, "
+                "policy).apply(seed=...), which also restores buffers) before diagnosing it"
+            )
+    if any(t.is_meta for t in (*tensors_in(inputs), *tensors_in(rest))):
+        raise ValueError(
+            "diagnose needs values: batch holds a tensor on the meta device; pass real data"
+        )
+
+
+def _non_finite_tensors(model: nn.Module, inputs) -> list[tuple[str, str, int, int]]:
+    """``(kind, name, non-finite count, numel)`` for the input tensors, parameters and
+    floating-point buffers holding NaN or inf, in that order."""
+    found = []
+    named = [
+        *(("input", f"input {i}", t) for i, t in enumerate(tensors_in(inputs))),
+        *(("parameter", n, p) for n, p in model.named_parameters()),
+        *(("buffer", n, b) for n, b in model.named_buffers()),
+    ]
+    for kind, name, t in named:
+        if t.dtype.is_floating_point or t.dtype.is_complex:
+            bad = int((~torch.isfinite(t.detach())).sum())
+            if bad:
+                found.append((kind, name, bad, t.numel()))
+    return found
+
+
+def _non_finite_verdict(tensors, layers, params, output_stats, loss, spectrum) -> list[Verdict]:
+    """The ``non_finite`` verdict: where NaN or inf first appears, in the order values are
+    computed (module docstring), and where else it reached; [] when every value is finite."""
+    places: list[tuple[str, str]] = []  # (origin kind, description), in computation order
+    names: list[str] = []
+
+    inputs = [t for t in tensors if t[0] == "input"]
+    if inputs:
+        bad, numel = sum(t[2] for t in inputs), sum(t[3] for t in inputs)
+        places.append(("input", f"the input batch ({bad} of {numel} elements)"))
+    for kind, name, bad, numel in (t for t in tensors if t[0] != "input"):
+        places.append(("tensor", f"{kind} {name!r} ({bad} of {numel} elements)"))
+        names.append(name)
+    forward = [r for r in layers if not (math.isfinite(r.mean) and math.isfinite(r.std))]
+    if forward:
+        what = f"the output of layer {forward[0].name!r}" + _count(forward, "layer", "forward")
+        places.append(("forward", what + _growth_before(layers, forward[0])))
+        names += [r.name for r in forward]
+    if output_stats is not None and not math.isfinite(output_stats[0]):
+        places.append(("forward", "the model's output"))
+    if loss is not None and not math.isfinite(loss):
+        places.append(("loss", f"the loss ({loss})"))
+    backward = [r for r in reversed(layers) if r.grad_rms is not None]
+    backward = [r for r in backward if not math.isfinite(r.grad_rms)]
+    if backward:
+        what = f"the gradient with respect to the output of layer {backward[0].name!r}"
+        what += _count(backward, "layer", "backward")
+        later = layers[layers.index(backward[0]) + 1 :]
+        after = next((r for r in later if r.grad_rms is not None), None)
+        if after is not None and math.isfinite(after.grad_rms):  # where backward came from
+            what += (
+                f", back-propagated from a finite one at the next layer's output, {after.name!r}"
+            )
+        places.append(("backward", what))
+        names += [r.name for r in backward if r.name not in names]
+    grads = [p for p in params if p.grad_norm is not None and not math.isfinite(p.grad_norm)]
+    if grads:
+        what = f"the gradient of parameter {grads[0].name!r}"
+        places.append(("backward", what + (f" and {len(grads) - 1} more" if grads[1:] else "")))
+    if any(not math.isfinite(v) for v in spectrum):
+        places.append(("forward", "the input-output Jacobian"))
+    if not places:
+        return []
+    (origin, first), rest = places[0], [p for _, p in places[1:]]
+    message = f"NaN or inf first in {first}" + (f"; then in {'; '.join(rest)}" if rest else "")
+    return [Verdict("non_finite", message, NON_FINITE_HINTS[origin], tuple(names))]
+
+
+def _count(rows, what: str, direction: str) -> str:
+    """How many ``rows`` there are, after the first: '' for one."""
+    if len(rows) == 1:
+        return ""
+    return f" (the first in the {direction} pass; {len(rows)} {what}s in all)"
+
+
+def _growth_before(layers, first_bad) -> str:
+    """Say how the hidden std grew over the finite signal before ``first_bad``, when it grew by
+    more than ``SIGNAL_RATIO``: an overflow, not an undefined operation."""
+    before = [r for r in _signal(layers[: layers.index(first_bad)]) if math.isfinite(r.std)]
+    if len(before) < 2 or before[0].std <= 0 or before[-1].std / before[0].std <= SIGNAL_RATIO:
+        return ""
+    a, b = before[0], before[-1]
+    return (
+        f", after the hidden std grew from {a.std:.3g} at {a.name!r} to {b.std:.3g} at {b.name!r}"
     )
 
 
@@ -638,7 +826,8 @@ def _param_stats(model, params, grads) -> list[ParamStats]:
             entry |= {"grad_norm": float(g.double().norm()), "grad_std": _std(g)}
         if p.ndim >= 2 and p.numel() > 0:
             entry["blocks"] = _blocks(model, name)
-            entry |= _spectrum(p.detach(), entry["blocks"])
+            if bool(torch.isfinite(p.detach()).all()):  # no spectrum of NaN (non_finite's)
+                entry |= _spectrum(p.detach(), entry["blocks"])
             entry["symmetric_fraction"] = (
                 0.0 if id(p) in branch_ends else _symmetric_fraction(model, p, successor.get(id(p)))
             )
@@ -704,16 +893,79 @@ def _symmetric_fraction(model, weight, successor) -> float:
     return float((counts[inverse] > 1).double().mean())
 
 
+#: Normalization by batch statistics: the examples of a batch are coupled (public classes;
+#: the lazy ones become their BatchNorm class at their first call).
+_BATCH_NORMS = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.SyncBatchNorm,
+    nn.LazyBatchNorm1d,
+    nn.LazyBatchNorm2d,
+    nn.LazyBatchNorm3d,
+)
+
+
+def _batch_coupled(model: nn.Module) -> bool:
+    """Whether a batch norm normalizes by the batch's statistics: in train mode, or without
+    running statistics (``track_running_stats=False``), as ``_BatchNorm.forward`` decides."""
+    return any(
+        isinstance(m, _BATCH_NORMS) and (m.training or m.running_mean is None)
+        for m in model.modules()
+    )
+
+
 def _jacobian_singular_values(model, x, n) -> tuple[float, ...]:
+    """Singular values of ``d model(x)[i] / d x[i]`` for the first ``n`` examples (see
+    :func:`diagnose`'s ``jacobian``); NaN for each when the Jacobian is not finite."""
+    count = min(n, x.shape[0]) if n else 0  # n > 0: x is a floating tensor
+    if not count:
+        return ()
+    if _batch_coupled(model):
+        jacobians = _in_batch_jacobians(model, x, count)
+    else:
+        jacobians = (
+            torch.autograd.functional.jacobian(lambda v: model(v[None])[0], x[i])
+            for i in range(count)
+        )
     values: list[float] = []
-    for i in range(min(n, x.shape[0]) if n else 0):  # n > 0: x is a floating tensor
-        with torch.enable_grad():
-            jac = torch.autograd.functional.jacobian(lambda v: model(v[None])[0], x[i])
-        values += torch.linalg.svdvals(jac.double().reshape(jac.shape[0], -1)).tolist()
+    with torch.enable_grad():
+        for jac in jacobians:
+            matrix = jac.detach().double().reshape(jac.shape[0], -1)
+            if bool(torch.isfinite(matrix).all()):
+                values += torch.linalg.svdvals(matrix).tolist()
+            else:  # no SVD of NaN: as many NaN as singular values (non_finite names it)
+                values += [math.nan] * min(matrix.shape)
     return tuple(values)
 
 
-def _verdicts(layers, params, summands, output_stats, loss, unrecorded) -> list[Verdict]:
+def _in_batch_jacobians(model, x, count) -> Iterator[torch.Tensor]:
+    """``d model(x)[i] / d x[i]`` (output elements by input elements) for ``i < count``, from
+    one forward pass of the whole batch: the examples are coupled by batch statistics."""
+    with torch.enable_grad():
+        xs = x.detach().clone().requires_grad_(True)
+        output = model(xs)
+        y = next((t for t in tensors_in(output) if _is_signal(t)), None)
+        if y is None or y.shape[0] != x.shape[0]:
+            shape = None if y is None else tuple(y.shape)
+            raise ValueError(
+                "jacobian > 0 with batch statistics (batch norm in train mode) takes example i's "
+                f"output as model(x)[i]: the output needs the batch dimension {x.shape[0]} "
+                f"first; got output shape {shape}"
+            )
+        flat = y.flatten(1)
+        for i in range(count):
+            rows = [
+                torch.autograd.grad(flat[i, k], xs, retain_graph=True)[0][i].flatten()
+                for k in range(flat.shape[1])
+            ]
+            yield torch.stack(rows)
+
+
+def _verdicts(
+    layers, params, summands, output_stats, loss, unrecorded, healthy=True
+) -> list[Verdict]:
+    """The verdicts other than ``non_finite``; ``healthy`` when none fired and ``healthy``."""
     signal = _signal(layers)
     pair = _gradient_pair(layers, params, summands)
     found = [
@@ -726,8 +978,10 @@ def _verdicts(layers, params, summands, output_stats, loss, unrecorded) -> list[
         *_symmetry_verdict(params),
         *_output_verdict(output_stats, loss),
     ]
+    if found or not healthy:
+        return found
     measured = any(r.grad_rms is not None for r in layers)
-    return found or [_healthy(signal, pair, measured, unrecorded)]
+    return [_healthy(signal, pair, measured, unrecorded)]
 
 
 def _healthy(signal, pair, grads_measured: bool, unrecorded) -> Verdict:
@@ -757,8 +1011,10 @@ def _healthy(signal, pair, grads_measured: bool, unrecorded) -> Verdict:
 
 
 def _ratio_verdict(first, last, what, code_stem) -> list[Verdict]:
+    if not (math.isfinite(first) and math.isfinite(last)):
+        return []  # no ratio of NaN or inf: the non_finite verdict says where it came from
     ratio = last / first if first > 0 else (math.inf if last > 0 else 0.0)  # 0 -> 0 vanished
-    if not math.isfinite(last) or ratio > SIGNAL_RATIO:
+    if ratio > SIGNAL_RATIO:
         code = f"exploding_{code_stem}"
     elif ratio < 1 / SIGNAL_RATIO:
         code = f"vanishing_{code_stem}"
@@ -822,7 +1078,7 @@ def _output_verdict(output_stats, loss) -> list[Verdict]:
     if output_stats is None:
         return []
     std, shape = output_stats
-    if math.isfinite(std) and std <= OUTPUT_STD:
+    if not math.isfinite(std) or std <= OUTPUT_STD:  # a non-finite output is non_finite's
         return []
     message = f"output std {std:.3g} is above {OUTPUT_STD:g}, an order of magnitude over unit scale"
     if loss is not None and len(shape) == 2 and shape[1] >= 2:
