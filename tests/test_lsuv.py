@@ -252,3 +252,109 @@ def test_weights_lsuv_leaves_alone_are_named_in_warnings():
     assert [r.name for r in report.layers] == ["head"]
     assert torch.equal(model.lstm.weight_hh_l0, lstm_before)
     assert str(report) == report.table() and str(report).splitlines()[1].startswith("head")
+
+
+# --- all or nothing (issue 11, item 10) ------------------------------------------------------
+
+
+def _snapshot(model):
+    """Every parameter and buffer: the tensor object and a copy of its bytes."""
+    return {
+        name: (t, t.detach().clone())
+        for name, t in [*model.named_parameters(), *model.named_buffers()]
+    }
+
+
+def _assert_bitwise_unchanged(model, snapshot):
+    now = dict([*model.named_parameters(), *model.named_buffers()])
+    assert now.keys() == snapshot.keys()
+    for name, (tensor, copy) in snapshot.items():
+        assert now[name] is tensor, name  # the same tensor registered
+        bits = tensor.detach().flatten().view(torch.uint8)  # bytes, so -0.0 and NaN count too
+        assert torch.equal(bits, copy.flatten().view(torch.uint8)), name
+
+
+class _FailsAfterTwoLayers(nn.Module):
+    """Two Linear layers and a BatchNorm run (and are calibrated, the norm's statistics
+    updated in train mode), then the forward raises before the third layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.bn, self.fc2 = nn.Linear(8, 16), nn.BatchNorm1d(16), nn.Linear(16, 16)
+        self.fc3 = nn.Linear(16, 4)
+
+    def forward(self, x):
+        self.fc2(torch.relu(self.bn(self.fc1(x))))
+        raise RuntimeError("boom after fc2")
+
+
+def test_a_forward_raising_partway_leaves_every_tensor_bitwise_unchanged():
+    torch.manual_seed(0)
+    model = _FailsAfterTwoLayers()
+    with torch.no_grad():
+        model.fc1.bias[0] = -0.0
+        model.bn.running_mean.fill_(0.25)
+    model.train()
+    model.bn.eval()  # mixed modes survive
+    snapshot = _snapshot(model)
+    generator = torch.Generator().manual_seed(3)
+    state = generator.get_state()
+    with pytest.raises(RuntimeError, match="boom after fc2") as error:
+        lsuv_(model, torch.randn(64, 8), train=True, generator=generator)
+    _assert_bitwise_unchanged(model, snapshot)  # before: fc1, fc2, fc3 and bn's buffers changed
+    assert model.training and not model.bn.training and model.fc1.training
+    assert torch.equal(generator.get_state(), state)  # a retry draws the same weights
+    assert not any(m._forward_hooks for m in model.modules())
+    notes = getattr(error.value, "__notes__", None)
+    if notes is not None:  # Python >= 3.11
+        assert notes == [
+            "lsuv_ restored every parameter and buffer of the model to its value before the call"
+        ]
+
+
+def test_data_of_another_dtype_leaves_every_tensor_bitwise_unchanged():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    snapshot = _snapshot(model)
+    with pytest.raises(RuntimeError, match="dtype") as error:
+        lsuv_(model, torch.randn(32, 8, dtype=torch.float64))  # float32 weights
+    _assert_bitwise_unchanged(model, snapshot)  # before: both weights orthogonal
+    notes = getattr(error.value, "__notes__", None)
+    if notes is not None:
+        assert notes[0].endswith(
+            "before the call; data has dtype torch.float64, the calibrated weights torch.float32"
+        )
+
+
+def test_no_calibrated_layer_in_the_pass_leaves_the_weights():
+    class Skips(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+
+        def forward(self, x):
+            return x * 2  # fc never runs
+
+    torch.manual_seed(0)
+    model = Skips()
+    snapshot = _snapshot(model)
+    with pytest.raises(ValueError, match="none of the calibrated layers ran"):
+        lsuv_(model, torch.randn(16, 8))
+    _assert_bitwise_unchanged(model, snapshot)  # before: fc's weight made orthogonal
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (torch.full((16, 8), float("nan")), "data must be finite; got 128 NaN or inf of 128"),
+        (torch.randn(0, 8), r"data must hold at least one example; got an input of shape \(0, 8\)"),
+    ],
+    ids=["nan", "empty"],
+)
+def test_unusable_data_is_an_error_before_any_write(data, message):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 4))
+    snapshot = _snapshot(model)
+    with pytest.raises(ValueError, match=message):
+        lsuv_(model, data)
+    _assert_bitwise_unchanged(model, snapshot)

@@ -24,8 +24,8 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Sequence
-from contextlib import ExitStack
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 
 import torch
@@ -132,6 +132,14 @@ def lsuv_(
     statistics, buffers unchanged); its train/eval flags and the global random state are
     restored afterwards. Denormals are flushed during the pass.
 
+    All or nothing: the arguments are checked before any tensor is written, and if anything
+    fails after that (the model's forward raises, e.g. on data of another dtype or device than
+    its weights, or no calibrated layer runs), every parameter and buffer of ``model`` is put
+    back bit for bit, as are its train/eval flags and the state of ``generator``, and the error
+    is re-raised (with a note saying so, and naming a dtype or device that differs between
+    ``data`` and the calibrated weights). This keeps one copy of the model's parameters and
+    buffers in memory during the call.
+
     Args:
         model: any module; its ``layer_types`` submodules with a >= 2-D ``weight`` parameter are
             calibrated, each at its first call.
@@ -152,8 +160,10 @@ def lsuv_(
         An :class:`LSUVReport` (per layer: iterations, final std and mean, status; the options).
 
     Raises:
-        ValueError: bad option values, or no layer of ``layer_types`` in the model or in the pass.
+        ValueError: bad option values, ``data`` empty or with NaN or inf, no layer of
+            ``layer_types`` in the model, or none of them in the pass (the model restored).
         TypeError: ``data`` holds no floating-point tensor.
+        Exception: whatever the model's forward raises, re-raised after restoring the model.
 
     Example:
         >>> net = nn.Sequential(nn.Linear(20, 50), nn.Tanh(), nn.Linear(50, 5))
@@ -176,28 +186,99 @@ def lsuv_(
             f"lsuv_ found no layer of layer_types={[t.__name__ for t in layer_types]} "
             "with a >= 2-D weight parameter in the model"
         )
-    if orthogonal_preinit:
-        # Fork, not advance, the global generator when generator=None: the caller's RNG is
-        # untouched as documented (the draws equal those from its current state).
-        with preserved_rng(), torch.no_grad():
-            for _, m in layers:
-                orthogonal_(m.weight, gain=1.0, method="householder", generator=generator)
+    _check_finite(x)
     rows: dict[str, LSUVLayer] = {}
-    calibrate = _Calibrator(target_std, tol, tol_on, correct_mean, max_iter, rows)
-    with ExitStack() as stack:
-        for context in (preserved_modes(model), preserved_rng(), flush_denormal()):
-            stack.enter_context(context)
-        stack.enter_context(torch.no_grad())
-        stack.enter_context(forward_hooks(layers, calibrate, with_kwargs=True))
-        model.train(train)
-        model(x)
-    if not rows:
-        raise ValueError("lsuv_: none of the calibrated layers ran in the forward pass")
+    with _restored_on_failure(model, generator, x, layers):
+        if orthogonal_preinit:
+            # Fork, not advance, the global generator when generator=None: the caller's RNG is
+            # untouched as documented (the draws equal those from its current state).
+            with preserved_rng(), torch.no_grad():
+                for _, m in layers:
+                    orthogonal_(m.weight, gain=1.0, method="householder", generator=generator)
+        calibrate = _Calibrator(target_std, tol, tol_on, correct_mean, max_iter, rows)
+        with ExitStack() as stack:
+            for context in (preserved_modes(model), preserved_rng(), flush_denormal()):
+                stack.enter_context(context)
+            stack.enter_context(torch.no_grad())
+            stack.enter_context(forward_hooks(layers, calibrate, with_kwargs=True))
+            model.train(train)
+            model(x)
+        if not rows:
+            raise ValueError("lsuv_: none of the calibrated layers ran in the forward pass")
     _warn_uncalibrated(model, [name for name, _ in layers if name not in rows])
     return LSUVReport(
         tuple(rows.values()), target_std, tol, tol_on, correct_mean, max_iter,
         orthogonal_preinit, forward_passes=1,
     )  # fmt: skip
+
+
+@contextmanager
+def _restored_on_failure(model: nn.Module, generator, x: torch.Tensor, layers) -> Iterator[None]:
+    """Put back every parameter and buffer of ``model`` (values and the tensors registered),
+    its train/eval flags and ``generator``'s state if the block raises; then re-raise."""
+    saved = {}  # id -> (tensor, copy): a tensor shared by several modules is copied once
+    slots = []  # (module, kind, name, tensor) as registered before the call
+    for module in model.modules():
+        for kind, named in (
+            ("parameter", module.named_parameters(recurse=False)),
+            ("buffer", module.named_buffers(recurse=False)),
+        ):
+            for name, t in named:
+                slots.append((module, kind, name, t))
+                if id(t) not in saved:
+                    saved[id(t)] = (t, t.detach().clone())
+    modes = [(m, m.training) for m in model.modules()]
+    rng = generator.get_state() if generator is not None else None
+    try:
+        yield
+    except BaseException as error:
+        with torch.no_grad():
+            for module, kind, name, t in slots:
+                if getattr(module, name, None) is not t:  # the forward replaced it
+                    if kind == "parameter":
+                        module.register_parameter(name, t)
+                    else:
+                        module.register_buffer(name, t)
+            for t, copy in saved.values():
+                t.copy_(copy)
+        for module, training in modes:
+            module.training = training
+        if rng is not None:
+            generator.set_state(rng)
+        if hasattr(error, "add_note"):  # Python >= 3.11
+            error.add_note(
+                "lsuv_ restored every parameter and buffer of the model to its value before the "
+                "call" + _mismatch(x, layers)
+            )
+        raise
+
+
+def _mismatch(x: torch.Tensor, layers) -> str:
+    """Name a dtype or device of ``data`` that no calibrated weight has ('' if none)."""
+    weights = [m.weight for _, m in layers]
+    notes = []
+    if all(w.dtype != x.dtype for w in weights):
+        dtypes = sorted({str(w.dtype) for w in weights})
+        notes.append(f"data has dtype {x.dtype}, the calibrated weights {', '.join(dtypes)}")
+    if all(w.device != x.device for w in weights):
+        devices = sorted({str(w.device) for w in weights})
+        notes.append(f"data is on {x.device}, the calibrated weights on {', '.join(devices)}")
+    return "".join(f"; {n}" for n in notes)
+
+
+def _check_finite(x: torch.Tensor) -> None:
+    """Raise before anything is written if ``data`` is empty or holds NaN or inf: every
+    statistic would be NaN."""
+    if x.ndim == 0 or x.numel() == 0:
+        raise ValueError(
+            f"data must hold at least one example; got an input of shape {tuple(x.shape)}"
+        )
+    bad = int((~torch.isfinite(x)).sum())
+    if bad:
+        raise ValueError(
+            f"data must be finite; got {bad} NaN or inf of {x.numel()} elements (every "
+            "layer's output statistics would be non-finite)"
+        )
 
 
 def _warn_uncalibrated(model: nn.Module, idle: list[str]) -> None:
