@@ -490,6 +490,92 @@ def test_own_init_never_changes_tensors_outside_the_plan():
     assert torch.equal(net.inner.weight, before)
 
 
+class Writer(nn.Module):
+    """An own init that writes around the plan every way Python can: through ``.data``, by
+    rebinding ``.data``, in place on a buffer, by item assignment."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(3))
+        self.inner = nn.Linear(3, 3)
+        self.register_buffer("count", torch.zeros(3))
+
+    def init_weights(self):
+        nn.init.constant_(self.scale, 2.0)
+        self.inner.weight.data.normal_()
+        self.inner.bias.data = torch.full((3,), 5.0)
+        self.count += 1
+        self.inner.weight[0] = 3.0
+
+
+def test_own_init_writes_outside_the_plan_are_undone_whichever_way_they_are_made():
+    net = Writer()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    plan(net, only=["scale"]).apply(seed=0)
+    assert torch.equal(net.scale, torch.full((3,), 2.0))
+    for key in ("inner.weight", "inner.bias", "count"):
+        assert torch.equal(net.state_dict()[key], before[key]), key
+
+
+class HalfReset(nn.Module):
+    """Its reset_parameters forgets one of its parameters."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Parameter(torch.zeros(2)), nn.Parameter(torch.full((2,), 4.0))
+
+    def reset_parameters(self):
+        nn.init.ones_(self.a)
+
+
+def test_a_keep_parameter_its_own_init_does_not_write_is_an_error_and_nothing_changes():
+    # Before: 'b' silently kept whatever it held, so apply(seed=s) was not reproducible for it.
+    net = HalfReset()
+    p = plan(net)
+    assert {r.distribution for r in p.rows} == {"keep"}
+    with pytest.raises(ValueError, match=r"'b' \(planned 'keep'\): its own init does not write"):
+        p.apply(seed=0)
+    assert torch.equal(net.a, torch.zeros(2)) and torch.equal(net.b, torch.full((2,), 4.0))
+
+
+def test_keep_runs_the_own_init_of_the_modules_above_as_construction_does():
+    # nn.MultiheadAttention's _reset_parameters zeroes out_proj.bias after out_proj's own
+    # reset_parameters drew it: a fresh MHA holds zeros there, and so does its keep row.
+    mha = nn.MultiheadAttention(8, 2)
+    with torch.no_grad():
+        mha.out_proj.bias.fill_(3.0)
+    p = plan(mha, rules=[Rule("mine", "keep", param="out_proj.bias")]).apply(seed=0)
+    assert p["out_proj.bias"].distribution == "keep"
+    assert torch.equal(mha.out_proj.bias, torch.zeros(8))
+
+
+# ---- torch.compile: the plan is the compiled module's -------------------------------------
+
+
+def test_a_compiled_model_is_planned_and_initialized_as_the_module_it_compiled():
+    # Before: names gained '_orig_mod.' (other streams, other weights than the uncompiled
+    # model's) and example_input failed under the tracer with "example_input did not run".
+    x = torch.randn(4, 16, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(1)
+    net = mlp(nn.Tanh())
+    compiled = torch.compile(net)
+    p = plan(compiled, example_input=x)
+    assert p.model is net and p.source == "trace"
+    assert [r.name for r in p.rows] == [n for n, _ in net.named_parameters()]
+    assert p["0.weight"].activation == "tanh"
+    p.apply(seed=5)
+    torch.manual_seed(2)
+    reference = mlp(nn.Tanh())
+    plan(reference, example_input=x).apply(seed=5)
+    for (name, got), want in zip(net.state_dict().items(), reference.state_dict().values(),
+                                 strict=True):  # fmt: skip
+        assert torch.equal(got, want), name
+    again = torch.compile(mlp(nn.Tanh()))
+    InitPlan.from_dict(p.to_dict(), again).apply(seed=5)  # a saved plan fits it too
+    assert torch.equal(again._orig_mod[0].weight, reference[0].weight)
+    assert torch.equal(init_model(torch.compile(net), seed=5).model[4].weight, reference[4].weight)
+
+
 def test_user_rules_override_by_type_glob_regex_and_activation():
     net = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
     rules = [

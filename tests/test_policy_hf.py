@@ -233,10 +233,10 @@ def test_meta_bert_mlm_output_bias_is_re_tied_and_zero():
     assert head.decoder.bias is head.bias and torch.equal(head.bias, torch.zeros(V))
     assert head.decoder.weight is model.bert.embeddings.word_embeddings.weight
     ids = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(0))
-    # to_empty leaves buffers uninitialized too (position_ids): plans cover parameters only
-    extra = {"position_ids": torch.arange(T)[None], "token_type_ids": torch.zeros_like(ids)}
+    # apply also restored the buffers to_empty left uninitialized (tests/test_meta_path.py)
+    assert torch.equal(model.bert.embeddings.position_ids, torch.arange(T)[None])
     with torch.no_grad():
-        assert torch.isfinite(model.eval()(input_ids=ids, **extra).logits).all()
+        assert torch.isfinite(model.eval()(input_ids=ids).logits).all()
 
 
 # ---- Conv1D (in, out): fused q/k/v along dim 1 ---------------------------------------------
@@ -301,3 +301,63 @@ def test_orthogonal_rule_on_conv1d_c_attn_is_orthogonal_per_block_and_box_exact(
     fill_box_(top, row, 3, (0, 0))
     fill_box_(right, row, 3, (0, 3 * d // 2))
     assert torch.equal(top, weight[: d // 2]) and torch.equal(right, weight[:, 3 * d // 2 :])
+
+
+# ---- apply(seed) reproducible for what is handed back to Hugging Face's own init -----------
+
+
+def wav2vec2(global_seed: int) -> nn.Module:
+    torch.manual_seed(global_seed)  # construction draws from the global RNG
+    cfg = transformers.Wav2Vec2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+        conv_dim=(8, 8), conv_stride=(5, 2), conv_kernel=(10, 3), num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2, vocab_size=20,
+    )  # fmt: skip
+    return transformers.Wav2Vec2ForCTC(cfg)
+
+
+def everything(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {**dict(model.named_parameters()), **dict(model.named_buffers())}
+
+
+def test_wav2vec2_same_seed_gives_every_tensor_equal_whatever_the_construction(recwarn):
+    # Before: masked_spec_embed was handed to Wav2Vec2Model.init_weights(), which does nothing
+    # after construction (every module is marked _is_hf_initialized), and the weight-normed
+    # positional conv's weight_g/weight_v had no rule and kept the construction's draws.
+    a, b = wav2vec2(1), wav2vec2(2)
+    conv = "wav2vec2.encoder.pos_conv_embed.conv"
+    v = f"{conv}.parametrizations.weight.original1"
+    assert not torch.equal(a.get_parameter(v), b.get_parameter(v))  # constructions differ
+    # as after from_pretrained: a loaded tensor is flagged, and transformers' init skips it
+    a.wav2vec2.masked_spec_embed._is_hf_initialized = True
+    p = plan(a)
+    assert p.uncovered == [] and not [w for w in recwarn if "no rule covers" in str(w.message)]
+    for leaf in ("original0", "original1"):
+        row = p[f"{conv}.parametrizations.weight.{leaf}"]
+        assert row.distribution == "keep" and "through its parametrization" in row.reason
+    assert "Hugging Face Wav2Vec2Model._init_weights" in p["wav2vec2.masked_spec_embed"].reason
+    p.apply(seed=0)
+    plan(b).apply(seed=0)
+    want = everything(b)
+    for name, tensor in everything(a).items():
+        assert torch.equal(tensor, want[name]), name
+    assert a.wav2vec2.masked_spec_embed._is_hf_initialized is True  # the flag is put back
+    plan(b).apply(seed=1)
+    assert not torch.equal(b.wav2vec2.masked_spec_embed, a.wav2vec2.masked_spec_embed)
+
+
+def test_wav2vec2_own_inits_draw_what_construction_draws():
+    # the oracle is construction: masked_spec_embed U(0, 1) (Wav2Vec2PreTrainedModel
+    # ._init_weights); the conv's own reset_parameters U(+-1/sqrt(fan_in)) (kaiming_uniform_,
+    # a=sqrt(5)) on the effective weight, then weight_norm's split g = |w| over dims 0, 1
+    # (dim=2), v = w. Hugging Face's normal_ on conv.weight writes a temporary (the
+    # parametrization recomputes the weight), so construction never applies it.
+    model = wav2vec2(0)
+    plan(model).apply(seed=3)
+    spec = model.wav2vec2.masked_spec_embed
+    assert spec.min() >= 0 and spec.max() <= 1 and close_std(spec, 12**-0.5, UNIFORM_C)
+    weight = model.wav2vec2.encoder.pos_conv_embed.conv.parametrizations.weight
+    g, v = weight.original0.detach(), weight.original1.detach()
+    assert torch.allclose(g, v.norm(dim=(0, 1), keepdim=True))
+    bound = 1 / math.sqrt(16 * 16)  # in_channels / groups * kernel = 16 * 16
+    assert v.abs().max() <= bound and close_std(v, bound / math.sqrt(3), UNIFORM_C)

@@ -6,7 +6,9 @@ activation, rule, distribution, reason); ``InitPlan.apply(seed=...)`` writes it;
 Modules: ``activations`` (recognizing activations), ``trace`` (what follows each layer),
 ``kinds`` (layer kinds, roles, fans), ``rules`` (the Rule table format), ``presets``
 (auto, torch, gpt2, bert, keras, flax), ``plan`` (plan, apply, JSON), ``streams`` (the
-chunked random streams apply draws from), ``distributed`` (DTensor shards, filled alone).
+chunked random streams apply draws from), ``distributed`` (DTensor shards, filled alone),
+``own_init`` (modules' own init re-run, seeded, for ``keep`` rows and for the tensors of a
+meta-device model that the plan does not draw).
 """
 
 from initlab.policy.activations import Activation

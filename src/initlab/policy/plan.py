@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
 import logging
 import math
 import warnings
@@ -23,6 +22,7 @@ from torch import nn
 from initlab.fans import compute_fans
 from initlab.policy.distributed import local_box
 from initlab.policy.kinds import ParamFans, can_be_output, fans_of, layer_kind, role_of
+from initlab.policy.own_init import OWN_INIT, describe_own_init, run_own_inits
 from initlab.policy.presets import PolicyOptions, preset_rules
 from initlab.policy.rules import Draw, Rule, Target, resolve
 from initlab.policy.streams import fill_box_
@@ -31,9 +31,6 @@ from initlab.policy.trace import ModelContext, analyze
 __all__ = ["InitPlan", "PlanRow", "init_model", "plan"]
 
 log = logging.getLogger(__name__)
-
-# Modules that initialize themselves keep doing so when no rule covers them.
-_OWN_INIT = ("reset_parameters", "_reset_parameters", "init_weights")
 
 
 @dataclass(frozen=True)
@@ -70,13 +67,6 @@ class PlanRow:
     block_dim: int = 0
 
 
-def _stream_seed(seed: int, name: str) -> int:
-    """Seed of one named random stream: SHA-256 of ``"{seed}:{name}"``, stable across runs
-    (Python's ``hash`` is salted per process)."""
-    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
-
-
 class InitPlan:
     """The initialization of one model: rows to read, print, save and apply.
 
@@ -86,17 +76,28 @@ class InitPlan:
         source: how activations were found, ``"trace"`` or ``"structure"``.
         policy: the preset name (or ``"custom"``).
         uncovered: names of parameters no rule covers and that have no own init.
+        on_meta: names of the model's parameters and buffers that were on the meta device when
+            the plan was made (``plan``, ``from_dict``): :meth:`apply` restores those it does
+            not draw.
         lsuv: the :class:`~initlab.datadriven.LSUVReport` of ``init_model(..., lsuv=batch)``,
             else None.
+
+    A model compiled by ``torch.compile`` stands for the module it compiled (``_orig_mod``),
+    which shares its parameters: the plan is that module's.
     """
 
     def __init__(self, model: nn.Module, rows: Sequence[PlanRow], *, source: str, policy: str):
-        self.model = model
+        self.model = _uncompiled(model)
         self.rows = list(rows)
         self.source = source
         self.policy = policy
         self.uncovered = [r.name for r in self.rows if r.distribution == "none"]
         self.lsuv = None  # the LSUVReport when init_model(..., lsuv=batch) calibrated the model
+        params = [n for n, p in self.model.named_parameters() if p.is_meta]
+        self._meta_buffers = tuple(
+            n for n, b in self.model.named_buffers(remove_duplicate=False) if b.is_meta
+        )
+        self.on_meta = (*params, *self._meta_buffers)
 
     def __repr__(self) -> str:
         return f"InitPlan(policy={self.policy!r}, source={self.source!r}, rows={len(self.rows)})"
@@ -109,7 +110,13 @@ class InitPlan:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise KeyError(f"no row for parameter {name!r}{hint}")
 
-    def apply(self, *, seed: int | None = None, generator: torch.Generator | None = None):
+    def apply(
+        self,
+        *,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        restore: bool = True,
+    ):
         """Write every planned parameter in place and return this plan.
 
         Each chunk of 2**18 entries of a parameter draws from its own ``torch.Generator``
@@ -119,8 +126,24 @@ class InitPlan:
         (each rank fills only its shard, :mod:`initlab.policy.distributed`). ``base`` is
         ``seed``; else one draw from ``generator``; else one draw from the global generator.
         Values are drawn on the CPU in float32 and copied to the parameter's device and dtype,
-        so a seed gives the same weights on every device. Modules that ``keep`` their own init
-        run it under a forked global RNG seeded the same way.
+        so a seed gives the same weights on every device. ``keep`` rows are handed back to
+        their module's own init (its ``reset_parameters``-type method, a Hugging Face model's
+        ``_init_weights``; see :mod:`initlab.policy.own_init`), run under a forked global RNG
+        seeded from ``base`` and the module's name, so they too depend on the seed only. A
+        module with running statistics whose parameters are all ``keep`` rows (BatchNorm and
+        InstanceNorm under the ``torch`` preset) is reset whole, as a fresh one: its running
+        statistics and ``num_batches_tracked`` too.
+
+        A model built on the meta device: ``model.to_empty()`` leaves every tensor holding
+        uninitialized memory. Those the plan draws are written as above; the other tensors that
+        were on the meta device when the plan was made (:attr:`on_meta`: buffers such as
+        BatchNorm running statistics, Hugging Face ``position_ids`` and rotary ``inv_freq``,
+        frozen parameters such as Whisper's sinusoidal ``embed_positions``, parameters no rule
+        covers) are recomputed by the own init of their module and the modules above it, the
+        code that computed them at construction, and each is kept only if that computation is
+        deterministic (two runs with other seeds and other prior memory agree), i.e. equal to
+        what the model built off the meta device holds. Parameters left out by ``only=`` are
+        not touched.
 
         A tie the plan recorded (a row's ``tied`` names) that the model no longer has is
         restored first: ``model.to_empty()`` of a meta model gives every module its own new
@@ -128,23 +151,48 @@ class InitPlan:
         would leave the other name's uninitialized memory in the model. Each such alias is set
         to the row's Parameter again, with one warning naming them.
 
+        Args:
+            seed: the base seed (an int).
+            generator: draws the base seed when ``seed`` is None.
+            restore: False leaves the tensors of :attr:`on_meta` that the plan does not draw as
+                ``to_empty`` left them (uninitialized memory), for a caller that sets them
+                itself right after, e.g. from a checkpoint.
+
         Raises:
             TypeError: if ``seed`` is not an int or ``generator`` not a ``torch.Generator``.
-            ValueError: if a parameter is on the meta device (call ``model.to_empty()`` first)
-                or it (or a tied alias) no longer has the planned shape.
+            ValueError: if a tensor to write is on the meta device (call ``model.to_empty()``
+                first) or a parameter (or a tied alias) no longer has the planned shape; or,
+                naming each of them and how to fix it, if a tensor of :attr:`on_meta` cannot be
+                recomputed (no own init writes it, or it is random: a frozen ``nn.Linear``, a
+                constant set in a constructor) or a ``keep`` parameter is not written by its
+                own init. Nothing is drawn then, and ``keep`` parameters keep their values.
 
         Warns:
             UserWarning: naming the aliases re-tied (Hugging Face models can instead call
                 ``model.tie_weights()`` after ``to_empty``).
         """
         base = _base_seed(seed, generator)
+        if not isinstance(restore, bool):
+            raise TypeError(f"restore must be True or False; got restore={restore!r}")
         with torch.no_grad():
             self._retie()
-            self._run_own_inits(base)
+            keep = [(r.name, *r.tied) for r in self.rows if r.distribution == "keep"]
+            run_own_inits(self.model, keep, self._to_restore() if restore else {}, base)
             for row in self.rows:
                 if row.distribution not in {"keep", "skip", "none"}:
                     _write(self.model, row, base)
         return self
+
+    def _to_restore(self) -> dict[str, str]:
+        """Name -> ``"buffer"``/``"skip"``/``"none"`` for the tensors of :attr:`on_meta` that no
+        row draws; parameters without a row (left out by ``only=``) are not the plan's."""
+        rows = {n: r for r in self.rows for n in (r.name, *r.tied)}
+        out = {n: "buffer" for n in self._meta_buffers}
+        for name in self.on_meta:
+            row = rows.get(name)
+            if row is not None and row.distribution in {"skip", "none"}:
+                out[row.name] = row.distribution
+        return out
 
     def _retie(self) -> None:
         retied = []
@@ -172,13 +220,6 @@ class InitPlan:
                 "to_empty",
                 stacklevel=3,
             )
-
-    def _run_own_inits(self, base: int) -> None:
-        keep = [r for r in self.rows if r.distribution == "keep"]
-        for owner in dict.fromkeys(r.module for r in keep):
-            module = self.model.get_submodule(owner)
-            mine = {_leaf_under(r, owner) for r in keep if r.module == owner}
-            _own_init(module, owner, mine, base)
 
     def table(self) -> str:
         """Return the plan as a fixed-width text table, one line per parameter."""
@@ -231,6 +272,7 @@ class InitPlan:
         """
         if not isinstance(data, dict) or data.get("format") != "initlab.InitPlan":
             raise ValueError("data is not an initlab plan (missing format='initlab.InitPlan')")
+        model = _uncompiled(model)
         params = dict(model.named_parameters(remove_duplicate=False))
         rows = []
         for raw in data["rows"]:
@@ -251,11 +293,17 @@ class InitPlan:
         return cls(model, rows, source=data["source"], policy=data["policy"])
 
 
-def _leaf_under(row: PlanRow, owner: str) -> str:
-    """The leaf name of the row's parameter under its module ``owner``, which may own it
-    under a tied alias (``lm_head.weight`` planned as the embedding ``wte``'s weight)."""
-    names = (row.name, *row.tied)
-    return next(n for n in names if n.rpartition(".")[0] == owner).rpartition(".")[2]
+def _uncompiled(model: nn.Module) -> nn.Module:
+    """The module a model compiled by ``torch.compile`` wraps (its ``_orig_mod``, which holds
+    the same Parameters), else ``model``: planned through the wrapper, every name would gain
+    ``_orig_mod.`` (other random streams than the uncompiled model's) and a traced
+    ``example_input`` would run through the compiler, which the tracer's function mode and
+    hooks cannot follow."""
+    while isinstance(getattr(model, "_orig_mod", None), nn.Module) and any(
+        child is model._orig_mod for child in model.children()
+    ):
+        model = model._orig_mod
+    return model
 
 
 def _draw_text(r: PlanRow) -> str:
@@ -283,21 +331,6 @@ def _base_seed(seed, generator) -> int:
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator; got {type(generator).__name__}")
     return int(torch.randint(0, 2**62, (1,), generator=generator))
-
-
-def _own_init(module: nn.Module, owner: str, mine: set[str], base: int) -> None:
-    """Run the module's own init under a seeded, forked global RNG, then restore every tensor
-    of the module (children included: ``init_weights``/``_reset_parameters`` may recurse)
-    except ``mine``, so that nothing outside the plan changes (e.g. weights just loaded)."""
-    tensors = [*module.named_parameters(), *module.named_buffers()]
-    saved = {n: t.detach().clone() for n, t in tensors if n not in mine and not t.is_meta}
-    devices = sorted({p.device.index for p in module.parameters() if p.is_cuda})
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(_stream_seed(base, owner or "<root>"))
-        getattr(module, next(m for m in _OWN_INIT if hasattr(module, m)))()
-    current = dict(tensors)
-    for n, t in saved.items():
-        current[n].copy_(t)
 
 
 def _write(model: nn.Module, row: PlanRow, base: int) -> None:
@@ -390,6 +423,7 @@ def plan(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    model = _uncompiled(model)
     opts = PolicyOptions.from_kwargs(**options)
     _check_residual_options(opts, example_input)
     table, name = _rule_table(policy, rules, options)
@@ -665,19 +699,20 @@ def _row(entry, rule: Rule | None, n_scaled: int, context: ModelContext) -> Plan
         return PlanRow(**common, rule="frozen", distribution="skip", std=None, bound=None,
                        reason=reason + tied_text)  # fmt: skip
     if rule is None:
-        own = next((m for m in _OWN_INIT if hasattr(t.module, m)), None)
+        own = describe_own_init(t.module, t.ancestors)
         if own is not None:
-            reason = f"no rule covers it: {type(t.module).__name__}.{own}() keeps its own init"
+            reason = f"no rule covers it: {own} keeps its own init"
             return PlanRow(**common, rule="own init", distribution="keep", std=None, bound=None,
                            reason=reason + tied_text)  # fmt: skip
         return PlanRow(**common, rule="none", distribution="none", std=None, bound=None,
                        reason="no rule covers it: left untouched" + tied_text)  # fmt: skip
     stored = _stored_fans(t.module, param, t.name.rpartition(".")[2])
     draw = resolve(rule, t, n_scaled, stored)
-    if draw.distribution == "keep" and not any(hasattr(t.module, m) for m in _OWN_INIT):
+    if draw.distribution == "keep" and describe_own_init(t.module, t.ancestors) is None:
         raise ValueError(
             f"rule {rule.name!r} keeps the own init of {t.name!r}, but its module "
-            f"{type(t.module).__name__} has none of {list(_OWN_INIT)}"
+            f"{type(t.module).__name__} has none of {list(OWN_INIT)} and is not inside a "
+            "Hugging Face model"
         )
     if not rule.per_block:
         common["blocks"], common["block_dim"] = 1, 0
