@@ -376,6 +376,19 @@ def test_negative_labels_are_rejected(tmp_path):
         load_dataset("tiny", data_dir=tmp_path)
 
 
+def test_test_images_must_have_the_training_images_size(tmp_path):
+    # Before: loaded, and a model trained a whole epoch before failing on the test images.
+    write_tiny(tmp_path, [0, 1], [0])
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((1, 3, 4), dtype=np.uint8))
+    with pytest.raises(ValueError) as info:
+        load_dataset("tiny", data_dir=tmp_path)
+    assert str(info.value) == (
+        f"dataset 'tiny': the test images ({tmp_path / 't10k-images-idx3-ubyte'}) are 3x4 but "
+        f"the training images ({tmp_path / 'train-images-idx3-ubyte'}) are 4x4; train and test "
+        "images must have one size"
+    )
+
+
 def test_images_must_be_3d_uint8(tmp_path):
     write_tiny(tmp_path, [0, 1], [0])
     write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((2, 16), dtype=np.uint8))

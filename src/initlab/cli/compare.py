@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     from initlab.experiments.pretrain import PRETRAINED, PretrainConfig
     from initlab.experiments.report import format_table
     from initlab.experiments.schemes import SCHEMES
-    from initlab.experiments.sweep import CompareConfig, run_sweep
+    from initlab.experiments.sweep import CompareConfig, OutDirInUseError, run_sweep
 
     if args.resume is not None:
         _warn_ignored(getattr(args, "given", []))
@@ -149,6 +149,15 @@ def run(args: argparse.Namespace) -> int:
             message = "Interrupted before anything was written; run the same command again"
         print(f"\n{message}", file=sys.stderr)
         return 130
+    except OutDirInUseError as error:  # the library's message names out_dir, not the flag
+        flag = "--resume" if args.resume is not None else "--out"
+        print(
+            f"initlab compare: error: {flag} {out} is in use by another initlab compare "
+            f"({error.describe_holder()}); nothing was changed. Wait for it to end, or stop "
+            f"it and continue it with initlab compare --resume {out}, or give another --out",
+            file=sys.stderr,
+        )
+        return 2
     except (ValueError, TypeError, OSError) as error:  # OSError: DownloadError, missing files
         print(f"initlab compare: error: {error}", file=sys.stderr)
         return 2

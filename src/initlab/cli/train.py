@@ -212,11 +212,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    import torch
+
     from initlab.cli._validate import scheme_applies, subset_sizes
     from initlab.experiments.datasets import load_dataset
-    from initlab.experiments.models import fit_classes
+    from initlab.experiments.models import build_model
     from initlab.experiments.report import format_loss
-    from initlab.experiments.trainer import TensorData, label_classes, resolve_device, train_scheme
+    from initlab.experiments.sweep import check_data, head_params
+    from initlab.experiments.trainer import TensorData, resolve_device, train_scheme
 
     config = train_config(args, args.seed)
     params = model_params(args.model_param)
@@ -225,7 +228,12 @@ def _train(args: argparse.Namespace) -> int:
     if args.train_subset is not None or args.test_subset is not None:
         subset_sizes(dataset, args.train_subset, args.test_subset)
         dataset = dataset.subset(args.train_subset, args.test_subset, seed=args.seed)
-    data = TensorData.from_dataset(dataset, resolve_device(args.device))
+    params = head_params(args.model, params, args.dataset)
+    device = resolve_device(args.device)
+    with torch.random.fork_rng(devices=[]):  # before training: test images, labels, head
+        model = build_model(args.model, **params).to(device)
+        check_data(model, dataset, model_name=args.model, device=device)
+    data = TensorData.from_dataset(dataset, device)
 
     def show(record) -> None:
         print(f"Epoch {record.epoch}, Loss: {format_loss(record.train_loss)}")
@@ -236,7 +244,7 @@ def _train(args: argparse.Namespace) -> int:
         args.scheme,
         data,
         config,
-        model_params=fit_classes(args.model, params, label_classes(data)),
+        model_params=params,
         bias_init=args.bias_init,
         on_epoch=show,
     )

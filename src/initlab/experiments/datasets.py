@@ -325,8 +325,8 @@ def load_dataset(
 
     Raises:
         TypeError: ``name`` is not a str.
-        ValueError: unknown ``name`` without ``data_dir``; labels out of range or image and label
-            counts that disagree.
+        ValueError: unknown ``name`` without ``data_dir``; labels out of range, image and label
+            counts that disagree, or test images of another size than the training images.
         FileNotFoundError: ``data_dir`` does not exist; a file is missing everywhere (the
             message names every directory searched and the files it lacks).
         ChecksumError: a file's digest differs from the published one.
@@ -517,6 +517,12 @@ def _assemble(
             )
         if len(labels) != len(images):
             raise ValueError(f"{path}: {len(labels)} labels for {len(images)} images")
+    if train_images.shape[1:] != test_images.shape[1:]:  # else a model fails after an epoch
+        (h, w), (th, tw) = train_images.shape[1:], test_images.shape[1:]
+        raise ValueError(
+            f"dataset {name!r}: the test images ({files[2]}) are {th}x{tw} but the training "
+            f"images ({files[0]}) are {h}x{w}; train and test images must have one size"
+        )
     train_labels, test_labels = train_labels.long(), test_labels.long()
     if info is not None and info.first_label:
         train_labels, test_labels = train_labels - info.first_label, test_labels - info.first_label

@@ -24,9 +24,23 @@ checkpointed when the sweep stopped) and its ``interrupted``/``failed`` line are
 training goes on with the saved weights, optimizer state, batch order and dropout stream, so the
 resumed sweep writes the lines an uninterrupted one writes. A run without a usable checkpoint
 (stopped in its first epoch) reruns from scratch; training is deterministic, so it too ends with
-the same numbers. A new sweep writes ``config.json`` only once the config, the data (of the
-``pretrained`` scheme's source too) and the model are checked; one that fails before its first
-line leaves neither file behind, so the same ``--out`` can be used again.
+the same numbers.
+
+Before anything is written (a new sweep's ``config.json``, a resumed one's trimmed
+``results.jsonl``), the data are checked against the model (:func:`check_data`, the
+``pretrained`` scheme's source too): no empty split, train and test images of one size that the
+model takes, integer labels within its outputs. A new sweep that fails before its first line
+leaves neither ``config.json`` nor ``results.jsonl`` behind, so the same ``--out`` can be used
+again.
+
+One sweep at a time writes into a directory: a sweep holds an exclusive lock on
+``out_dir/.initlab-compare.lock`` (:mod:`filelock`: ``flock`` on POSIX, released by the
+operating system if the process dies) from before it reads or writes anything there until it
+returns or raises, and records its process id, host and start time in
+``out_dir/.initlab-compare.holder.json`` for as long as it holds it. A second sweep on the same
+directory, new or resumed, is refused (:class:`OutDirInUseError`, naming the holder) before it
+touches a file. A new sweep into a directory that does not exist yet takes the lock once its
+checks pass, so a refused config leaves no directory behind; the lock file itself stays.
 
 With ``vectorize=True`` the runs train together, stacked
 (:mod:`initlab.experiments.vectorized`): the same numbers within float rounding, the init
@@ -43,27 +57,32 @@ that trains the run: the output directory should be shared across machines.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import re
 import shutil
+import socket
+import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+import filelock
 import torch
 import tqdm
+from torch import nn
 
 from initlab._checks import one_of
 from initlab.experiments import distributed, report
 from initlab.experiments.checkpoint import load_checkpoint, save_checkpoint
-from initlab.experiments.datasets import load_dataset
+from initlab.experiments.datasets import DATASETS, Dataset, load_dataset
 from initlab.experiments.diagnosis import init_record
-from initlab.experiments.models import MODELS, build_model, fit_classes
+from initlab.experiments.models import MODELS, accepted_params, build_model, fit_classes
 from initlab.experiments.pretrain import PRETRAINED, PretrainConfig, build_for_run
 from initlab.experiments.schemes import check_fits, parse_bias_init, parse_scheme
 from initlab.experiments.trainer import (
@@ -73,9 +92,7 @@ from initlab.experiments.trainer import (
     TrainConfig,
     TrainState,
     build_initialized,
-    check_classes,
     init_batch,
-    label_classes,
     resolve_device,
     train,
 )
@@ -83,8 +100,14 @@ from initlab.experiments.vectorized import train_group, vectorizable
 
 __all__ = [
     "DEFAULT_SCHEMES",
+    "HOLDER_FILE",
+    "LOCK_FILE",
     "CompareConfig",
+    "OutDirInUseError",
     "SweepResult",
+    "check_data",
+    "head_params",
+    "lock_out_dir",
     "read_results",
     "run_id",
     "run_sweep",
@@ -95,6 +118,10 @@ log = logging.getLogger(__name__)
 DEFAULT_SCHEMES = ("seed", "zeros", "normal", "xavier_uniform", "kaiming_uniform", "orthogonal")
 TERMINAL = ("finished", "diverged")
 CHECKPOINTS = "checkpoints"
+#: The file whose exclusive lock a sweep holds on its output directory (see the module docstring).
+LOCK_FILE = ".initlab-compare.lock"
+#: Beside it, while held: the holder's ``pid``, ``host`` and ``started`` time (JSON).
+HOLDER_FILE = ".initlab-compare.holder.json"
 # load_dataset's hints name the main dataset's options; the pretraining source has its own
 # (and pretraining does not download).
 _PRETRAIN_HINTS = (
@@ -157,6 +184,12 @@ class CompareConfig:
         one_of("model", self.model, MODELS)
         if self.bias_init is not None:
             parse_bias_init(self.bias_init)
+        for name in ("train_subset", "test_subset"):  # 0 would leave an empty split
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ValueError(f"{name} must be an integer >= 1 or None; got {name}={value!r}")
         if not 0.0 < self.target_accuracy <= 1.0:
             raise ValueError(
                 "target_accuracy is a fraction in (0, 1]; "
@@ -188,6 +221,85 @@ class SweepResult:
     config: CompareConfig
     out_dir: Path
     rows: list[report.SummaryRow]
+
+
+class OutDirInUseError(RuntimeError):
+    """Another sweep holds the output directory's lock; nothing in it was read or changed.
+
+    Attributes:
+        out_dir: the directory.
+        holder: what the holder recorded in :data:`HOLDER_FILE` (``pid``, ``host``,
+            ``started``), or ``None`` when that file is missing or unreadable.
+    """
+
+    def __init__(self, out_dir: Path, holder: dict | None) -> None:
+        self.out_dir = out_dir
+        self.holder = holder
+        super().__init__(
+            f"out_dir {str(out_dir)!r} is in use by another sweep ({self.describe_holder()}); "
+            "nothing was changed. Wait for that sweep to end (or stop it), then resume it, or "
+            f"give another out_dir (lock file: {out_dir / LOCK_FILE})"
+        )
+
+    def describe_holder(self) -> str:
+        """The holder in words: ``pid 123 on host h, started 2024-05-01 12:00:00 UTC``."""
+        holder = self.holder
+        if not holder:
+            return f"holder not recorded: {self.out_dir / HOLDER_FILE} is missing or unreadable"
+        return (
+            f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}, "
+            f"started {holder.get('started', '?')}"
+        )
+
+
+@contextlib.contextmanager
+def lock_out_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
+    """Hold ``out_dir``'s sweep lock for the ``with`` block; refuse at once if another has it.
+
+    The lock is an exclusive :class:`filelock.FileLock` on ``out_dir/``:data:`LOCK_FILE`
+    (``flock`` on POSIX: the operating system releases it when the holder's process ends, even
+    when killed), taken without waiting. While it is held, :data:`HOLDER_FILE` beside it
+    records the holder (``pid``, ``host``, ``started`` as UTC time), because a file lock does
+    not say who holds it; the record is removed before the lock is released. ``out_dir`` is
+    created if missing; the lock file stays after release (removing it would let a process
+    that opened it before the removal and one that creates it anew both hold "the" lock).
+
+    Yields:
+        ``out_dir`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        OutDirInUseError: another process (or another :func:`lock_out_dir` in this one) holds
+            the lock; nothing was written.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(str(out / LOCK_FILE), timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise OutDirInUseError(out, _read_holder(out / HOLDER_FILE)) from None
+    try:
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        }
+        report.write_atomic(out / HOLDER_FILE, json.dumps(holder) + "\n")
+        try:
+            yield out
+        finally:
+            (out / HOLDER_FILE).unlink(missing_ok=True)
+    finally:
+        lock.release()
+
+
+def _read_holder(path: Path) -> dict | None:
+    """The holder record at ``path`` (JSON, never executed), or ``None`` if unreadable."""
+    try:
+        holder = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return holder if isinstance(holder, dict) else None
 
 
 def run_id(scheme: str, seed: int) -> str:
@@ -226,24 +338,36 @@ def run_sweep(
         A :class:`SweepResult`; its rows (one per scheme) are those of ``summary.csv``.
 
     Raises:
+        OutDirInUseError: another sweep holds ``out_dir``'s lock (see the module docstring);
+            nothing in ``out_dir`` was read or changed.
         FileExistsError: a new sweep into a directory that already has results.
         FileNotFoundError: resuming a directory without ``config.json``; missing data.
+        ValueError: the data do not fit the model (see :func:`check_data`), and the errors of
+            :func:`~initlab.experiments.datasets.load_dataset`; raised before anything is
+            written.
         KeyboardInterrupt: re-raised after recording the interrupted runs; finished epochs and
             runs stay in ``results.jsonl`` (under torchrun, ranks > 0's in their rank files,
             gathered on resume), checkpoints in ``checkpoints/``.
     """
-    with distributed.session() as ranks:
+    with distributed.session() as ranks, contextlib.ExitStack() as held:
         # torchrun ranks may have computed different default names (timestamps): use rank 0's
         out = Path(ranks.from_main(lambda: out_dir))
-        saved, pending, session = ranks.from_main(lambda: _plan(config, out, resume))
-        data = _load_data(saved)
-        fitted = fit_classes(saved.model, saved.model_params, label_classes(data))
-        config = dataclasses.replace(saved, model_params=fitted)
-        with torch.random.fork_rng(devices=[]):  # before config.json: a rerun is not refused
-            model = build_model(config.model, **config.model_params)
-            check_classes(model.to(data.train_x.device), data)
-        if not resume:
-            ranks.from_main(lambda: _create(out, saved))
+
+        def lock() -> None:  # rank 0 holds the directory for every rank, until the end
+            held.enter_context(lock_out_dir(out))
+
+        if resume:
+            ranks.from_main(lambda: _require_config(out))  # not creating a directory to lock
+        # lock before reading anything in an existing directory (a busy one is refused as
+        # such); a new directory only once the checks pass, so a refused config leaves none
+        locked = resume or ranks.from_main(out.is_dir)
+        if locked:
+            ranks.from_main(lock)
+        saved = ranks.from_main(lambda: _checked_config(config, out, resume))
+        config, data = _prepare(saved)
+        if not locked:
+            ranks.from_main(lock)
+        pending, session = ranks.from_main(lambda: _begin(out, config, saved, resume))
         mine = ranks.shard(pending)
         results = out / "results.jsonl"
         own = results if ranks.rank == 0 else out / f"results.rank{ranks.rank}.jsonl"
@@ -292,34 +416,55 @@ class _Pending:
         return run_id(self.scheme, self.seed)
 
 
-def _plan(config: CompareConfig | None, out: Path, resume: bool):
-    """Check a new sweep or prepare a resumed one.
+def _require_config(out: Path) -> None:
+    """Raise FileNotFoundError unless ``out`` holds a sweep's ``config.json`` to resume."""
+    if not (out / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{out} has no config.json, so there is no sweep to resume; start one with "
+            f"initlab compare --out {out} (or run_sweep(config, out) without resume)"
+        )
 
-    A new sweep writes nothing here (see :func:`_create`); a resumed one gathers the lines an
-    interrupted torchrun session left in its rank files, trims ``results.jsonl`` to what its
+
+def _refuse_existing(out: Path) -> None:
+    results = out / "results.jsonl"
+    if results.exists():
+        raise FileExistsError(f"{results} exists; resume it with --resume {out} or pick --out")
+
+
+def _checked_config(config: CompareConfig | None, out: Path, resume: bool) -> CompareConfig:
+    """The sweep's config: a resumed one's ``config.json``, or ``config`` once checked.
+
+    Reads, writes nothing. A new sweep is refused into a directory with results and when a
+    scheme does not apply to the model.
+    """
+    if resume:
+        _require_config(out)
+        return CompareConfig.from_json((out / "config.json").read_text())
+    _refuse_existing(out)
+    _check_applicable(config)
+    return config
+
+
+def _begin(out: Path, config: CompareConfig, saved: CompareConfig, resume: bool):
+    """Start the session under the directory's lock, once everything is checked.
+
+    A new sweep writes ``saved`` (the config as given; ``config`` is it with the head fitted
+    to the dataset) as ``config.json`` (see :func:`_create`); a resumed one gathers the lines
+    an interrupted torchrun session left in its rank files, trims ``results.jsonl`` to what its
     runs continue from and removes unused checkpoints.
 
     Returns:
-        ``(config, runs to train, session)``: ``session`` is a new token for this session's
+        ``(runs to train, session)``: ``session`` is a new token for this session's
         checkpoint names, so that no file a run continues from is overwritten before it is read
         (by any torchrun rank).
     """
-    results = out / "results.jsonl"
     if resume:
-        if not (out / "config.json").is_file():
-            raise FileNotFoundError(
-                f"{out} has no config.json, so there is no sweep to resume; start one with "
-                f"initlab compare --out {out} (or run_sweep(config, out) without resume)"
-            )
-        config = CompareConfig.from_json((out / "config.json").read_text())
         _merge_rank_files(out)
         pending = _resume_points(out, config)
         done = len(config.schemes) * config.seeds - len(pending)
     else:
-        if results.exists():
-            raise FileExistsError(f"{results} exists; resume it with --resume {out} or pick --out")
-        _check_applicable(config)
-        _check_pretrain_data(config)
+        _refuse_existing(out)  # again, now under the lock: a sweep may have started meanwhile
+        _create(out, saved)
         pending = [
             _Pending(scheme, seed) for seed in config.seed_list() for scheme in config.schemes
         ]
@@ -333,7 +478,7 @@ def _plan(config: CompareConfig | None, out: Path, resume: bool):
     continued = [f"{run.run} after epoch {run.epoch}" for run in pending if run.epoch]
     if continued:
         log.info("continuing from checkpoints: %s", ", ".join(continued))
-    return config, pending, uuid.uuid4().hex[:8]
+    return pending, uuid.uuid4().hex[:8]
 
 
 def _create(out: Path, config: CompareConfig) -> None:
@@ -476,18 +621,196 @@ def _check_applicable(config: CompareConfig) -> None:
             check_fits(model, scheme, config.model)
 
 
-def _check_pretrain_data(config: CompareConfig) -> None:
-    """Load the ``pretrained`` scheme's source dataset once, so a missing one fails up front.
+def _prepare(saved: CompareConfig) -> tuple[CompareConfig, TensorData]:
+    """Load the data, fit the model's head to the dataset and check both; write nothing.
+
+    Returns:
+        ``(config, data)``: ``saved`` with :func:`head_params`, and the data on the device.
 
     Raises:
-        FileNotFoundError, ValueError: as :func:`load_dataset`, with the ``--pretrain-*``
-            options in the hint.
+        FileNotFoundError, ValueError: as :func:`load_dataset` and :func:`check_data`, for the
+            sweep's dataset or the ``pretrained`` scheme's source.
+    """
+    dataset = load_dataset(saved.dataset, data_dir=saved.data_dir, download=saved.download)
+    if saved.train_subset is not None or saved.test_subset is not None:
+        dataset = dataset.subset(saved.train_subset, saved.test_subset, seed=saved.first_seed)
+    params = head_params(saved.model, saved.model_params, saved.dataset)
+    config = dataclasses.replace(saved, model_params=params)
+    device = resolve_device(config.train.device)
+    with torch.random.fork_rng(devices=[]):  # PyTorch's default init draws globally
+        model = build_model(config.model, **config.model_params).to(device)
+    check_data(model, dataset, model_name=config.model, device=device)
+    _check_pretrain_data(config, model, device)
+    return config, TensorData.from_dataset(dataset, device)
+
+
+def head_params(model: str, model_params: dict, dataset: str) -> dict:
+    """Return zoo ``model``'s parameters with the head fitted to a known dataset's classes.
+
+    A dataset of :data:`~initlab.experiments.datasets.DATASETS` has a published number of
+    classes (26 for ``emnist-letters``, 47 for ``emnist-balanced``): the head gets that many
+    outputs unless ``model_params`` sets ``num_classes``
+    (:func:`~initlab.experiments.models.fit_classes`). Any other dataset name has no known
+    class count, so the head keeps the model's ``num_classes`` (set or default); labels beyond
+    it are an error in :func:`check_data`, never a silently wider head.
+
+    Example:
+        >>> head_params("mlp", {}, "emnist-letters"), head_params("mlp", {}, "glyphs")
+        ({'num_classes': 26}, {})
+    """
+    info = DATASETS.get(dataset)
+    if info is None:
+        return dict(model_params)
+    return fit_classes(model, model_params, info.num_classes)
+
+
+def check_data(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    model_name: str | None = None,
+    device: str | torch.device = "cpu",
+) -> int:
+    """Check that ``model`` can be trained and tested on ``dataset``; return its class count.
+
+    Checks, in this order, each raising with the dataset's name, the values and what fits:
+
+    - neither split is empty;
+    - labels are ``(N,)`` integer tensors (not bool, float or complex);
+    - the test images have the training images' size;
+    - the model takes a batch of two images of each split, scaled as
+      :meth:`TensorData.from_dataset` does, ``(2, 1, H, W)`` float32 on ``device``, and returns
+      logits ``(2, classes)`` (one forward pass per split, in eval mode and without gradients,
+      so no BatchNorm statistic or dropout draw changes; the model's mode is restored);
+    - every label lies in ``0 .. classes - 1``.
+
+    The training loop itself would find these only when it reaches the offending batch: the
+    test images after a whole epoch of training, a label beyond the head as a raw index error.
+
+    Args:
+        model: a classifier returning logits ``(B, classes)``, on ``device``.
+        dataset: a :class:`~initlab.experiments.datasets.Dataset` (images ``(N, H, W)``).
+        model_name: the zoo name of ``model``, for the hints (which parameters set its input
+            size); ``None`` for another model.
+        device: where ``model`` is.
+
+    Returns:
+        The number of logits, ``classes``.
+
+    Raises:
+        ValueError: a check fails.
+    """
+    name = dataset.name
+    splits = (
+        ("training", dataset.train_images, dataset.train_labels),
+        ("test", dataset.test_images, dataset.test_labels),
+    )
+    for split, images, labels in splits:
+        if len(images) == 0 or len(labels) == 0:
+            raise ValueError(
+                f"dataset {name!r} has no {split} images; a comparison trains on the training "
+                "split and tests on the test split, so each needs at least one image"
+            )
+        if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype.is_complex:
+            raise ValueError(
+                f"dataset {name!r}: the {split} labels must be (N,) integers; got shape "
+                f"{tuple(labels.shape)} {labels.dtype}"
+            )
+        if labels.dtype == torch.bool:
+            raise ValueError(f"dataset {name!r}: the {split} labels must be integers, not bool")
+    size = tuple(dataset.train_images.shape[1:])
+    if tuple(dataset.test_images.shape[1:]) != size:
+        raise ValueError(
+            f"dataset {name!r}: the test images are {_size(dataset.test_images)} but the "
+            f"training images are {_size(dataset.train_images)}; train and test images must "
+            "have one size"
+        )
+    classes = None
+    for split, images, _ in splits:
+        classes = _logits(model, images, split, name, model_name, device)
+    low = min(int(labels.min()) for _, _, labels in splits)
+    top = max(int(labels.max()) for _, _, labels in splits)
+    if low < 0:
+        raise ValueError(f"dataset {name!r}: labels must be >= 0; found {low}")
+    if top >= classes:
+        need = top + 1
+        hint = (
+            f"; {name!r} is not a known dataset, so its number of classes is not known and the "
+            f"head keeps the model's {classes}"
+            if name not in DATASETS
+            else ""
+        )
+        raise ValueError(
+            f"dataset {name!r}: the labels need {need} classes but the model returns {classes} "
+            f"logits (labels {low}..{top}, logits for 0..{classes - 1}){hint}; build it with "
+            f"num_classes={need} (--model-param num_classes={need})"
+        )
+    return classes
+
+
+def _size(images: torch.Tensor) -> str:
+    return "x".join(str(n) for n in images.shape[1:])
+
+
+def _logits(model, images, split, name, model_name, device) -> int:
+    """Run two images of a split through ``model``; return the number of logits."""
+    x = images[:2].to(device).unsqueeze(1).float().div_(255.0)  # as TensorData.from_dataset
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    except (RuntimeError, ValueError, IndexError) as error:
+        raise ValueError(
+            f"model {model_name or type(model).__name__!r} does not take the {split} images of "
+            f"dataset {name!r}, {_size(images)} pixels (a batch of shape {tuple(x.shape)}): "
+            f"{error}{_input_hint(model_name, images)}"
+        ) from None
+    finally:
+        model.train(training)
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or len(logits) != len(x):
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(
+            f"model {model_name or type(model).__name__!r} must return logits (B, classes) for "
+            f"the {split} images of dataset {name!r}; for a batch of shape {tuple(x.shape)} it "
+            f"returned {got}{_input_hint(model_name, images)}"
+        )
+    return logits.shape[1]
+
+
+def _input_hint(model_name: str | None, images: torch.Tensor) -> str:
+    """Which of the zoo model's parameters set its input size, for ``images``' size."""
+    if model_name not in MODELS:
+        return ""
+    accepted = accepted_params(model_name)
+    h, w = images.shape[1:]
+    if "in_features" in accepted:
+        return f"; for {h}x{w} images build it with in_features={h * w}"
+    if "image_size" in accepted and h == w:
+        return f"; for {h}x{w} images build it with image_size={h}"
+    if "image_size" in accepted:
+        return f"; model {model_name!r} takes square images only (image_size)"
+    return f"; model {model_name!r} takes 28x28 images only"
+
+
+def _check_pretrain_data(config: CompareConfig, model: nn.Module, device) -> None:
+    """Load and check the ``pretrained`` scheme's source dataset, so a bad one fails up front.
+
+    The source trains ``model``'s architecture (:mod:`initlab.experiments.pretrain`): its
+    images and labels must fit it too (:func:`check_data`).
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`load_dataset` and :func:`check_data`, with
+            the ``--pretrain-*`` options in the hint.
     """
     if PRETRAINED not in config.schemes:
         return
     source = config.pretrain
     try:
-        load_dataset(source.dataset, data_dir=source.data_dir)
+        dataset = load_dataset(source.dataset, data_dir=source.data_dir)
+        if source.subset is not None:
+            dataset = dataset.subset(source.subset, None, seed=config.first_seed)
+        check_data(model, dataset, model_name=config.model, device=device)
     except (FileNotFoundError, ValueError) as error:
         message = str(error)
         for old, new in _PRETRAIN_HINTS:
@@ -716,13 +1039,6 @@ def _stopped(ctx: _Context, base: dict, error: BaseException) -> None:
         ctx.write({"type": "status", **base, "status": "interrupted"})
     else:
         ctx.write({"type": "status", **base, "status": "failed", "error": repr(error)})
-
-
-def _load_data(config: CompareConfig) -> TensorData:
-    dataset = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download)
-    if config.train_subset is not None or config.test_subset is not None:
-        dataset = dataset.subset(config.train_subset, config.test_subset, seed=config.first_seed)
-    return TensorData.from_dataset(dataset, resolve_device(config.train.device))
 
 
 def _append(sink, line: dict) -> None:
