@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 
 import pytest
 import torch
@@ -87,11 +88,33 @@ def test_meta_tensor_is_a_no_op(name):
     assert torch.equal(generator.get_state(), before)
 
 
+ZERO_ELEMENT = "Initializing zero-element tensors is a no-op"  # torch.nn.init's message
+
+
 @pytest.mark.parametrize("name", INITIALIZERS)
-def test_zero_element_tensor_is_a_no_op(name):
-    shape = INITIALIZERS[name][1][:-1] + (0,)
+@pytest.mark.parametrize("where", [-1, 0], ids=["last dim 0", "first dim 0"])
+def test_zero_element_tensor_warns_once_like_torch_and_is_returned(name, where):
+    shape = list(INITIALIZERS[name][1])
+    shape[where] = 0  # (0, 4, 3): delta_orthogonal_'s out < in must not matter, nothing to fill
     tensor = torch.empty(shape)
-    assert _call(name, tensor, seed=0) is tensor
+    generator = torch.Generator().manual_seed(0)
+    before = generator.get_state()
+    fn, _, random = INITIALIZERS[name]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = fn(tensor, generator=generator) if random else fn(tensor)
+    assert out is tensor and out.shape == tuple(shape)
+    assert [str(w.message) for w in caught] == [ZERO_ELEMENT]  # once, per_block_ included
+    assert caught[0].category is UserWarning
+    assert caught[0].filename == __file__  # attributed to the caller, as torch's stacklevel=2
+    assert torch.equal(generator.get_state(), before)
+
+
+def test_zero_element_warning_matches_torch():
+    with pytest.warns(UserWarning, match=ZERO_ELEMENT):
+        torch.nn.init.kaiming_uniform_(torch.empty(0, 3))
+    with pytest.warns(UserWarning, match=ZERO_ELEMENT):
+        il.kaiming_uniform_(torch.empty(0, 3))
 
 
 @pytest.mark.parametrize("name", RANDOM)

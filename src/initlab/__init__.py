@@ -34,6 +34,19 @@ from initlab.initializers import (
     xavier_uniform_,
     zeros_,
 )
+from initlab.initializers.deprecated import (
+    constant,
+    dirac,
+    eye,
+    kaiming_normal,
+    kaiming_uniform,
+    normal,
+    orthogonal,
+    sparse,
+    uniform,
+    xavier_normal,
+    xavier_uniform,
+)
 from initlab.policy import InitPlan, PlanRow, PolicyOptions, Rule, init_model, plan, preset_rules
 from initlab.pretrained import LoadReport, PickleRefusedError, load_pretrained
 
@@ -69,6 +82,18 @@ __all__ = [
     "dirac_",
     "sparse_",
     "per_block_",
+    # PyTorch's deprecated unsuffixed names (warn FutureWarning, call the in-place function)
+    "uniform",
+    "normal",
+    "constant",
+    "eye",
+    "dirac",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
+    "orthogonal",
+    "sparse",
     # policy: plan, apply, rules
     "plan",
     "init_model",

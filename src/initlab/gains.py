@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from initlab._checks import one_of
+from initlab._checks import finite, one_of
 
 __all__ = ["ACTIVATIONS", "ACTIVATION_PARAMS", "PYTORCH_GAINS", "calculate_gain", "compute_gain"]
 
@@ -62,8 +62,9 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
 
     Args:
         nonlinearity: one of :data:`PYTORCH_GAINS` (PyTorch's ``nn.functional`` names).
-        param: the negative slope of ``leaky_relu`` (an int or float, not a bool); ignored for
-            the other names, as in PyTorch.
+        param: the negative slope of ``leaky_relu``: a finite int or float (not a bool) whose
+            square is within float64; ``None`` means 0.01. Ignored for the other names, as in
+            PyTorch, except that a NaN or infinite number is refused for every name.
 
     Returns:
         The gain, a multiplier of the standard deviation (an int 1 for the linear names and
@@ -73,7 +74,9 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
         ValueError: if ``nonlinearity`` is unknown (the message lists the names and suggests a
             close one, or :func:`compute_gain` for an activation it knows), or if ``param`` is
             not an int or float for ``leaky_relu`` (PyTorch raises ValueError there too, also
-            for bools and strings).
+            for bools and strings), is NaN or infinite for any name (PyTorch returns NaN, or a
+            gain of 0 for leaky_relu), or for ``leaky_relu`` is so large that ``param**2``
+            overflows float64 (PyTorch raises OverflowError).
 
     Example:
         >>> calculate_gain("leaky_relu", 0.2)
@@ -87,6 +90,10 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
             "as scale=gain**2 (variance_scaling_)"
         )
     one_of("nonlinearity", nonlinearity, PYTORCH_GAINS)
+    if nonlinearity == "leaky_relu":
+        slope = _negative_slope(param, "param")
+    elif isinstance(param, (int, float)) and not isinstance(param, bool):
+        finite("param", param)  # unused here, as in PyTorch, but a NaN or inf is a mistake
     if nonlinearity in PYTORCH_GAINS[:7] or nonlinearity == "sigmoid":
         return 1
     if nonlinearity == "tanh":
@@ -95,18 +102,33 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
         return math.sqrt(2.0)
     if nonlinearity == "selu":
         return 3.0 / 4
-    return math.sqrt(2.0 / (1 + _negative_slope(param) ** 2))
+    return math.sqrt(2.0 / (1 + slope**2))
 
 
-def _negative_slope(param: float | None) -> float:
+def _negative_slope(param: float | None, name: str) -> float:
+    """Check a leaky ReLU slope (``None``: PyTorch's 0.01); ``name`` is the argument's name.
+
+    The value is returned as given (an int stays an int), so the gain is computed with the
+    same float operations as PyTorch's.
+    """
     if param is None:
         return 0.01
-    # PyTorch's test: bool is an int subclass and is refused; numpy float64 is a float.
-    if isinstance(param, float) or (isinstance(param, int) and not isinstance(param, bool)):
-        return param
-    raise ValueError(
-        f"param (the negative slope of leaky_relu) must be an int or float; got param={param!r}"
-    )
+    # PyTorch's test: bool is an int subclass and is refused (as ValueError, as PyTorch does);
+    # numpy float64 is a float.
+    if isinstance(param, bool) or not isinstance(param, (int, float)):
+        raise ValueError(
+            f"{name} (the negative slope of leaky_relu) must be an int or float; "
+            f"got {name}={param!r}"
+        )
+    finite(name, param)
+    try:
+        1.0 + float(param) ** 2
+    except OverflowError:
+        raise ValueError(
+            f"{name} (the negative slope of leaky_relu) must have a square within float64 "
+            f"(|{name}| < 1.3e154); got {name}={param!r}"
+        ) from None
+    return param
 
 
 @dataclass(frozen=True)
@@ -235,7 +257,7 @@ def _named_gain(name: str, param: float | None) -> float:
     value = spec.default if param is None else param
     if spec.positive and not value > 0:
         raise ValueError(f"{spec.param} of {name!r} must be > 0; got {spec.param}={value!r}")
-    return _gain_of(lambda x: spec.fn(x, value))
+    return _gain_of(lambda x: spec.fn(x, value), f"{name!r} with {spec.param}={value!r}")
 
 
 def _as_float64(fn: Callable) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -262,7 +284,7 @@ def _quadrature() -> tuple[torch.Tensor, torch.Tensor]:
 _NODES, _WEIGHTS = _quadrature()
 
 
-def _gain_of(fn: Callable[[torch.Tensor], torch.Tensor]) -> float:
+def _gain_of(fn: Callable[[torch.Tensor], torch.Tensor], what: str = "the activation") -> float:
     with torch.no_grad():
         values = fn(_NODES.clone())  # clone: an inplace activation must not overwrite the nodes
     if not isinstance(values, torch.Tensor) or values.shape != _NODES.shape:
@@ -274,6 +296,6 @@ def _gain_of(fn: Callable[[torch.Tensor], torch.Tensor]) -> float:
     second_moment = float(torch.sum(_WEIGHTS * values.double() ** 2))
     if not second_moment > 0 or not math.isfinite(second_moment):
         raise ValueError(
-            f"E[phi(z)^2] must be finite and > 0 to define a gain; got {second_moment!r}"
+            f"E[phi(z)^2] must be finite and > 0 to define a gain; got {second_moment!r} for {what}"
         )
     return 1.0 / math.sqrt(second_moment)

@@ -3,13 +3,20 @@
 Every function fills its tensor in place under ``torch.no_grad()`` and returns the same object;
 options are keyword-only; random ones take ``generator=`` and then never touch the global
 generator; meta and zero-element tensors are returned untouched (after the arguments are
-checked); an ``nn.Parameter`` stays a leaf Parameter. Every scaled initializer is
-:func:`variance_scaling_` with fixed arguments.
+checked), a zero-element one with PyTorch's warning "Initializing zero-element tensors is a
+no-op"; an ``nn.Parameter`` stays a leaf Parameter. Every scaled initializer is
+:func:`variance_scaling_` with fixed arguments. Every scalar argument is checked (finite, in
+range) and so is what it makes: a ValueError naming the argument, its value and the dtype is
+raised, before anything is written, when the values would not fit the tensor's dtype (inf, or
+all subnormal or 0) rather than writing inf or zeros.
 
 Modules, one concept each: ``basic`` (constants, uniform, normal), ``truncated``
 (``trunc_normal_``), ``variance_scaling`` (the primitive), ``named`` (Glorot/Xavier, He/Kaiming,
 LeCun), ``orthogonal`` (orthogonal and delta-orthogonal), ``identity`` (identity, Dirac),
-``sparse`` (Martens' sparse init), ``blocks`` (per-block init of fused weights).
+``sparse`` (Martens' sparse init), ``blocks`` (per-block init of fused weights),
+``deprecated`` (PyTorch's deprecated unsuffixed names, ``normal`` ..., which warn
+``FutureWarning`` and call the in-place function, as in ``torch.nn.init``; exported from
+``initlab`` only, since ``orthogonal`` and ``sparse`` here are modules).
 """
 
 from initlab.initializers.basic import constant_, normal_, ones_, uniform_, zeros_

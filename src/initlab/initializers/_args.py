@@ -1,36 +1,20 @@
-"""Argument checks and the no-op rule shared by the tensor initializers."""
+"""Shape checks and the no-op rule shared by the tensor initializers.
+
+Scalar checks live in :mod:`initlab._checks` (one place for every layer).
+"""
 
 from __future__ import annotations
 
-import math
+import contextlib
+import contextvars
+from collections.abc import Iterator
 
 import torch
 
+from initlab._checks import warn_zero_element
 
-def finite(name: str, value: float) -> float:
-    """Return ``value`` as a float if it is a finite real number, else raise."""
-    value = real(name, value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number; got {name}={value!r}")
-    return value
-
-
-def real(name: str, value: float) -> float:
-    """Return ``value`` as a float if it is a real number (infinities allowed, not NaN)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a real number; got {name}={value!r}")
-    if math.isnan(value):
-        raise ValueError(f"{name} must not be NaN; got {name}={value!r}")
-    return float(value)
-
-
-def positive_int(name: str, value: int) -> int:
-    """Return ``value`` if it is an int >= 1, else raise."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int; got {name}={value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1; got {name}={value!r}")
-    return value
+# Set while an initializer that already warned for its whole tensor fills its pieces.
+_WARNED = contextvars.ContextVar("initlab_zero_element_warned", default=False)
 
 
 def ndim_at_least(tensor: torch.Tensor, ndim: int, what: str) -> None:
@@ -42,6 +26,24 @@ def ndim_at_least(tensor: torch.Tensor, ndim: int, what: str) -> None:
         )
 
 
-def nothing_to_fill(tensor: torch.Tensor) -> bool:
-    """Return True for tensors an initializer leaves alone: meta (no storage) or zero-element."""
-    return tensor.is_meta or tensor.numel() == 0
+def zero_element(tensor: torch.Tensor) -> bool:
+    """Return True for a zero-element tensor (meta or not), after PyTorch's warning.
+
+    ``torch.nn.init`` warns "Initializing zero-element tensors is a no-op" and returns the
+    tensor; every initializer here does the same, once per call (see :func:`warned`).
+    """
+    if tensor.numel():
+        return False
+    if not _WARNED.get():
+        warn_zero_element()
+    return True
+
+
+@contextlib.contextmanager
+def warned() -> Iterator[None]:
+    """Within this block zero-element tensors do not warn again (the caller warned once)."""
+    token = _WARNED.set(True)
+    try:
+        yield
+    finally:
+        _WARNED.reset(token)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from initlab._checks import floating, non_negative
-from initlab.initializers._args import finite, nothing_to_fill
+from initlab._checks import NORMAL_Z_MAX, fill_fits, finite, floating, non_negative, value_fits
+from initlab.initializers._args import zero_element
 
 __all__ = ["constant_", "normal_", "ones_", "uniform_", "zeros_"]
 
@@ -14,7 +14,8 @@ def zeros_(tensor: torch.Tensor) -> torch.Tensor:
     """Fill ``tensor`` in place with 0.
 
     Args:
-        tensor: any shape, floating point (meta and zero-element tensors are left as they are).
+        tensor: any shape, floating point (meta tensors are left as they are; zero-element
+            ones too, with PyTorch's warning).
 
     Returns:
         ``tensor`` itself.
@@ -33,7 +34,8 @@ def ones_(tensor: torch.Tensor) -> torch.Tensor:
     """Fill ``tensor`` in place with 1.
 
     Args:
-        tensor: any shape, floating point (meta and zero-element tensors are left as they are).
+        tensor: any shape, floating point (meta tensors are left as they are; zero-element
+            ones too, with PyTorch's warning).
 
     Returns:
         ``tensor`` itself.
@@ -52,15 +54,20 @@ def constant_(tensor: torch.Tensor, *, val: float) -> torch.Tensor:
     """Fill ``tensor`` in place with ``val`` (rounded to the tensor's dtype, like ``fill_``).
 
     Args:
-        tensor: any shape, floating point (meta and zero-element tensors are left as they are).
-        val: a finite real number.
+        tensor: any shape, floating point (meta tensors are left as they are; zero-element
+            ones too, with PyTorch's warning).
+        val: a finite real number that the tensor's dtype can hold: not rounded to inf (beyond
+            65504 in float16) nor, if nonzero, to 0.
 
     Returns:
         ``tensor`` itself.
 
     Raises:
         TypeError: if ``tensor`` is not floating point or ``val`` is not a real number.
-        ValueError: if ``val`` is NaN or infinite.
+        ValueError: if ``val`` is NaN or infinite, or the dtype rounds it to inf or to 0.
+
+    Warns:
+        UserWarning: "Initializing zero-element tensors is a no-op", as ``torch.nn.init`` does.
 
     Example:
         >>> constant_(torch.empty(2), val=0.5).tolist()
@@ -68,7 +75,8 @@ def constant_(tensor: torch.Tensor, *, val: float) -> torch.Tensor:
     """
     floating(tensor, "constant_")
     val = finite("val", val)
-    if nothing_to_fill(tensor):
+    value_fits("constant_", tensor.dtype, "val", val)
+    if zero_element(tensor) or tensor.is_meta:
         return tensor
     with torch.no_grad():
         tensor.fill_(val)
@@ -88,9 +96,12 @@ def uniform_(
     absolute bounds.
 
     Args:
-        tensor: any shape, floating point (meta and zero-element tensors are left as they are).
+        tensor: any shape, floating point (meta tensors are left as they are; zero-element
+            ones too, with PyTorch's warning).
         a: lower bound, finite.
-        b: upper bound, finite, ``b >= a``.
+        b: upper bound, finite, ``b >= a``. Both bounds and the width ``b - a`` must lie within
+            the dtype's range, and if ``b > a`` the larger of ``|a|, |b|`` must be at least its
+            smallest normal number (else every value would be subnormal or 0).
         generator: random stream; ``None`` draws from the global generator.
 
     Returns:
@@ -98,7 +109,11 @@ def uniform_(
 
     Raises:
         TypeError: if ``tensor`` is not floating point or a bound is not a real number.
-        ValueError: if a bound is NaN or infinite, or ``a > b``.
+        ValueError: if a bound is NaN or infinite, ``a > b``, or the bounds or the width do not
+            fit the tensor's dtype (the message names them and the dtype).
+
+    Warns:
+        UserWarning: "Initializing zero-element tensors is a no-op", as ``torch.nn.init`` does.
 
     Example:
         >>> w = uniform_(torch.empty(3, 5), a=-0.1, b=0.1)
@@ -107,7 +122,19 @@ def uniform_(
     a, b = finite("a", a), finite("b", b)
     if a > b:
         raise ValueError(f"uniform_ needs a <= b; got a={a!r}, b={b!r}")
-    if nothing_to_fill(tensor):
+    # the sampler computes a + (b - a) * u, so the width must be finite in the dtype too
+    given = f"a={a!r}, b={b!r}"
+    largest = max(abs(a), abs(b), b - a)
+    fill_fits(
+        "uniform_",
+        tensor.dtype,
+        given,
+        largest=largest,
+        typical=max(abs(a), abs(b)) if b > a else 0.0,
+        shrink="smaller |a| and |b|",
+        grow="larger bounds",
+    )
+    if zero_element(tensor) or tensor.is_meta:
         return tensor
     with torch.no_grad():
         tensor.uniform_(a, b, generator=generator)
@@ -127,9 +154,14 @@ def normal_(
     :func:`trunc_normal_`.
 
     Args:
-        tensor: any shape, floating point (meta and zero-element tensors are left as they are).
+        tensor: any shape, floating point (meta tensors are left as they are; zero-element
+            ones too, with PyTorch's warning).
         mean: finite real number.
-        std: standard deviation, finite, ``>= 0``.
+        std: standard deviation, finite, ``>= 0``. Every draw must fit the dtype:
+            ``|mean| + 9.42 * std`` (9.42 bounds any draw of PyTorch's Box-Muller samplers)
+            at most its largest number (65504 for float16), and if ``std > 0``,
+            ``|mean| + std`` at least its smallest normal number (6.1e-5 for float16; below it
+            every value would be subnormal or 0).
         generator: random stream; ``None`` draws from the global generator.
 
     Returns:
@@ -137,14 +169,29 @@ def normal_(
 
     Raises:
         TypeError: if ``tensor`` is not floating point or an argument is not a real number.
-        ValueError: if ``mean`` is not finite or ``std`` is negative or not finite.
+        ValueError: if ``mean`` is not finite, ``std`` is negative or not finite, or the draws
+            would not fit the tensor's dtype (the message names the argument and the dtype).
+
+    Warns:
+        UserWarning: "Initializing zero-element tensors is a no-op", as ``torch.nn.init`` does.
 
     Example:
         >>> w = normal_(torch.empty(3, 5), std=0.02)
     """
     floating(tensor, "normal_")
     mean, std = finite("mean", mean), non_negative("std", std)
-    if nothing_to_fill(tensor):
+    largest = abs(mean) + NORMAL_Z_MAX * std
+    given = f"mean={mean!r}, std={std!r}"
+    fill_fits(
+        "normal_",
+        tensor.dtype,
+        given,
+        largest=largest,
+        typical=abs(mean) + std if std > 0 else 0.0,
+        shrink="a smaller std or |mean|",
+        grow="a larger std",
+    )
+    if zero_element(tensor) or tensor.is_meta:
         return tensor
     with torch.no_grad():
         tensor.normal_(mean, std, generator=generator)

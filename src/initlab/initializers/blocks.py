@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import torch
 
-from initlab.initializers._args import positive_int
+from initlab._checks import positive_int
+from initlab.initializers._args import warned, zero_element
 
 __all__ = ["per_block_"]
 
@@ -52,7 +54,9 @@ def per_block_(
             f"shape={tuple(tensor.shape)}"
         )
     size = tensor.size(0) // blocks
-    with torch.no_grad():  # views of a Parameter made outside no_grad would carry a grad_fn
+    empty = zero_element(tensor)  # warns once for the whole tensor, not once per block
+    with torch.no_grad(), warned() if empty else contextlib.nullcontext():
+        # views of a Parameter made outside no_grad would carry a grad_fn
         for i in range(blocks):
             fn(tensor.narrow(0, i * size, size), **kwargs)
     return tensor

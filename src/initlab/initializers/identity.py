@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from initlab._checks import floating
-from initlab.initializers._args import finite, nothing_to_fill, positive_int
+from initlab._checks import finite, floating, positive_int, value_fits
+from initlab.initializers._args import zero_element
 
 __all__ = ["dirac_", "eye_", "identity_"]
 
@@ -19,15 +19,21 @@ def identity_(tensor: torch.Tensor, *, gain: float = 1.0) -> torch.Tensor:
     Rectified Linear Units" (2015) (the identity recurrent matrix of the IRNN).
 
     Args:
-        tensor: a 2-D floating-point tensor; meta and zero-element tensors are left as they are.
-        gain: value on the diagonal, finite.
+        tensor: a 2-D floating-point tensor; meta tensors are left as they are, and
+            zero-element ones too, with PyTorch's warning.
+        gain: value on the diagonal, finite, and one the dtype holds (not rounded to inf or,
+            if nonzero, to 0).
 
     Returns:
         ``tensor`` itself.
 
     Raises:
-        ValueError: if ``tensor`` is not 2-D or ``gain`` is not finite.
+        ValueError: if ``tensor`` is not 2-D, ``gain`` is not finite or the dtype rounds it to
+            inf or 0.
         TypeError: if ``tensor`` is not floating point.
+
+    Warns:
+        UserWarning: "Initializing zero-element tensors is a no-op", as ``torch.nn.init`` does.
 
     Example:
         >>> identity_(torch.empty(2, 3), gain=0.5).tolist()
@@ -37,7 +43,8 @@ def identity_(tensor: torch.Tensor, *, gain: float = 1.0) -> torch.Tensor:
     if tensor.ndim != 2:
         raise ValueError(f"identity_ needs a 2-D tensor; got shape={tuple(tensor.shape)}")
     gain = finite("gain", gain)
-    if nothing_to_fill(tensor):
+    value_fits("identity_", tensor.dtype, "gain", gain)
+    if zero_element(tensor) or tensor.is_meta:
         return tensor
     with torch.no_grad():
         tensor.zero_()
@@ -62,7 +69,8 @@ def dirac_(tensor: torch.Tensor, *, groups: int = 1) -> torch.Tensor:
 
     Args:
         tensor: kernel with 3, 4 or 5 dimensions (1-D, 2-D or 3-D convolution), floating point;
-            meta and zero-element tensors are left as they are.
+            meta tensors are left as they are, and zero-element ones too, with PyTorch's
+            warning.
         groups: number of groups of the convolution, an int >= 1 dividing ``tensor.size(0)``.
 
     Returns:
@@ -72,6 +80,9 @@ def dirac_(tensor: torch.Tensor, *, groups: int = 1) -> torch.Tensor:
         ValueError: if ``tensor.ndim`` is not 3, 4 or 5, or ``groups`` does not divide the
             number of output channels.
         TypeError: if ``tensor`` is not floating point or ``groups`` is not an int.
+
+    Warns:
+        UserWarning: "Initializing zero-element tensors is a no-op", as ``torch.nn.init`` does.
 
     Example:
         >>> w = dirac_(torch.empty(16, 16, 3, 3))  # conv2d(x, w, padding=1) == x
@@ -88,7 +99,7 @@ def dirac_(tensor: torch.Tensor, *, groups: int = 1) -> torch.Tensor:
             f"groups must divide the number of output channels {tensor.size(0)}; "
             f"got groups={groups}"
         )
-    if nothing_to_fill(tensor):
+    if zero_element(tensor) or tensor.is_meta:
         return tensor
     per_group = tensor.size(0) // groups
     channel = torch.arange(min(per_group, tensor.size(1)), device=tensor.device)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from initlab._checks import non_negative, one_of
-from initlab.gains import calculate_gain
+from initlab.gains import _negative_slope, calculate_gain
 from initlab.initializers.variance_scaling import (
     MODES,
     _fill_scaled_,
@@ -69,8 +69,13 @@ def xavier_uniform_(
     Returns:
         ``tensor`` itself.
 
+    Warns:
+        UserWarning: "Initializing zero-element tensors is a no-op", as ``torch.nn.init`` does.
+
     Raises:
-        ValueError: if ``tensor.ndim < 2`` without ``fans``, ``gain < 0`` or ``fans`` is invalid.
+        ValueError: if ``tensor.ndim < 2`` without ``fans``, ``gain`` is negative or not
+            finite, ``fans`` is invalid, or the std would not fit the tensor's dtype (see
+            :func:`variance_scaling_`; the message names ``gain``).
         TypeError: if ``tensor`` is not floating point.
 
     Example:
@@ -78,7 +83,13 @@ def xavier_uniform_(
     """
     std_of = _xavier_std(gain)
     return _fill_scaled_(
-        tensor, std_of, "uniform", fans=fans, generator=generator, what="xavier_uniform_"
+        tensor,
+        std_of,
+        "uniform",
+        fans=fans,
+        generator=generator,
+        what="xavier_uniform_",
+        given=(f"gain={gain!r}", "a smaller gain", "a larger gain"),
     )
 
 
@@ -109,8 +120,13 @@ def xavier_normal_(
     Returns:
         ``tensor`` itself.
 
+    Warns:
+        UserWarning: "Initializing zero-element tensors is a no-op", as ``torch.nn.init`` does.
+
     Raises:
-        ValueError: if ``tensor.ndim < 2`` without ``fans``, ``gain < 0`` or ``fans`` is invalid.
+        ValueError: if ``tensor.ndim < 2`` without ``fans``, ``gain`` is negative or not
+            finite, ``fans`` is invalid, or the std would not fit the tensor's dtype (see
+            :func:`variance_scaling_`; the message names ``gain``).
         TypeError: if ``tensor`` is not floating point or ``truncated`` is not a bool.
 
     Example:
@@ -119,7 +135,13 @@ def xavier_normal_(
     std_of = _xavier_std(gain)
     kind = _normal_kind(truncated)
     return _fill_scaled_(
-        tensor, std_of, kind, fans=fans, generator=generator, what="xavier_normal_"
+        tensor,
+        std_of,
+        kind,
+        fans=fans,
+        generator=generator,
+        what="xavier_normal_",
+        given=(f"gain={gain!r}", "a smaller gain", "a larger gain"),
     )
 
 
@@ -147,7 +169,8 @@ def kaiming_uniform_(
 
     Args:
         tensor: weight ``(out, in, *kernel)``, at least 2-D unless ``fans`` is given, floating.
-        a: negative slope of the leaky ReLU after this layer (only read for ``"leaky_relu"``).
+        a: negative slope of the leaky ReLU after this layer (only used for ``"leaky_relu"``,
+            checked for any): a finite real number with ``a**2`` within float64.
         mode: ``"fan_in"`` (forward variance), ``"fan_out"`` (backward) or ``"fan_avg"``.
         nonlinearity: a name accepted by :func:`initlab.calculate_gain`.
         fans: ``(fan_in, fan_out)`` to use instead of those read from the shape.
@@ -156,9 +179,13 @@ def kaiming_uniform_(
     Returns:
         ``tensor`` itself.
 
+    Warns:
+        UserWarning: "Initializing zero-element tensors is a no-op", as ``torch.nn.init`` does.
+
     Raises:
-        ValueError: if ``tensor.ndim < 2`` without ``fans``, or ``mode``, ``nonlinearity`` or
-            ``fans`` is invalid.
+        ValueError: if ``tensor.ndim < 2`` without ``fans``, ``mode``, ``nonlinearity`` or
+            ``fans`` is invalid, ``a`` is NaN, infinite or too large, or the std would not fit
+            the tensor's dtype (see :func:`variance_scaling_`; the message names ``a``).
         TypeError: if ``tensor`` is not floating point.
 
     Example:
@@ -166,7 +193,13 @@ def kaiming_uniform_(
     """
     std_of = _kaiming_std(a, mode, nonlinearity)
     return _fill_scaled_(
-        tensor, std_of, "uniform", fans=fans, generator=generator, what="kaiming_uniform_"
+        tensor,
+        std_of,
+        "uniform",
+        fans=fans,
+        generator=generator,
+        what="kaiming_uniform_",
+        given=(f"a={a!r}, nonlinearity={nonlinearity!r}", "a smaller gain", "a smaller |a|"),
     )
 
 
@@ -191,7 +224,8 @@ def kaiming_normal_(
 
     Args:
         tensor: weight ``(out, in, *kernel)``, at least 2-D unless ``fans`` is given, floating.
-        a: negative slope of the leaky ReLU after this layer (only read for ``"leaky_relu"``).
+        a: negative slope of the leaky ReLU after this layer (only used for ``"leaky_relu"``,
+            checked for any): a finite real number with ``a**2`` within float64.
         mode: ``"fan_in"`` (forward variance), ``"fan_out"`` (backward) or ``"fan_avg"``.
         nonlinearity: a name accepted by :func:`initlab.calculate_gain`.
         truncated: draw from the truncated normal (Keras/JAX) instead of the plain one.
@@ -201,9 +235,13 @@ def kaiming_normal_(
     Returns:
         ``tensor`` itself.
 
+    Warns:
+        UserWarning: "Initializing zero-element tensors is a no-op", as ``torch.nn.init`` does.
+
     Raises:
-        ValueError: if ``tensor.ndim < 2`` without ``fans``, or ``mode``, ``nonlinearity`` or
-            ``fans`` is invalid.
+        ValueError: if ``tensor.ndim < 2`` without ``fans``, ``mode``, ``nonlinearity`` or
+            ``fans`` is invalid, ``a`` is NaN, infinite or too large, or the std would not fit
+            the tensor's dtype (see :func:`variance_scaling_`; the message names ``a``).
         TypeError: if ``tensor`` is not floating point or ``truncated`` is not a bool.
 
     Example:
@@ -212,7 +250,13 @@ def kaiming_normal_(
     std_of = _kaiming_std(a, mode, nonlinearity)
     kind = _normal_kind(truncated)
     return _fill_scaled_(
-        tensor, std_of, kind, fans=fans, generator=generator, what="kaiming_normal_"
+        tensor,
+        std_of,
+        kind,
+        fans=fans,
+        generator=generator,
+        what="kaiming_normal_",
+        given=(f"a={a!r}, nonlinearity={nonlinearity!r}", "a smaller gain", "a smaller |a|"),
     )
 
 
@@ -223,8 +267,13 @@ def _xavier_std(gain: float) -> Callable[[int, int], float]:
 
 
 def _kaiming_std(a: float, mode: str, nonlinearity: str) -> Callable[[int, int], float]:
-    """He's std ``calculate_gain(nonlinearity, a) / sqrt(fan)``, fan chosen by ``mode``."""
+    """He's std ``calculate_gain(nonlinearity, a) / sqrt(fan)``, fan chosen by ``mode``.
+
+    ``a`` is checked whatever the nonlinearity (PyTorch reads it only for leaky_relu, and there
+    ``a=inf`` would give gain 0, a zero weight, and ``a=nan`` a NaN one).
+    """
     mode = one_of("mode", mode, MODES)
+    a = _negative_slope(a, "a")
     gain = calculate_gain(nonlinearity, a)
     return lambda fan_in, fan_out: gain / math.sqrt(_select_fan(fan_in, fan_out, mode))
 
@@ -253,6 +302,9 @@ def lecun_uniform_(
 
     Returns:
         ``tensor`` itself.
+
+    Warns:
+        UserWarning: "Initializing zero-element tensors is a no-op", as ``torch.nn.init`` does.
 
     Raises:
         ValueError: if ``tensor.ndim < 2`` without ``fans``, or ``mode`` or ``fans`` is invalid.
@@ -290,6 +342,9 @@ def lecun_normal_(
 
     Returns:
         ``tensor`` itself.
+
+    Warns:
+        UserWarning: "Initializing zero-element tensors is a no-op", as ``torch.nn.init`` does.
 
     Raises:
         ValueError: if ``tensor.ndim < 2`` without ``fans``, or ``mode`` or ``fans`` is invalid.

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from initlab._checks import floating, one_of
-from initlab.initializers._args import finite, ndim_at_least, nothing_to_fill
+from initlab._checks import fill_fits, finite, floating, one_of
+from initlab.initializers._args import ndim_at_least, zero_element
 
 __all__ = ["delta_orthogonal_", "orthogonal_"]
 
@@ -59,9 +61,12 @@ def orthogonal_(
     float16 and bfloat16 are computed in float32 and cast (PyTorch raises for them).
 
     Args:
-        tensor: at least 2-D, floating point; meta and zero-element tensors are left as they are.
+        tensor: at least 2-D, floating point; meta tensors are left as they are, and
+            zero-element ones too, with PyTorch's warning.
         gain: multiplier of every entry (so ``gain**2`` of the Gram matrix), finite; a negative
-            gain flips the sign.
+            gain flips the sign. The entries must fit the dtype: ``|gain|`` (the largest an
+            entry can be) at most its largest number and, if nonzero,
+            ``|gain| / sqrt(max(rows, cols))`` (their std) at least its smallest normal number.
         method: ``"qr"``, ``"svd"`` or ``"householder"``.
         generator: random stream; ``None`` draws from the global generator.
 
@@ -69,8 +74,13 @@ def orthogonal_(
         ``tensor`` itself.
 
     Raises:
-        ValueError: if ``tensor.ndim < 2``, ``method`` is unknown or ``gain`` is not finite.
+        ValueError: if ``tensor.ndim < 2``, ``method`` is unknown, ``gain`` is not finite or
+            the entries would not fit the tensor's dtype (the message names ``gain``).
         TypeError: if ``tensor`` is not floating point.
+
+    Warns:
+        UserWarning: "Initializing zero-element tensors is a no-op", as ``torch.nn.init`` warns
+            for Kaiming (its ``orthogonal_`` returns silently).
 
     Example:
         >>> w = orthogonal_(torch.empty(4 * 64, 64))  # W^T W = I_64
@@ -79,10 +89,13 @@ def orthogonal_(
     ndim_at_least(tensor, 2, "orthogonal_")
     gain = finite("gain", gain)
     factor = _FACTORS[one_of("method", method, _FACTORS)]
-    if nothing_to_fill(tensor):
+    if zero_element(tensor):
         return tensor
     rows = tensor.size(0)
     cols = tensor.numel() // rows
+    _gain_fits("orthogonal_", tensor.dtype, gain, max(rows, cols))
+    if tensor.is_meta:
+        return tensor
     work_dtype = tensor.dtype if tensor.dtype in (torch.float32, torch.float64) else torch.float32
     wide = rows < cols
     with torch.no_grad():
@@ -129,6 +142,21 @@ def _householder_factor(gaussian: torch.Tensor) -> torch.Tensor:
 _FACTORS = {"qr": _qr_factor, "svd": _svd_factor, "householder": _householder_factor}
 
 
+def _gain_fits(what: str, dtype: torch.dtype, gain: float, n: int) -> None:
+    """Entries of a semi-orthogonal matrix times gain: at most |gain|, std |gain| / sqrt(n)."""
+    given = f"gain={gain!r} with max(rows, cols)={n}"
+    typical = abs(gain) / math.sqrt(n)
+    fill_fits(
+        what,
+        dtype,
+        given,
+        largest=abs(gain),
+        typical=typical,
+        shrink="a smaller |gain|",
+        grow="a larger |gain|",
+    )
+
+
 def delta_orthogonal_(
     tensor: torch.Tensor,
     *,
@@ -153,8 +181,10 @@ def delta_orthogonal_(
 
     Args:
         tensor: kernel ``(out, in, *kernel)`` with at least one spatial dimension and
-            ``out >= in``, floating point; meta and zero-element tensors are left as they are.
-        gain: multiplier of the center matrix, finite (e.g. ``calculate_gain("relu")``).
+            ``out >= in``, floating point; meta tensors are left as they are, and zero-element
+            ones too (whatever ``out`` and ``in``), with PyTorch's warning.
+        gain: multiplier of the center matrix, finite (e.g. ``calculate_gain("relu")``), such
+            that the entries fit the dtype (as for :func:`orthogonal_`).
         generator: random stream; ``None`` draws from the global generator.
 
     Returns:
@@ -163,22 +193,28 @@ def delta_orthogonal_(
     Raises:
         ValueError: if ``tensor.ndim < 3`` (use :func:`orthogonal_` for a matrix), if
             ``out < in`` (no ``(out, in)`` matrix has orthonormal columns), or ``gain`` is not
-            finite.
+            finite or gives entries the dtype cannot hold.
         TypeError: if ``tensor`` is not floating point.
+
+    Warns:
+        UserWarning: "Initializing zero-element tensors is a no-op", as ``torch.nn.init`` does.
 
     Example:
         >>> w = delta_orthogonal_(torch.empty(64, 32, 3, 3))  # w[:, :, 1, 1] has W^T W = I
     """
     floating(tensor, "delta_orthogonal_")
     ndim_at_least(tensor, 3, "delta_orthogonal_")
+    gain = finite("gain", gain)
+    if zero_element(tensor):  # e.g. Conv2d(4, 0, 3): nothing to fill, whatever the channels
+        return tensor
     out_channels, in_channels = tensor.shape[:2]
     if out_channels < in_channels:
         raise ValueError(
             "delta_orthogonal_ needs out_channels >= in_channels (an orthogonal map cannot "
             f"reduce the dimension); got shape={tuple(tensor.shape)}"
         )
-    gain = finite("gain", gain)
-    if nothing_to_fill(tensor):
+    _gain_fits("delta_orthogonal_", tensor.dtype, gain, out_channels)
+    if tensor.is_meta:
         return tensor
     center = orthogonal_(
         tensor.new_empty((out_channels, in_channels)), gain=gain, generator=generator

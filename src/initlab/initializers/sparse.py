@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from initlab._checks import floating, non_negative, one_of
-from initlab.initializers._args import nothing_to_fill, real
+from initlab._checks import NORMAL_Z_MAX, fill_fits, floating, non_negative, one_of, real
+from initlab.initializers._args import zero_element
 
 __all__ = ["sparse_"]
 
@@ -39,10 +39,11 @@ def sparse_(
     initialization: a fixed number of nonzero incoming weights per unit, i.e. ``per="row"``).
 
     Args:
-        tensor: a 2-D ``(rows, cols)`` = ``(out, in)`` floating-point tensor; meta and
-            zero-element tensors are left as they are.
+        tensor: a 2-D ``(rows, cols)`` = ``(out, in)`` floating-point tensor; meta tensors are
+            left as they are, and zero-element ones too, with PyTorch's warning.
         sparsity: fraction of each column (row) set to zero, in ``[0, 1)``.
-        std: standard deviation of the nonzero entries, finite, ``>= 0``.
+        std: standard deviation of the nonzero entries, finite, ``>= 0``, and one whose draws
+            fit the dtype (as for :func:`normal_`).
         per: ``"column"`` (PyTorch) or ``"row"`` (Martens): along which the zero count is fixed.
         generator: random stream for values and pattern; ``None`` draws from the global one.
 
@@ -50,9 +51,12 @@ def sparse_(
         ``tensor`` itself.
 
     Raises:
-        ValueError: if ``tensor`` is not 2-D, ``sparsity`` is outside ``[0, 1)``, ``std < 0``
-            or ``per`` is unknown.
+        ValueError: if ``tensor`` is not 2-D, ``sparsity`` is outside ``[0, 1)``, ``std`` is
+            negative, not finite or gives draws the dtype cannot hold, or ``per`` is unknown.
         TypeError: if ``tensor`` is not floating point or an argument is not a real number.
+
+    Warns:
+        UserWarning: "Initializing zero-element tensors is a no-op", as ``torch.nn.init`` does.
 
     Example:
         >>> w = sparse_(torch.empty(100, 30), sparsity=0.9)  # 90 zeros per column
@@ -65,8 +69,18 @@ def sparse_(
     if not 0 <= sparsity < 1:
         raise ValueError(f"sparsity must be in [0, 1); got sparsity={sparsity!r}")
     std = non_negative("std", std)
+    largest = NORMAL_Z_MAX * std
+    fill_fits(
+        "sparse_",
+        tensor.dtype,
+        f"std={std!r}",
+        largest=largest,
+        typical=std,
+        shrink="a smaller std",
+        grow="a larger std",
+    )
     dim = 0 if one_of("per", per, ("column", "row")) == "column" else 1  # the axis counted along
-    if nothing_to_fill(tensor):
+    if zero_element(tensor) or tensor.is_meta:
         return tensor
     with torch.no_grad():
         tensor.normal_(0, std, generator=generator)

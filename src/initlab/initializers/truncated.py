@@ -38,8 +38,8 @@ import math
 
 import torch
 
-from initlab._checks import floating, non_negative, one_of
-from initlab.initializers._args import finite, nothing_to_fill, real
+from initlab._checks import NORMAL_Z_MAX, fill_fits, finite, floating, non_negative, one_of, real
+from initlab.initializers._args import zero_element
 
 __all__ = ["trunc_normal_"]
 
@@ -92,12 +92,19 @@ def trunc_normal_(
     samplers of the truncated law up to float rounding. An interval narrower than about 1e-10
     std, where the density is flat to float64 precision, is sampled uniformly.
 
+    Every value must fit the tensor's dtype: the part of ``[lo, hi]`` that the draws can reach
+    (within ``mean +- 9.42 std``, see :func:`normal_`) must lie within its largest number;
+    otherwise a ValueError names the arguments and the dtype (rather than piling values up at
+    the dtype's largest number). A parent std beyond the working dtype's range (with bounds
+    within it) is sampled by the float64 inverse CDF.
+
     Args:
-        tensor: any shape, floating point (meta and zero-element tensors are left as they are).
+        tensor: any shape, floating point (meta tensors are left as they are; zero-element
+            ones too, with PyTorch's warning).
         mean: mean of the parent normal, finite.
         std: standard deviation of the parent normal, finite, ``>= 0``.
-        a: lower bound (in std or absolute, see ``bounds``); may be ``-inf``.
-        b: upper bound, ``b > a``; may be ``+inf``.
+        a: lower bound (in std or absolute, see ``bounds``); may be ``-inf``, not NaN.
+        b: upper bound, ``b > a``; may be ``+inf``, not NaN.
         bounds: ``"std"`` or ``"absolute"``.
         generator: random stream; ``None`` draws from the global generator.
 
@@ -107,8 +114,11 @@ def trunc_normal_(
     Raises:
         TypeError: if ``tensor`` is not floating point or an argument is not a real number.
         ValueError: if ``std < 0``, ``a >= b``, ``bounds`` is unknown, no value of the tensor's
-            dtype lies in ``[lo, hi]``, or the interval is so far in a tail (beyond about 37 std)
-            that its probability underflows float64.
+            dtype lies in ``[lo, hi]``, the interval is so far in a tail (beyond about 37 std)
+            that its probability underflows float64, or the values would not fit the dtype.
+
+    Warns:
+        UserWarning: "Initializing zero-element tensors is a no-op", as ``torch.nn.init`` does.
 
     Example:
         >>> w = trunc_normal_(torch.empty(768, 768), std=0.02)  # in [-0.04, 0.04]
@@ -116,7 +126,19 @@ def trunc_normal_(
     """
     floating(tensor, "trunc_normal_")
     law = _law(tensor.dtype, mean, std, a, b, bounds)
-    if nothing_to_fill(tensor):
+    # the values lie in [lo, hi] and, whatever the sampler, within mean +- NORMAL_Z_MAX * std
+    reach = NORMAL_Z_MAX * law.std
+    lowest, highest = max(law.lo, law.mean - reach), min(law.hi, law.mean + reach)
+    fill_fits(
+        "trunc_normal_",
+        tensor.dtype,
+        f"mean={mean!r}, std={std!r}, a={a!r}, b={b!r}, bounds={bounds!r}",
+        largest=max(abs(lowest), abs(highest)),
+        typical=0.0,  # values lie in [lo, hi] rounded inward, subnormal or not
+        shrink="a smaller std, |mean| or bounds",
+        grow="a larger std",
+    )
+    if zero_element(tensor) or tensor.is_meta:
         return tensor
     with torch.no_grad():
         if law.std == 0:
@@ -224,6 +246,10 @@ def _sample_(tensor: torch.Tensor, law: _Law, generator: torch.Generator | None)
     flat = tensor.view(-1) if direct else tensor.new_empty(tensor.numel(), dtype=work_dtype)
     if _narrow(law):
         fill = _uniform_
+    elif law.std * NORMAL_Z_MAX > torch.finfo(work_dtype).max:
+        # a parent normal wider than the working dtype (std=5e38 cut to +-3e38 in float32):
+        # only the float64 inverse CDF computes it without overflow
+        fill = _inverse_cdf_
     elif law.mass >= _MIN_ACCEPTANCE and _erfinv_fits(law, work_dtype):
         fill = _erfinv_
     elif law.mass >= _MIN_ACCEPTANCE:

@@ -7,9 +7,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from initlab._checks import floating, non_negative, one_of
+from initlab._checks import NORMAL_Z_MAX, fill_fits, floating, non_negative, one_of
 from initlab.fans import compute_fans
-from initlab.initializers._args import nothing_to_fill
+from initlab.initializers._args import zero_element
 from initlab.initializers.truncated import trunc_normal_
 
 __all__ = ["DISTRIBUTIONS", "MODES", "variance_scaling_"]
@@ -62,9 +62,10 @@ def variance_scaling_(
 
     Args:
         tensor: weight with at least 2 dimensions (unless ``fans`` is given), floating point
-            (float16, bfloat16, float32, float64); meta and zero-element tensors are left as
-            they are.
-        scale: multiplier of the variance, finite, ``>= 0``.
+            (float16, bfloat16, float32, float64); meta tensors are left as they are, and
+            zero-element ones too, with PyTorch's warning.
+        scale: multiplier of the variance, finite, ``>= 0``; the resulting std must fit the
+            dtype (see Raises).
         mode: ``"fan_in"`` preserves the variance of activations in the forward pass,
             ``"fan_out"`` that of gradients in the backward pass, ``"fan_avg"`` compromises.
         distribution: ``"truncated_normal"``, ``"normal"`` or ``"uniform"``.
@@ -78,9 +79,17 @@ def variance_scaling_(
     Raises:
         ValueError: if ``tensor.ndim < 2`` and no ``fans`` (a bias needs a bias rule such as
             :func:`zeros_`), ``mode`` or ``distribution`` is unknown (the message lists the
-            accepted values), ``scale < 0`` or ``fans`` is not two positive ints.
+            accepted values), ``scale`` is negative or not finite, ``fans`` is not two positive
+            ints, or the draws would not fit the tensor's dtype: the largest possible value
+            (9.42 std for ``"normal"``, see :func:`normal_`; sqrt(3) std for ``"uniform"``;
+            2.27 std for ``"truncated_normal"``) beyond its largest number, or a nonzero std
+            below its smallest normal number (all values subnormal or 0); the message names
+            the argument and the dtype.
         TypeError: if ``tensor`` is not floating point (the message names the dtype).
         All checks run before anything is written.
+
+    Warns:
+        UserWarning: "Initializing zero-element tensors is a no-op", as ``torch.nn.init`` does.
 
     Example:
         >>> w = variance_scaling_(torch.empty(256, 128), 2.0, "fan_in", "normal")
@@ -97,6 +106,7 @@ def variance_scaling_(
         fans=fans,
         generator=generator,
         what="variance_scaling_",
+        given=(f"scale={scale!r}", "a smaller scale", "a larger scale"),
     )
 
 
@@ -113,19 +123,36 @@ def _fill_scaled_(
     fans: Sequence[int] | None,
     generator: torch.Generator | None,
     what: str,
+    given: tuple[str, str, str],
 ) -> torch.Tensor:
     """Check the weight, then fill it from ``distribution`` with std ``std_of(fan_in, fan_out)``.
 
     The body shared by :func:`variance_scaling_` and its named specializations, which differ only
     in how they compute the standard deviation (the named ones use PyTorch's float operations so
-    that they match ``torch.nn.init`` bit for bit).
+    that they match ``torch.nn.init`` bit for bit). ``given`` is the argument that sets the std,
+    as written in an error (``"gain=2.0"``), then the advice for a std too large and too small.
+    A zero-element tensor (whose fans may be 0) warns and is returned before the std is
+    computed, as in PyTorch.
     """
     floating(tensor, what)
     fan_in, fan_out = compute_fans(tensor) if fans is None else _explicit(fans)
-    if nothing_to_fill(tensor):
+    if zero_element(tensor):
+        return tensor
+    std = std_of(fan_in, fan_out)
+    text, shrink, grow = given
+    fill_fits(
+        what,
+        tensor.dtype,
+        f"{text} with fan_in={fan_in}, fan_out={fan_out}",
+        largest=_REACH[distribution] * std,
+        typical=std,
+        shrink=shrink,
+        grow=grow,
+    )
+    if tensor.is_meta:
         return tensor
     with torch.no_grad():
-        _SAMPLERS[distribution](tensor, std_of(fan_in, fan_out), generator)
+        _SAMPLERS[distribution](tensor, std, generator)
     return tensor
 
 
@@ -154,3 +181,9 @@ def _truncated(tensor: torch.Tensor, std: float, generator: torch.Generator | No
 
 
 _SAMPLERS = {"truncated_normal": _truncated, "normal": _normal, "uniform": _uniform}
+# The largest magnitude each sampler can write, in units of std (see initlab._checks).
+_REACH = {
+    "truncated_normal": 2.0 / TRUNCATED_STD,
+    "normal": NORMAL_Z_MAX,
+    "uniform": math.sqrt(3.0),
+}
