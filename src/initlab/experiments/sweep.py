@@ -321,7 +321,8 @@ def run_sweep(
     Args:
         config: the comparison; ``None`` when resuming (read from ``out_dir/config.json``).
         out_dir: output directory; created if missing. A new sweep refuses a directory that
-            already holds ``results.jsonl`` (resume it instead).
+            already holds ``results.jsonl`` (resume it instead); every sweep refuses one that
+            another sweep holds (:func:`lock_out_dir`), before touching a file in it.
         resume: continue the sweep in ``out_dir``: finished and diverged runs are kept,
             unfinished ones continue from their last checkpointed epoch (see the module
             docstring).
