@@ -16,6 +16,10 @@ parameter::
     fully_shard(model)                           # or distribute_module / distribute_tensor
     model.to_empty(device="cpu")                 # allocates the local shards only
     init_plan.apply(seed=0)                      # each rank fills its shards
+
+``apply`` also recomputes the tensors ``to_empty`` left uninitialized that the plan does not
+draw (buffers such as BatchNorm running statistics, frozen parameters) with their modules' own
+init, or raises naming them (:mod:`initlab.policy.own_init`).
 """
 
 from __future__ import annotations
