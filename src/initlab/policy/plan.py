@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from initlab._checks import warn_zero_element
 from initlab.fans import compute_fans
 from initlab.policy.distributed import local_box
 from initlab.policy.kinds import ParamFans, can_be_output, fans_of, layer_kind, role_of
@@ -169,11 +170,17 @@ class InitPlan:
 
         Warns:
             UserWarning: naming the aliases re-tied (Hugging Face models can instead call
-                ``model.tie_weights()`` after ``to_empty``).
+                ``model.tie_weights()`` after ``to_empty``); and, as ``torch.nn.init`` does,
+                "Initializing zero-element tensors is a no-op", once, naming the parameters
+                with no elements (``nn.Linear(0, 4).weight``).
         """
         base = _base_seed(seed, generator)
         if not isinstance(restore, bool):
             raise TypeError(f"restore must be True or False; got restore={restore!r}")
+        drawn = [r for r in self.rows if r.distribution not in {"keep", "skip", "none"}]
+        empty = [r.name for r in drawn if 0 in r.shape]
+        if empty:  # as torch.nn.init does (a kept own init warns itself): once per call
+            warn_zero_element(empty)
         with torch.no_grad():
             self._retie()
             keep = [(r.name, *r.tied) for r in self.rows if r.distribution == "keep"]

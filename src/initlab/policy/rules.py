@@ -356,11 +356,14 @@ def _variance_scaling(rule: Rule, t: Target, stored_fans, factor: float, suffix:
     else:
         fan = fan_in if rule.mode in {"fan_in", "fan_avg"} else fan_out
         fan_text = rule.mode
-    if not fan:
+    if fan is None:  # 0 is a fan: a zero-element layer such as nn.Linear(0, 4) has fan_in 0
         raise ValueError(
             f"rule {rule.name!r} needs fans for parameter {t.name!r} (mode={rule.mode!r}), "
             "which has none; give that parameter a constant, normal or uniform rule"
         )
+    if fan == 0:  # PyTorch's reset_parameters: bound = 1 / sqrt(fan_in) if fan_in > 0 else 0
+        formula = f"constant = 0: {fan_text} = 0 (zero-element weight), as PyTorch's bound 0"
+        return Draw("constant", std=0.0, value=(0.0,), formula=formula)
     if rule.scale == "activation":
         scale = t.activation.gain() ** 2 if t.activation is not None and not t.is_output else 1.0
     else:
