@@ -79,6 +79,8 @@ def finite(name: str, value: float) -> float:
 
 def non_negative(name: str, value: float) -> float:
     """Return ``value`` as a float if it is a finite number >= 0, else raise."""
+    if isinstance(value, float) and math.isnan(value):  # one message for every bad value
+        raise ValueError(f"{name} must be a finite number >= 0; got {name}={value!r}")
     value = real(name, value)
     if not 0 <= value < math.inf:
         raise ValueError(f"{name} must be a finite number >= 0; got {name}={value!r}")
