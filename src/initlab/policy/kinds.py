@@ -7,6 +7,7 @@ parameter's short name without the layer index (``weight_ih_l1_reverse`` -> ``we
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from torch import nn
@@ -17,11 +18,14 @@ __all__ = [
     "KINDS",
     "ParamFans",
     "can_be_output",
+    "config_value",
     "is_norm",
     "is_opaque",
     "is_weight_layer",
     "layer_kind",
+    "rescaled_tied_head",
     "role_of",
+    "unscaled_attention",
 ]
 
 _NORMS = (
@@ -214,3 +218,64 @@ def _bias_blocks(owner: nn.Module, leaf: str, kind: str) -> int:
     if gates is not None and leaf.startswith("bias_"):
         return gates
     return 3 if kind == "attention" and leaf == "in_proj_bias" else 1
+
+
+def config_value(modules: Iterable[nn.Module], attr: str):
+    """Return ``config.<attr>`` of the first module in ``modules`` whose ``config`` has it.
+
+    ``modules`` go from the innermost outward (a parameter's own module, then its parents), so
+    a model nested in another (a GPT-2 decoder inside an encoder-decoder) reads its own config.
+    Hugging Face models keep their ``PretrainedConfig`` as ``config`` (and so does nanoGPT's
+    ``GPT``); returns ``None`` when no module has one with ``attr``.
+    """
+    for module in modules:
+        value = getattr(getattr(module, "config", None), attr, None)
+        if value is not None:
+            return value
+    return None
+
+
+def unscaled_attention(module: nn.Module | None) -> tuple[int, int] | None:
+    """Return ``(head_dim, model_dim)`` of an attention that does not divide its scores by
+    sqrt(head_dim), else ``None``.
+
+    Recognized by the layout of Hugging Face's ``T5Attention`` (and its copies in mT5, UMT5,
+    LongT5, Switch Transformers, UDOP, Pop2Piano): Linear children ``q``, ``k``, ``v``, ``o``,
+    the head width as ``key_value_proj_dim`` and no ``scaling`` other than 1. Its scores are
+    ``q @ k^T`` unscaled (Raffel et al. 2020, Mesh TensorFlow: the 1/sqrt(d_kv) is folded into
+    the initialization of ``q``, Hugging Face ``T5PreTrainedModel._init_weights``). ``model_dim``
+    is the input width of ``q`` (T5's ``d_model``).
+    """
+    if module is None:
+        return None
+    head = getattr(module, "key_value_proj_dim", None)
+    layers = [getattr(module, name, None) for name in ("q", "k", "v", "o")]
+    if (
+        isinstance(head, int)
+        and head > 0
+        and all(isinstance(layer, nn.Linear) for layer in layers)
+        and getattr(module, "scaling", 1.0) == 1.0
+    ):
+        return head, layers[0].in_features
+    return None
+
+
+def rescaled_tied_head(modules: Iterable[nn.Module]) -> bool:
+    """Return whether the model multiplies the input of its tied output layer by dim^-1/2.
+
+    ``modules`` go from a parameter's module outward; the first with a ``config`` decides.
+    Hugging Face's T5 family does it, before an ``lm_head`` tied to the input embedding
+    (``sequence_output * model_dim**-0.5`` under ``config.scale_decoder_outputs``; before
+    transformers 5, whenever ``config.tie_word_embeddings`` and the model has ``model_dim``), so
+    that an N(0, 1) embedding gives unit-variance logits (Raffel et al. 2020).
+    """
+    for module in modules:
+        config = getattr(module, "config", None)
+        if config is None:
+            continue
+        flag = getattr(config, "scale_decoder_outputs", None)
+        if flag is not None:
+            return bool(flag)
+        if hasattr(module, "model_dim"):
+            return bool(getattr(config, "tie_word_embeddings", False))
+    return False

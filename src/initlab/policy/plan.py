@@ -184,11 +184,27 @@ class InitPlan:
         with torch.no_grad():
             self._retie()
             keep = [(r.name, *r.tied) for r in self.rows if r.distribution == "keep"]
-            run_own_inits(self.model, keep, self._to_restore() if restore else {}, base)
+            to_restore = {**(self._to_restore() if restore else {}), **self._running_stats()}
+            run_own_inits(self.model, keep, to_restore, base)
             for row in self.rows:
                 if row.distribution not in {"keep", "skip", "none"}:
                     _write(self.model, row, base)
         return self
+
+    def _running_stats(self) -> dict[str, str]:
+        """Name -> ``"buffer"`` for the buffers of each module with running statistics (it has
+        ``reset_running_stats``: BatchNorm, InstanceNorm) whose own parameters are all ``keep``
+        rows: its ``reset_parameters`` re-initializes it whole, as a fresh module, running
+        statistics and ``num_batches_tracked`` included (the torch preset)."""
+        keep = {n for r in self.rows if r.distribution == "keep" for n in (r.name, *r.tied)}
+        out = {}
+        for owner in {n.rpartition(".")[0] for n in keep}:
+            module = self.model.get_submodule(owner)
+            prefix = owner + "." if owner else ""
+            own = {prefix + n for n, _ in module.named_parameters(recurse=False)}
+            if callable(getattr(module, "reset_running_stats", None)) and own <= keep:
+                out.update({prefix + n: "buffer" for n, _ in module.named_buffers(recurse=False)})
+        return out
 
     def _to_restore(self) -> dict[str, str]:
         """Name -> ``"buffer"``/``"skip"``/``"none"`` for the tensors of :attr:`on_meta` that no
@@ -435,10 +451,11 @@ def plan(
     _check_residual_options(opts, example_input)
     table, name = _rule_table(policy, rules, options)
     context = analyze(model, example_input)
-    targets = _targets(model, context, _selected(model, only), opts)
+    selected = _selected(model, only)
+    targets = _targets(model, context, selected, opts)
     matched = [next((r for r in table if r.matches(t[0])), None) for t in targets]
     _warn_unseen_activations(context, targets, matched)
-    n_scaled = sum(1 for r in matched if r is not None and r.residual_scale)
+    n_scaled = _count_scaled(model, context, opts, table, selected, matched)
     rows = [_row(t, r, n_scaled, context) for t, r in zip(targets, matched, strict=True)]
     _warn_unused(rules or (), matched)
     _warn_idle_residual_options(opts, targets, matched, name)
@@ -450,6 +467,16 @@ def plan(
             stacklevel=2,
         )
     return result
+
+
+def _count_scaled(model, context, opts, table, selected, matched) -> int:
+    """Number of parameters of the whole model that ``residual_scale`` rules match: the
+    residual scale is the model's, so planning a few names (``only=``, as ``load_pretrained``
+    does) gives them the std a plan of the whole model gives."""
+    if selected is not None and any(r.residual_scale for r in table):
+        everything = _targets(model, context, None, opts)
+        matched = [next((r for r in table if r.matches(t[0])), None) for t in everything]
+    return sum(1 for r in matched if r is not None and r.residual_scale)
 
 
 def _check_residual_options(opts: PolicyOptions, example_input) -> None:

@@ -22,6 +22,9 @@ __all__ = ["PRESETS", "PolicyOptions", "preset_rules"]
 _WEIGHTED = ("linear", "conv", "conv_transpose", "bilinear")
 _RECURRENT = ("lstm", "gru", "rnn")
 _QKV = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+# PyTorch's norms with running statistics (all subclass the private _NormBase; named publicly)
+_RUNNING_STATS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,
+                  nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)  # fmt: skip
 # Keras and Flax have no padding index; PyTorch's nn.Embedding promises a zero padding row.
 _PAD_NOTE = "a padding_idx row stays 0, as nn.Embedding promises"
 
@@ -44,9 +47,13 @@ class PolicyOptions:
         scale_residual: scale residual-branch output projections by 1/sqrt(number of branches)
             = 1/sqrt(2 n_layers) for transformers (Radford et al. 2019, GPT-2, Sec. 2.3).
         embedding_std: std of embedding weights (auto: 1.0, and 1/sqrt(dim) for an embedding
-            tied to the output layer and the embeddings of its width; gpt2 and bert: ``std``).
-            Given, it applies to every embedding, tied or not.
-        std: the initializer range of the gpt2 and bert presets (Hugging Face default 0.02).
+            tied to the output layer and the embeddings of its width, 1.0 again when the model
+            rescales that layer's input by dim^-1/2 as T5 does; gpt2 and bert: ``std``). Given,
+            it applies to every embedding, tied or not (not to T5's relative attention bias,
+            an ``nn.Embedding`` that holds attention-score biases).
+        std: the initializer range of the gpt2 and bert presets; ``None`` (default) reads the
+            model's ``config.initializer_range`` as Hugging Face's ``_init_weights`` does (0.02
+            where the model has no config with it).
         include_frozen: also initialize parameters with ``requires_grad=False``.
     """
 
@@ -58,7 +65,7 @@ class PolicyOptions:
     zero_init_residual: bool = False
     scale_residual: bool = False
     embedding_std: float | None = None
-    std: float = 0.02
+    std: float | None = None
     include_frozen: bool = False
 
     def __post_init__(self) -> None:
@@ -68,7 +75,8 @@ class PolicyOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"{name} must be a number; got {name}={value!r}")
-        non_negative("std", self.std)
+        if self.std is not None:
+            non_negative("std", self.std)
         if self.embedding_std is not None:
             non_negative("embedding_std", self.embedding_std)
 
@@ -106,6 +114,7 @@ def _auto(o: PolicyOptions) -> list[Rule]:
             )
         )
     rules += _norms()
+    rules += _unscaled_attention()
     if o.embedding_std is None:
         rules += _tied_embeddings()
     rules += [
@@ -192,6 +201,28 @@ def _auto(o: PolicyOptions) -> list[Rule]:
     return rules
 
 
+def _unscaled_attention() -> list[Rule]:
+    # T5's scores are q k^T with no 1/sqrt(d_kv) (Raffel et al. 2020; Mesh TensorFlow folds it
+    # into q's init). With LeCun-normal q and k, q.k over d_kv has variance d_kv: at d_kv = 64
+    # logits of std 8 and near one-hot attention. q drawn with variance 1/(d_kv d_model) and k
+    # with 1/d_model give q.k variance 1 for unit-RMS inputs (T5's RMSNorm precedes them),
+    # whatever n_heads * d_kv is: the std Hugging Face's T5PreTrainedModel._init_weights draws.
+    where = {"unscaled_attention": True, "roles": ("weight",)}
+    return [
+        Rule("unscaled attention q: N(0, 1/(d_kv d_model))", "variance_scaling",
+             param=r"re:(^|\.)q\.weight$", scale="1/head_dim", note="scores q.k are not "
+             "divided by sqrt(d_kv) (T5): q takes that factor, so that they have unit variance "
+             "(Hugging Face T5PreTrainedModel._init_weights, Mesh TensorFlow)", **where),
+        Rule("unscaled attention k: N(0, 1/d_model)", "variance_scaling",
+             param=r"re:(^|\.)k\.weight$", note="LeCun normal, unit-variance keys for the "
+             "unscaled scores q.k (Hugging Face T5PreTrainedModel._init_weights)", **where),
+        Rule("relative attention bias: N(0, 1/d_model)", "variance_scaling", mode="model_dim",
+             param=r"re:relative_attention_bias\.weight$", note="a bias added to the scores "
+             "per head and distance bucket, small beside their unit variance (Hugging Face "
+             "T5PreTrainedModel._init_weights: std d_model^-1/2)", **where),
+    ]  # fmt: skip
+
+
 def _tied_embeddings() -> list[Rule]:
     # Why 1/dim: tied, E (V, dim) is also the output layer, logits = h @ E^T. A final norm
     # gives h unit-variance entries, so Var(logit) = dim * Var(E): N(0, 1) gives variance dim
@@ -199,6 +230,18 @@ def _tied_embeddings() -> list[Rule]:
     draw = {"kinds": ("embedding",), "roles": ("weight",), "tied_output": True,
             "mode": "fan_out", "zero_rows": "padding_idx"}  # fmt: skip
     return [
+        Rule(
+            "tied embedding, rescaled head (T5): N(0, 1)",
+            "normal",
+            kinds=("embedding",),
+            roles=("weight",),
+            tied_output=True,
+            rescaled_tied_head=True,
+            zero_rows="padding_idx",
+            note="the model multiplies the tied head's input by "
+            "dim^-1/2 (T5's scale_decoder_outputs), so N(0, 1) gives unit-variance logits "
+            "(Raffel et al. 2020; Hugging Face T5PreTrainedModel._init_weights)",
+        ),  # fmt: skip
         Rule(
             "tied embedding: N(0, 1/dim)",
             "variance_scaling",
@@ -267,7 +310,9 @@ def _auto_weights(o: PolicyOptions, xavier: dict) -> list[Rule]:
              "and multipliers (1 + s) start at 0"),
         Rule("position embedding / class token", "truncated_normal",
              param=r"re:(^|\.)(pos_embed\w*|cls_token|position_embeddings?)$", std=0.02,
-             note="ViT (Dosovitskiy et al. 2021), as timm: N(0, 0.02^2) cut at 2 std"),
+             bound=2.0, note="ViT (Dosovitskiy et al. 2021) as timm and Hugging Face draw it: "
+             "trunc_normal_(std=0.02) with PyTorch's absolute bounds a=-2, b=2 (100 std, so "
+             "in effect N(0, 0.02^2))"),
     ]  # fmt: skip
 
 
@@ -280,6 +325,9 @@ def _torch(o: PolicyOptions) -> list[Rule]:
         Rule("nn.Transformer: Xavier uniform (whole)", "variance_scaling", within=nn.Transformer,
              min_ndim=2, mode="fan_avg", distribution="uniform", per_block=False,
              note="nn.Transformer._reset_parameters re-draws every matrix inside it"),
+        Rule("BatchNorm/InstanceNorm: own reset", "keep", module=_RUNNING_STATS,
+             note="reset_parameters(): weight 1, bias 0 and, as a fresh module, running "
+             "statistics and num_batches_tracked reset (reset_running_stats)"),
         *_norms(),
         Rule("Embedding N(0, 1)", "normal", kinds=("embedding",), roles=("weight",),
              module=nn.Embedding, zero_rows="padding_idx"),
@@ -301,7 +349,11 @@ def _torch(o: PolicyOptions) -> list[Rule]:
 
 
 def _hf(o: PolicyOptions, *, scaled: bool) -> list[Rule]:
-    std = o.std
+    # Hugging Face PreTrainedModel._init_weights: std = config.initializer_range or 0.02 for
+    # every Linear/Conv weight and Embedding (padding row 0), biases 0, norms 1 and 0.
+    std = (
+        {"std": 0.02, "std_from": "initializer_range"} if o.std is None else {"std": o.std}
+    )  # fmt: skip
     rules = []
     if scaled:
         rules.append(
@@ -309,19 +361,26 @@ def _hf(o: PolicyOptions, *, scaled: bool) -> list[Rule]:
                 "GPT-2 residual projection",
                 "normal",
                 param="*c_proj.weight",
-                std=std,
                 residual_scale=True,
-                note="std / sqrt(2 n_layer) (Radford et al. 2019; Hugging Face GPT2)",
+                residual_layers="n_layer",
+                note="std / sqrt(2 config.n_layer): two residual branches per layer (Radford et "
+                "al. 2019, Sec. 2.3; Hugging Face GPT2PreTrainedModel._init_weights, which "
+                "scales a cross-attention's c_proj by it too)",
+                **std,
             )
         )
     weighted = ("linear", "conv", "conv_transpose")
+    embedding = std if o.embedding_std is None else {"std": o.embedding_std}
     return rules + [
         *_norms(),
         Rule("embedding N(0, std)", "normal", kinds=("embedding",), roles=("weight",),
-             std=std if o.embedding_std is None else o.embedding_std, zero_rows="padding_idx"),
-        Rule("weights N(0, std)", "normal", kinds=weighted, roles=("weight",), std=std,
-             note="Hugging Face PreTrainedModel._init_weights"),
+             zero_rows="padding_idx", **embedding),
+        Rule("weights N(0, std)", "normal", kinds=weighted, roles=("weight",),
+             note="Hugging Face PreTrainedModel._init_weights", **std),
         Rule("biases 0", "constant", kinds=weighted, roles=("bias",)),
+        Rule("BERT LM head bias 0", "constant", module="BertLMPredictionHead", roles=("bias",),
+             note="BertPreTrainedModel._init_weights zeroes it (the decoder's bias, untied "
+             "when tie_word_embeddings=False)"),
         *_auto(o),
     ]  # fmt: skip
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from initlab._checks import one_of
 from initlab.policy.activations import CALLABLES, FAMILIES, Activation
-from initlab.policy.kinds import KINDS
+from initlab.policy.kinds import KINDS, config_value, rescaled_tied_head, unscaled_attention
 
 __all__ = ["ACTIVATION_NAMES", "INITS", "Rule", "RuleSet", "Target"]
 
@@ -34,7 +34,9 @@ INITS = (
     "uniform",
     "variance_scaling",
 )
-_MODES = ("fan_avg", "fan_in", "fan_out", "hidden")
+_MODES = ("fan_avg", "fan_in", "fan_out", "hidden", "model_dim")
+#: What ``Rule.scale`` accepts besides a number.
+_SCALES = ("activation", "1/head_dim")
 #: What ``Rule.activations`` accepts: activation names, families and three special words.
 ACTIVATION_NAMES = (*CALLABLES, *FAMILIES, "any", "none", "output")
 _DISTRIBUTIONS = ("normal", "truncated_normal", "uniform")
@@ -93,28 +95,44 @@ class Rule:
     * ``fused``: whether the parameter holds several blocks drawn each as its own matrix (the
       gates of an LSTM/GRU, the q/k/v of an attention input projection, Hugging Face's
       ``Conv1D`` ``c_attn``).
+    * ``unscaled_attention``: whether the parameter's module lies directly in an attention that
+      does not divide its scores by sqrt(head_dim) (T5's ``q``, ``k``, ``v``, ``o`` and
+      ``relative_attention_bias``; :func:`initlab.policy.kinds.unscaled_attention`).
+    * ``rescaled_tied_head``: whether the model multiplies the input of its tied output layer
+      by dim^-1/2 (T5; :func:`initlab.policy.kinds.rescaled_tied_head`).
     * ``min_ndim``: parameters with fewer dimensions do not match.
 
     Initializations (``init``), each with the fields it reads:
 
     * ``"variance_scaling"``: std = sqrt(scale / fan), ``fan`` by ``mode`` (``"fan_in"``,
       ``"fan_out"``, ``"fan_avg"`` = (fan_in + fan_out) / 2, ``"hidden"`` = ``hidden_size``);
+      ``"model_dim"`` = the input width of the enclosing unscaled attention (T5's ``d_model``);
       ``scale`` multiplies the variance; ``scale="activation"`` uses the square of the gain of
-      the following activation (1 without one). ``distribution`` ``"normal"``, ``"uniform"``
-      (bound = sqrt(3) std) or ``"truncated_normal"`` (actual std = target, cut at 2 sigma of
-      the underlying normal, as in JAX). Glorot and Bengio (2010), He et al. (2015), LeCun et
+      the following activation (1 without one), ``scale="1/head_dim"`` the inverse head width
+      of the enclosing unscaled attention (T5 folds the 1/sqrt(d_kv) of the scores into
+      ``q``). ``distribution`` ``"normal"``, ``"uniform"`` (bound = sqrt(3) std) or
+      ``"truncated_normal"`` (actual std = target, cut at 2 sigma of the underlying normal, as
+      in JAX). Glorot and Bengio (2010), He et al. (2015), LeCun et
       al. (1998) are special cases. Fans are per block (gate, q/k/v) when ``per_block``; else
       read from the stored shape as ``torch.nn.init`` and Keras do.
     * ``"normal"``: N(0, std**2). ``"truncated_normal"``: N(0, std**2) cut to +-``bound``
-      (absolute; default 2 std). ``"uniform"``: U(-bound, bound).
+      (absolute; default 2 std). ``"uniform"``: U(-bound, bound). With ``std_from`` (a config
+      attribute such as ``"initializer_range"``) the std is that attribute of the ``config`` of
+      the innermost module around the parameter that has one (Hugging Face models, nanoGPT),
+      and ``std`` where none has it or it is 0 (as ``PreTrainedModel._init_weights`` reads
+      ``config.initializer_range or 0.02``).
     * ``"orthogonal"``: a (semi-)orthogonal matrix per block times ``gain`` (Saxe et al. 2014).
     * ``"constant"``: ``value``. ``"forget_gate"``: an LSTM bias, ``value`` in the forget gate
       block and 0 elsewhere (Jozefowicz et al. 2015).
     * ``"keep"``: the module's own ``reset_parameters()`` / ``init_weights()`` runs.
 
-    ``residual_scale`` multiplies the std by 1 / sqrt(number of parameters this policy scales),
-    i.e. 1 / sqrt(2 n_layers) for the two residual projections per GPT-2 block (Radford et al.
-    2019, Sec. 2.3). ``zero_rows`` (``"padding_idx"``) zeroes an embedding's padding row.
+    ``residual_scale`` multiplies the std by 1 / sqrt(number of parameters of the whole model
+    this policy scales), i.e. 1 / sqrt(2 n_layers) for the two residual projections per GPT-2
+    block (Radford et al. 2019, Sec. 2.3). With ``residual_layers`` (a config attribute such as
+    ``"n_layer"``, read as ``std_from``) it is 1 / sqrt(2 * that number) instead, GPT-2's own
+    count of two branches per layer (Hugging Face ``GPT2PreTrainedModel._init_weights``, which
+    scales a cross-attention's projection by it too); the count is the fallback when no config
+    has it. ``zero_rows`` (``"padding_idx"``) zeroes an embedding's padding row.
 
     Example:
         >>> head = Rule("small head", "normal", param="re:^head\\.", std=0.01, note="tiny logits")
@@ -134,6 +152,8 @@ class Rule:
     tied_output: bool | None = None
     tied: bool | None = None
     fused: bool | None = None
+    unscaled_attention: bool | None = None
+    rescaled_tied_head: bool | None = None
     min_ndim: int = 0
     scale: float | str = 1.0
     mode: str = "fan_in"
@@ -144,6 +164,8 @@ class Rule:
     gain: float = 1.0
     per_block: bool = True
     residual_scale: bool = False
+    residual_layers: str | None = None
+    std_from: str | None = None
     zero_rows: str | None = None
     note: str = ""
     _regex: Any = field(default=None, init=False, repr=False, compare=False)
@@ -160,11 +182,25 @@ class Rule:
             one_of("kinds entry", kind, KINDS)
         for name in self.activations:
             one_of("activations entry", name, ACTIVATION_NAMES)
-        if self.scale != "activation" and (
-            not isinstance(self.scale, (int, float)) or self.scale < 0
+        if self.scale not in _SCALES and (
+            isinstance(self.scale, bool)
+            or not isinstance(self.scale, (int, float))
+            or not self.scale >= 0
         ):
             raise ValueError(
-                f"scale must be a number >= 0 or 'activation'; got scale={self.scale!r}"
+                f"scale must be a number >= 0 or one of {list(_SCALES)}; got scale={self.scale!r}"
+            )
+        for attr in ("std_from", "residual_layers"):
+            value = getattr(self, attr)
+            if value is not None and not (isinstance(value, str) and value.isidentifier()):
+                raise ValueError(
+                    f"{attr} must be a config attribute name (e.g. 'initializer_range') or None; "
+                    f"got {attr}={value!r}"
+                )
+        if self.residual_layers is not None and not self.residual_scale:
+            raise ValueError(
+                f"residual_layers={self.residual_layers!r} sets the residual scale, so it needs "
+                "residual_scale=True"
             )
         if self.param is not None:
             pattern = (
@@ -193,6 +229,14 @@ class Rule:
             and (self.tied_output is None or self.tied_output == t.tied_output)
             and (self.tied is None or self.tied == t.tied)
             and (self.fused is None or self.fused == (t.blocks > 1))
+            and (
+                self.unscaled_attention is None
+                or self.unscaled_attention == (_attention_of(t) is not None)
+            )
+            and (
+                self.rescaled_tied_head is None
+                or self.rescaled_tied_head == rescaled_tied_head(_outward(t))
+            )
         )
 
     def to_dict(self) -> dict:
@@ -255,6 +299,12 @@ def _when(rule: Rule) -> str:
         parts.append("tied" if rule.tied else "not tied")
     if rule.fused is not None:
         parts.append("fused blocks" if rule.fused else "not fused")
+    if rule.unscaled_attention is not None:
+        parts.append(
+            "in unscaled attention" if rule.unscaled_attention else "not in unscaled attention"
+        )
+    if rule.rescaled_tied_head is not None:
+        parts.append("rescaled tied head" if rule.rescaled_tied_head else "no rescaled tied head")
     if rule.min_ndim:
         parts.append(f"ndim>={rule.min_ndim}")
     return " ".join(parts) or "any parameter"
@@ -263,10 +313,13 @@ def _when(rule: Rule) -> str:
 def _what(rule: Rule) -> str:
     """The rule's initialization in a few words."""
     if rule.init == "variance_scaling":
-        scale = "gain^2" if rule.scale == "activation" else f"{rule.scale:g}"
+        scale = {"activation": "gain^2", "1/head_dim": "1/d_kv"}.get(rule.scale, rule.scale)
+        scale = scale if isinstance(scale, str) else f"{scale:g}"
         what = f"{rule.distribution} std=sqrt({scale} / {rule.mode})"
     elif rule.init == "normal":
         what = f"normal std={rule.std:g}"
+        if rule.std_from:
+            what = f"normal std=config.{rule.std_from} (else {rule.std:g})"
     elif rule.init in {"truncated_normal", "uniform"}:
         what = f"{rule.init} std={rule.std:g}" + (
             f" bound={rule.bound:g}" if rule.bound is not None else ""
@@ -277,6 +330,8 @@ def _what(rule: Rule) -> str:
         what = f"{rule.init} {rule.value:g}"
     else:
         what = "module's own reset"
+    if rule.residual_layers:
+        return what + f" / sqrt(2 config.{rule.residual_layers})"
     return what + (" * 1/sqrt(n)" if rule.residual_scale else "")
 
 
@@ -291,6 +346,16 @@ def _activation_matches(wanted: tuple[str, ...], t: Target) -> bool:
         or name in wanted
         or any(name in FAMILIES[w] for w in wanted if w in FAMILIES)
     )
+
+
+def _outward(t: Target) -> tuple[nn.Module, ...]:
+    """The parameter's module, then the modules around it, innermost first."""
+    return (t.module, *reversed(t.ancestors))
+
+
+def _attention_of(t: Target) -> tuple[int, int] | None:
+    """``(head_dim, model_dim)`` of the unscaled attention that directly holds ``t``'s module."""
+    return unscaled_attention(t.ancestors[-1]) if t.ancestors else None
 
 
 def _module_matches(wanted: type | tuple | str, module: nn.Module) -> bool:
@@ -317,8 +382,7 @@ def resolve(rule: Rule, t: Target, n_scaled: int, stored_fans: tuple[int, int] |
     ``n_scaled`` is the number of parameters the policy's ``residual_scale`` rules match;
     ``stored_fans`` are the fans of the whole stored tensor (for ``per_block=False``).
     """
-    factor = 1.0 / math.sqrt(n_scaled) if rule.residual_scale and n_scaled else 1.0
-    suffix = f" * 1/sqrt({n_scaled})" if factor != 1.0 else ""
+    factor, suffix = _residual_factor(rule, t, n_scaled)
     if rule.init == "keep":
         return Draw("keep", formula="the module's own reset_parameters()")
     if rule.init == "constant":
@@ -334,22 +398,65 @@ def resolve(rule: Rule, t: Target, n_scaled: int, stored_fans: tuple[int, int] |
     if rule.init == "orthogonal":
         return Draw("orthogonal", gain=rule.gain, formula=f"orthogonal, gain = {rule.gain:g}")
     if rule.init == "normal":
-        formula = f"= {rule.std:g}{suffix}" + (f" = {rule.std * factor:.3g}" if suffix else "")
-        return Draw("normal", std=rule.std * factor, formula=formula)
+        std, text = _std(rule, t)
+        formula = f"= {text}{suffix}" + (f" = {std * factor:.3g}" if suffix else "")
+        return Draw("normal", std=std * factor, formula=formula)
     if rule.init == "truncated_normal":
-        bound = rule.bound if rule.bound is not None else 2 * rule.std
-        return Draw("truncated_normal", std=rule.std * factor, bound=bound * factor)
+        std, text = _std(rule, t)
+        bound = rule.bound if rule.bound is not None else 2 * std
+        formula = f"= {text}{suffix}; cut at +-{bound * factor:.3g}"
+        return Draw("truncated_normal", std=std * factor, bound=bound * factor, formula=formula)
     if rule.init == "uniform":
         bound = (rule.bound if rule.bound is not None else math.sqrt(3) * rule.std) * factor
         return Draw("uniform", std=bound / math.sqrt(3), bound=bound)
     return _variance_scaling(rule, t, stored_fans, factor, suffix)
 
 
+def _std(rule: Rule, t: Target) -> tuple[float, str]:
+    """The rule's std and how it reads: ``rule.std``, or the config attribute ``std_from``."""
+    if rule.std_from is None:
+        return rule.std, f"{rule.std:g}"
+    value = config_value(_outward(t), rule.std_from)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value:
+        return rule.std, f"{rule.std:g} (no config.{rule.std_from})"
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"rule {rule.name!r} reads the std of {t.name!r} from config.{rule.std_from}, "
+            f"which is {value!r}; it must be a finite number >= 0"
+        )
+    return float(value), f"config.{rule.std_from} = {value:g}"
+
+
+def _residual_factor(rule: Rule, t: Target, n_scaled: int) -> tuple[float, str]:
+    """The residual factor on the std and its text (empty when there is none)."""
+    if not rule.residual_scale:
+        return 1.0, ""
+    if rule.residual_layers is not None:
+        layers = config_value(_outward(t), rule.residual_layers)
+        if isinstance(layers, int) and not isinstance(layers, bool) and layers > 0:
+            return 1.0 / math.sqrt(2 * layers), (
+                f" / sqrt(2 * {layers} (config.{rule.residual_layers}))"
+            )
+    if n_scaled:
+        return 1.0 / math.sqrt(n_scaled), f" * 1/sqrt({n_scaled})"
+    return 1.0, ""
+
+
 def _variance_scaling(rule: Rule, t: Target, stored_fans, factor: float, suffix: str) -> Draw:
     fan_in, fan_out = (t.fan_in, t.fan_out) if rule.per_block else stored_fans or (None, None)
     where = ""
+    needs_attention = rule.scale == "1/head_dim" or rule.mode == "model_dim"
+    attention = _attention_of(t) if needs_attention else None
+    if needs_attention and attention is None:
+        raise ValueError(
+            f"rule {rule.name!r} reads the head or model width of the attention around "
+            f"{t.name!r}, which does not lie directly in an unscaled attention (T5's layout: "
+            "Linear q, k, v, o and key_value_proj_dim); give the rule unscaled_attention=True"
+        )
     if rule.mode == "hidden":
         fan, fan_text = t.hidden, "hidden_size"
+    elif rule.mode == "model_dim":
+        fan, fan_text = attention[1], "d_model"
     elif rule.mode == "fan_avg" and fan_in is not None:
         fan, fan_text = (fan_in + fan_out) / 2, "fan_avg"
         where = f" with fan_avg = ({fan_in} + {fan_out}) / 2"
@@ -366,11 +473,19 @@ def _variance_scaling(rule: Rule, t: Target, stored_fans, factor: float, suffix:
         return Draw("constant", std=0.0, value=(0.0,), formula=formula)
     if rule.scale == "activation":
         scale = t.activation.gain() ** 2 if t.activation is not None and not t.is_output else 1.0
+    elif rule.scale == "1/head_dim":
+        scale = 1.0 / attention[0]
     else:
         scale = float(rule.scale)
     std = math.sqrt(scale / fan) * factor
     # Readable as text: "= sqrt(2 / fan_in) = sqrt(2 / 400) = 0.0707" (the row prefixes "std").
-    formula = f"= sqrt({scale:.4g} / {fan_text}){suffix} = sqrt({scale:.4g} / {fan:g}){suffix}"
+    if rule.scale == "1/head_dim":
+        formula = (
+            f"= sqrt(1 / (d_kv * {fan_text})){suffix} = sqrt(1 / ({attention[0]} * {fan:g}))"
+            f"{suffix}"
+        )
+    else:
+        formula = f"= sqrt({scale:.4g} / {fan_text}){suffix} = sqrt({scale:.4g} / {fan:g}){suffix}"
     formula += f" = {std:.3g}{where}"
     if rule.distribution == "uniform":
         bound = math.sqrt(3) * std
