@@ -86,6 +86,17 @@ def whisper():
     }
 
 
+def wav2vec2():
+    # keep rows handed to Hugging Face's init and a weight-normed conv (parametrization)
+    cfg = transformers.Wav2Vec2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+        conv_dim=(8, 8), conv_stride=(5, 2), conv_kernel=(10, 3), num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2, vocab_size=20,
+    )  # fmt: skip
+    audio = torch.randn(B, 400, generator=torch.Generator().manual_seed(0))
+    return transformers.Wav2Vec2ForCTC(cfg), {"input_values": audio}
+
+
 def resnet():
     # Conv + BatchNorm2d zoo model: in eval mode the running statistics are the forward
     x = torch.randn(B, 1, 28, 28, generator=torch.Generator().manual_seed(0))
@@ -94,7 +105,7 @@ def resnet():
 
 BUILDERS = {
     "gpt2": gpt2, "bert": bert, "llama": llama, "t5": t5, "vit": vit, "whisper": whisper,
-    "resnet": resnet,
+    "wav2vec2": wav2vec2, "resnet": resnet,
 }  # fmt: skip
 
 
@@ -119,7 +130,10 @@ def test_meta_path_gives_every_tensor_and_the_output_of_the_cpu_path(name, recwa
     with torch.device("meta"):
         meta, _ = BUILDERS[name]()
     p = plan(meta)
-    assert p.on_meta and all(t.is_meta for t in tensors(meta).values())
+    # Wav2Vec2's masked_spec_embed is torch.Tensor(n): the legacy constructor ignores the
+    # device context, so it alone is built on the CPU
+    unique = {n for n, _ in (*meta.named_parameters(), *meta.named_buffers())}
+    assert set(p.on_meta) == unique - {"wav2vec2.masked_spec_embed"}
     meta.to_empty(device="cpu")
     p.apply(seed=0)
     cpu, inputs = BUILDERS[name]()
@@ -247,3 +261,43 @@ def test_apply_still_refuses_a_model_not_materialized():
         p.apply(seed=0)
     with pytest.raises(TypeError, match=r"restore must be True or False; got restore='no'"):
         p.apply(seed=0, restore="no")
+
+
+class Legacy(nn.Module):
+    """A buffer made by the legacy ``torch.Tensor(n)``, which is built on the CPU even under
+    ``torch.device("meta")``, and recomputed by the module's reset_parameters."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+        self.register_buffer("scale", torch.Tensor(3))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        self.lin.reset_parameters()
+        self.scale.fill_(2.0)
+
+
+def test_a_tensor_built_off_the_meta_device_is_restored_once_to_empty_reallocated_it():
+    # Before (and when only meta tensors were recorded): to_empty re-allocates every tensor,
+    # so 'scale' held uninitialized memory after apply.
+    with torch.device("meta"):
+        model = Legacy()
+    assert not model.scale.is_meta and model.lin.weight.is_meta
+    p = plan(model)
+    model.to_empty(device="cpu")
+    with torch.no_grad():
+        model.scale.fill_(float("nan"))  # what uninitialized memory may hold
+    p.apply(seed=0)
+    assert torch.equal(model.scale, torch.full((3,), 2.0))
+
+
+def test_a_tensor_off_the_meta_device_that_was_not_reallocated_is_left_alone():
+    with torch.device("meta"):
+        model = Legacy()
+    with torch.no_grad():
+        model.scale.fill_(7.0)  # set after construction: no own init computes it
+    p = plan(model)
+    model.lin.to_empty(device="cpu")  # only the meta part is materialized
+    p.apply(seed=0)
+    assert torch.equal(model.scale, torch.full((3,), 7.0))

@@ -171,7 +171,9 @@ def _hooks(model: nn.Module, targets: Iterable[Sequence[str]]) -> list[_Hook]:
     return sorted(hooks.values(), key=lambda h: -order[id(h.module)][0])
 
 
-def _storage_key(t) -> int | None:
+def storage_key(t) -> int | None:
+    """Address of the memory the tensor (a DTensor: its local shard) stores its values in, or
+    None for a tensor without one (meta, no elements)."""
     try:
         local = local_box(t)[0]
         return local.untyped_storage().data_ptr() if local.numel() else None
@@ -198,7 +200,7 @@ class _CopyOnWrite(TorchFunctionMode):
             written.extend(out if isinstance(out, (list, tuple)) else [out])
         for t in written:
             if isinstance(t, torch.Tensor):
-                key = _storage_key(t)
+                key = storage_key(t)
                 if key in self.protected and key not in self.saved:
                     self.saved[key] = [(p, local_box(p)[0].clone()) for p in self.protected[key]]
         return func(*args, **kwargs)
@@ -309,7 +311,7 @@ def run_own_inits(
     mine = {id(t) for t in targets}
     protect: dict[int, list[torch.Tensor]] = {}
     for t in {id(t): t for t in named.values()}.values():
-        key = _storage_key(t)
+        key = storage_key(t)
         if id(t) not in mine and key is not None:
             protect.setdefault(key, []).append(t)
     hooks = _hooks(model, [*keep, *([n] for n in restore)])

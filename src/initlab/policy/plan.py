@@ -23,7 +23,7 @@ from initlab._checks import warn_zero_element
 from initlab.fans import compute_fans
 from initlab.policy.distributed import local_box
 from initlab.policy.kinds import ParamFans, can_be_output, fans_of, layer_kind, role_of
-from initlab.policy.own_init import OWN_INIT, describe_own_init, run_own_inits
+from initlab.policy.own_init import OWN_INIT, describe_own_init, run_own_inits, storage_key
 from initlab.policy.presets import PolicyOptions, preset_rules
 from initlab.policy.rules import Draw, Rule, Target, resolve
 from initlab.policy.streams import fill_box_
@@ -79,7 +79,8 @@ class InitPlan:
         uncovered: names of parameters no rule covers and that have no own init.
         on_meta: names of the model's parameters and buffers that were on the meta device when
             the plan was made (``plan``, ``from_dict``): :meth:`apply` restores those it does
-            not draw.
+            not draw. (A tensor of such a model built off the meta device, e.g. by the legacy
+            ``torch.Tensor(n)``, is restored too if ``to_empty`` re-allocated it.)
         lsuv: the :class:`~initlab.datadriven.LSUVReport` of ``init_model(..., lsuv=batch)``,
             else None.
 
@@ -99,6 +100,17 @@ class InitPlan:
             n for n, b in self.model.named_buffers(remove_duplicate=False) if b.is_meta
         )
         self.on_meta = (*params, *self._meta_buffers)
+        # to_empty re-allocates every tensor, also those a meta-built model holds off the meta
+        # device: remember where they live, to tell at apply whether they were emptied
+        self._off_meta = {}
+        if self.on_meta:
+            named = [
+                *((n, p, "param") for n, p in self.model.named_parameters()),
+                *((n, b, "buffer") for n, b in self.model.named_buffers(remove_duplicate=False)),
+            ]
+            self._off_meta = {
+                n: (storage_key(t), kind) for n, t, kind in named if not t.is_meta and t.numel()
+            }
 
     def __repr__(self) -> str:
         return f"InitPlan(policy={self.policy!r}, source={self.source!r}, rows={len(self.rows)})"
@@ -211,7 +223,17 @@ class InitPlan:
         row draws; parameters without a row (left out by ``only=``) are not the plan's."""
         rows = {n: r for r in self.rows for n in (r.name, *r.tied)}
         out = {n: "buffer" for n in self._meta_buffers}
-        for name in self.on_meta:
+        named = {
+            **dict(self.model.named_parameters()),
+            **dict(self.model.named_buffers(remove_duplicate=False)),
+        }
+        emptied = [
+            (n, kind)
+            for n, (key, kind) in self._off_meta.items()
+            if n in named and storage_key(named[n]) != key
+        ]
+        out.update({n: "buffer" for n, kind in emptied if kind == "buffer"})
+        for name in (*self.on_meta, *(n for n, kind in emptied if kind == "param")):
             row = rows.get(name)
             if row is not None and row.distribution in {"skip", "none"}:
                 out[row.name] = row.distribution
