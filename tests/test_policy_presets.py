@@ -197,3 +197,40 @@ def test_preset_rules_are_printable_data():
     data = rules[0].to_dict()
     assert data["kinds"] == ["norm"] and data["init"] == "constant"
     assert "ReLU family: He" in "\n".join(map(str, rules))
+
+
+def keras_compute_fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    """keras.src.initializers.random_initializers.compute_fans, restated: the dims before the
+    last two of a kernel are a receptive field."""
+    if len(shape) == 2:
+        return shape
+    receptive = math.prod(shape[:-2])
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+@pytest.mark.parametrize("kdim", [None, 24])
+def test_keras_preset_reads_attention_fans_as_keras_multi_head_attention(kdim):
+    """keras.layers.MultiHeadAttention(num_heads=H, key_dim=E/H) projects with EinsumDense
+    kernels (in, H, E/H) for q, k, v and (H, E/H, E) for the output, glorot_uniform on those
+    3-D shapes: limit sqrt(6 / (fan_in + fan_out)) with Keras's fans, not those of (E, in)."""
+    embed, heads = 64, 4
+    mha = nn.MultiheadAttention(embed, heads, kdim=kdim, vdim=kdim)
+    rows = {r.name: r for r in plan(mha, "keras").apply(seed=0).rows}
+    source = kdim or embed
+    names = ("in_proj_weight",) if kdim is None else ("q_proj_weight", "k_proj_weight")
+    for name in names:
+        width = embed if name.startswith(("in", "q")) else source
+        fan_in, fan_out = keras_compute_fans((width, heads, embed // heads))
+        assert rows[name].bound == pytest.approx(math.sqrt(6 / (fan_in + fan_out)))
+        assert mha.get_parameter(name).abs().max() <= rows[name].bound
+    fan_in, fan_out = keras_compute_fans((heads, embed // heads, embed))
+    assert rows["out_proj.weight"].bound == pytest.approx(math.sqrt(6 / (fan_in + fan_out)))
+    agrees(rows["out_proj.weight"], mha.out_proj.weight, "applied")
+
+
+def test_keras_and_flax_presets_give_prelu_their_slope():
+    # keras.layers.PReLU: alpha_initializer="zeros"; flax.linen.PReLU: negative_slope_init=0.01
+    for policy, value in (("keras", 0.0), ("flax", 0.01)):
+        prelu = nn.PReLU(3)
+        plan(prelu, policy).apply(seed=0)
+        assert torch.equal(prelu.weight, torch.full((3,), value)), policy

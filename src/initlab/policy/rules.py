@@ -114,7 +114,12 @@ class Rule:
       ``"truncated_normal"`` (actual std = target, cut at 2 sigma of the underlying normal, as
       in JAX). Glorot and Bengio (2010), He et al. (2015), LeCun et
       al. (1998) are special cases. Fans are per block (gate, q/k/v) when ``per_block``; else
-      read from the stored shape as ``torch.nn.init`` and Keras do.
+      read from the stored shape as ``torch.nn.init`` and Keras do. ``split_heads`` reads the
+      fans of an ``nn.MultiheadAttention`` projection as Keras reads the head-split kernel of its
+      ``MultiHeadAttention`` (``compute_fans`` takes the leading dims of a 3-D kernel as a
+      receptive field): q/k/v, kernel (in, heads, head_dim): fan_in = heads * in, fan_out =
+      head_dim * in; output, kernel (heads, head_dim, out): fan_in = heads * head_dim, fan_out =
+      heads * out.
     * ``"normal"``: N(0, std**2). ``"truncated_normal"``: N(0, std**2) cut to +-``bound``
       (absolute; default 2 std). ``"uniform"``: U(-bound, bound). With ``std_from`` (a config
       attribute such as ``"initializer_range"``) the std is that attribute of the ``config`` of
@@ -163,6 +168,7 @@ class Rule:
     value: float = 0.0
     gain: float = 1.0
     per_block: bool = True
+    split_heads: bool = False
     residual_scale: bool = False
     residual_layers: str | None = None
     std_from: str | None = None
@@ -442,9 +448,30 @@ def _residual_factor(rule: Rule, t: Target, n_scaled: int) -> tuple[float, str]:
     return 1.0, ""
 
 
+def _split_head_fans(rule: Rule, t: Target, fan_in, fan_out) -> tuple[int, int, str]:
+    """Keras's fans of the head-split kernel of a multi-head attention projection (see
+    ``Rule``, ``split_heads``): ``t``'s per-block fans are those of the (out, in) matrix."""
+    attention = t.module if t.kind == "attention" else (t.ancestors[-1] if t.ancestors else None)
+    heads = getattr(attention, "num_heads", None)
+    if t.kind not in {"attention", "attention_out"} or not isinstance(heads, int) or not fan_in:
+        raise ValueError(
+            f"rule {rule.name!r} (split_heads=True) needs an nn.MultiheadAttention projection "
+            f"with num_heads; {t.name!r} is of kind {t.kind!r}"
+        )
+    if t.kind == "attention":  # (in, heads, head_dim)
+        fans = (heads * fan_in, fan_out // heads * fan_in)
+        shape = f"({fan_in}, {heads}, {fan_out // heads})"
+    else:  # (heads, head_dim, out)
+        fans = (fan_in, heads * fan_out)
+        shape = f"({heads}, {fan_in // heads}, {fan_out})"
+    return *fans, f"; Keras kernel {shape}, fans {fans[0]} and {fans[1]}"
+
+
 def _variance_scaling(rule: Rule, t: Target, stored_fans, factor: float, suffix: str) -> Draw:
     fan_in, fan_out = (t.fan_in, t.fan_out) if rule.per_block else stored_fans or (None, None)
-    where = ""
+    where = keras = ""
+    if rule.split_heads:
+        fan_in, fan_out, keras = _split_head_fans(rule, t, fan_in, fan_out)
     needs_attention = rule.scale == "1/head_dim" or rule.mode == "model_dim"
     attention = _attention_of(t) if needs_attention else None
     if needs_attention and attention is None:
@@ -486,7 +513,7 @@ def _variance_scaling(rule: Rule, t: Target, stored_fans, factor: float, suffix:
         )
     else:
         formula = f"= sqrt({scale:.4g} / {fan_text}){suffix} = sqrt({scale:.4g} / {fan:g}){suffix}"
-    formula += f" = {std:.3g}{where}"
+    formula += f" = {std:.3g}{where}{keras}"
     if rule.distribution == "uniform":
         bound = math.sqrt(3) * std
         formula += f"; bound = sqrt(3) * std = {bound:.3g}"
