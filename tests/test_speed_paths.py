@@ -1,10 +1,11 @@
-"""The fast paths behind the speed figures: same laws, documented precision, exact bounds.
+"""The fast paths behind the speed figures: same laws, bounded rounding, exact bounds.
 
 trunc_normal_'s float32 erfinv sampler is checked against the float64 inverse CDF of the very
-same random integers (so the test sees its rounding error, not sampling noise), and its choice
-against the other samplers; orthogonal_ in bfloat16, which PyTorch refuses, must be orthogonal
-to bfloat16 precision; a model built on the meta device and materialized by its plan must never
-hold a second copy of a parameter (peak RSS, measured in a fresh process).
+same random integers (so the test sees its rounding error, not sampling noise) within the
+error its float32 roundings allow, and its choice against the other samplers; orthogonal_ in
+bfloat16, which PyTorch refuses, must be orthogonal to bfloat16 precision; a model built on
+the meta device and materialized by its plan must never hold a second copy of a parameter
+(peak RSS, measured in a fresh process).
 """
 
 from __future__ import annotations
@@ -32,16 +33,28 @@ def _exact_from_same_bits(n: int, seed: int, a: float, b: float) -> torch.Tensor
     return torch.special.ndtri((lo_v + (k.double() + 0.5) * step + 1) / 2)
 
 
-@pytest.mark.parametrize(
-    ("a", "b", "tolerance"),
-    # the documented bounds: 1.0e-6 std at +-2, 9.5e-6 std at +-3 (a 10 % margin)
-    [(-2.0, 2.0, 1.1e-6), (-1.0, 3.0, 1.05e-5), (-0.8, 1.2, 1.1e-6)],
-)
-def test_erfinv_sampler_is_the_inverse_cdf_to_the_documented_precision(a, b, tolerance):
+def _rounding_bound(a: float, b: float) -> float:
+    """The largest error, in std, that float32 rounding allows the erfinv sampler on [a, b].
+
+    ``V = c + step * k`` takes five float32 roundings of numbers below 2 in magnitude (k and
+    step to float32, their product, c, the sum; a fused multiply-add skips one): at most
+    ``8 * 2**-24`` in all. ``z = sqrt(2) erfinv(V)`` amplifies an error in V by ``dz/dV =
+    sqrt(pi / 2) exp(z**2 / 2)``, largest at the bound farthest out. erfinv's own float32
+    result and the final scaling add a few ulps of z: ``4 * 2**-23 * |z|``. Measured, the error
+    is a quarter of this bound or less, and it depends on the CPU's kernels (at +-2: 1.0e-6 with
+    AVX2, 1.26e-6 with PyTorch's scalar kernels), so the bound, not one machine's figure, is
+    what a test may hold every CPU to.
+    """
+    z = max(abs(a), abs(b))
+    return math.sqrt(math.pi / 2) * math.exp(z * z / 2) * 8 * 2.0**-24 + 4 * 2.0**-23 * z
+
+
+@pytest.mark.parametrize(("a", "b"), [(-2.0, 2.0), (-1.0, 3.0), (-0.8, 1.2)])
+def test_erfinv_sampler_is_the_inverse_cdf_within_its_rounding_bound(a, b):
     n = 1 << 20
     got = il.trunc_normal_(torch.empty(n), a=a, b=b, generator=torch.Generator().manual_seed(3))
     error = (got.double() - _exact_from_same_bits(n, 3, a, b)).abs().max().item()
-    assert error <= tolerance
+    assert error <= _rounding_bound(a, b)  # 5.4e-6 at +-2, 5.5e-5 at 3, 1.8e-6 at 1.2
     assert error > 0  # float32 really rounds: the test compares two different computations
     assert a <= got.min().item() and got.max().item() <= b
 
@@ -51,7 +64,8 @@ def test_mean_and_std_scale_the_erfinv_sampler():
     g = torch.Generator().manual_seed(4)
     got = il.trunc_normal_(torch.empty(n), mean=3.0, std=0.5, generator=g).double()
     expected = 3.0 + 0.5 * _exact_from_same_bits(n, 4, -2.0, 2.0)
-    assert (got - expected).abs().max().item() <= 0.5 * 1.1e-6 + 4e-7  # + float32 ulp of 3.0
+    # std 0.5 halves the error in std units; adding 3.0 rounds once more, half an ulp of 3.0
+    assert (got - expected).abs().max().item() <= 0.5 * _rounding_bound(-2.0, 2.0) + 2.0**-23
 
 
 def test_erfinv_sampler_family_by_ks_on_a_large_sample():
