@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 import initlab
-from initlab.experiments.datasets import load_dataset
+from initlab.datasets.families import load_dataset
 
 TOL = 0.1  # on the std, relative to the target 1.0: the lsuv package's default std_tol
 MAX_ITER = 10  # rescalings per layer: both packages' default

@@ -33,7 +33,7 @@ import time
 
 import torch
 
-from initlab.experiments.datasets import load_dataset
+from initlab.datasets.families import load_dataset
 from initlab.experiments.sweep import DEFAULT_SCHEMES, CompareConfig, run_sweep
 from initlab.experiments.trainer import TensorData, TrainConfig, build_initialized
 from seed_loop import seed_loop_epoch

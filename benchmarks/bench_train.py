@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from initlab.experiments.datasets import load_dataset
+from initlab.datasets.families import load_dataset
 from initlab.experiments.trainer import TensorData, TrainConfig, build_initialized, train
 from seed_loop import seed_loop_epoch
 

@@ -29,12 +29,12 @@ from matplotlib.figure import Figure
 from torch import nn
 
 import initlab as il
+from initlab.datasets.families import load_dataset
 from initlab.diagnostics.plots import plot_depth_profiles
-from initlab.experiments.datasets import load_dataset
 from initlab.experiments.diagnosis import diagnose_schemes, load_batch
-from initlab.experiments.models import build_model
-from initlab.experiments.schemes import initialize
 from initlab.experiments.trainer import TensorData, TrainConfig, train
+from initlab.schemes.registry import initialize
+from initlab.zoo.models import build_model
 
 RELU_GAIN = math.sqrt(2.0)
 

@@ -63,7 +63,7 @@ def test_a_failed_download_prints_its_message(command, offline, tmp_path, capsys
 def test_plan_json_in_a_missing_directory_fails_before_the_table(tmp_path, capsys):
     # Before: the table, then a FileNotFoundError traceback.
     target = tmp_path / "nonexistent" / "x.json"
-    out, err = fails(["plan", "initlab.experiments.models:InitNet", "--json", str(target)], capsys)
+    out, err = fails(["plan", "initlab.zoo.models:InitNet", "--json", str(target)], capsys)
     assert out == ""
     assert err.strip() == (
         f"--json {str(target)!r}: the directory {str(target.parent)!r} does not exist; "
@@ -72,14 +72,14 @@ def test_plan_json_in_a_missing_directory_fails_before_the_table(tmp_path, capsy
 
 
 def test_plan_json_that_is_a_directory_is_refused(tmp_path, capsys):
-    _, err = fails(["plan", "initlab.experiments.models:InitNet", "--json", str(tmp_path)], capsys)
+    _, err = fails(["plan", "initlab.zoo.models:InitNet", "--json", str(tmp_path)], capsys)
     assert f"--json must be a file name; got --json {str(tmp_path)!r}, a directory" in err
 
 
 def test_plan_json_write_errors_are_reported(tmp_path, capsys, monkeypatch):
     # What output_file cannot foresee (permissions, a full disk) is caught at the write.
     monkeypatch.setattr("initlab.cli._validate.output_file", lambda path, flag: path)
-    argv = ["plan", "initlab.experiments.models:InitNet", "--input-shape", "1,784"]
+    argv = ["plan", "initlab.zoo.models:InitNet", "--input-shape", "1,784"]
     out, err = fails([*argv, "--json", str(tmp_path)], capsys)
     assert "fc1.weight" in out
     assert err.startswith(f"cannot write --json {tmp_path}: [Errno 21] Is a directory")
@@ -165,7 +165,7 @@ def test_an_empty_scheme_entry_is_refused(command, schemes, tmp_path, capsys):
 
 
 def test_compare_lists_every_scheme_it_accepts_pretrained_included(tmp_path, capsys):
-    from initlab.experiments.schemes import SCHEMES
+    from initlab.schemes.registry import SCHEMES
 
     _, err = fails(["compare", "--schemes", "seed,bogus", "--out", str(tmp_path / "o")], capsys)
     assert f"scheme must be one of {sorted([*SCHEMES, 'pretrained'])}; got scheme='bogus'" in err

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from initlab.cli import build_parser, main
-from initlab.experiments.schemes import SCHEMES
+from initlab.schemes.registry import SCHEMES
 
 QUICK = ["--train-subset", "1000", "--test-subset", "200"]
 
@@ -281,7 +281,7 @@ def test_the_head_fits_the_dataset_and_a_too_small_one_is_refused(tmp_path, caps
 
 @pytest.mark.parametrize("command", ["train", "compare", "diagnose"])
 def test_model_help_names_every_zoo_model(command, capsys):
-    from initlab.experiments.models import MODELS
+    from initlab.zoo.models import MODELS
 
     with pytest.raises(SystemExit):
         main([command, "--help"])

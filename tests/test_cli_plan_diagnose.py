@@ -4,7 +4,7 @@ import pytest
 
 from initlab.cli import main
 
-MLP = "initlab.experiments.models:MLP"
+MLP = "initlab.zoo.models:MLP"
 
 
 @pytest.mark.parametrize("shape", ["1x784", "1,784", "1 x 784", "2X1x28x28"])

@@ -13,11 +13,11 @@ import torch
 from torch import nn
 
 from initlab.cli import main
-from initlab.experiments.datasets import Dataset, load_dataset
-from initlab.experiments.models import build_model
+from initlab.datasets.families import Dataset, load_dataset
 from initlab.experiments.pretrain import PretrainConfig
 from initlab.experiments.sweep import CompareConfig, check_data, head_params, run_sweep
 from initlab.experiments.trainer import TrainConfig
+from initlab.zoo.models import build_model
 
 
 def write_idx(path, array):

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from initlab.experiments import datasets
-from initlab.experiments.datasets import (
+from initlab.datasets import families as datasets
+from initlab.datasets.families import (
     DATASETS,
     FILE_NAMES,
     ChecksumError,
@@ -224,7 +224,7 @@ def test_gz_digest_dataset_rejects_wrong_gz(tmp_path):
 
 
 def test_gz_digest_dataset_loads_raw_files_unverified(raw_mnist_dir, caplog):
-    with caplog.at_level(logging.WARNING, logger="initlab.experiments.datasets"):
+    with caplog.at_level(logging.WARNING, logger="initlab.datasets.families"):
         loaded = load_dataset("kmnist", data_dir=raw_mnist_dir)
     assert loaded.name == "kmnist"
     assert caplog.text.count("no published digest for this form of the file; not verified") == 4
@@ -273,7 +273,7 @@ def write_emnist(directory: Path, split: str, train_labels, test_labels, gz=Fals
 @pytest.mark.parametrize("gz", [False, True])
 def test_emnist_balanced_loads_upright_unverified_from_its_own_file_names(tmp_path, caplog, gz):
     train, test = write_emnist(tmp_path, "balanced", [0, 46, 5], [12, 3], gz=gz)
-    with caplog.at_level(logging.WARNING, logger="initlab.experiments.datasets"):
+    with caplog.at_level(logging.WARNING, logger="initlab.datasets.families"):
         data = load_dataset("emnist-balanced", data_dir=tmp_path)
     assert caplog.text.count("not verified") == 4
     assert data.num_classes == 47
@@ -313,7 +313,7 @@ def test_emnist_cannot_download_and_says_how_to_get_it(tmp_path):
 
 def test_unknown_name_loads_from_directory_unverified(tmp_path, caplog):
     write_tiny(tmp_path / "glyphs", [0, 2, 1, 2, 0, 1], [1, 0, 2])
-    with caplog.at_level(logging.INFO, logger="initlab.experiments.datasets"):
+    with caplog.at_level(logging.INFO, logger="initlab.datasets.families"):
         glyphs = load_dataset("glyphs", data_dir=tmp_path / "glyphs")
     assert "'glyphs' is not a known dataset: loading" in caplog.text
     assert "without checksums" in caplog.text

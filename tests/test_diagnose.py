@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from initlab.diagnostics.diagnose import diagnose
-from initlab.diagnostics.hooks import _denormals_flushed
+from initlab.introspect.hooks import _denormals_flushed
 
 
 def _mlp(depth, activation, init, width=64, in_features=32):

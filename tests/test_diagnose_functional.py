@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from initlab.diagnostics.diagnose import diagnose
-from initlab.diagnostics.hooks import _denormals_flushed
-from initlab.experiments.models import InitNet
-from initlab.policy.trace import ActivationWatch
+from initlab.introspect.hooks import _denormals_flushed
+from initlab.introspect.trace import ActivationWatch
+from initlab.zoo.models import InitNet
 
 CE = F.cross_entropy
 

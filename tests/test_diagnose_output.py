@@ -8,8 +8,8 @@ from torch import nn
 
 from initlab.diagnostics.diagnose import HINTS, OUTPUT_STD, diagnose
 from initlab.experiments.diagnosis import load_batch
-from initlab.experiments.models import InitNet
-from initlab.experiments.schemes import initialize
+from initlab.schemes.registry import initialize
+from initlab.zoo.models import InitNet
 
 CE = nn.functional.cross_entropy
 

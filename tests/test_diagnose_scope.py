@@ -9,7 +9,7 @@ from torch import nn
 import initlab as il
 from initlab.diagnostics.diagnose import diagnose
 from initlab.experiments.diagnosis import diagnose_schemes, load_batch
-from initlab.experiments.models import build_model
+from initlab.zoo.models import build_model
 
 CE = nn.functional.cross_entropy
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from initlab.experiments import datasets, download
-from initlab.experiments.datasets import FILE_NAMES, load_dataset
-from initlab.experiments.download import DownloadError, fetch, resolve_mirrors
+from initlab.datasets import download
+from initlab.datasets import families as datasets
+from initlab.datasets.download import DownloadError, fetch, resolve_mirrors
+from initlab.datasets.families import FILE_NAMES, load_dataset
 
 SHARED = Path("/work/shared/data")
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -121,7 +122,7 @@ def test_truncated_download_is_deleted(server, tmp_path):
 def test_next_mirror_is_tried_after_missing_and_corrupted(server, tmp_path, caplog):
     verify = _mnist_verify("train-labels-idx1-ubyte")
     mirrors = [f"{server}/missing/", f"{server}/bad", f"{server}/good/"]
-    with caplog.at_level(logging.WARNING, logger="initlab.experiments.download"):
+    with caplog.at_level(logging.WARNING, logger="initlab.datasets.download"):
         path = fetch("train-labels-idx1-ubyte.gz", tmp_path, mirrors, verify)
     assert path.read_bytes() == (SHARED / "mnist" / "train-labels-idx1-ubyte.gz").read_bytes()
     assert f"download of {server}/missing/train-labels-idx1-ubyte.gz failed: HTTP Error 404" in (

@@ -8,9 +8,9 @@ from torch import nn
 
 from initlab.datadriven import fixup_
 from initlab.diagnostics import diagnose
-from initlab.experiments.models import MLP
-from initlab.experiments.residual import ResidualMLP
-from initlab.experiments.schemes import initialize
+from initlab.schemes.registry import initialize
+from initlab.zoo.models import MLP
+from initlab.zoo.residual import ResidualMLP
 
 
 def _gen(seed=0):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from initlab.experiments.idx import IDXError, decompress_if_gzip, parse_idx, read_idx
+from initlab.datasets.idx import IDXError, decompress_if_gzip, parse_idx, read_idx
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 if not SHARED.is_dir():

@@ -6,7 +6,7 @@ from torch import nn
 
 from initlab import orthogonal_
 from initlab.datadriven import lsuv_
-from initlab.experiments.datasets import load_dataset
+from initlab.datasets.families import load_dataset
 
 
 @pytest.fixture(scope="module")

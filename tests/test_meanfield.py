@@ -145,7 +145,7 @@ def test_errors_name_the_argument():
 
 def test_mlp_mean_field_reads_the_square_layers():
     from initlab.experiments.diagnosis import mlp_mean_field
-    from initlab.experiments.models import MLP
+    from initlab.zoo.models import MLP
 
     net = MLP(depth=3, width=16, activation="tanh")
     with torch.no_grad():

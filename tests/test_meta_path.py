@@ -16,8 +16,8 @@ import pytest
 import torch
 from torch import nn
 
-from initlab.experiments.models import build_model
 from initlab.policy import plan
+from initlab.zoo.models import build_model
 
 transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from initlab.experiments.models import (
+from initlab.zoo.models import (
     ACTIVATIONS,
     MLP,
     MODELS,

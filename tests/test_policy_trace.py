@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import initlab
+from initlab.introspect.activations import Activation, from_module
 from initlab.policy import analyze
-from initlab.policy.activations import Activation, from_module
 
 
 class Functional(nn.Module):

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from initlab.cli import main
-from initlab.experiments.models import MODELS, build_model
-from initlab.experiments.schemes import initialize
 from initlab.policy import InitPlan, plan
+from initlab.schemes.registry import initialize
+from initlab.zoo.models import MODELS, build_model
 
 NEW = {
     "lstm": {"hidden": 16},
@@ -71,7 +71,7 @@ def test_every_zoo_model_is_fully_covered_by_auto():
 
 def test_cli_plan_prints_and_writes_json(tmp_path, capsys):
     path = tmp_path / "plan.json"
-    factory = "initlab.experiments.zoo_extra:SmallResNet"
+    factory = "initlab.zoo.extra:SmallResNet"
     code = main(["plan", factory, "--input-shape", "2,1,28,28", "--json", str(path),
                  "--option", "zero_init_residual=true"])  # fmt: skip
     out = capsys.readouterr().out
@@ -89,5 +89,5 @@ def test_cli_plan_errors(capsys):
     assert "No module named 'no_such_module_xyz'" in capsys.readouterr().err
     assert main(["plan", "torch.nn"]) == 2
     assert "MODULE:FACTORY" in capsys.readouterr().err
-    assert main(["plan", "initlab.experiments.zoo_extra:SmallResNet", "--policy", "atuo"]) == 2
+    assert main(["plan", "initlab.zoo.extra:SmallResNet", "--policy", "atuo"]) == 2
     assert "did you mean 'auto'" in capsys.readouterr().err

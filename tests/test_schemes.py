@@ -6,8 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from initlab.experiments.models import MLP, InitNet, build_model
-from initlab.experiments.schemes import (
+from initlab.schemes.registry import (
     SCHEMES,
     BiasInit,
     initialize,
@@ -15,6 +14,7 @@ from initlab.experiments.schemes import (
     parse_scheme,
     weight_parameters,
 )
+from initlab.zoo.models import MLP, InitNet, build_model
 
 
 @pytest.fixture(autouse=True)

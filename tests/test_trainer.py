@@ -7,8 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from initlab.experiments.datasets import load_dataset
-from initlab.experiments.models import InitNet
+from initlab.datasets.families import load_dataset
 from initlab.experiments.trainer import (
     TensorData,
     TrainConfig,
@@ -21,6 +20,7 @@ from initlab.experiments.trainer import (
     train,
     train_scheme,
 )
+from initlab.zoo.models import InitNet
 
 EPS = torch.finfo(torch.float32).eps  # 2**-23
 

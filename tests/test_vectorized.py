@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from initlab.cli import build_parser, main
-from initlab.experiments.datasets import load_dataset
-from initlab.experiments.models import MLP, InitNet, SmallCNN
+from initlab.datasets.families import load_dataset
+from initlab.experiments.stacked import train_group, vectorizable
 from initlab.experiments.sweep import CompareConfig, read_results, run_sweep
 from initlab.experiments.trainer import (
     TensorData,
@@ -29,7 +29,7 @@ from initlab.experiments.trainer import (
     run_seeds,
     train,
 )
-from initlab.experiments.vectorized import train_group, vectorizable
+from initlab.zoo.models import MLP, InitNet, SmallCNN
 from tests.rounding import accuracy_tolerance, band
 
 TEST_IMAGES = 200
@@ -232,7 +232,7 @@ def test_resmlp_with_fixup_and_its_0_dim_branch_scalars_stacks_like_sequential_r
 
 
 def test_grad_norms_of_a_stacked_0_dim_parameter_are_the_absolute_gradients():
-    from initlab.experiments.vectorized import _grad_norms
+    from initlab.experiments.stacked import _grad_norms
 
     scalar = torch.zeros(3, requires_grad=True)  # three runs' 0-dim parameter, stacked: (R,)
     (scalar * torch.tensor([2.0, -3.0, 0.5])).sum().backward()
@@ -253,8 +253,8 @@ def test_one_optimizer_on_stacked_tensors_steps_each_slice_like_its_own(optimize
     # scale (eps |theta| in all) and about 10 times on the update's, |m_hat / sqrt(v_hat)| <=
     # (1 - beta1) / sqrt(1 - beta2) = 3.2 times lr (16 eps lr in all); two computations, 4 steps:
     # rtol 8 eps = 9.5e-7, atol 128 eps lr = 1.5e-7.
+    from initlab.experiments.stacked import _optimizer as stacked_optimizer
     from initlab.experiments.trainer import _optimizer as per_run
-    from initlab.experiments.vectorized import _optimizer as stacked_optimizer
 
     config = TrainConfig(optimizer=optimizer, lr=1e-2, weight_decay=0.01)
     g = torch.Generator().manual_seed(0)
@@ -583,7 +583,7 @@ def test_initnet_hand_written_step_equals_the_vmapped_autograd_step(data):
     # another order: within 64 eps of the sum of the terms' magnitudes (Higham 2002, Sec. 4.2),
     # and that sum is at most 2 for fc2 (|softmax - onehot| / 64 per image, summing to <= 2)
     # and 2 max_j sum_c |W2_cj| for fc1 (those terms pass through W2^T).
-    from initlab.experiments.vectorized import _Group, _initnet_logits
+    from initlab.experiments.stacked import _Group, _initnet_logits
 
     eps = torch.finfo(torch.float32).eps
     models = _build([("seed", 0), ("normal:std=1", 1), ("zeros", 2)])
@@ -622,7 +622,7 @@ def test_initnet_hand_written_step_equals_the_vmapped_autograd_step(data):
 
 
 def test_only_the_plain_initnet_takes_the_hand_written_step():
-    from initlab.experiments.vectorized import _Group
+    from initlab.experiments.stacked import _Group
 
     mlp = _build([("seed", 0)], "mlp", depth=1, width=128)
     assert not _Group(mlp, TrainConfig(), [0]).direct

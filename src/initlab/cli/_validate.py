@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from initlab._checks import one_of
-from initlab.experiments.models import build_model
-from initlab.experiments.schemes import check_fits, parse_scheme
+from initlab.schemes.registry import check_fits, parse_scheme
+from initlab.zoo.models import build_model
 
 
 def split_schemes(text: str, accepted: Iterable[str]) -> tuple[str, ...]:
@@ -75,7 +75,7 @@ def subset_sizes(dataset, train_subset: int | None, test_subset: int | None) -> 
     """Refuse a ``--train-subset`` or ``--test-subset`` larger than its split of ``dataset``.
 
     Args:
-        dataset: a loaded :class:`~initlab.experiments.datasets.Dataset`.
+        dataset: a loaded :class:`~initlab.datasets.families.Dataset`.
 
     Raises:
         ValueError: a size exceeds its split; the message gives the split's size.

@@ -98,8 +98,8 @@ def run(args: argparse.Namespace) -> int:
     from initlab.experiments.distributed import is_main_process
     from initlab.experiments.pretrain import PRETRAINED, PretrainConfig
     from initlab.experiments.report import format_table
-    from initlab.experiments.schemes import SCHEMES
     from initlab.experiments.sweep import CompareConfig, OutDirInUseError, run_sweep
+    from initlab.schemes.registry import SCHEMES
 
     if args.resume is not None:
         _warn_ignored(getattr(args, "given", []))
@@ -203,7 +203,7 @@ def _check_saved_config(path: Path) -> None:
 def _check_subsets(args: argparse.Namespace) -> None:
     """Load the dataset once up front if a subset size is given, and check it fits."""
     from initlab.cli._validate import subset_sizes
-    from initlab.experiments.datasets import load_dataset
+    from initlab.datasets.families import load_dataset
 
     if args.train_subset is None and args.test_subset is None:
         return

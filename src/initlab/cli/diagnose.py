@@ -77,7 +77,7 @@ def _diagnose(args: argparse.Namespace) -> int:
     from initlab.cli._validate import output_dir, split_schemes
     from initlab.diagnostics.plots import plot_depth_profiles
     from initlab.experiments.diagnosis import diagnose_schemes, format_mean_field, load_batch
-    from initlab.experiments.schemes import SCHEMES
+    from initlab.schemes.registry import SCHEMES
 
     given = (("depth", args.depth), ("width", args.width), ("activation", args.activation))
     params = {k: v for k, v in given if v is not None}
@@ -111,7 +111,7 @@ def _diagnose(args: argparse.Namespace) -> int:
 
 def _unsupported(model: str, params: dict) -> str:
     """Say which of --depth/--width/--activation ``model`` does not take ('' if all apply)."""
-    from initlab.experiments.models import MODELS
+    from initlab.zoo.models import MODELS
 
     if model not in MODELS:  # diagnose_schemes reports the unknown name with a suggestion
         return ""

@@ -22,7 +22,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from initlab.experiments.pretrain import PRETRAINED
-    from initlab.experiments.schemes import SCHEMES
+    from initlab.schemes.registry import SCHEMES
 
     width = max(len(name) for name in [*SCHEMES, PRETRAINED])
     for name, scheme in SCHEMES.items():

@@ -41,7 +41,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         "--model",
         default="initnet",
         help="zoo model: initnet, mlp, cnn, resmlp, resnet, lstm, transformer "
-        "(initlab.experiments.models.MODELS; default: %(default)s)",
+        "(initlab.zoo.models.MODELS; default: %(default)s)",
     )
     add(
         "--model-param",
@@ -215,11 +215,11 @@ def _train(args: argparse.Namespace) -> int:
     import torch
 
     from initlab.cli._validate import scheme_applies, subset_sizes
-    from initlab.experiments.datasets import load_dataset
-    from initlab.experiments.models import build_model
+    from initlab.datasets.families import load_dataset
     from initlab.experiments.report import format_loss
     from initlab.experiments.sweep import check_data, head_params
     from initlab.experiments.trainer import TensorData, resolve_device, train_scheme
+    from initlab.zoo.models import build_model
 
     config = train_config(args, args.seed)
     params = model_params(args.model_param)

@@ -20,7 +20,7 @@ The residual-branch protocol: a module is a residual block if it has a method
 layers, Linear or Conv, and any normalization layers). It may also have an attribute
 ``branch_scalars``: an iterable of the scalar parameters of rule 3, all set to 0 (biases, and
 the multiplier written as ``1 + s``, which keeps it at 1 under any bias rule).
-``initlab.experiments.residual.ResidualMLP`` implements the protocol.
+``initlab.zoo.residual.ResidualMLP`` implements the protocol.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def fixup_(
             or an unknown ``variant`` or ``head``.
 
     Example:
-        >>> from initlab.experiments.residual import ResidualMLP
+        >>> from initlab.zoo.residual import ResidualMLP
         >>> fixup_(ResidualMLP(depth=4, width=16)).scale  # 4 ** (-1 / 2)
         0.5
     """

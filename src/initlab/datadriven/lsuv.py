@@ -32,8 +32,8 @@ import torch
 from torch import nn
 
 from initlab._checks import one_of
-from initlab.diagnostics.hooks import flush_denormal, forward_hooks, preserved_modes, preserved_rng
 from initlab.initializers import orthogonal_
+from initlab.introspect.hooks import flush_denormal, forward_hooks, preserved_modes, preserved_rng
 
 __all__ = ["LSUVLayer", "LSUVReport", "lsuv_"]
 

@@ -1,8 +1,8 @@
 """Diagnostics at initialization: per-layer statistics, verdicts, mean-field theory, plots."""
 
 from initlab.diagnostics.diagnose import Diagnosis, LayerStats, ParamStats, Verdict, diagnose
-from initlab.diagnostics.hooks import flush_denormal
 from initlab.diagnostics.meanfield import MeanField, critical_weight_variance, mean_field
+from initlab.introspect.hooks import flush_denormal
 
 __all__ = [
     "Diagnosis",

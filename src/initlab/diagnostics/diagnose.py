@@ -10,7 +10,7 @@ stays level), which is why the gradient verdict reads the output gradients.
 
 Activations called as functions in ``forward`` (``torch.relu``, ``F.gelu``, ``x.sigmoid()``,
 in place or not, a hand-written ``x * torch.sigmoid(x)``) get rows too, with the same
-statistics, seen by the policy's tracer (:class:`initlab.policy.trace.ActivationWatch`). Such
+statistics, seen by the policy's tracer (:class:`initlab.introspect.trace.ActivationWatch`). Such
 a row has type ``functional`` and is named ``<layer>.<activation>`` after the first-called
 layer whose output its input still is (a norm passes its input's layer on, so
 ``relu(bn1(conv1(x)))`` is ``conv1.relu``), or ``<activation>`` when its input comes from no
@@ -125,19 +125,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from initlab.diagnostics.hooks import (
+from initlab.fans import is_hf_conv1d, layer_fans
+
+# policy and diagnostics are one tier (see initlab/__init__.py); the tracer lives in policy
+# because plans were its first user.
+from initlab.introspect.activations import from_module
+from initlab.introspect.hooks import (
     flush_denormal,
     forward_hooks,
     leaf_modules,
     preserved_modes,
     preserved_rng,
 )
-from initlab.fans import is_hf_conv1d, layer_fans
-
-# policy and diagnostics are one tier (see initlab/__init__.py); the tracer lives in policy
-# because plans were its first user.
-from initlab.policy.activations import from_module
-from initlab.policy.trace import ActivationCall, ActivationWatch, call_args, tensors_in
+from initlab.introspect.trace import ActivationCall, ActivationWatch, call_args, tensors_in
 
 __all__ = ["Diagnosis", "LayerStats", "ParamStats", "Verdict", "diagnose"]
 
@@ -420,7 +420,7 @@ def diagnose(
     exit even if the model raises; see the module docstring for what is recorded and the
     verdict thresholds. The model's parameters, buffers (e.g. BatchNorm running statistics),
     ``.grad`` tensors, train/eval flags and the global random state are all restored;
-    denormals are flushed during the passes (:func:`~initlab.diagnostics.hooks.flush_denormal`).
+    denormals are flushed during the passes (:func:`~initlab.introspect.hooks.flush_denormal`).
     The pass runs in the model's current mode.
 
     Sources: activation and back-propagated gradient statistics per layer, Glorot and Bengio,

@@ -1,6 +1,7 @@
-"""Experiments: real datasets, a model zoo, training and the comparison of initialization schemes.
+"""Experiments: train models on real data under several initialization schemes and seeds.
 
-Modules: ``idx`` (the IDX file format), ``datasets`` (known datasets, locating and verifying
-files, :func:`~initlab.experiments.datasets.load_dataset`), ``download`` (optional fetching from
-public mirrors); models, training and comparison live beside them.
+Modules: ``trainer`` (one run), ``stacked`` (runs of one shape trained together),
+``checkpoint`` (resume), ``sweep`` (the comparison: config, runs, results), ``report``
+(tables and figures), ``pretrain`` (the ``pretrained`` scheme's source model),
+``diagnosis`` (diagnose schemes at step zero), ``distributed`` (torchrun ranks).
 """

@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from initlab.datasets.families import load_dataset
 from initlab.diagnostics import Diagnosis, MeanField, diagnose, mean_field
-from initlab.experiments.datasets import load_dataset
-from initlab.experiments.models import build_model
-from initlab.experiments.schemes import initialize
+from initlab.schemes.registry import initialize
+from initlab.zoo.models import build_model
 
 __all__ = [
     "SchemeDiagnosis",
@@ -49,7 +49,7 @@ def load_batch(
 
     The scaling (pixel / 255) is the trainer's, so the diagnosis sees what training sees.
     ``dataset``, ``data_dir`` and ``download`` are those of
-    :func:`~initlab.experiments.datasets.load_dataset`, which raises on missing files.
+    :func:`~initlab.datasets.families.load_dataset`, which raises on missing files.
     """
     data = load_dataset(dataset, data_dir=data_dir, download=download)
     x = data.train_images[:size].unsqueeze(1).float().div_(255.0)

@@ -27,8 +27,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from initlab.experiments.datasets import load_dataset
-from initlab.experiments.models import build_model
+from initlab.datasets.families import load_dataset
 from initlab.experiments.report import count
 from initlab.experiments.trainer import (
     TensorData,
@@ -39,6 +38,7 @@ from initlab.experiments.trainer import (
     train,
 )
 from initlab.pretrained import load_pretrained
+from initlab.zoo.models import build_model
 
 __all__ = [
     "PRETRAINED",
@@ -62,7 +62,7 @@ class PretrainConfig:
     """Where the ``pretrained`` scheme's weights come from; saved inside ``config.json``.
 
     Attributes:
-        dataset: source dataset name for :func:`~initlab.experiments.datasets.load_dataset`.
+        dataset: source dataset name for :func:`~initlab.datasets.families.load_dataset`.
         data_dir: directory to read it from (``None``: embedded MNIST or the system paths).
         subset: train on a seeded random subset of this size (``None``: the whole training set).
         epochs: pretraining epochs, >= 1.

@@ -43,7 +43,7 @@ touches a file. A new sweep into a directory that does not exist yet takes the l
 checks pass, so a refused config leaves no directory behind; the lock file itself stays.
 
 With ``vectorize=True`` the runs train together, stacked
-(:mod:`initlab.experiments.vectorized`): the same numbers within float rounding, the init
+(:mod:`initlab.experiments.stacked`): the same numbers within float rounding, the init
 lines of all runs first, then each epoch's lines as that epoch finishes for all runs. Models
 that cannot be stacked (dropout, BatchNorm statistics, recurrent layers) train one by one.
 
@@ -78,13 +78,12 @@ import tqdm
 from torch import nn
 
 from initlab._checks import one_of
+from initlab.datasets.families import DATASETS, Dataset, load_dataset
 from initlab.experiments import distributed, report
 from initlab.experiments.checkpoint import load_checkpoint, save_checkpoint
-from initlab.experiments.datasets import DATASETS, Dataset, load_dataset
 from initlab.experiments.diagnosis import init_record
-from initlab.experiments.models import MODELS, accepted_params, build_model, fit_classes
 from initlab.experiments.pretrain import PRETRAINED, PretrainConfig, build_for_run
-from initlab.experiments.schemes import check_fits, parse_bias_init, parse_scheme
+from initlab.experiments.stacked import train_group, vectorizable
 from initlab.experiments.trainer import (
     EpochRecord,
     RunResult,
@@ -96,7 +95,8 @@ from initlab.experiments.trainer import (
     resolve_device,
     train,
 )
-from initlab.experiments.vectorized import train_group, vectorizable
+from initlab.schemes.registry import check_fits, parse_bias_init, parse_scheme
+from initlab.zoo.models import MODELS, accepted_params, build_model, fit_classes
 
 __all__ = [
     "DEFAULT_SCHEMES",
@@ -140,7 +140,7 @@ class CompareConfig:
         seeds: number of seeds per scheme; run seeds are ``first_seed .. first_seed+seeds-1``.
         first_seed: the first run seed.
         model: zoo model name; ``model_params`` its keyword arguments.
-        dataset: dataset name for :func:`~initlab.experiments.datasets.load_dataset`;
+        dataset: dataset name for :func:`~initlab.datasets.families.load_dataset`;
             ``data_dir`` an optional directory to read it from; ``download`` fetches missing files.
         bias_init: bias rule for every run (``None``: each scheme's default).
         target_accuracy: test accuracy (fraction) whose first epoch the report counts.
@@ -344,7 +344,7 @@ def run_sweep(
         FileExistsError: a new sweep into a directory that already has results.
         FileNotFoundError: resuming a directory without ``config.json``; missing data.
         ValueError: the data do not fit the model (see :func:`check_data`), and the errors of
-            :func:`~initlab.experiments.datasets.load_dataset`; raised before anything is
+            :func:`~initlab.datasets.families.load_dataset`; raised before anything is
             written.
         KeyboardInterrupt: re-raised after recording the interrupted runs; finished epochs and
             runs stay in ``results.jsonl`` (under torchrun, ranks > 0's in their rank files,
@@ -648,10 +648,10 @@ def _prepare(saved: CompareConfig) -> tuple[CompareConfig, TensorData]:
 def head_params(model: str, model_params: dict, dataset: str) -> dict:
     """Return zoo ``model``'s parameters with the head fitted to a known dataset's classes.
 
-    A dataset of :data:`~initlab.experiments.datasets.DATASETS` has a published number of
+    A dataset of :data:`~initlab.datasets.families.DATASETS` has a published number of
     classes (26 for ``emnist-letters``, 47 for ``emnist-balanced``): the head gets that many
     outputs unless ``model_params`` sets ``num_classes``
-    (:func:`~initlab.experiments.models.fit_classes`). Any other dataset name has no known
+    (:func:`~initlab.zoo.models.fit_classes`). Any other dataset name has no known
     class count, so the head keeps the model's ``num_classes`` (set or default); labels beyond
     it are an error in :func:`check_data`, never a silently wider head.
 
@@ -690,7 +690,7 @@ def check_data(
 
     Args:
         model: a classifier returning logits ``(B, classes)``, on ``device``.
-        dataset: a :class:`~initlab.experiments.datasets.Dataset` (images ``(N, H, W)``).
+        dataset: a :class:`~initlab.datasets.families.Dataset` (images ``(N, H, W)``).
         model_name: the zoo name of ``model``, for the hints (which parameters set its input
             size); ``None`` for another model.
         device: where ``model`` is.

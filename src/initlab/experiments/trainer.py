@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from initlab._checks import non_negative, one_of
-from initlab.experiments.models import build_model
-from initlab.experiments.schemes import initialize
+from initlab.schemes.registry import initialize
+from initlab.zoo.models import build_model
 
 __all__ = [
     "EpochRecord",
@@ -136,7 +136,7 @@ class TensorData:
 
     @classmethod
     def from_dataset(cls, dataset, device: str | torch.device = "cpu") -> TensorData:
-        """Scale a :class:`~initlab.experiments.datasets.Dataset`'s uint8 pixels to [0, 1]."""
+        """Scale a :class:`~initlab.datasets.families.Dataset`'s uint8 pixels to [0, 1]."""
 
         def images(x: torch.Tensor) -> torch.Tensor:  # (N, H, W) uint8 -> (N, 1, H, W) float
             return x.to(device).unsqueeze(1).float().div_(255.0)

@@ -11,11 +11,11 @@ chunked random streams apply draws from), ``distributed`` (DTensor shards, fille
 meta-device model that the plan does not draw).
 """
 
-from initlab.policy.activations import Activation
+from initlab.introspect.activations import Activation
+from initlab.introspect.trace import analyze
 from initlab.policy.plan import InitPlan, PlanRow, init_model, plan
 from initlab.policy.presets import PRESETS, PolicyOptions, preset_rules
 from initlab.policy.rules import Rule, RuleSet
-from initlab.policy.trace import analyze
 
 __all__ = [
     "PRESETS",

@@ -21,13 +21,13 @@ from torch import nn
 
 from initlab._checks import warn_zero_element
 from initlab.fans import compute_fans
+from initlab.introspect.kinds import ParamFans, can_be_output, fans_of, layer_kind, role_of
+from initlab.introspect.trace import ModelContext, analyze
 from initlab.policy.distributed import local_box
-from initlab.policy.kinds import ParamFans, can_be_output, fans_of, layer_kind, role_of
 from initlab.policy.own_init import OWN_INIT, describe_own_init, run_own_inits, storage_key
 from initlab.policy.presets import PolicyOptions, preset_rules
 from initlab.policy.rules import Draw, Rule, Target, resolve
 from initlab.policy.streams import fill_box_
-from initlab.policy.trace import ModelContext, analyze
 
 __all__ = ["InitPlan", "PlanRow", "init_model", "plan"]
 

@@ -18,8 +18,8 @@ from typing import Any
 from torch import nn
 
 from initlab._checks import one_of
-from initlab.policy.activations import CALLABLES, FAMILIES, Activation
-from initlab.policy.kinds import KINDS, config_value, rescaled_tied_head, unscaled_attention
+from initlab.introspect.activations import CALLABLES, FAMILIES, Activation
+from initlab.introspect.kinds import KINDS, config_value, rescaled_tied_head, unscaled_attention
 
 __all__ = ["ACTIVATION_NAMES", "INITS", "Rule", "RuleSet", "Target"]
 
@@ -51,7 +51,7 @@ class Target:
 
     name: str  # qualified name, e.g. "encoder.layers.0.linear1.weight"
     role: str  # leaf name without the RNN layer suffix, e.g. "weight_ih"
-    kind: str  # layer kind from initlab.policy.kinds.KINDS
+    kind: str  # layer kind from initlab.introspect.kinds.KINDS
     module: nn.Module
     activation: Activation | None
     is_output: bool
@@ -74,7 +74,7 @@ class Rule:
     Conditions (all given ones must hold; an empty tuple or ``None`` matches anything):
 
     * ``kinds``: layer kinds (``"linear"``, ``"conv"``, ``"lstm"``, ``"norm"`` ... see
-      :data:`initlab.policy.kinds.KINDS`).
+      :data:`initlab.introspect.kinds.KINDS`).
     * ``roles``: parameter leaf names without RNN suffix (``"weight"``, ``"bias"``,
       ``"weight_hh"``, ``"in_proj_weight"``).
     * ``activations``: the activation after the layer, by name (``"relu"``), family
@@ -97,9 +97,9 @@ class Rule:
       ``Conv1D`` ``c_attn``).
     * ``unscaled_attention``: whether the parameter's module lies directly in an attention that
       does not divide its scores by sqrt(head_dim) (T5's ``q``, ``k``, ``v``, ``o`` and
-      ``relative_attention_bias``; :func:`initlab.policy.kinds.unscaled_attention`).
+      ``relative_attention_bias``; :func:`initlab.introspect.kinds.unscaled_attention`).
     * ``rescaled_tied_head``: whether the model multiplies the input of its tied output layer
-      by dim^-1/2 (T5; :func:`initlab.policy.kinds.rescaled_tied_head`).
+      by dim^-1/2 (T5; :func:`initlab.introspect.kinds.rescaled_tied_head`).
     * ``min_ndim``: parameters with fewer dimensions do not match.
 
     Initializations (``init``), each with the fields it reads:

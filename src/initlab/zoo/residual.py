@@ -29,7 +29,7 @@ class ResidualBlock(nn.Module):
 
     Args:
         width: features in and out.
-        activation: a key of :data:`initlab.experiments.models.ACTIVATIONS`.
+        activation: a key of :data:`initlab.zoo.models.ACTIVATIONS`.
         norm: ``None``, ``"batch"`` or ``"layer"``.
     """
 
@@ -104,6 +104,6 @@ class ResidualMLP(nn.Module):
 
 def _activation(name: str) -> nn.Module:
     # Imported here: models.py registers ResidualMLP, so a top-level import would be circular.
-    from initlab.experiments.models import ACTIVATIONS
+    from initlab.zoo.models import ACTIVATIONS
 
     return ACTIVATIONS[one_of("activation", name, ACTIVATIONS)]()

@@ -3,7 +3,7 @@
 Every model accepts ``(B, 1, 28, 28)``, ``(B, 28, 28)`` or flattened ``(B, 784)`` float input
 (it reshapes inside) and returns logits of shape ``(B, num_classes)``. Models are built with
 PyTorch's default initialization; an initialization scheme
-(:mod:`initlab.experiments.schemes`) overwrites it before training.
+(:mod:`initlab.schemes.registry`) overwrites it before training.
 
 To add a model, add one entry to :data:`MODELS`: a name mapped to a class or factory whose
 keyword arguments are its documented parameters.
@@ -19,13 +19,13 @@ import torch
 from torch import nn
 
 from initlab._checks import one_of
-from initlab.experiments.residual import ResidualMLP
-from initlab.experiments.zoo_extra import (
+from initlab.zoo.extra import (
     LSTMClassifier,
     PatchTransformer,
     SmallResNet,
     _positive_ints,
 )
+from initlab.zoo.residual import ResidualMLP
 
 __all__ = [
     "ACTIVATIONS",

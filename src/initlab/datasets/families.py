@@ -35,8 +35,8 @@ from pathlib import Path
 import torch
 
 from initlab._checks import one_of
-from initlab.experiments import download as _download
-from initlab.experiments.idx import decompress_if_gzip, parse_idx
+from initlab.datasets import download as _download
+from initlab.datasets.idx import decompress_if_gzip, parse_idx
 
 __all__ = [
     "DATASETS",
@@ -305,7 +305,7 @@ def load_dataset(
       datasets from their system directories (Fashion-MNIST: ``/usr/share/datasets/
       fashion-mnist``, Debian's ``dataset-fashion-mnist``) and the cache directory;
     - ``download=True`` and still not found: the files are fetched from the dataset's mirrors
-      (or ``$INITLAB_MIRRORS``) into the cache directory, see :mod:`initlab.experiments.download`.
+      (or ``$INITLAB_MIRRORS``) into the cache directory, see :mod:`initlab.datasets.download`.
 
     Each file may be gzip-compressed or raw, named ``train-images-idx3-ubyte`` or
     ``train-images.idx3-ubyte``, with or without ``.gz``. A known dataset's files must match the
@@ -344,7 +344,7 @@ def load_dataset(
     if info is None and data_dir is None:
         one_of("name", name, DATASETS)
     if data_dir is None and name == "mnist":
-        root = importlib.resources.files("initlab") / "data" / "mnist"
+        root = importlib.resources.files("initlab.datasets") / "data" / "mnist"
         files = [root / f"{file}.gz" for file in FILE_NAMES]
         return _load(name, info, files, source="embedded")
     directories = _search_dirs(name, info, data_dir, _cache_root(cache_dir) / name)

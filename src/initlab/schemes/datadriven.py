@@ -1,4 +1,4 @@
-"""The data-driven schemes as whole-model rules for :mod:`initlab.experiments.schemes`.
+"""The data-driven schemes as whole-model rules for :mod:`initlab.schemes.registry`.
 
 Each has the scheme signature ``init_weights(model, *, generator, batch=None)``; biases and norm
 layers have already been set by the scheme registry's bias rule when it runs.

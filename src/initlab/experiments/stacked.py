@@ -57,7 +57,6 @@ from torch import nn
 from torch.func import functional_call, vmap
 from torch.overrides import TorchFunctionMode
 
-from initlab.experiments.models import InitNet
 from initlab.experiments.trainer import (
     _CHECK_EVERY,
     EpochRecord,
@@ -71,6 +70,7 @@ from initlab.experiments.trainer import (
     resolve_device,
     run_seeds,
 )
+from initlab.zoo.models import InitNet
 
 __all__ = ["train_group", "vectorizable"]
 

@@ -35,8 +35,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from initlab.policy.activations import Activation, from_function, from_module
-from initlab.policy.kinds import can_be_output, is_norm, is_opaque, is_weight_layer
+from initlab.introspect.activations import Activation, from_function, from_module
+from initlab.introspect.kinds import can_be_output, is_norm, is_opaque, is_weight_layer
 
 __all__ = [
     "ActivationCall",

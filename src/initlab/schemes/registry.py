@@ -32,8 +32,8 @@ from torch import nn
 
 import initlab as il
 from initlab._checks import one_of
-from initlab.datadriven.schemes import fixup_weights, lsuv_weights
-from initlab.experiments.auto import auto_weights
+from initlab.schemes.auto import auto_weights
+from initlab.schemes.datadriven import fixup_weights, lsuv_weights
 
 __all__ = [
     "SCHEMES",
@@ -349,7 +349,7 @@ def initialize(
         ValueError: unknown scheme, option or bias rule.
 
     Example:
-        >>> from initlab.experiments.models import InitNet
+        >>> from initlab.zoo.models import InitNet
         >>> net = initialize(InitNet(), "seed", generator=torch.Generator().manual_seed(0))
         >>> float(net.fc1.bias.abs().sum())
         0.0
