@@ -194,3 +194,19 @@ def _outside_stacklevel() -> int:
         caller = caller.f_back
         level += 1
     return level
+
+
+class ArgumentError(ValueError):
+    """A ``ValueError`` that names the library argument at fault, so a caller can map it.
+
+    The message names ``argument`` (the library's own name, e.g. ``data_dir``) and echoes the
+    value; the command line catches it and prints the flag that set the argument
+    (``--data-dir``) before the message, instead of rewriting the text.
+
+    Attributes:
+        argument: the library argument's name.
+    """
+
+    def __init__(self, argument: str, message: str):
+        super().__init__(message)
+        self.argument = argument
