@@ -115,4 +115,4 @@ __all__ = [
     "lsuv_",
     "LSUVReport",
 ]
-__version__ = "0.1.0"
+from initlab._version import __version__ as __version__  # noqa: E402

@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from initlab import __version__  # the package's own, also for an uninstalled checkout
+    from initlab._version import __version__  # the package's own, also uninstalled
 
     return __version__
 
