@@ -96,6 +96,15 @@ def positive_int(name: str, value: int) -> int:
     return value
 
 
+def non_negative_int(name: str, value: int) -> int:
+    """Return ``value`` if it is an int >= 0, else raise (TypeError for a non-int or a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int; got {name}={value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0; got {name}={value!r}")
+    return value
+
+
 def floating(tensor: torch.Tensor, what: str) -> None:
     """Raise TypeError unless ``tensor`` has a floating-point dtype (``what`` names the caller)."""
     if not isinstance(tensor, torch.Tensor):
