@@ -26,7 +26,10 @@ def test_plan_with_an_explicit_shape_that_fails_the_forward_is_an_error(capsys):
     assert main(["plan", MLP, "--input-shape", "1,3,32,32"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert "the forward pass failed with --input-shape 1,3,32,32" in captured.err
+    # the flag that set example_input, then the library's own message, not rewritten
+    assert "error: --input-shape 1,3,32,32: example_input did not run through the model" in (
+        captured.err
+    )
     assert "RuntimeError" in captured.err and "3072" in captured.err
 
 
@@ -48,5 +51,19 @@ def test_plan_residual_option_without_input_shape_is_an_error(capsys):
     assert main(["plan", MLP, "--option", "zero_init_residual=true"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert "zero_init_residual=True needs example_input" in captured.err
-    assert "--input-shape" in captured.err
+    assert "error: --input-shape: zero_init_residual=True needs example_input" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--policy", "autoo"], "--policy autoo: policy must be one of"),
+        (["--option", "mode=fan_avg"], "--option mode: mode must be one of ['fan_in', 'fan_out']"),
+        (["--option", "std=-1"], "--option std: std must be a finite number >= 0; got std=-1"),
+    ],
+)
+def test_plan_errors_name_the_flag_that_set_the_library_argument(argv, message, capsys):
+    assert main(["plan", MLP, *argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"initlab plan: error: {message}")

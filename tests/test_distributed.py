@@ -237,6 +237,16 @@ def _worker() -> None:
     p.apply(seed=SEED)
     for name, param in net.named_parameters():
         assert torch.equal(param.full_tensor(), expected[name]), (rank, name, "fsdp2")
+    # uneven shards, by DTensor's own rule (torch.chunk: 5 rows on 2 ranks are 3 and 2)
+    for placement, offsets in ((Shard(0), [(0, 0), (3, 0)]), (Shard(1), [(0, 0), (0, 2)])):
+        uneven = distribute_tensor(torch.arange(15.0).view(5, 3), mesh, [placement])
+        local, offset = local_box(uneven, "uneven")
+        assert offset == offsets[rank], (rank, placement, offset)
+        rows, cols = local.shape
+        whole = torch.arange(15.0).view(5, 3)
+        assert torch.equal(local, whole[offset[0] : offset[0] + rows, offset[1] : offset[1] + cols])
+    _, offset = local_box(distribute_tensor(torch.zeros(5, 3), mesh, [Replicate()]), "replica")
+    assert offset == (0, 0), offset
     partial = DTensor.from_local(torch.zeros(2), mesh, [Partial()])
     try:
         local_box(partial, "bias")

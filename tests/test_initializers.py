@@ -279,3 +279,37 @@ def test_per_block_errors():
         il.per_block_(torch.empty(8, 2), 2, "orthogonal_")
     with pytest.raises(ValueError, match="blocks must be >= 1"):
         il.per_block_(torch.empty(8, 2), 0, il.orthogonal_)
+
+
+@pytest.mark.parametrize("distribution", ["normal", "uniform", "truncated_normal"])
+def test_variance_scaling_draws_what_its_pure_formula_gives(distribution):
+    # variance_scaling_ is select_fan -> variance_scaling_std -> scaled_draw -> one sampler:
+    # the same generator state gives the same bits as the sampler fed those parameters.
+    from initlab.initializers import scaled_draw, select_fan, variance_scaling_std
+
+    got = il.variance_scaling_(torch.empty(64, 48), 2.0, "fan_avg", distribution,
+                               generator=torch.Generator().manual_seed(5))  # fmt: skip
+    draw = scaled_draw(variance_scaling_std(2.0, select_fan(48, 64, "fan_avg")), distribution)
+    assert draw.std == (2.0 / 56) ** 0.5
+    g = torch.Generator().manual_seed(5)
+    expected = torch.empty(64, 48)
+    if distribution == "normal":
+        expected.normal_(0.0, draw.sampler_std, generator=g)
+    elif distribution == "uniform":
+        expected.uniform_(-draw.bound, draw.bound, generator=g)
+        assert draw.bound == 3**0.5 * draw.std
+    else:
+        il.trunc_normal_(expected, std=draw.sampler_std, a=-2.0, b=2.0, generator=g)
+        assert draw.bound == 2 * draw.sampler_std
+    assert torch.equal(got, expected)
+
+
+def test_the_pure_formula_checks_its_arguments():
+    from initlab.initializers import scaled_draw, select_fan, variance_scaling_std
+
+    with pytest.raises(ValueError, match=r"mode must be one of .*got mode='fan_sum'"):
+        select_fan(3, 4, "fan_sum")
+    with pytest.raises(ValueError, match=r"fan must be > 0 for a variance-scaled std; got fan=0"):
+        variance_scaling_std(1.0, 0)
+    with pytest.raises(ValueError, match=r"distribution must be one of .*got distribution='n'"):
+        scaled_draw(1.0, "n")

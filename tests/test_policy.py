@@ -652,7 +652,8 @@ def test_errors_name_the_argument():
 
 
 def test_init_model_returns_applied_plan_and_public_names():
-    assert initlab.plan is plan and initlab.init_model is init_model
+    # initlab.init_model is the policy's plus optional LSUV (initlab.schemes.compose)
+    assert initlab.plan is plan and initlab.init_model.__module__ == "initlab.schemes.compose"
     net = mlp(nn.ReLU())
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -676,3 +677,58 @@ def test_residual_options_without_example_input_are_an_error(option, name):
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
     traced = plan(build(), example_input=example(name), **{option: True})
     assert any(r.rule.startswith("residual") for r in traced.rows)
+
+
+# ---- one formula, one definition of a layer kind ---------------------------------------------
+
+
+@pytest.mark.parametrize("distribution", ["normal", "uniform", "truncated_normal"])
+@pytest.mark.parametrize(("mode", "fan"), [("fan_in", 40), ("fan_out", 30), ("fan_avg", 35)])
+def test_variance_scaling_rules_compute_the_initializers_formula(distribution, mode, fan):
+    # A rule's row holds what initlab.initializers' pure formula gives: the std of the
+    # sampler (the parent normal's for truncated_normal) and its bound, to the last bit.
+    from initlab.initializers import scaled_draw, select_fan, variance_scaling_std
+
+    rule = Rule("vs", "variance_scaling", roles=("weight",), scale=1.7, mode=mode,
+                distribution=distribution)  # fmt: skip
+    row = plan(nn.Linear(40, 30), [rule, Rule("b", "constant", roles=("bias",))])["weight"]
+    assert select_fan(40, 30, mode) == fan
+    draw = scaled_draw(variance_scaling_std(1.7, fan), distribution)
+    assert (row.distribution, row.std, row.bound) == (distribution, draw.sampler_std, draw.bound)
+    if distribution == "truncated_normal":  # the std after truncation is the target
+        assert draw.sampler_std * initlab.initializers.TRUNCATED_STD == pytest.approx(draw.std)
+
+
+def _public_nn_modules() -> list[type]:
+    found = (getattr(nn, name) for name in dir(nn) if not name.startswith("_"))
+    return [c for c in found if isinstance(c, type) and issubclass(c, nn.Module)]
+
+
+def test_one_definition_of_norm_and_weight_layers_by_public_classes():
+    from initlab.introspect.kinds import (
+        NORM_TYPES,
+        RUNNING_STATS_NORM_TYPES,
+        WEIGHT_TYPES,
+        is_norm,
+        layer_kind,
+    )
+
+    public = _public_nn_modules()
+    norms = [c for c in public if "Norm" in c.__name__]
+    assert nn.LazyInstanceNorm3d in norms and nn.RMSNorm in norms and nn.SyncBatchNorm in norms
+    assert [c for c in norms if not issubclass(c, NORM_TYPES)] == []
+    # every subclass of torch's private _NormBase among the public classes is listed by name
+    base = nn.modules.batchnorm._NormBase
+    assert [c for c in public if issubclass(c, base) and not issubclass(c, NORM_TYPES)] == []
+    assert all(issubclass(c, base) for c in RUNNING_STATS_NORM_TYPES)
+    # Linear and every convolution (transposed, lazy) are weight layers, as torch's _ConvNd
+    convs = [c for c in public if issubclass(c, nn.modules.conv._ConvNd)]
+    assert len(convs) == 12 and [c for c in convs if not issubclass(c, WEIGHT_TYPES)] == []
+    assert issubclass(nn.LazyLinear, WEIGHT_TYPES) and not issubclass(nn.Bilinear, WEIGHT_TYPES)
+    assert [c for c in norms if issubclass(c, WEIGHT_TYPES)] == []
+
+    class T5LayerNorm(nn.Module):  # third-party norms are recognized by class name
+        pass
+
+    assert is_norm(T5LayerNorm()) and is_norm(nn.LocalResponseNorm(2))
+    assert layer_kind(nn.GroupNorm(2, 4)) == "norm" and not is_norm(nn.Linear(2, 2))

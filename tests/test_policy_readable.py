@@ -94,3 +94,19 @@ def test_init_model_with_lsuv_starts_from_the_plan_and_calibrates():
 def test_init_model_lsuv_with_a_bad_batch_names_it():
     with pytest.raises(TypeError, match="floating-point"):
         initlab.init_model(_tanh_mlp(), seed=0, lsuv=torch.zeros(4, 32, dtype=torch.long))
+
+
+def test_the_policy_plans_and_applies_only_lsuv_is_the_composing_init_model():
+    # policy and datadriven sit side by side: initlab.init_model (schemes.compose) runs LSUV
+    # after the plan; initlab.policy.init_model refuses lsuv= and names the one that takes it.
+    from initlab.policy import init_model as policy_init_model
+    from initlab.schemes.compose import init_model as composed
+
+    assert initlab.init_model is composed
+    with pytest.raises(TypeError, match=r"call initlab.init_model\(model, \.\.\., lsuv=batch\)"):
+        policy_init_model(_tanh_mlp(), seed=0, lsuv=torch.randn(8, 32))
+    a, b = _tanh_mlp(), _tanh_mlp()
+    policy_init_model(a, seed=3)
+    assert composed(b, seed=3).lsuv is None  # without lsuv: the policy's init_model, same draw
+    for (name, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q), name

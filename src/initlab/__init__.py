@@ -47,8 +47,9 @@ from initlab.initializers.deprecated import (
     xavier_normal,
     xavier_uniform,
 )
-from initlab.policy import InitPlan, PlanRow, PolicyOptions, Rule, init_model, plan, preset_rules
+from initlab.policy import InitPlan, PlanRow, PolicyOptions, Rule, plan, preset_rules
 from initlab.pretrained import LoadReport, PickleRefusedError, load_pretrained
+from initlab.schemes.compose import init_model
 
 __all__ = [
     # fans and gains

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from initlab._checks import finite, one_of
+from initlab._checks import ArgumentError, finite, one_of
 
 __all__ = ["ACTIVATIONS", "ACTIVATION_PARAMS", "PYTORCH_GAINS", "calculate_gain", "compute_gain"]
 
@@ -76,7 +76,8 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
             not an int or float for ``leaky_relu`` (PyTorch raises ValueError there too, also
             for bools and strings), is NaN or infinite for any name (PyTorch returns NaN, or a
             gain of 0 for leaky_relu), or for ``leaky_relu`` is so large that ``param**2``
-            overflows float64 (PyTorch raises OverflowError).
+            overflows float64 (PyTorch raises OverflowError). A value error of ``param`` (not
+            its type) is an :class:`initlab._checks.ArgumentError` naming it.
 
     Example:
         >>> calculate_gain("leaky_relu", 0.2)
@@ -93,7 +94,7 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     if nonlinearity == "leaky_relu":
         slope = _negative_slope(param, "param")
     elif isinstance(param, (int, float)) and not isinstance(param, bool):
-        finite("param", param)  # unused here, as in PyTorch, but a NaN or inf is a mistake
+        _finite("param", param)  # unused here, as in PyTorch, but a NaN or inf is a mistake
     if nonlinearity in PYTORCH_GAINS[:7] or nonlinearity == "sigmoid":
         return 1
     if nonlinearity == "tanh":
@@ -116,19 +117,28 @@ def _negative_slope(param: float | None, name: str) -> float:
     # PyTorch's test: bool is an int subclass and is refused (as ValueError, as PyTorch does);
     # numpy float64 is a float.
     if isinstance(param, bool) or not isinstance(param, (int, float)):
-        raise ValueError(
+        raise ValueError(  # PyTorch's exact type, which the parity tests compare
             f"{name} (the negative slope of leaky_relu) must be an int or float; "
             f"got {name}={param!r}"
         )
-    finite(name, param)
+    _finite(name, param)
     try:
         1.0 + float(param) ** 2
     except OverflowError:
-        raise ValueError(
+        raise ArgumentError(
+            name,
             f"{name} (the negative slope of leaky_relu) must have a square within float64 "
-            f"(|{name}| < 1.3e154); got {name}={param!r}"
+            f"(|{name}| < 1.3e154); got {name}={param!r}",
         ) from None
     return param
+
+
+def _finite(name: str, value: float) -> float:
+    """:func:`initlab._checks.finite`, its ValueError an :class:`ArgumentError` naming ``name``."""
+    try:
+        return finite(name, value)
+    except ValueError as error:
+        raise ArgumentError(name, str(error)) from None
 
 
 @dataclass(frozen=True)
@@ -218,7 +228,10 @@ def compute_gain(
         TypeError: if ``activation`` is not a str, a (str, number) tuple or a callable, or a
             callable does not return a tensor of its input's shape.
         ValueError: if the name is unknown (the message lists the names and suggests a close
-            one), the parameter is invalid, or ``E[phi(z)^2]`` is zero or not finite.
+            one), the parameter is invalid (an :class:`initlab._checks.ArgumentError` naming
+            ``param``, the second item of ``(name, param)``: not finite, given to an activation
+            that takes none, or not > 0 where the activation needs it), or ``E[phi(z)^2]`` is
+            zero or not finite.
 
     Example:
         >>> round(compute_gain("relu"), 12)  # sqrt(2)
@@ -243,7 +256,9 @@ def _split_parametrized(activation: tuple) -> tuple[str, float]:
         raise TypeError(f"activation tuple must be (name, param); got activation={activation!r}")
     name, param = activation
     if isinstance(param, bool) or not isinstance(param, (int, float)) or not math.isfinite(param):
-        raise ValueError(f"the parameter of {name!r} must be a finite number; got {param!r}")
+        raise ArgumentError(
+            "param", f"the parameter of {name!r} must be a finite number; got {param!r}"
+        )
     return name, float(param)
 
 
@@ -252,11 +267,15 @@ def _named_gain(name: str, param: float | None) -> float:
     spec = _ACTIVATIONS[one_of("activation", name, _ACTIVATIONS)]
     if spec.param is None:
         if param is not None:
-            raise ValueError(f"activation {name!r} takes no parameter; got param={param!r}")
+            raise ArgumentError(
+                "param", f"activation {name!r} takes no parameter; got param={param!r}"
+            )
         return _gain_of(spec.fn)
     value = spec.default if param is None else param
     if spec.positive and not value > 0:
-        raise ValueError(f"{spec.param} of {name!r} must be > 0; got {spec.param}={value!r}")
+        raise ArgumentError(
+            "param", f"{spec.param} of {name!r} must be > 0; got {spec.param}={value!r}"
+        )
     return _gain_of(lambda x: spec.fn(x, value), f"{name!r} with {spec.param}={value!r}")
 
 

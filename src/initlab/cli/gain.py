@@ -15,6 +15,9 @@ _DIFFERENCES = {
     "selu": "PyTorch's 3/4 favours gradient flow; 1 is self-normalizing (Klambauer et al. 2017)",
 }
 
+# The library arguments this command sets (calculate_gain's and compute_gain's), by their flag.
+_FLAGS = {"param": "--param", "nonlinearity": "NAME", "activation": "NAME"}
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -46,8 +49,14 @@ def run(args: argparse.Namespace) -> int:
     if args.name is None:
         print("initlab gain: error: give an activation NAME or --list", file=sys.stderr)
         return 2
+    from initlab._checks import ArgumentError
+
     try:
         table, computed = _gains(args.name, args.param)
+    except ArgumentError as error:  # the library names its argument; print the flag that set it
+        flag = _FLAGS.get(error.argument, error.argument)
+        print(f"initlab gain: error: {flag}: {error}", file=sys.stderr)
+        return 2
     except ValueError as error:
         print(f"initlab gain: error: {error}", file=sys.stderr)
         return 2

@@ -8,7 +8,9 @@ import json
 import re
 import sys
 
-_TRACE_FAILED = "example_input did not run through the model"
+# The library arguments this command sets, by the flag that sets them (an ArgumentError names
+# the argument; the message is printed after the flag, never rewritten).
+_FLAGS = {"example_input": "--input-shape", "policy": "--policy"}
 HELP = (
     "print the automatic initialization plan of a model: rule, fans, std and reason per parameter"
 )
@@ -64,6 +66,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from initlab._checks import ArgumentError
     from initlab.cli._validate import output_file
     from initlab.policy import plan
 
@@ -79,11 +82,11 @@ def run(args: argparse.Namespace) -> int:
                 torch.randn(shape) if args.input_dtype == "float" else torch.zeros(shape).long()
             )
         result = plan(model, args.policy, example_input=example, **options)
+    except ArgumentError as error:
+        print(f"initlab plan: error: {_flag(error.argument, args)}: {error}", file=sys.stderr)
+        return 2
     except (ValueError, TypeError, ImportError, AttributeError) as error:
-        text = str(error)
-        if text.startswith(_TRACE_FAILED):  # name the flag the user gave, not the argument
-            text = f"the forward pass failed with --input-shape {args.input_shape}: {text}"
-        print(f"initlab plan: error: {text}", file=sys.stderr)
+        print(f"initlab plan: error: {error}", file=sys.stderr)
         return 2
     print(result.table())
     if args.json:
@@ -95,6 +98,22 @@ def run(args: argparse.Namespace) -> int:
             return 2
         print(f"plan written to {args.json}")
     return 0
+
+
+def _flag(argument: str, args: argparse.Namespace) -> str:
+    """Name what set the library argument ``argument``: its flag and the value given, or
+    ``--option NAME`` for a policy option; the argument itself for anything else."""
+    import dataclasses
+
+    from initlab.policy import PolicyOptions
+
+    flag = _FLAGS.get(argument)
+    if flag is not None:
+        value = getattr(args, flag.removeprefix("--").replace("-", "_"))
+        return f"{flag} {value}" if value else flag
+    if argument in {f.name for f in dataclasses.fields(PolicyOptions)}:
+        return f"--option {argument}"
+    return argument
 
 
 def _shape(text: str) -> tuple[int, ...]:

@@ -11,7 +11,8 @@ raised, before anything is written, when the values would not fit the tensor's d
 all subnormal or 0) rather than writing inf or zeros.
 
 Modules, one concept each: ``basic`` (constants, uniform, normal), ``truncated``
-(``trunc_normal_``), ``variance_scaling`` (the primitive), ``named`` (Glorot/Xavier, He/Kaiming,
+(``trunc_normal_``), ``variance_scaling`` (the primitive and its pure formula: ``select_fan``,
+``variance_scaling_std``, ``scaled_draw``), ``named`` (Glorot/Xavier, He/Kaiming,
 LeCun), ``orthogonal`` (orthogonal and delta-orthogonal), ``identity`` (identity, Dirac),
 ``sparse`` (Martens' sparse init), ``blocks`` (per-block init of fused weights),
 ``deprecated`` (PyTorch's deprecated unsuffixed names, ``normal`` ..., which warn
@@ -41,13 +42,18 @@ from initlab.initializers.variance_scaling import (
     DISTRIBUTIONS,
     MODES,
     TRUNCATED_STD,
+    ScaledDraw,
+    scaled_draw,
+    select_fan,
     variance_scaling_,
+    variance_scaling_std,
 )
 
 __all__ = [
     "DISTRIBUTIONS",
     "MODES",
     "TRUNCATED_STD",
+    "ScaledDraw",
     "constant_",
     "delta_orthogonal_",
     "dirac_",
@@ -65,10 +71,13 @@ __all__ = [
     "ones_",
     "orthogonal_",
     "per_block_",
+    "scaled_draw",
+    "select_fan",
     "sparse_",
     "trunc_normal_",
     "uniform_",
     "variance_scaling_",
+    "variance_scaling_std",
     "xavier_normal_",
     "xavier_uniform_",
     "zeros_",

@@ -26,7 +26,7 @@ from initlab.gains import _negative_slope, calculate_gain
 from initlab.initializers.variance_scaling import (
     MODES,
     _fill_scaled_,
-    _select_fan,
+    select_fan,
     variance_scaling_,
 )
 
@@ -275,7 +275,7 @@ def _kaiming_std(a: float, mode: str, nonlinearity: str) -> Callable[[int, int],
     mode = one_of("mode", mode, MODES)
     a = _negative_slope(a, "a")
     gain = calculate_gain(nonlinearity, a)
-    return lambda fan_in, fan_out: gain / math.sqrt(_select_fan(fan_in, fan_out, mode))
+    return lambda fan_in, fan_out: gain / math.sqrt(select_fan(fan_in, fan_out, mode))
 
 
 def lecun_uniform_(

@@ -1,9 +1,17 @@
-"""The one primitive of scaled initialization: ``variance_scaling_``."""
+"""The one primitive of scaled initialization: ``variance_scaling_``, and its formula.
+
+The formula is pure and public, so that every caller computes a scaled draw the same way:
+:func:`select_fan` (the fan a mode names), :func:`variance_scaling_std` (``sqrt(scale / fan)``)
+and :func:`scaled_draw` (what a sampler is given for values of a target std: the parent std of a
+truncated normal, the bound of a uniform). :func:`variance_scaling_` fills a tensor with them;
+the policy's rules (:mod:`initlab.policy.rules`) write them into plan rows.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 
@@ -12,7 +20,16 @@ from initlab.fans import compute_fans
 from initlab.initializers._args import zero_element
 from initlab.initializers.truncated import trunc_normal_
 
-__all__ = ["DISTRIBUTIONS", "MODES", "variance_scaling_"]
+__all__ = [
+    "DISTRIBUTIONS",
+    "MODES",
+    "TRUNCATED_STD",
+    "ScaledDraw",
+    "scaled_draw",
+    "select_fan",
+    "variance_scaling_",
+    "variance_scaling_std",
+]
 
 MODES: tuple[str, ...] = ("fan_in", "fan_out", "fan_avg")
 DISTRIBUTIONS: tuple[str, ...] = ("truncated_normal", "normal", "uniform")
@@ -21,6 +38,78 @@ DISTRIBUTIONS: tuple[str, ...] = ("truncated_normal", "normal", "uniform")
 # sqrt(1 - 4 * pdf(2) / (cdf(2) - cdf(-2))). Dividing the parent std by it makes the variance
 # after truncation exactly the target (JAX and Keras use the same constant).
 TRUNCATED_STD = 0.8796256610342398
+
+
+class ScaledDraw(NamedTuple):
+    """What a sampler is given so that its values have standard deviation ``std``.
+
+    Attributes:
+        distribution: ``"normal"``, ``"uniform"`` or ``"truncated_normal"``.
+        std: the standard deviation of the values drawn.
+        sampler_std: the ``std`` the sampler takes: ``std`` itself, except for
+            ``"truncated_normal"``: the parent normal's, ``std / TRUNCATED_STD``.
+        bound: the largest magnitude drawn: ``sqrt(3) * std`` for ``"uniform"`` (U(-bound,
+            bound)), ``2 * sampler_std`` for ``"truncated_normal"`` (the cut), None for
+            ``"normal"``.
+    """
+
+    distribution: str
+    std: float
+    sampler_std: float
+    bound: float | None
+
+
+def select_fan(fan_in: float, fan_out: float, mode: str) -> float:
+    """Return the fan ``mode`` names: ``fan_in``, ``fan_out`` or ``(fan_in + fan_out) / 2``.
+
+    Raises:
+        ValueError: if ``mode`` is not one of :data:`MODES`.
+    """
+    one_of("mode", mode, MODES)
+    return {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
+
+
+def variance_scaling_std(scale: float, fan: float) -> float:
+    """Return ``sqrt(scale / fan)``: the standard deviation of variance ``scale / fan``.
+
+    The formula of Glorot and Bengio (2010, Eq. 16: ``scale=1`` on ``fan_avg``), He et al.
+    (2015, Eq. 10: ``scale=2`` on ``fan_in``) and LeCun et al. (1998, Sec. 4.6: ``scale=1`` on
+    ``fan_in``), as :func:`variance_scaling_` and the policy's ``variance_scaling`` rules
+    compute it.
+
+    Args:
+        scale: multiplier of the variance, ``>= 0`` (not checked here: callers check it).
+        fan: the fan (:func:`select_fan`, or any width such as an RNN's ``hidden_size``), > 0.
+
+    Raises:
+        ValueError: if ``fan`` is not > 0 (a zero-element layer has no scaled draw).
+    """
+    if not fan > 0:
+        raise ValueError(f"fan must be > 0 for a variance-scaled std; got fan={fan!r}")
+    return math.sqrt(scale / fan)
+
+
+def scaled_draw(std: float, distribution: str) -> ScaledDraw:
+    """Return the sampler parameters that give values of standard deviation ``std``.
+
+    ``"normal"``: N(0, std**2). ``"uniform"``: U(-bound, bound), ``bound = sqrt(3) * std``.
+    ``"truncated_normal"``: N(0, s**2) cut to +-2 s with ``s = std / TRUNCATED_STD``, so that
+    the std *after* truncation is ``std`` (the JAX and Keras ``variance_scaling`` convention).
+
+    Raises:
+        ValueError: if ``distribution`` is not one of :data:`DISTRIBUTIONS`.
+
+    Example:
+        >>> scaled_draw(1.0, "uniform").bound  # sqrt(3)
+        1.7320508075688772
+    """
+    one_of("distribution", distribution, DISTRIBUTIONS)
+    if distribution == "uniform":
+        return ScaledDraw(distribution, std, std, math.sqrt(3.0) * std)
+    if distribution == "truncated_normal":
+        sigma = std / TRUNCATED_STD
+        return ScaledDraw(distribution, std, sigma, 2.0 * sigma)
+    return ScaledDraw(distribution, std, std, None)
 
 
 def variance_scaling_(
@@ -101,18 +190,13 @@ def variance_scaling_(
     scale = non_negative("scale", scale)
     return _fill_scaled_(
         tensor,
-        lambda fan_in, fan_out: math.sqrt(scale / _select_fan(fan_in, fan_out, mode)),
+        lambda fan_in, fan_out: variance_scaling_std(scale, select_fan(fan_in, fan_out, mode)),
         distribution,
         fans=fans,
         generator=generator,
         what="variance_scaling_",
         given=(f"scale={scale!r}", "a smaller scale", "a larger scale"),
     )
-
-
-def _select_fan(fan_in: int, fan_out: int, mode: str) -> float:
-    """Return the fan that ``mode`` (one of :data:`MODES`, already checked) names."""
-    return {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
 
 
 def _fill_scaled_(
@@ -152,7 +236,7 @@ def _fill_scaled_(
     if tensor.is_meta:
         return tensor
     with torch.no_grad():
-        _SAMPLERS[distribution](tensor, std, generator)
+        _SAMPLERS[distribution](tensor, scaled_draw(std, distribution), generator)
     return tensor
 
 
@@ -167,17 +251,16 @@ def _explicit(fans: Sequence[int]) -> tuple[int, int]:
     return fans[0], fans[1]
 
 
-def _normal(tensor: torch.Tensor, std: float, generator: torch.Generator | None) -> None:
-    tensor.normal_(0.0, std, generator=generator)
+def _normal(tensor: torch.Tensor, draw: ScaledDraw, generator: torch.Generator | None) -> None:
+    tensor.normal_(0.0, draw.sampler_std, generator=generator)
 
 
-def _uniform(tensor: torch.Tensor, std: float, generator: torch.Generator | None) -> None:
-    bound = math.sqrt(3.0) * std  # U(-bound, bound) has std bound / sqrt(3)
-    tensor.uniform_(-bound, bound, generator=generator)
+def _uniform(tensor: torch.Tensor, draw: ScaledDraw, generator: torch.Generator | None) -> None:
+    tensor.uniform_(-draw.bound, draw.bound, generator=generator)
 
 
-def _truncated(tensor: torch.Tensor, std: float, generator: torch.Generator | None) -> None:
-    trunc_normal_(tensor, std=std / TRUNCATED_STD, a=-2.0, b=2.0, generator=generator)
+def _truncated(tensor: torch.Tensor, draw: ScaledDraw, generator: torch.Generator | None) -> None:
+    trunc_normal_(tensor, std=draw.sampler_std, a=-2.0, b=2.0, generator=generator)
 
 
 _SAMPLERS = {"truncated_normal": _truncated, "normal": _normal, "uniform": _uniform}

@@ -15,8 +15,15 @@ from torch import nn
 from initlab.fans import is_hf_conv1d, layer_fans
 
 __all__ = [
+    "BATCH_NORM_TYPES",
+    "CONV_TRANSPOSE_TYPES",
+    "CONV_TYPES",
+    "LAZY_NORM_TYPES",
     "KINDS",
+    "NORM_TYPES",
     "ParamFans",
+    "RUNNING_STATS_NORM_TYPES",
+    "WEIGHT_TYPES",
     "can_be_output",
     "config_value",
     "is_norm",
@@ -28,15 +35,62 @@ __all__ = [
     "unscaled_attention",
 ]
 
-_NORMS = (
-    nn.modules.batchnorm._NormBase,  # BatchNorm*, InstanceNorm* (and SyncBatchNorm)
+#: The norms that can keep running statistics (BatchNorm, InstanceNorm): the public eager
+#: subclasses of PyTorch's private ``nn.modules.batchnorm._NormBase``. Their lazy versions
+#: (:data:`LAZY_NORM_TYPES`) become one of these at their first call; a policy never sees one
+#: before (planning an uninitialized lazy parameter needs ``example_input``, whose forward
+#: materializes it).
+RUNNING_STATS_NORM_TYPES: tuple[type[nn.Module], ...] = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.SyncBatchNorm,
+    nn.InstanceNorm1d,
+    nn.InstanceNorm2d,
+    nn.InstanceNorm3d,
+)
+#: The lazy BatchNorm and InstanceNorm classes (``_NormBase`` subclasses too, not eager ones).
+LAZY_NORM_TYPES: tuple[type[nn.Module], ...] = (
+    nn.LazyBatchNorm1d,
+    nn.LazyBatchNorm2d,
+    nn.LazyBatchNorm3d,
+    nn.LazyInstanceNorm1d,
+    nn.LazyInstanceNorm2d,
+    nn.LazyInstanceNorm3d,
+)
+#: Normalization by batch statistics, which couples the examples of a batch (lazy ones too).
+BATCH_NORM_TYPES: tuple[type[nn.Module], ...] = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.SyncBatchNorm,
+    nn.LazyBatchNorm1d,
+    nn.LazyBatchNorm2d,
+    nn.LazyBatchNorm3d,
+)
+#: The one definition of a normalization layer among PyTorch's modules: BatchNorm and
+#: InstanceNorm (eager and lazy: every ``_NormBase``), LayerNorm, GroupNorm, RMSNorm and
+#: LocalResponseNorm (no parameters; it divides by a neighbourhood's activity).
+#: :func:`is_norm` adds third-party norms by class name.
+NORM_TYPES: tuple[type[nn.Module], ...] = (
+    *RUNNING_STATS_NORM_TYPES,
+    *LAZY_NORM_TYPES,
     nn.LayerNorm,
     nn.GroupNorm,
     nn.RMSNorm,
     nn.LocalResponseNorm,
 )
-_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_CONV_TRANSPOSES = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+#: Convolutions (lazy ones subclass these) and transposed convolutions.
+CONV_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+CONV_TRANSPOSE_TYPES: tuple[type[nn.Module], ...] = (
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
+#: Linear and convolution layers, transposed ones included (``nn.LazyLinear`` and the lazy
+#: convolutions subclass these): the public classes of ``nn.Linear`` and the private
+#: ``nn.modules.conv._ConvNd``, the layers LSUV and Fixup rescale and diagnostics report on.
+WEIGHT_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, *CONV_TYPES, *CONV_TRANSPOSE_TYPES)
 
 #: Layer kinds the rules match on.
 KINDS = (
@@ -59,11 +113,12 @@ KINDS = (
 def is_norm(module: nn.Module) -> bool:
     """Return whether ``module`` is a normalization layer (BatchNorm, LayerNorm, GroupNorm ...).
 
-    Third-party norms (``LlamaRMSNorm``, ``T5LayerNorm``) are recognized by a class name ending
+    PyTorch's norms are the classes of :data:`NORM_TYPES` (and their subclasses); third-party
+    norms (``LlamaRMSNorm``, ``T5LayerNorm``) are recognized by a class name ending
     in ``Norm`` or containing ``LayerNorm``.
     """
     name = type(module).__name__
-    return isinstance(module, _NORMS) or name.endswith("Norm") or "LayerNorm" in name
+    return isinstance(module, NORM_TYPES) or name.endswith("Norm") or "LayerNorm" in name
 
 
 def layer_kind(module: nn.Module, parent: nn.Module | None = None) -> str:
@@ -74,8 +129,8 @@ def layer_kind(module: nn.Module, parent: nn.Module | None = None) -> str:
         (nn.MultiheadAttention, "attention"),
         (nn.Bilinear, "bilinear"),
         (nn.Linear, "linear"),
-        (_CONVS, "conv"),
-        (_CONV_TRANSPOSES, "conv_transpose"),
+        (CONV_TYPES, "conv"),
+        (CONV_TRANSPOSE_TYPES, "conv_transpose"),
         ((nn.Embedding, nn.EmbeddingBag), "embedding"),
         ((nn.LSTM, nn.LSTMCell), "lstm"),
         ((nn.GRU, nn.GRUCell), "gru"),

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from initlab._checks import ArgumentError
 from initlab.introspect.activations import Activation, from_function, from_module
 from initlab.introspect.kinds import can_be_output, is_norm, is_opaque, is_weight_layer
 
@@ -108,19 +109,21 @@ def analyze(model: nn.Module, example_input=None) -> ModelContext:
     (``model(**x)``).
 
     Raises:
-        ValueError: if the forward pass on ``example_input`` fails (the model's error is
-            chained): an input given on purpose that does not run is a mistake to fix, not a
-            reason to plan silently from the structure instead.
+        ArgumentError: (a ValueError naming ``example_input``) if the forward pass on
+            ``example_input`` fails (the model's error is chained): an input given on purpose
+            that does not run is a mistake to fix, not a reason to plan silently from the
+            structure instead.
     """
     if example_input is None:
         return _from_structure(model)
     try:
         return _Tracer(model).run(example_input)
     except Exception as error:  # any user forward can fail; say which input and why
-        raise ValueError(
+        raise ArgumentError(
+            "example_input",
             f"example_input did not run through the model ({type(error).__name__}: {error}); "
             "pass an input the model's forward accepts, or example_input=None to read "
-            "activations from the module structure"
+            "activations from the module structure",
         ) from error
 
 

@@ -2,10 +2,12 @@
 
 ``plan(model)`` returns an :class:`InitPlan` (one row per parameter: kind, fans, following
 activation, rule, distribution, reason); ``InitPlan.apply(seed=...)`` writes it;
-``init_model`` does both. Rules are data (:class:`Rule`); presets are rule tables.
-Modules: ``activations`` (recognizing activations), ``trace`` (what follows each layer),
-``kinds`` (layer kinds, roles, fans), ``rules`` (the Rule table format), ``presets``
-(auto, torch, gpt2, bert, keras, flax), ``plan`` (plan, apply, JSON), ``streams`` (the
+``init_model`` does both (:func:`initlab.init_model` adds LSUV after the plan, a scheme's
+composition). Rules are data (:class:`Rule`); presets are rule tables. The model is read
+through :mod:`initlab.introspect` (activations, layer kinds, traced forward).
+Modules: ``rules`` (the Rule table format), ``presets`` (auto, torch, gpt2, bert, keras,
+flax), ``build`` (``plan`` and ``init_model``: inspect a model, match rules, make rows),
+``plan`` (the data model: ``InitPlan``, ``PlanRow``, apply, table, JSON), ``streams`` (the
 chunked random streams apply draws from), ``distributed`` (DTensor shards, filled alone),
 ``own_init`` (modules' own init re-run, seeded, for ``keep`` rows and for the tensors of a
 meta-device model that the plan does not draw).
@@ -13,7 +15,8 @@ meta-device model that the plan does not draw).
 
 from initlab.introspect.activations import Activation
 from initlab.introspect.trace import analyze
-from initlab.policy.plan import InitPlan, PlanRow, init_model, plan
+from initlab.policy.build import init_model, plan
+from initlab.policy.plan import InitPlan, PlanRow
 from initlab.policy.presets import PRESETS, PolicyOptions, preset_rules
 from initlab.policy.rules import Rule, RuleSet
 

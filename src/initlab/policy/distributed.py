@@ -36,14 +36,15 @@ def local_box(
 
     For a DTensor: its local shard (an alias: writing into it writes the parameter) and the
     global index of the shard's first entry, for any mesh and any ``Shard``/``Replicate``
-    placements (uneven shards included, by DTensor's own rule). For a plain tensor: the tensor
-    itself and ``None`` (the whole parameter).
+    placements (uneven shards included, by DTensor's own rule, read through its public
+    ``__create_chunk_list__``, the protocol of ``torch.distributed.checkpoint``). For a plain
+    tensor: the tensor itself and ``None`` (the whole parameter).
 
     ``name`` only labels error messages.
 
     Raises:
         ValueError: for any other placement (``Partial``, ``_StridedShard``): its local tensor
-            is not one box of the parameter.
+            is not one box of the parameter; or if this rank holds more than one box.
 
     Example:
         >>> local, offset = local_box(torch.zeros(3, 4))
@@ -54,7 +55,6 @@ def local_box(
     if dtensor is None or not isinstance(param, dtensor):
         return param, None
     from torch.distributed.tensor import Replicate, Shard
-    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
 
     # exact types: a subclass such as _StridedShard (FSDP2 + tensor parallel) interleaves,
     # so its local tensor is not one box of the whole and an offset cannot describe it
@@ -65,10 +65,16 @@ def local_box(
             f"{list(param.placements)}; initlab fills Shard(dim) and Replicate() shards, "
             f"not {odd}"
         )
-    _, offset = compute_local_shape_and_global_offset(
-        param.shape, param.device_mesh, param.placements
-    )
-    return param.to_local(), tuple(offset)
+    # DTensor's public distributed-checkpoint protocol: one ChunkStorageMetadata (offsets,
+    # sizes) per local shard, computed by DTensor's own sharding rule (the private
+    # torch.distributed.tensor._utils.compute_local_shape_and_global_offset, which this uses)
+    chunks = param.__create_chunk_list__()
+    if len(chunks) != 1:
+        raise ValueError(
+            f"sharded parameter {name!r} of shape {tuple(param.shape)} has {len(chunks)} local "
+            "shards on this rank; initlab fills one box per rank"
+        )
+    return param.to_local(), tuple(chunks[0].offsets)
 
 
 def _dtensor_type():

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from initlab._checks import non_negative, one_of
+from initlab._checks import ArgumentError, non_negative, one_of
+from initlab.introspect.kinds import RUNNING_STATS_NORM_TYPES
 from initlab.policy.rules import Rule, RuleSet
 
 __all__ = ["PRESETS", "PolicyOptions", "preset_rules"]
@@ -22,9 +23,6 @@ __all__ = ["PRESETS", "PolicyOptions", "preset_rules"]
 _WEIGHTED = ("linear", "conv", "conv_transpose", "bilinear")
 _RECURRENT = ("lstm", "gru", "rnn")
 _QKV = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
-# PyTorch's norms with running statistics (all subclass the private _NormBase; named publicly)
-_RUNNING_STATS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,
-                  nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)  # fmt: skip
 # Keras and Flax have no padding index; PyTorch's nn.Embedding promises a zero padding row.
 _PAD_NOTE = "a padding_idx row stays 0, as nn.Embedding promises"
 
@@ -69,16 +67,15 @@ class PolicyOptions:
     include_frozen: bool = False
 
     def __post_init__(self) -> None:
-        one_of("mode", self.mode, ("fan_in", "fan_out"))
-        one_of("output_init", self.output_init, ("lecun", "xavier"))
+        _named(one_of, "mode", self.mode, ("fan_in", "fan_out"))
+        _named(one_of, "output_init", self.output_init, ("lecun", "xavier"))
         for name in ("relu_bias", "classifier_bias", "forget_bias"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"{name} must be a number; got {name}={value!r}")
-        if self.std is not None:
-            non_negative("std", self.std)
-        if self.embedding_std is not None:
-            non_negative("embedding_std", self.embedding_std)
+        for name in ("std", "embedding_std"):
+            if getattr(self, name) is not None:
+                _named(non_negative, name, getattr(self, name))
 
     @classmethod
     def from_kwargs(cls, **options) -> PolicyOptions:
@@ -325,7 +322,7 @@ def _torch(o: PolicyOptions) -> list[Rule]:
         Rule("nn.Transformer: Xavier uniform (whole)", "variance_scaling", within=nn.Transformer,
              min_ndim=2, mode="fan_avg", distribution="uniform", per_block=False,
              note="nn.Transformer._reset_parameters re-draws every matrix inside it"),
-        Rule("BatchNorm/InstanceNorm: own reset", "keep", module=_RUNNING_STATS,
+        Rule("BatchNorm/InstanceNorm: own reset", "keep", module=RUNNING_STATS_NORM_TYPES,
              note="reset_parameters(): weight 1, bias 0 and, as a fresh module, running "
              "statistics and num_batches_tracked reset (reset_running_stats)"),
         *_norms(),
@@ -453,5 +450,17 @@ def preset_rules(policy: str = "auto", **options) -> RuleSet:
         ValueError: unknown ``policy`` (with a close match) or an invalid option value.
         TypeError: unknown option name.
     """
-    one_of("policy", policy, PRESETS)
+    _named(one_of, "policy", policy, PRESETS)
     return RuleSet(PRESETS[policy](PolicyOptions.from_kwargs(**options)))
+
+
+def _named(check, argument: str, *args):
+    """Run ``check(argument, *args)`` (a check of :mod:`initlab._checks`); re-raise its
+    ValueError as an :class:`ArgumentError` naming ``argument`` with the same message, so that
+    a command line can name the flag that set it."""
+    try:
+        return check(argument, *args)
+    except ArgumentError:
+        raise
+    except ValueError as error:
+        raise ArgumentError(argument, str(error)) from None

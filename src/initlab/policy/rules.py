@@ -18,6 +18,13 @@ from typing import Any
 from torch import nn
 
 from initlab._checks import one_of
+from initlab.initializers.variance_scaling import (
+    DISTRIBUTIONS,
+    TRUNCATED_STD,
+    scaled_draw,
+    select_fan,
+    variance_scaling_std,
+)
 from initlab.introspect.activations import CALLABLES, FAMILIES, Activation
 from initlab.introspect.kinds import KINDS, config_value, rescaled_tied_head, unscaled_attention
 
@@ -39,10 +46,7 @@ _MODES = ("fan_avg", "fan_in", "fan_out", "hidden", "model_dim")
 _SCALES = ("activation", "1/head_dim")
 #: What ``Rule.activations`` accepts: activation names, families and three special words.
 ACTIVATION_NAMES = (*CALLABLES, *FAMILIES, "any", "none", "output")
-_DISTRIBUTIONS = ("normal", "truncated_normal", "uniform")
-# Standard deviation of a standard normal truncated to [-2, 2]: dividing by it gives a
-# truncated normal whose actual std is the target (the JAX/Keras variance_scaling convention).
-_TRUNC2_STD = 0.87962566103423978
+_DISTRIBUTIONS = DISTRIBUTIONS
 
 
 @dataclass(frozen=True)
@@ -413,7 +417,8 @@ def resolve(rule: Rule, t: Target, n_scaled: int, stored_fans: tuple[int, int] |
         formula = f"= {text}{suffix}; cut at +-{bound * factor:.3g}"
         return Draw("truncated_normal", std=std * factor, bound=bound * factor, formula=formula)
     if rule.init == "uniform":
-        bound = (rule.bound if rule.bound is not None else math.sqrt(3) * rule.std) * factor
+        given = rule.bound if rule.bound is not None else scaled_draw(rule.std, "uniform").bound
+        bound = given * factor
         return Draw("uniform", std=bound / math.sqrt(3), bound=bound)
     return _variance_scaling(rule, t, stored_fans, factor, suffix)
 
@@ -485,7 +490,7 @@ def _variance_scaling(rule: Rule, t: Target, stored_fans, factor: float, suffix:
     elif rule.mode == "model_dim":
         fan, fan_text = attention[1], "d_model"
     elif rule.mode == "fan_avg" and fan_in is not None:
-        fan, fan_text = (fan_in + fan_out) / 2, "fan_avg"
+        fan, fan_text = select_fan(fan_in, fan_out, rule.mode), "fan_avg"
         where = f" with fan_avg = ({fan_in} + {fan_out}) / 2"
     else:
         fan = fan_in if rule.mode in {"fan_in", "fan_avg"} else fan_out
@@ -504,7 +509,7 @@ def _variance_scaling(rule: Rule, t: Target, stored_fans, factor: float, suffix:
         scale = 1.0 / attention[0]
     else:
         scale = float(rule.scale)
-    std = math.sqrt(scale / fan) * factor
+    std = variance_scaling_std(scale, fan) * factor  # initlab.variance_scaling_'s formula
     # Readable as text: "= sqrt(2 / fan_in) = sqrt(2 / 400) = 0.0707" (the row prefixes "std").
     if rule.scale == "1/head_dim":
         formula = (
@@ -514,14 +519,14 @@ def _variance_scaling(rule: Rule, t: Target, stored_fans, factor: float, suffix:
     else:
         formula = f"= sqrt({scale:.4g} / {fan_text}){suffix} = sqrt({scale:.4g} / {fan:g}){suffix}"
     formula += f" = {std:.3g}{where}{keras}"
-    if rule.distribution == "uniform":
-        bound = math.sqrt(3) * std
-        formula += f"; bound = sqrt(3) * std = {bound:.3g}"
-        return Draw("uniform", std=std, bound=bound, formula=formula)
-    if rule.distribution == "truncated_normal":
-        sigma = std / _TRUNC2_STD
+    draw = scaled_draw(std, rule.distribution)
+    if draw.distribution == "uniform":
+        formula += f"; bound = sqrt(3) * std = {draw.bound:.3g}"
+        return Draw("uniform", std=std, bound=draw.bound, formula=formula)
+    if draw.distribution == "truncated_normal":
         formula += (
-            f"; drawn from N(0, sigma^2) cut at +-2 sigma, sigma = std / 0.8796 = {sigma:.3g}"
+            "; drawn from N(0, sigma^2) cut at +-2 sigma, sigma = std / "
+            f"{TRUNCATED_STD:.4f} = {draw.sampler_std:.3g}"
         )
-        return Draw("truncated_normal", std=sigma, bound=2 * sigma, formula=formula)
+        return Draw("truncated_normal", std=draw.sampler_std, bound=draw.bound, formula=formula)
     return Draw("normal", std=std, formula=formula)
