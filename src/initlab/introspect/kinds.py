@@ -2,6 +2,12 @@
 
 The kind is what a rule matches on (``"linear"``, ``"conv"``, ``"lstm"`` ...); the role is the
 parameter's short name without the layer index (``weight_ih_l1_reverse`` -> ``weight_ih``).
+
+The one definition, by public PyTorch classes, of what every package calls a norm layer
+(:data:`NORM_TYPES`, :func:`is_norm`, which also recognizes third-party norms by name; the
+subsets :data:`RUNNING_STATS_NORM_TYPES`, :data:`BATCH_NORM_TYPES`) and a weight layer
+(:data:`WEIGHT_TYPES`: Linear and every convolution; :data:`CONV_TYPES`,
+:data:`CONV_TRANSPOSE_TYPES`), instead of PyTorch's private ``_NormBase`` and ``_ConvNd``.
 """
 
 from __future__ import annotations
@@ -18,8 +24,8 @@ __all__ = [
     "BATCH_NORM_TYPES",
     "CONV_TRANSPOSE_TYPES",
     "CONV_TYPES",
-    "LAZY_NORM_TYPES",
     "KINDS",
+    "LAZY_NORM_TYPES",
     "NORM_TYPES",
     "ParamFans",
     "RUNNING_STATS_NORM_TYPES",

@@ -92,6 +92,9 @@ def plan(
             ``zero_init_residual`` or ``scale_residual`` without ``example_input`` (residual
             branches are found only by tracing), an ``example_input`` the model's forward
             rejects (its error chained), or a ``keep`` rule on a module without its own init.
+            Where one argument is at fault (``policy``, an option, ``example_input``) the error
+            is an :class:`initlab._checks.ArgumentError` naming it, for a caller to map (the
+            command line prints its flag).
 
     Warns:
         UserWarning: without ``example_input``, if the model has hidden linear or convolution
