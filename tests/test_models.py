@@ -6,19 +6,21 @@ import pytest
 import torch
 from torch import nn
 
+from initlab._checks import ArgumentError
 from initlab.zoo.models import (
     ACTIVATIONS,
     MLP,
     MODELS,
-    InitNet,
+    OneHiddenLayerMLP,
     SmallCNN,
     build_model,
     fit_classes,
 )
 
 
-def test_initnet_is_the_seeds_network():
-    net = InitNet()
+def test_mlp_784_128_10_is_the_reference_examples_network():
+    net = build_model("mlp-784-128-10")
+    assert type(net) is OneHiddenLayerMLP
     assert [name for name, _ in net.named_children()] == ["fc1", "fc2"]
     assert (net.fc1.in_features, net.fc1.out_features) == (784, 128)
     assert (net.fc2.in_features, net.fc2.out_features) == (128, 10)
@@ -26,8 +28,8 @@ def test_initnet_is_the_seeds_network():
     assert sum(p.numel() for p in net.parameters()) == 101_770
 
 
-def test_initnet_forward_is_fc2_relu_fc1():
-    net = InitNet()
+def test_mlp_784_128_10_forward_is_fc2_relu_fc1():
+    net = OneHiddenLayerMLP()
     x = torch.rand(5, 784, generator=torch.Generator().manual_seed(0))
     expected = net.fc2(torch.relu(net.fc1(x)))
     torch.testing.assert_close(net(x), expected, rtol=0, atol=0)
@@ -56,7 +58,7 @@ def test_every_layout_gives_the_same_logits(name):
 @pytest.mark.parametrize(
     "name, params",
     [
-        ("initnet", {}),
+        ("mlp-784-128-10", {}),
         ("mlp", {}),
         ("mlp", {"depth": 3, "width": 32, "activation": "tanh", "norm": "batch"}),
         ("mlp", {"depth": 2, "width": 32, "activation": "selu", "norm": "layer", "dropout": 0.2}),
@@ -109,12 +111,17 @@ def test_cnn_shapes():
 @pytest.mark.parametrize(
     "call, error, message",
     [
-        (lambda: build_model("mpl"), ValueError, r"model must be one of .*did you mean 'mlp'"),
-        (lambda: MLP(activation="rellu"), ValueError, r"activation .* got activation='rellu'"),
-        (lambda: MLP(norm="group"), ValueError, r"norm must be one of \['batch', 'layer'\]"),
-        (lambda: MLP(dropout=1.0), ValueError, r"dropout must be in \[0, 1\); got dropout=1.0"),
-        (lambda: MLP(depth=0), ValueError, r"depth must be an integer >= 1; got depth=0"),
-        (lambda: SmallCNN(image_size=30), ValueError, r"divisible by 4; got image_size=30"),
+        (lambda: build_model("mpl"), ArgumentError, r"model must be one of .*did you mean 'mlp'"),
+        (lambda: MLP(activation="rellu"), ArgumentError, r"activation .* got activation='rellu'"),
+        (lambda: MLP(norm="group"), ArgumentError, r"norm must be one of \['batch', 'layer'\]"),
+        (lambda: MLP(dropout=1.0), ArgumentError, r"dropout must be in \[0, 1\); got dropout=1.0"),
+        (lambda: MLP(depth=0), ArgumentError, r"^depth must be >= 1; got depth=0$"),
+        (lambda: MLP(width=2.0), TypeError, r"^width must be an int; got width=2.0$"),
+        (
+            lambda: SmallCNN(image_size=30),
+            ArgumentError,
+            r"image_size must be divisible by 4; got image_size=30",
+        ),
         (
             lambda: build_model("initnet", width=3),
             TypeError,
@@ -135,8 +142,10 @@ def test_cnn_shapes():
     ],
 )
 def test_errors_name_the_argument(call, error, message):
-    with pytest.raises(error, match=message):
+    with pytest.raises(error, match=message) as raised:
         call()
+    if error is ArgumentError:  # the argument a caller maps to its own option
+        assert raised.value.argument == message.lstrip("^").split()[0]
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """The ``pretrained`` scheme of ``initlab compare``: pretrain on MNIST, fine-tune on Fashion-MNIST.
 
-Small subsets and few steps keep this to seconds; the measurement itself is in the README.
+The runner pretrains the source (:mod:`initlab.experiments.pretrain`); the scheme's own step
+loads it. Small subsets and few steps keep this to seconds; the measurement is in docs/.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from safetensors.torch import load_file
 from initlab.cli import main
 from initlab.experiments.pretrain import PretrainConfig, build_for_run, pretrain
 from initlab.experiments.sweep import CompareConfig, read_results, run_sweep
-from initlab.experiments.trainer import TrainConfig
+from initlab.experiments.trainer import TrainConfig, run_seeds
+from initlab.pretrained import load_pretrained
+from initlab.zoo.models import build_model
 
 FASHION = Path("/work/shared/data/fashion-mnist")
 
@@ -40,7 +43,7 @@ def config() -> CompareConfig:
 def test_pretrained_run_starts_from_the_checkpoint_with_a_new_head(config, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="initlab.experiments.pretrain"):
         net = build_for_run(config, 0, tmp_path)
-    assert "pretraining initnet on mnist (seed 0, 1 epoch)" in caplog.text  # not "1 epochs"
+    assert "pretraining mlp-784-128-10 on mnist (seed 0, 1 epoch)" in caplog.text  # not "epochs"
     path = tmp_path / "pretrained" / "mnist-seed0.safetensors"
     checkpoint = load_file(str(path))
     assert torch.equal(net.fc1.weight, checkpoint["fc1.weight"])
@@ -50,6 +53,12 @@ def test_pretrained_run_starts_from_the_checkpoint_with_a_new_head(config, tmp_p
     assert [row["name"] for row in report["loaded"]] == ["fc1.weight", "fc1.bias"]
     assert {row["source_key"] for row in report["ignored"]} == {"fc2.weight", "fc2.bias"}
     assert {row["reason"] for row in report["reinitialized"]} == {"new head"}
+    # The scheme's load step draws the new head as the runner's own load did before it was a
+    # step: load_pretrained with the run's init seed, whatever construction drew.
+    ref = build_model("mlp-784-128-10")
+    load_pretrained(ref, path, new_head="auto", on_mismatch="error", seed=run_seeds(0)[0])
+    for (name, p), (_, q) in zip(net.state_dict().items(), ref.state_dict().items(), strict=True):
+        assert torch.equal(p, q), name
     metrics = json.loads((tmp_path / "pretrained" / "mnist-seed0.json").read_text())
     assert metrics["train_size"] == 2000 and len(metrics["epochs"]) == 1
     # Pretraining learned something: 2,000 MNIST images, one epoch, well above chance (0.1).

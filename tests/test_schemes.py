@@ -1,5 +1,6 @@
 """Schemes on whole models: exact matches with torch.nn.init, moments, bias rules, blocks."""
 
+import copy
 import math
 
 import pytest
@@ -15,6 +16,7 @@ from initlab.schemes.registry import (
     weight_parameters,
 )
 from initlab.zoo.models import MLP, InitNet, build_model
+from initlab.zoo.residual import ResidualMLP
 
 
 @pytest.fixture(autouse=True)
@@ -28,8 +30,8 @@ def _gen(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
-def test_seed_scheme_equals_the_seeds_torch_code_bit_for_bit():
-    net = initialize(InitNet(), "seed", generator=_gen(5))
+def test_xavier_then_he_equals_the_reference_examples_torch_code_bit_for_bit():
+    net = initialize(InitNet(), "xavier-then-he", generator=_gen(5))
     ref = InitNet()
     g = _gen(5)
     nn.init.xavier_uniform_(ref.fc1.weight, generator=g)
@@ -119,8 +121,8 @@ def test_zeros_scheme_zeroes_every_weight_and_bias():
     assert all(float(p.abs().sum()) == 0.0 for p in net.parameters())
 
 
-def test_seed_scheme_generalizes_first_xavier_then_kaiming():
-    net = initialize(MLP(depth=2, width=512), "seed", generator=_gen(3))
+def test_xavier_then_he_generalizes_first_xavier_then_kaiming():
+    net = initialize(MLP(depth=2, width=512), "xavier-then-he", generator=_gen(3))
     first, second, head = (w for _, _, w in weight_parameters(net))
     # Uniform bounds, hand-computed: xavier sqrt(6/(784+512)), kaiming relu sqrt(6/fan_in).
     xavier, he_512 = math.sqrt(6 / (784 + 512)), math.sqrt(6 / 512)
@@ -180,17 +182,37 @@ def test_torch_default_with_zero_bias_rule():
 
 
 @pytest.mark.parametrize("scheme", sorted(SCHEMES))
-def test_every_scheme_is_reproducible_and_uses_only_its_generator(scheme):
+def test_every_scheme_is_reproducible_and_uses_only_its_generator(scheme, tmp_path):
     # fixup needs a model with residual blocks; the others take any model.
     model = "resmlp" if scheme == "fixup" else "mlp"
     a, b = build_model(model, depth=2, width=32), build_model(model, depth=2, width=32)
     batch = torch.rand(64, 784, generator=_gen(8))  # for data-dependent schemes (lsuv)
+    source = tmp_path / "source.pt"  # for schemes that load a checkpoint (pretrained)
+    torch.save(build_model(model, depth=2, width=32).state_dict(), source)
     state = torch.get_rng_state()
-    initialize(a, scheme, generator=_gen(4), batch=batch)
-    initialize(b, scheme, generator=_gen(4), batch=batch)
+    initialize(a, scheme, generator=_gen(4), batch=batch, source=source)
+    initialize(b, scheme, generator=_gen(4), batch=batch, source=source)
     assert torch.equal(torch.get_rng_state(), state)
     for p, q in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+def test_fixup_is_he_normal_then_fixups_rules_bit_for_bit():
+    # What the fixup scheme drew before it was He's policy plus a Fixup step: kaiming_normal_
+    # (fan_in, relu) on every Linear weight in registration order, then fixup_.
+    from initlab.datadriven import fixup_
+
+    net = ResidualMLP(depth=3, width=16)
+    ref = copy.deepcopy(net)
+    initialize(net, "fixup", generator=_gen(6))
+    g = _gen(6)
+    for module in ref.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu", generator=g)
+            nn.init.zeros_(module.bias)
+    fixup_(ref, generator=g)
+    for (name, p), (_, q) in zip(net.named_parameters(), ref.named_parameters(), strict=True):
+        assert torch.equal(p, q), name
 
 
 def test_lstm_gates_are_filled_block_by_block():
@@ -236,6 +258,10 @@ def test_parse_scheme_and_bias_init():
         ),
         (lambda: parse_scheme("normal:0.1"), r"scheme options are key=value; got '0.1'"),
         (lambda: parse_scheme("zeros:std=1"), r"scheme 'zeros' takes no options; got 'std=1'"),
+        (
+            lambda: parse_scheme("pretrained:x=1"),
+            r"scheme 'pretrained' takes no options \(its weights come from the source checkpoint",
+        ),
         (lambda: parse_bias_init("zero"), r"bias_init must be one of .*did you mean 'zeros'"),
         (lambda: parse_bias_init("constant"), r"constant needs a value, e.g. 'constant:0.01'"),
         (lambda: parse_bias_init("zeros:1"), r"'zeros' takes no value; got bias_init='zeros:1'"),

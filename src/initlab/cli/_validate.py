@@ -13,27 +13,48 @@ from pathlib import Path
 import torch
 
 from initlab._checks import one_of
-from initlab.schemes.registry import check_fits, parse_scheme
+from initlab.schemes.registry import (
+    SCHEMES,
+    canonical_scheme,
+    check_fits,
+    parse_scheme,
+    scheme_names,
+)
 from initlab.zoo.models import build_model
 
 
-def split_schemes(text: str, accepted: Iterable[str]) -> tuple[str, ...]:
-    """Split ``--schemes`` on commas; refuse empty entries and names not in ``accepted``.
+def split_schemes(
+    text: str, accepted: Iterable[str] | None = None, *, source: bool = False
+) -> tuple[str, ...]:
+    """Split ``--schemes`` on commas; refuse empty entries and names not accepted.
 
     Only the name before the first ``:`` is checked here; the library parses the options.
 
+    Args:
+        text: the flag's value.
+        accepted: the scheme names offered, their aliases included; ``None``: every scheme.
+        source: offer the schemes that load a source checkpoint (``pretrained``), which only
+            ``initlab compare`` prepares.
+
     Raises:
-        ValueError: an entry is empty (``seed,,zeros``, a trailing comma) or names no scheme
-            of ``accepted`` (the message lists them all).
+        ValueError: an entry is empty (``zeros,,normal``, a trailing comma) or names no scheme
+            offered (the message lists them all, aliases included).
     """
     entries = tuple(entry.strip() for entry in text.split(","))
     if not all(entries):
         raise ValueError(
-            "--schemes must be scheme names separated by single commas, e.g. seed,zeros; "
+            "--schemes must be scheme names separated by single commas, e.g. zeros,normal; "
             f"got an empty entry in --schemes {text!r}"
         )
+    offered = set(SCHEMES if accepted is None else accepted)
+    names = [
+        name
+        for name in scheme_names()
+        if canonical_scheme(name) in offered or name in offered
+        if source or not SCHEMES[canonical_scheme(name)].needs_source
+    ]
     for entry in entries:
-        one_of("scheme", entry.split(":")[0], accepted)
+        one_of("scheme", entry.split(":")[0], names)
     return entries
 
 
@@ -95,17 +116,22 @@ def subset_sizes(dataset, train_subset: int | None, test_subset: int | None) -> 
 def scheme_applies(model: str, scheme: str, params: dict) -> None:
     """Initialize a throwaway zoo ``model`` by ``scheme``; say so if the scheme does not fit it.
 
-    Data-dependent ``lsuv`` is skipped (it needs a batch); ``initlab compare`` runs the same
-    check inside its sweep.
+    Steps that need data (LSUV's batch) are left to the run (:func:`check_fits`); ``initlab
+    compare`` runs the same check inside its sweep.
 
     Raises:
-        ValueError: ``scheme`` fails on ``model``, e.g. ``fixup`` on a model without residual
-            blocks (the message names the model and, for fixup, which models to use);
-            or the model or its parameters are invalid (the library's own message).
+        ValueError: ``scheme`` loads a source checkpoint (only ``initlab compare`` prepares
+            one), or fails on ``model``, e.g. ``fixup`` on a model without residual blocks (the
+            message names the model and which models to use); or the model or its parameters
+            are invalid (the library's own message).
     """
-    parse_scheme(scheme)  # an unknown name or option is not a misfit: its own message
-    if scheme.split(":")[0] == "lsuv":
-        return
+    spec, _ = parse_scheme(scheme)  # an unknown name or option is not a misfit: its own message
+    if spec.needs_source:
+        raise ValueError(
+            f"scheme {scheme!r} loads a source checkpoint, which only initlab compare prepares "
+            f"(it pretrains the model on --pretrain-dataset): use initlab compare --schemes "
+            f"{scheme}"
+        )
     with torch.random.fork_rng(devices=[]):  # construction draws from the global RNG
         net = build_model(model, **params)
     check_fits(net, scheme, model)

@@ -1,9 +1,33 @@
-"""Initialization schemes for whole models, by name, as ``initlab compare`` runs them.
+"""Initialization schemes for whole models: a weight policy plus steps after it, by name.
 
-Modules: ``registry`` (the scheme table :data:`SCHEMES`, parsing and :func:`initialize`),
-``auto`` (the policy's plan as a scheme), ``datadriven`` (LSUV and Fixup as schemes).
+Modules: ``scheme`` (the :class:`Scheme` concept and the order it initializes a model in),
+``weights`` (the classic schemes' policies: a tensor rule for every weight), ``auto`` (a policy
+preset as a scheme's policy), ``steps`` (LSUV, Fixup, a pretrained load), ``registry`` (the
+built-in schemes by name, with their aliases; :func:`initialize`, :func:`parse_scheme`).
 """
 
-from initlab.schemes.registry import SCHEMES, Scheme, initialize, parse_scheme
+from initlab.schemes.registry import (
+    SCHEME_ALIASES,
+    SCHEMES,
+    check_fits,
+    initialize,
+    parse_scheme,
+    scheme_names,
+)
+from initlab.schemes.scheme import Scheme
+from initlab.schemes.steps import LSUV, Fixup, LoadPretrained, Source, Step
 
-__all__ = ["SCHEMES", "Scheme", "initialize", "parse_scheme"]
+__all__ = [
+    "LSUV",
+    "SCHEMES",
+    "SCHEME_ALIASES",
+    "Fixup",
+    "LoadPretrained",
+    "Scheme",
+    "Source",
+    "Step",
+    "check_fits",
+    "initialize",
+    "parse_scheme",
+    "scheme_names",
+]

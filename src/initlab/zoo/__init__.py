@@ -1,9 +1,10 @@
 """The model zoo: every network the command line can train, by name.
 
-Modules: ``models`` (the registry :data:`MODELS`, :func:`build_model`, MLPs and CNNs),
-``residual`` (residual MLP), ``extra`` (ResNet and the other zoo networks).
+Modules: ``models`` (the registry :data:`MODELS` with its old names :data:`MODEL_ALIASES`,
+:func:`build_model`, the MLPs and the CNN), ``residual`` (residual MLP), ``extra`` (LSTM,
+transformer, ResNet), ``_common`` (activation and norm tables, argument checks).
 """
 
-from initlab.zoo.models import MODELS, build_model
+from initlab.zoo.models import MODEL_ALIASES, MODELS, build_model, resolve_model
 
-__all__ = ["MODELS", "build_model"]
+__all__ = ["MODELS", "MODEL_ALIASES", "build_model", "resolve_model"]

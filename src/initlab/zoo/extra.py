@@ -10,33 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from initlab._checks import ArgumentError
+from initlab.zoo._common import positive, positive_ints
+
 __all__ = ["LSTMClassifier", "PatchTransformer", "SmallResNet"]
-
-
-def _positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1; got {name}={value!r}")
-
-
-def _positive_ints(name: str, value, count: int | None, example: str) -> tuple[int, ...]:
-    """Return ``value`` as a tuple of integers >= 1: ``count`` of them, or one or more if None.
-
-    A tuple-valued parameter given a single integer (``--model-param channels=8``) fails here,
-    with an example, instead of later on unpacking; ``example`` is a valid value, e.g. ``[8,16]``.
-
-    Raises:
-        ValueError: ``value`` is not a list or tuple of that many integers >= 1.
-    """
-    ints = isinstance(value, (list, tuple)) and all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value
-    )
-    if not ints or (len(value) != count if count is not None else not value):
-        size = "one or more" if count is None else str(count)
-        raise ValueError(
-            f"{name} must be a list of {size} positive integers, e.g. {name}={example}; "
-            f"got {name}={value!r}"
-        )
-    return tuple(value)
 
 
 class LSTMClassifier(nn.Module):
@@ -50,6 +27,10 @@ class LSTMClassifier(nn.Module):
         image_size: side of the square one-channel image (rows = time steps).
         num_classes: number of output logits.
 
+    Raises:
+        TypeError: ``hidden`` or ``num_layers`` is not an int.
+        ArgumentError: ``hidden`` or ``num_layers`` is below 1 (a ``ValueError``).
+
     Example:
         >>> LSTMClassifier(hidden=16)(torch.zeros(2, 784)).shape
         torch.Size([2, 10])
@@ -59,8 +40,8 @@ class LSTMClassifier(nn.Module):
         self, hidden: int = 128, num_layers: int = 1, image_size: int = 28, num_classes: int = 10
     ) -> None:
         super().__init__()
-        _positive("hidden", hidden)
-        _positive("num_layers", num_layers)
+        positive("hidden", hidden)
+        positive("num_layers", num_layers)
         self.image_size = image_size
         self.lstm = nn.LSTM(image_size, hidden, num_layers=num_layers, batch_first=True)
         self.head = nn.Linear(hidden, num_classes)
@@ -89,6 +70,11 @@ class PatchTransformer(nn.Module):
         image_size: side of the square one-channel image.
         num_classes: number of output logits.
 
+    Raises:
+        TypeError: ``patch``, ``dim``, ``depth`` or ``heads`` is not an int.
+        ArgumentError: one of them is below 1, ``patch`` does not divide ``image_size`` or
+            ``heads`` does not divide ``dim`` (a ``ValueError``).
+
     Example:
         >>> PatchTransformer(dim=16, heads=2)(torch.zeros(2, 784)).shape
         torch.Size([2, 10])
@@ -106,11 +92,13 @@ class PatchTransformer(nn.Module):
     ) -> None:
         super().__init__()
         for name, value in (("patch", patch), ("dim", dim), ("depth", depth), ("heads", heads)):
-            _positive(name, value)
+            positive(name, value)
         if image_size % patch:
-            raise ValueError(f"patch must divide image_size={image_size}; got patch={patch}")
+            raise ArgumentError(
+                "patch", f"patch must divide image_size={image_size}; got patch={patch}"
+            )
         if dim % heads:
-            raise ValueError(f"dim must be divisible by heads={heads}; got dim={dim}")
+            raise ArgumentError("dim", f"dim must be divisible by heads={heads}; got dim={dim}")
         self.image_size = image_size
         self.embed = nn.Conv2d(1, dim, patch, stride=patch)
         self.pos_embed = nn.Parameter(torch.empty((image_size // patch) ** 2, dim))
@@ -173,7 +161,7 @@ class SmallResNet(nn.Module):
         num_classes: number of output logits.
 
     Raises:
-        ValueError: ``widths`` is not a list or tuple of integers >= 1.
+        ArgumentError: ``widths`` is not a list or tuple of integers >= 1 (a ``ValueError``).
 
     Example:
         >>> SmallResNet(widths=(4, 8))(torch.zeros(2, 784)).shape
@@ -184,7 +172,7 @@ class SmallResNet(nn.Module):
         self, widths: tuple[int, ...] = (16, 32, 64), image_size: int = 28, num_classes: int = 10
     ) -> None:
         super().__init__()
-        widths = _positive_ints("widths", widths, None, "[16,32,64]")
+        widths = positive_ints("widths", widths, None, "[16,32,64]")
         self.image_size = image_size
         self.stem = nn.Sequential(
             nn.Conv2d(1, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()

@@ -3,10 +3,11 @@
 Every model accepts ``(B, 1, 28, 28)``, ``(B, 28, 28)`` or flattened ``(B, 784)`` float input
 (it reshapes inside) and returns logits of shape ``(B, num_classes)``. Models are built with
 PyTorch's default initialization; an initialization scheme
-(:mod:`initlab.schemes.registry`) overwrites it before training.
+(:mod:`initlab.schemes`) overwrites it before training.
 
 To add a model, add one entry to :data:`MODELS`: a name mapped to a class or factory whose
-keyword arguments are its documented parameters.
+keyword arguments are its documented parameters. An old name kept for saved sweeps and scripts
+goes into :data:`MODEL_ALIASES`; every function here accepts it.
 """
 
 from __future__ import annotations
@@ -18,50 +19,40 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from initlab._checks import one_of
-from initlab.zoo.extra import (
-    LSTMClassifier,
-    PatchTransformer,
-    SmallResNet,
-    _positive_ints,
-)
+from initlab._checks import ArgumentError
+from initlab.zoo._common import ACTIVATIONS, NORMS, choice, positive, positive_ints
+from initlab.zoo.extra import LSTMClassifier, PatchTransformer, SmallResNet
 from initlab.zoo.residual import ResidualMLP
 
 __all__ = [
     "ACTIVATIONS",
     "MLP",
     "MODELS",
+    "MODEL_ALIASES",
     "InitNet",
+    "OneHiddenLayerMLP",
     "SmallCNN",
+    "accepted_params",
     "build_model",
     "describe_models",
     "fit_classes",
+    "model_aliases",
+    "resolve_model",
 ]
 
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU,  # negative slope 0.01, PyTorch's default
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "selu": nn.SELU,
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
-}
-_NORMS = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
 
+class OneHiddenLayerMLP(nn.Module):
+    """An MLP 784 -> 128 -> ReLU -> num_classes with layers ``fc1``, ``fc2`` (``mlp-784-128-10``).
 
-class InitNet(nn.Module):
-    """The seed's network: 784 -> 128 -> ReLU -> num_classes, layers named ``fc1`` and ``fc2``.
-
-    Exactly the architecture of the seed's MNIST example (``num_classes=10``); its
+    The network of the MNIST example initlab started from (``num_classes=10``); that example's
     initialization (fc1 Xavier-uniform, fc2 Kaiming-uniform for ReLU, biases zero) is the
-    ``seed`` scheme, not part of the model.
+    ``xavier-then-he`` scheme, not part of the model. ``InitNet`` is its deprecated old name.
 
     Args:
         num_classes: number of output logits.
 
     Example:
-        >>> InitNet()(torch.zeros(2, 1, 28, 28)).shape
+        >>> OneHiddenLayerMLP()(torch.zeros(2, 1, 28, 28)).shape
         torch.Size([2, 10])
     """
 
@@ -73,6 +64,10 @@ class InitNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(x.shape[0], 784)  # (B, 1, 28, 28) or (B, 784) -> (B, 784)
         return self.fc2(torch.relu(self.fc1(x)))
+
+
+#: Deprecated name of :class:`OneHiddenLayerMLP` (the same class), kept for old imports.
+InitNet = OneHiddenLayerMLP
 
 
 class MLP(nn.Module):
@@ -92,7 +87,9 @@ class MLP(nn.Module):
         num_classes: number of output logits.
 
     Raises:
-        ValueError: on an unknown activation or norm, or an out-of-range size or probability.
+        TypeError: ``depth`` or ``width`` is not an int.
+        ArgumentError: an unknown activation or norm, or an out-of-range size or probability
+            (a ``ValueError`` naming the argument).
 
     Example:
         >>> MLP(depth=2, width=32, activation="tanh")(torch.zeros(3, 784)).shape
@@ -110,19 +107,19 @@ class MLP(nn.Module):
         num_classes: int = 10,
     ) -> None:
         super().__init__()
-        _positive("depth", depth)
-        _positive("width", width)
-        one_of("activation", activation, ACTIVATIONS)
+        positive("depth", depth)
+        positive("width", width)
+        choice("activation", activation, ACTIVATIONS)
         if norm is not None:
-            one_of("norm", norm, _NORMS)
+            choice("norm", norm, NORMS)
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1); got dropout={dropout!r}")
+            raise ArgumentError("dropout", f"dropout must be in [0, 1); got dropout={dropout!r}")
         self.in_features = in_features
         blocks = []
         for i in range(depth):
             layers: list[nn.Module] = [nn.Linear(in_features if i == 0 else width, width)]
             if norm is not None:
-                layers.append(_NORMS[norm](width))
+                layers.append(NORMS[norm](width))
             layers.append(ACTIVATIONS[activation]())
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
@@ -147,7 +144,8 @@ class SmallCNN(nn.Module):
         image_size: side of the square one-channel input image, divisible by 4.
 
     Raises:
-        ValueError: ``channels`` is not two integers >= 1, or ``image_size`` is not divisible by 4.
+        ArgumentError: ``channels`` is not two integers >= 1, or ``image_size`` is not divisible
+            by 4 (a ``ValueError`` naming the argument).
 
     Example:
         >>> SmallCNN()(torch.zeros(2, 784)).shape
@@ -158,9 +156,11 @@ class SmallCNN(nn.Module):
         self, channels: tuple[int, int] = (16, 32), num_classes: int = 10, image_size: int = 28
     ) -> None:
         super().__init__()
-        c1, c2 = _positive_ints("channels", channels, 2, "[8,16]")
+        c1, c2 = positive_ints("channels", channels, 2, "[8,16]")
         if image_size % 4:
-            raise ValueError(f"image_size must be divisible by 4; got image_size={image_size!r}")
+            raise ArgumentError(
+                "image_size", f"image_size must be divisible by 4; got image_size={image_size!r}"
+            )
         self.image_size = image_size
         self.conv1 = nn.Conv2d(1, c1, kernel_size=3, padding=1)
         self.conv2 = nn.Conv2d(c1, c2, kernel_size=3, padding=1)
@@ -174,7 +174,7 @@ class SmallCNN(nn.Module):
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
-    "initnet": InitNet,
+    "mlp-784-128-10": OneHiddenLayerMLP,
     "mlp": MLP,
     "cnn": SmallCNN,
     "resmlp": ResidualMLP,
@@ -182,27 +182,53 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "transformer": PatchTransformer,
     "resnet": SmallResNet,
 }
+#: Old model names, each mapped to its key of :data:`MODELS`; accepted wherever a name is.
+MODEL_ALIASES: dict[str, str] = {"initnet": "mlp-784-128-10"}
+
+
+def resolve_model(name: str) -> str:
+    """Return the key of :data:`MODELS` that ``name`` (a key or an alias) means.
+
+    Raises:
+        ArgumentError: ``name`` is neither (argument ``model``; the message lists the names
+            and aliases and suggests a close match).
+
+    Example:
+        >>> resolve_model("initnet"), resolve_model("mlp")
+        ('mlp-784-128-10', 'mlp')
+    """
+    if isinstance(name, str) and name in MODEL_ALIASES:
+        return MODEL_ALIASES[name]
+    return choice("model", name, [*MODELS, *MODEL_ALIASES])
+
+
+def model_aliases(name: str) -> list[str]:
+    """Return the aliases of zoo model ``name`` (a key or an alias), sorted; ``[]`` if none."""
+    key = resolve_model(name)
+    return sorted(alias for alias, target in MODEL_ALIASES.items() if target == key)
 
 
 def build_model(name: str, **params) -> nn.Module:
     """Build the zoo model registered as ``name`` with keyword ``params``.
 
     Args:
-        name: a key of :data:`MODELS` (``initnet``, ``mlp``, ``cnn``, ...).
+        name: a key of :data:`MODELS` (``mlp-784-128-10``, ``mlp``, ``cnn``, ...) or an alias
+            (``initnet``).
         **params: the model's documented keyword arguments.
 
     Returns:
         A new ``nn.Module`` with PyTorch's default initialization.
 
     Raises:
-        ValueError: if ``name`` is unknown (the message suggests a close match).
-        TypeError: if a parameter is not accepted by that model.
+        ArgumentError: if ``name`` is unknown (argument ``model``; the message suggests a close
+            match), or the model refuses a parameter's value (the message names it).
+        TypeError: if a parameter is not accepted by that model, or has the wrong type.
 
     Example:
         >>> build_model("mlp", depth=1, width=8).head.in_features
         8
     """
-    one_of("model", name, MODELS)
+    factory = MODELS[resolve_model(name)]
     accepted = accepted_params(name)
     for key in params:
         if key not in accepted:  # before the call: a raw __init__ TypeError names no choices
@@ -210,20 +236,20 @@ def build_model(name: str, **params) -> nn.Module:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             takes = f"the parameters {accepted}" if accepted else "no parameters"
             raise TypeError(f"model {name!r} takes {takes}; got {key}={params[key]!r}{hint}")
-    return MODELS[name](**params)
+    return factory(**params)
 
 
 def accepted_params(name: str) -> list[str]:
     """Return the sorted keyword arguments that zoo model ``name`` accepts.
 
     Raises:
-        ValueError: if ``name`` is unknown.
+        ArgumentError: if ``name`` is unknown.
 
     Example:
         >>> "depth" in accepted_params("mlp")
         True
     """
-    signature = inspect.signature(MODELS[one_of("model", name, MODELS)])
+    signature = inspect.signature(MODELS[resolve_model(name)])
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     return sorted(p.name for p in signature.parameters.values() if p.kind in kinds)
 
@@ -236,23 +262,26 @@ def fit_classes(name: str, params: dict, num_classes: int) -> dict:
     ``params`` already sets one. ``params`` itself is not modified.
 
     Raises:
-        ValueError: if ``name`` is unknown.
+        ArgumentError: if ``name`` is unknown.
 
     Example:
-        >>> fit_classes("initnet", {}, 27), fit_classes("initnet", {}, 10)
+        >>> fit_classes("mlp-784-128-10", {}, 27), fit_classes("mlp-784-128-10", {}, 10)
         ({'num_classes': 27}, {})
     """
-    default = inspect.signature(MODELS[one_of("model", name, MODELS)]).parameters.get("num_classes")
+    default = inspect.signature(MODELS[resolve_model(name)]).parameters.get("num_classes")
     if default is None or "num_classes" in params or default.default == num_classes:
         return params
     return {**params, "num_classes": num_classes}
 
 
 def describe_models() -> list[tuple[str, str]]:
-    """Return ``(name, first docstring line)`` for every registered model, sorted by name."""
-    return [(n, (MODELS[n].__doc__ or "").strip().splitlines()[0]) for n in sorted(MODELS)]
+    """Return ``(name, first docstring line)`` for every registered model, sorted by name.
 
-
-def _positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1; got {name}={value!r}")
+    A model with aliases ends its line with them, e.g. ``(alias: initnet)``.
+    """
+    rows = []
+    for name in sorted(MODELS):
+        line = (MODELS[name].__doc__ or "").strip().splitlines()[0]
+        aliases = model_aliases(name)
+        rows.append((name, line + (f" (alias: {', '.join(aliases)})" if aliases else "")))
+    return rows

@@ -17,11 +17,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from initlab._checks import one_of
+from initlab.zoo._common import NORMS, choice, positive
+from initlab.zoo._common import activation as _activation
 
 __all__ = ["ResidualBlock", "ResidualMLP"]
-
-_NORMS = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
 
 
 class ResidualBlock(nn.Module):
@@ -37,8 +36,8 @@ class ResidualBlock(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(width, width)
         self.fc2 = nn.Linear(width, width)
-        self.norm1 = _NORMS[norm](width) if norm else nn.Identity()
-        self.norm2 = _NORMS[norm](width) if norm else nn.Identity()
+        self.norm1 = NORMS[norm](width) if norm else nn.Identity()
+        self.norm2 = NORMS[norm](width) if norm else nn.Identity()
         self.act = _activation(activation)
         # a1, b1, a2, b2 and s of the module docstring; 0-D so schemes treat them as biases.
         self.branch_scalars = nn.ParameterList(nn.Parameter(torch.zeros(())) for _ in range(5))
@@ -69,7 +68,8 @@ class ResidualMLP(nn.Module):
         num_classes: number of output logits.
 
     Raises:
-        ValueError: unknown activation or norm, or a size below 1.
+        ArgumentError: unknown activation or norm, or a size below 1 (a ``ValueError``).
+        TypeError: a size is not an int.
 
     Example:
         >>> ResidualMLP(depth=2, width=8)(torch.zeros(3, 1, 28, 28)).shape
@@ -86,12 +86,11 @@ class ResidualMLP(nn.Module):
         num_classes: int = 10,
     ) -> None:
         super().__init__()
-        for name, value in (("depth", depth), ("width", width)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1; got {name}={value!r}")
+        positive("depth", depth)
+        positive("width", width)
         _activation(activation)  # validates the name before anything is built
         if norm is not None:
-            one_of("norm", norm, _NORMS)
+            choice("norm", norm, NORMS)
         self.in_features = in_features
         self.stem = nn.Sequential(nn.Linear(in_features, width), _activation(activation))
         self.blocks = nn.Sequential(*(ResidualBlock(width, activation, norm) for _ in range(depth)))
@@ -100,10 +99,3 @@ class ResidualMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(x.shape[0], self.in_features)  # (B, ...) -> (B, in_features)
         return self.head(self.blocks(self.stem(x)))
-
-
-def _activation(name: str) -> nn.Module:
-    # Imported here: models.py registers ResidualMLP, so a top-level import would be circular.
-    from initlab.zoo.models import ACTIVATIONS
-
-    return ACTIVATIONS[one_of("activation", name, ACTIVATIONS)]()
