@@ -221,8 +221,11 @@ def test_errors_name_the_argument():
         diagnose(model, torch.ones(1, 4))
     with pytest.raises(ValueError, match="loss_fn must return a scalar tensor"):
         diagnose(model, torch.ones(4, 4), loss_fn=lambda out: out)
-    with pytest.raises(ValueError, match="jacobian must be an integer >= 0; got jacobian=-1"):
+    with pytest.raises(ValueError, match="jacobian must be >= 0; got jacobian=-1"):
         diagnose(model, torch.ones(4, 4), jacobian=-1)
+    for bad in (1.5, True):  # one integer check (initlab._checks): a count, not a flag
+        with pytest.raises(TypeError, match=f"jacobian must be an int; got jacobian={bad}"):
+            diagnose(model, torch.ones(4, 4), jacobian=bad)
 
 
 def test_cli_prints_tables_verdicts_mean_field_and_writes_the_figure(tmp_path, capsys):
@@ -245,6 +248,24 @@ def test_cli_reports_an_unknown_scheme(capsys):
 
     assert main(["diagnose", "--depth", "1", "--schemes", "kaiming_nromal"]) == 2
     assert "did you mean 'kaiming_normal'" in capsys.readouterr().err
+
+
+def test_cli_names_the_flag_of_a_library_argument_error(tmp_path, monkeypatch, capsys):
+    import initlab.experiments.diagnosis as diagnosis
+    from initlab._checks import ArgumentError
+    from initlab.cli import main
+
+    def refuse(dataset, *, size, data_dir, download):
+        raise ArgumentError("data_dir", f"data_dir={data_dir!r} holds no IDX files")
+
+    monkeypatch.setattr(diagnosis, "load_batch", refuse)
+    argv = ["diagnose", "--depth", "1", "--data-dir", "nowhere", "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err  # the library's message, unchanged, after the flag
+    assert (
+        err
+        == "initlab diagnose: error: argument --data-dir: data_dir='nowhere' holds no IDX files\n"
+    )
 
 
 def test_compare_stores_the_init_diagnosis_and_reports_verdicts(tmp_path):

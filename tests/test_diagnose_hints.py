@@ -7,7 +7,7 @@ the same model and must clear that verdict.
 
 import pytest
 
-from initlab.diagnostics.diagnose import HINTS
+from initlab.diagnostics.verdicts import HINTS
 from initlab.experiments.diagnosis import diagnose_schemes, load_batch
 
 

@@ -230,11 +230,11 @@ def test_transposed_convolution_units_are_its_second_dim(kinds, expected):
 
 
 def test_grouped_transposed_weight_is_regrouped_by_output_unit():
-    from initlab.diagnostics.diagnose import _out_in
+    from initlab.diagnostics.statistics import out_in
 
     layer = nn.ConvTranspose2d(4, 6, 1, groups=2, bias=False)  # weight (4, 3, 1, 1)
     with torch.no_grad():
         layer.weight.copy_(torch.arange(12.0).reshape(4, 3, 1, 1))
     # group 0: inputs 0-1 -> outputs 0-2; group 1: inputs 2-3 -> outputs 3-5
     expected = [[0, 3], [1, 4], [2, 5], [6, 9], [7, 10], [8, 11]]
-    assert _out_in(layer).flatten(1).tolist() == [[float(v) for v in r] for r in expected]
+    assert out_in(layer).flatten(1).tolist() == [[float(v) for v in r] for r in expected]

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from initlab.cli import main
-from initlab.diagnostics.diagnose import NON_FINITE_HINTS, diagnose
+from initlab.diagnostics import diagnose
+from initlab.diagnostics.verdicts import NON_FINITE_HINTS
 
 CE = nn.functional.cross_entropy
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from initlab.diagnostics.diagnose import HINTS, OUTPUT_STD, diagnose
+from initlab.diagnostics import diagnose
+from initlab.diagnostics.verdicts import HINTS, OUTPUT_STD
 from initlab.experiments.diagnosis import load_batch
 from initlab.schemes.registry import initialize
 from initlab.zoo.models import InitNet

@@ -101,3 +101,35 @@ def test_errors_name_the_problem():
         fixup_(ResidualMLP(depth=1, width=4), head="haed")
     with pytest.raises(ValueError, match="block 'blocks.0' has none"):
         fixup_(ResidualMLP(depth=1, width=4), variant="zero_norm")
+
+
+class T5LayerNorm(nn.Module):
+    """A third-party norm (Hugging Face's T5 RMS norm), known as a norm by its class name."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(width))
+
+    def forward(self, x):
+        return self.weight * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+
+
+class _NormedBlock(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(width, width), nn.Linear(width, width)
+        self.norm = T5LayerNorm(width)
+
+    def residual_branch(self):
+        return [self.fc1, self.fc2, self.norm]
+
+    def forward(self, x):
+        return x + self.norm(self.fc2(torch.relu(self.fc1(x))))
+
+
+def test_zero_norm_finds_norms_by_the_one_norm_definition():
+    # initlab.introspect.kinds.is_norm: PyTorch's norm classes and third-party ones by name
+    model = nn.Sequential(_NormedBlock(8), _NormedBlock(8), nn.Linear(8, 2))
+    report = fixup_(model, variant="zero_norm")
+    assert report.zeroed == ("0.norm.weight", "1.norm.weight")
+    assert not model[0].norm.weight.any() and model[0].fc2.weight.any()

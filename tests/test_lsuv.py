@@ -153,8 +153,10 @@ def test_errors_name_the_argument():
         lsuv_(model, x, tol_on="stdd")
     with pytest.raises(ValueError, match=r"tol must be a number > 0; got tol=-0.1"):
         lsuv_(model, x, tol=-0.1)
-    with pytest.raises(ValueError, match=r"max_iter must be an integer >= 1; got max_iter=0"):
+    with pytest.raises(ValueError, match=r"max_iter must be >= 1; got max_iter=0"):
         lsuv_(model, x, max_iter=0)
+    with pytest.raises(TypeError, match=r"max_iter must be an int; got max_iter=2.0"):
+        lsuv_(model, x, max_iter=2.0)
     with pytest.raises(TypeError, match="data must be a floating-point tensor.*int64"):
         lsuv_(model, torch.ones(8, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="found no layer"):
@@ -358,3 +360,28 @@ def test_unusable_data_is_an_error_before_any_write(data, message):
     with pytest.raises(ValueError, match=message):
         lsuv_(model, data)
     _assert_bitwise_unchanged(model, snapshot)
+
+
+def test_default_layer_types_are_linear_and_every_public_convolution():
+    from initlab.datadriven.lsuv import DEFAULT_LAYER_TYPES
+
+    calibrated = [
+        nn.Linear, nn.LazyLinear,
+        nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.LazyConv1d, nn.LazyConv2d, nn.LazyConv3d,
+        nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+        nn.LazyConvTranspose1d, nn.LazyConvTranspose2d, nn.LazyConvTranspose3d,
+    ]  # fmt: skip
+    others = [nn.Bilinear, nn.Embedding, nn.LSTM, nn.BatchNorm2d, nn.LayerNorm, nn.PReLU]
+    assert [t for t in calibrated if not issubclass(t, DEFAULT_LAYER_TYPES)] == []
+    assert [t for t in others if issubclass(t, DEFAULT_LAYER_TYPES)] == []
+
+
+def test_transposed_and_1d_convolutions_are_calibrated():
+    model = nn.Sequential(
+        nn.Conv1d(2, 4, 3), nn.Tanh(), nn.ConvTranspose1d(4, 4, 3, groups=2), nn.Tanh(),
+        nn.Flatten(), nn.Linear(4 * 16, 3),
+    )  # fmt: skip
+    x = torch.randn(256, 2, 16, generator=torch.Generator().manual_seed(0))
+    report = lsuv_(model, x, generator=torch.Generator().manual_seed(1))
+    assert [r.name for r in report.layers] == ["0", "2", "5"]
+    assert all(r.status == "converged" and abs(r.std**2 - 1) <= 0.1 for r in report.layers)

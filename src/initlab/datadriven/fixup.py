@@ -17,9 +17,11 @@ Training ImageNet in 1 Hour" (2017), Sec. 5.1): ``fixup_(..., variant="zero_norm
 
 The residual-branch protocol: a module is a residual block if it has a method
 ``residual_branch()`` returning the modules of its residual branch in forward order (the weight
-layers, Linear or Conv, and any normalization layers). It may also have an attribute
-``branch_scalars``: an iterable of the scalar parameters of rule 3, all set to 0 (biases, and
-the multiplier written as ``1 + s``, which keeps it at 1 under any bias rule).
+layers, Linear or Conv as :data:`initlab.introspect.kinds.WEIGHT_TYPES` lists them, and any
+normalization layers, as :func:`initlab.introspect.kinds.is_norm` recognizes them). It may
+also have an attribute ``branch_scalars``: an iterable of the scalar parameters of rule 3, all
+set to 0 (biases, and the multiplier written as ``1 + s``, which keeps it at 1 under any bias
+rule).
 ``initlab.zoo.residual.ResidualMLP`` implements the protocol.
 """
 
@@ -33,11 +35,9 @@ from torch import nn
 
 from initlab._checks import one_of
 from initlab.initializers import kaiming_normal_, zeros_
+from initlab.introspect.kinds import WEIGHT_TYPES, is_norm
 
 __all__ = ["FixupReport", "fixup_", "residual_blocks"]
-
-_WEIGHT_TYPES = (nn.Linear, nn.modules.conv._ConvNd)
-_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
 
 
 def residual_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -131,7 +131,7 @@ def fixup_(
 
 
 def _weights(block: nn.Module) -> list[nn.Module]:
-    return [m for m in block.residual_branch() if isinstance(m, _WEIGHT_TYPES)]
+    return [m for m in block.residual_branch() if isinstance(m, WEIGHT_TYPES)]
 
 
 def _branch_depth(blocks: Sequence[tuple[str, nn.Module]]) -> int:
@@ -172,7 +172,7 @@ def _head(model, blocks, head) -> tuple[str, nn.Module]:
 def _zero_last_norms(blocks, names) -> list[str]:
     zeroed = []
     for name, block in blocks:
-        norms = [m for m in block.residual_branch() if isinstance(m, _NORM_TYPES)]
+        norms = [m for m in block.residual_branch() if is_norm(m)]
         if not norms or getattr(norms[-1], "weight", None) is None:
             raise ValueError(
                 f"zero_norm needs an affine normalization layer in every residual branch; "

@@ -31,16 +31,19 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from initlab._checks import one_of
+from initlab._checks import one_of, positive_int
 from initlab.initializers import orthogonal_
 from initlab.introspect.hooks import flush_denormal, forward_hooks, preserved_modes, preserved_rng
+from initlab.introspect.kinds import WEIGHT_TYPES
 
 __all__ = ["LSUVLayer", "LSUVReport", "lsuv_"]
 
 logger = logging.getLogger(__name__)
 
-#: Module types LSUV calibrates by default: those whose output is a linear map of the input.
-DEFAULT_LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.modules.conv._ConvNd)
+#: Module types LSUV calibrates by default: those whose output is a linear map of the input,
+#: ``nn.Linear`` and the convolutions, transposed ones included, and their lazy and quantization-
+#: aware subclasses (:data:`initlab.introspect.kinds.WEIGHT_TYPES`).
+DEFAULT_LAYER_TYPES: tuple[type[nn.Module], ...] = WEIGHT_TYPES
 
 #: Exact types (not subclasses, whose forward may differ) with output linear in (weight, bias).
 _LINEAR_IN_PARAMETERS = frozenset(
@@ -162,7 +165,7 @@ def lsuv_(
     Raises:
         ValueError: bad option values, ``data`` empty or with NaN or inf, no layer of
             ``layer_types`` in the model, or none of them in the pass (the model restored).
-        TypeError: ``data`` holds no floating-point tensor.
+        TypeError: ``data`` holds no floating-point tensor; ``max_iter`` is not an int.
         Exception: whatever the model's forward raises, re-raised after restoring the model.
 
     Example:
@@ -403,5 +406,4 @@ def _check_options(target_std: float, tol: float, max_iter: int) -> None:
     for name, value in (("target_std", target_std), ("tol", tol)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ValueError(f"{name} must be a number > 0; got {name}={value!r}")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(f"max_iter must be an integer >= 1; got max_iter={max_iter!r}")
+    positive_int("max_iter", max_iter)

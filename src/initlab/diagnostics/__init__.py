@@ -1,7 +1,15 @@
-"""Diagnostics at initialization: per-layer statistics, verdicts, mean-field theory, plots."""
+"""Diagnostics at initialization: per-layer statistics, verdicts, mean-field theory, plots.
 
-from initlab.diagnostics.diagnose import Diagnosis, LayerStats, ParamStats, Verdict, diagnose
+``diagnose`` (:mod:`~initlab.diagnostics.diagnose`) composes the recorder
+(:mod:`~initlab.diagnostics.recorder`, with :mod:`~initlab.diagnostics.statistics`) and the
+verdicts (:mod:`~initlab.diagnostics.verdicts`) into the records of
+:mod:`~initlab.diagnostics.records`; :mod:`~initlab.diagnostics.plots` draws them and
+:mod:`~initlab.diagnostics.meanfield` predicts them for wide networks.
+"""
+
+from initlab.diagnostics.diagnose import diagnose
 from initlab.diagnostics.meanfield import MeanField, critical_weight_variance, mean_field
+from initlab.diagnostics.records import Diagnosis, LayerStats, ParamStats, Verdict
 from initlab.introspect.hooks import flush_denormal
 
 __all__ = [

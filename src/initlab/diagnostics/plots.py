@@ -1,16 +1,38 @@
-"""Figures of diagnoses: activation std and back-propagated gradient against depth, per scheme."""
+"""Figures of diagnoses: activation std and back-propagated gradient against depth, per scheme.
+
+This module reads a diagnosis through :class:`DepthProfile` (what
+:class:`~initlab.diagnostics.records.Diagnosis` provides) and imports nothing of initlab, so
+``Diagnosis.plot`` can call it without an import cycle, and matplotlib loads only for a figure.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from matplotlib.figure import Figure
 
-from initlab.diagnostics.diagnose import Diagnosis
+__all__ = ["DepthProfile", "plot_depth_profiles"]
 
-__all__ = ["plot_depth_profiles"]
+
+class _Row(Protocol):
+    kind: str
+    std: float
+    grad_rms: float | None
+
+
+class DepthProfile(Protocol):
+    """What a figure reads of a diagnosis (a :class:`~initlab.diagnostics.records.Diagnosis`):
+    its ``layers`` rows (``kind``, ``std``, ``grad_rms``) in execution order and its hidden
+    ``signal()``."""
+
+    @property
+    def layers(self) -> Sequence[_Row]: ...
+
+    def signal(self) -> Sequence[_Row]: ...
+
 
 # Log axes cannot show 0: a signal that vanished completely (flushed to zero) is drawn at the
 # smallest normal float32, 1.2e-38, so it stays visible at the bottom of the panel.
@@ -18,20 +40,20 @@ _FLOOR = 1.1754943508222875e-38
 
 
 def plot_depth_profiles(
-    diagnoses: Mapping[str, Diagnosis],
+    diagnoses: Mapping[str, DepthProfile],
     path: str | os.PathLike,
     *,
     title: str | None = None,
 ) -> Path:
     """Write a two-panel PNG/PDF/SVG figure: activation std and output-gradient RMS vs depth.
 
-    Left: the std of each hidden signal (:meth:`Diagnosis.signal`) against its depth index.
+    Left: the std of each hidden signal (``Diagnosis.signal()``) against its depth index.
     Right: the RMS gradient of the loss with respect to each weight layer's output (drawn only
     for diagnoses made with a loss). One curve per scheme, log y axis; exact zeros are drawn
     at 1.2e-38. The format follows ``path``'s suffix.
 
     Args:
-        diagnoses: ``{scheme name: Diagnosis}``, in legend order.
+        diagnoses: ``{scheme name: Diagnosis}``, in legend order (any :class:`DepthProfile`).
         path: output file; parent directories are created.
         title: figure title.
 
