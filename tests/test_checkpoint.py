@@ -82,11 +82,11 @@ def test_arbitrary_objects_are_refused_and_other_files_named(tmp_path):
         ),
         (
             {"format": FORMAT, "runs": {"seed/0": {**_state().to_dict(), "epoch": 2.0}}},
-            r"run 'seed/0': epoch must be an integer >= 0; got epoch=2.0",
+            r"run 'seed/0': epoch must be an int; got epoch=2.0",
         ),
         (
             {"format": FORMAT, "runs": {"seed/0": {**_state().to_dict(), "steps": -1}}},
-            r"run 'seed/0': steps must be an integer >= 0; got steps=-1",
+            r"run 'seed/0': steps must be >= 0; got steps=-1",
         ),
     ],
 )

@@ -165,10 +165,10 @@ def test_an_empty_scheme_entry_is_refused(command, schemes, tmp_path, capsys):
 
 
 def test_compare_lists_every_scheme_it_accepts_pretrained_included(tmp_path, capsys):
-    from initlab.schemes.registry import SCHEMES
+    from initlab.schemes.registry import scheme_names
 
     _, err = fails(["compare", "--schemes", "seed,bogus", "--out", str(tmp_path / "o")], capsys)
-    assert f"scheme must be one of {sorted([*SCHEMES, 'pretrained'])}; got scheme='bogus'" in err
+    assert f"scheme must be one of {scheme_names()}; got scheme='bogus'" in err  # aliases too
 
 
 def test_diagnose_does_not_offer_pretrained(tmp_path, capsys):
@@ -206,7 +206,11 @@ def test_diagnose_missing_data_suggests_a_flag_it_has(tmp_path, capsys):
     # Before: the error suggested --download, which diagnose did not have.
     argv = ["diagnose", "--dataset", "fashion-mnist", "--data-dir", str(tmp_path)]
     _, err = fails([*argv, "--out", str(tmp_path / "o")], capsys)
-    assert "--download" in err
+    # the library names its arguments (data_dir, download=True); the flag of the one at fault
+    # leads the line
+    assert (
+        err.startswith("argument --data-dir: dataset 'fashion-mnist': ") and "download=True" in err
+    )
     from initlab.cli import build_parser
 
     assert build_parser().parse_args(["diagnose", "--download"]).download is True
@@ -218,8 +222,10 @@ def test_diagnose_missing_data_suggests_a_flag_it_has(tmp_path, capsys):
 def test_train_fixup_on_a_plain_model_says_which_models_to_use(capsys):
     # Before: fixup_'s raw message, naming neither the model nor --model resmlp.
     _, err = fails(["train", "--scheme", "fixup", *QUICK], capsys)
-    assert err.startswith("scheme 'fixup' does not apply to model 'initnet' (fixup needs ")
-    assert "use model 'resmlp' or 'resnet', --model resmlp): fixup_ found no residual" in err
+    assert err.startswith(
+        "argument --model: scheme 'fixup' does not apply to model 'mlp-784-128-10' (fixup needs "
+    )
+    assert "use model 'resmlp' or 'resnet'): fixup_ found no residual" in err
 
 
 def test_the_applicability_check_passes_what_applies_and_keeps_other_errors():
@@ -227,7 +233,7 @@ def test_the_applicability_check_passes_what_applies_and_keeps_other_errors():
     scheme_applies("initnet", "lsuv", {})  # data-dependent: left to the run
     with pytest.raises(ValueError, match=r"^scheme must be one of .*got scheme='kaiming'"):
         scheme_applies("initnet", "kaiming", {})
-    with pytest.raises(ValueError, match=r"^depth must be an integer >= 1; got depth=0$"):
+    with pytest.raises(ValueError, match=r"^depth must be >= 1; got depth=0$"):
         scheme_applies("mlp", "seed", {"depth": 0})
 
 
@@ -332,7 +338,49 @@ def test_missing_data_lists_directories_not_every_spelling(tmp_path, capsys):
         f"  {tmp_path / 'fashion-mnist'}: none of the four",
         f"  {tmp_path / 'FashionMNIST' / 'raw'}: none of the four",
     ]
-    assert "Give their directory with --data-dir DIR" in err
+    # the library's message names its argument; the command line leads it with the flag
+    assert err.startswith("argument --data-dir: dataset 'fashion-mnist': the four IDX files")
+    assert "Give their directory as data_dir or fetch them with download=True" in err
+
+
+# 13. library arguments and the flags that set them ---------------------------------------------
+
+
+def test_the_pretrained_sources_directory_is_named_by_its_own_flag(tmp_path, capsys):
+    # The library names the config field (pretrain.data_dir) and offers no download (the source
+    # does not download); the command line leads the line with the flag that set it.
+    argv = ["compare", "--schemes", "pretrained", "--pretrain-dataset", "fashion-mnist"]
+    argv += ["--pretrain-data-dir", str(tmp_path), "--out", str(tmp_path / "o")]
+    _, err = fails(argv, capsys)
+    assert err.startswith(
+        "argument --pretrain-data-dir: scheme 'pretrained' pretrains on 'fashion-mnist': "
+        "dataset 'fashion-mnist': the four IDX files were not found"
+    )
+    assert "Give their directory as pretrain.data_dir" in err and "download" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_data_dir_that_does_not_exist_is_named_by_its_flag(tmp_path, capsys):
+    missing = tmp_path / "nonexistent"
+    _, err = fails(["train", "--data-dir", str(missing)], capsys)
+    assert err.strip() == (
+        f"argument --data-dir: data_dir {str(missing)!r} does not exist or is not a directory; "
+        "give the directory that holds the 'mnist' IDX files"
+    )
+
+
+def test_print_error_leads_with_the_flag_only_for_an_argument_it_knows(capsys):
+    from initlab._checks import ArgumentError
+    from initlab.cli import FLAGS, print_error
+
+    assert print_error("train", ArgumentError("model_params", "too few logits"), FLAGS) == 2
+    assert (
+        capsys.readouterr().err == "initlab train: error: argument --model-param: too few logits\n"
+    )
+    assert print_error("train", ArgumentError("elsewhere", "as written"), FLAGS) == 2
+    assert capsys.readouterr().err == "initlab train: error: as written\n"
+    assert print_error("train", ValueError("plain"), FLAGS) == 2
+    assert capsys.readouterr().err == "initlab train: error: plain\n"
 
 
 # the installed entry point: no traceback on a real process's stderr ----------------------------

@@ -35,8 +35,15 @@ def test_help_explains_every_option_with_its_default(command, capsys):
 
 def test_compare_defaults_are_the_issues():
     args = build_parser().parse_args(["compare"])
-    assert args.schemes == "seed,zeros,normal,xavier_uniform,kaiming_uniform,orthogonal"
-    assert (args.seeds, args.epochs, args.model, args.target_accuracy) == (3, 5, "initnet", 0.97)
+    assert args.schemes == "xavier-then-he,zeros,normal,xavier_uniform,kaiming_uniform,orthogonal"
+    assert (args.seeds, args.epochs, args.model, args.target_accuracy) == (
+        3,
+        5,
+        "mlp-784-128-10",
+        0.97,
+    )
+    train = build_parser().parse_args(["train"])
+    assert (train.scheme, train.model) == ("xavier-then-he", "mlp-784-128-10")
     assert (args.optimizer, args.lr, args.weight_decay, args.batch_size) == (
         "adamw",
         1e-3,
@@ -48,19 +55,20 @@ def test_compare_defaults_are_the_issues():
 def test_schemes_prints_one_line_per_scheme(capsys):
     assert main(["schemes"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == [*SCHEMES, "pretrained"]
+    assert [line.split()[0] for line in lines] == [*SCHEMES]
     by_name = {line.split()[0]: line for line in lines}
     assert "U(-bound, bound), bound=0.05" in by_name["uniform"]
     assert "N(0, std^2), std=0.01" in by_name["normal"]
     assert "reset_parameters()" in by_name["torch_default"]
     assert (
-        "compare only, no options: pretrain the model on --pretrain-dataset"
-        in by_name["pretrained"]
+        "no options; compare only: the source is the model pretrained on --pretrain-dataset"
+        in (by_name["pretrained"])
     )
+    assert by_name["xavier-then-he"].endswith("(alias: seed)")
 
 
-def test_train_prints_the_seeds_two_lines_per_epoch(capsys):
-    assert main(["train", "--scheme", "seed", "--epochs", "2", *QUICK]) == 0
+def test_train_prints_the_reference_examples_two_lines_per_epoch(capsys):
+    assert main(["train", "--epochs", "2", *QUICK]) == 0  # xavier-then-he, mlp-784-128-10
     out = capsys.readouterr().out
     pattern = (
         r"Epoch 1, Loss: \d\.\d{4}\nTest Accuracy: \d\d\.\d\d%\n"
@@ -77,12 +85,15 @@ def test_train_reports_divergence_with_exit_status_1(capsys):
 def test_train_rejects_an_unknown_scheme(capsys):
     assert main(["train", "--scheme", "kaiming", *QUICK]) == 2
     err = capsys.readouterr().err
-    assert "initlab train: error: scheme must be one of" in err and "got scheme='kaiming'" in err
+    assert "initlab train: error: argument --scheme: scheme must be one of" in err
+    assert "got scheme='kaiming'" in err
 
 
 def test_compare_prints_the_table_and_writes_the_out_dir(tmp_path, capsys):
     out = tmp_path / "cmp"
-    argv = ["compare", "--schemes", "seed,zeros", "--seeds", "2", "--epochs", "1", "--no-progress"]
+    # the old names (seed, initnet) still work, and the table keeps the name given
+    argv = ["compare", "--schemes", "seed,zeros", "--model", "initnet", "--seeds", "2"]
+    argv += ["--epochs", "1", "--no-progress"]
     assert main([*argv, *QUICK, "--out", str(out), "--target-accuracy", "0.5"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split("  ")[0] == "scheme" and "epochs to 50%" in lines[0]
@@ -164,14 +175,14 @@ def test_version_prints_the_package_version(capsys):
     assert capsys.readouterr().out.strip() == f"initlab {initlab.__version__}"
 
 
-@pytest.mark.parametrize("model", ["initnet", "cnn", "lstm", "transformer"])
+@pytest.mark.parametrize("model", ["mlp-784-128-10", "cnn", "lstm", "transformer"])
 def test_compare_refuses_fixup_on_a_plain_model_before_writing_anything(model, tmp_path, capsys):
     out = tmp_path / "f"
-    argv = ["compare", "--schemes", "seed,fixup", "--model", model, "--seeds", "1", "--epochs", "1"]
-    assert main([*argv, *QUICK, "--no-progress", "--out", str(out)]) == 2
+    argv = ["compare", "--schemes", "zeros,fixup", "--model", model, "--seeds", "1", "--epochs"]
+    assert main([*argv, "1", *QUICK, "--no-progress", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert f"scheme 'fixup' does not apply to model '{model}'" in err
-    assert "use model 'resmlp' or 'resnet', --model resmlp" in err
+    assert f"argument --model: scheme 'fixup' does not apply to model '{model}'" in err
+    assert "(fixup needs residual blocks: use model 'resmlp' or 'resnet'): fixup_ found" in err
     assert not out.exists()  # so the same command with --model resmlp is not refused
 
 
@@ -180,6 +191,7 @@ def test_compare_refuses_fixup_on_a_plain_model_before_writing_anything(model, t
     [
         ("kaiming_normal:nonlinearity=tanh", "scheme 'kaiming_normal' takes no options; got "),
         ("pretrained:x=1", "scheme 'pretrained' takes no options (its weights come from the "),
+        ("seed:gain=2", "scheme 'seed' takes no options; got 'gain=2' in scheme='seed:gain=2'"),
     ],
 )
 def test_compare_scheme_option_errors_say_what_is_accepted(schemes, message, tmp_path, capsys):
@@ -267,13 +279,15 @@ def test_the_head_fits_the_dataset_and_a_too_small_one_is_refused(tmp_path, caps
     assert main([*argv, "--out", str(out), "--model-param", "num_classes=10"]) == 2
     err = capsys.readouterr().err
     assert "the labels need 26 classes but the model returns 10 logits" in err
-    assert "--model-param num_classes=26" in err
+    # the library names its argument (model_params); the command line names the flag
+    assert "error: argument --model-param: dataset 'emnist-letters':" in err
+    assert "num_classes=26 in model_params" in err
     assert not (out / "results.jsonl").exists()  # the same --out works once fixed:
     # left unset, the zoo model's head gets the dataset's 26 classes, and the report says so
     assert main([*argv, "--out", str(out)]) == 0
     assert "{'num_classes': 26}" in (out / "report.md").read_text()
     argv = ["train", "--dataset", "emnist-letters", "--data-dir", str(tmp_path), "--epochs", "1"]
-    assert main(argv) == 0  # the seed's InitNet, 784 -> 128 -> 26
+    assert main(argv) == 0  # mlp-784-128-10, here 784 -> 128 -> 26
     assert "Test Accuracy" in capsys.readouterr().out
     assert main([*argv, "--model-param", "num_classes=5"]) == 2
     assert "the labels need 26 classes but the model returns 5 logits" in capsys.readouterr().err
@@ -287,3 +301,10 @@ def test_model_help_names_every_zoo_model(command, capsys):
         main([command, "--help"])
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help lines
     assert all(name in text for name in MODELS)
+
+
+def test_train_refuses_a_scheme_that_loads_a_source_before_loading_data(capsys):
+    assert main(["train", "--scheme", "pretrained", *QUICK]) == 2
+    err = capsys.readouterr().err
+    assert "scheme 'pretrained' loads a source checkpoint, which only initlab compare " in err
+    assert "use initlab compare --schemes pretrained" in err

@@ -72,10 +72,10 @@ def test_a_label_beyond_a_10_class_model_fails_before_any_file_is_written(tmp_pa
     assert compare(data, out) == 2
     err = capsys.readouterr().err
     assert err.startswith(
-        "initlab compare: error: dataset 'glyphs': the labels need 11 classes but the model "
-        "returns 10 logits (labels 0..10, logits for 0..9); 'glyphs' is not a known dataset, so "
-        "its number of classes is not known and the head keeps the model's 10; build it with "
-        "num_classes=11 (--model-param num_classes=11)"
+        "initlab compare: error: argument --model-param: dataset 'glyphs': the labels need 11 "
+        "classes but the model returns 10 logits (labels 0..10, logits for 0..9); 'glyphs' is "
+        "not a known dataset, so its number of classes is not known and the head keeps the "
+        "model's 10; build it with num_classes=11 in model_params"
     )
     assert not out.exists()
     # the same with a head of 10 set by hand, and in the library
@@ -98,9 +98,9 @@ def test_images_no_zoo_size_fits_are_refused_with_the_parameter_that_would(tmp_p
     assert compare(data, out) == 2
     err = capsys.readouterr().err
     assert err.startswith(
-        "initlab compare: error: model 'initnet' does not take the training images of dataset "
-        "'glyphs', 27x28 pixels (a batch of shape (2, 1, 27, 28)): shape '[2, 784]' is invalid "
-        "for input of size 1512; model 'initnet' takes 28x28 images only"
+        "initlab compare: error: model 'mlp-784-128-10' does not take the training images of "
+        "dataset 'glyphs', 27x28 pixels (a batch of shape (2, 1, 27, 28)): shape '[2, 784]' is "
+        "invalid for input of size 1512; model 'mlp-784-128-10' takes 28x28 images only"
     )
     assert compare(data, out, "--model", "mlp") == 2
     err = capsys.readouterr().err
@@ -126,16 +126,16 @@ def test_the_pretrained_source_is_checked_against_the_model_too(tmp_path):
     with pytest.raises(ValueError) as refused:
         run_sweep(config, out, progress=False)
     assert str(refused.value).startswith(
-        "scheme 'pretrained' pretrains on 'glyphs': model 'initnet' does not take the training "
-        "images of dataset 'glyphs', 27x27 pixels"
+        "scheme 'pretrained' pretrains on 'glyphs': model 'mlp-784-128-10' does not take the "
+        "training images of dataset 'glyphs', 27x27 pixels"
     )
     assert not out.exists()
 
 
 def test_an_empty_split_is_refused():
-    with pytest.raises(ValueError, match=r"train_subset must be an integer >= 1 or None; got "):
+    with pytest.raises(ValueError, match=r"^train_subset must be >= 1; got train_subset=0$"):
         CompareConfig(train_subset=0)
-    with pytest.raises(ValueError, match=r"test_subset must be an integer >= 1 or None; got "):
+    with pytest.raises(ValueError, match=r"^test_subset must be >= 1; got test_subset=0$"):
         CompareConfig(test_subset=0)
     images, labels = torch.zeros(4, 28, 28, dtype=torch.uint8), torch.arange(4)
     empty = Dataset("tiny", images, labels, images[:0], labels[:0], 10, "memory")

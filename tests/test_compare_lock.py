@@ -170,7 +170,7 @@ def test_the_lock_is_held_during_the_sweep_and_released_however_it_ends(tmp_path
 def test_a_new_sweep_that_fails_its_checks_creates_no_directory(tmp_path):
     # the lock of a directory that does not exist yet is taken only once the checks pass
     out = tmp_path / "absent"
-    with pytest.raises(ValueError, match="scheme 'fixup' does not apply to model 'initnet'"):
+    with pytest.raises(ValueError, match="scheme 'fixup' does not apply to model 'mlp-784-128-10'"):
         run_sweep(CompareConfig(schemes=("fixup",), seeds=1, **TINY), out, progress=False)
     assert not out.exists()
     assert sweep.LOCK_FILE == ".initlab-compare.lock"  # documented name (README, docstring)

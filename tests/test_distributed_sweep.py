@@ -157,6 +157,35 @@ def _two_ranks(rank, port, out_dir):
         torch.distributed.destroy_process_group()
 
 
+def test_the_errors_a_rank_sends_to_the_others_survive_pickling(tmp_path):
+    # Ranks.from_main pickles rank 0's exception for the others: an error whose constructor
+    # takes other arguments than its message must still come back whole (type, text, argument).
+    import pickle
+
+    from initlab._checks import ArgumentError
+    from initlab.datasets.families import DataNotFoundError, load_dataset
+    from initlab.experiments.results import (
+        NothingToResumeError,
+        OutDirInUseError,
+        ResultsExistError,
+    )
+
+    with pytest.raises(DataNotFoundError) as missing:
+        load_dataset("fashion-mnist", data_dir=tmp_path)
+    errors = [
+        ArgumentError("schemes", "no such scheme"),
+        missing.value,
+        missing.value.reworded("pretrain.data_dir", fetchable=False, context="source: "),
+        ResultsExistError(tmp_path),
+        NothingToResumeError(tmp_path),
+        OutDirInUseError(tmp_path, {"pid": 7, "host": "h", "started": "now"}),
+    ]
+    for error in errors:
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is type(error) and str(back) == str(error)
+        assert getattr(back, "argument", None) == getattr(error, "argument", None)
+
+
 def _spawn_two(function, *args, hang):
     """Run ``function(rank, port, *args)`` in two processes; fail with ``hang`` if one waits."""
     spawned = torch.multiprocessing.spawn(

@@ -20,6 +20,7 @@ from initlab.experiments.report import (
     summarize,
     write_report,
 )
+from initlab.experiments.results import merge_rank_files
 from initlab.experiments.sweep import CompareConfig, read_results, run_sweep
 from initlab.experiments.trainer import TrainConfig
 
@@ -199,7 +200,7 @@ def test_rank_files_are_appended_in_rank_order_once_after_a_torn_last_line(tmp_p
     (tmp_path / "results.rank10.jsonl").write_text(text("k/0"))
     (tmp_path / "results.rank2.jsonl").write_text(text("c/0", "d/0"))
     (tmp_path / "results.rank1.jsonl").write_text(text("b/0") + '{"run": "b/')
-    sweep._merge_rank_files(tmp_path)
+    merge_rank_files(tmp_path)
     lines = (tmp_path / "results.jsonl").read_text()
     assert lines == text("a/0", "c/0", "b/0", "d/0", "k/0")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.jsonl"]
@@ -244,10 +245,11 @@ def test_a_failed_pretrained_start_leaves_the_folder_reusable(tmp_path):
     with pytest.raises(FileNotFoundError, match="pretrains on 'fashion-mnist'") as error:
         run_sweep(bad, out, progress=False)
     message = str(error.value)
-    # the hint names the option that sets the pretraining source, and no --download
-    assert "--pretrain-data-dir DIR (PretrainConfig(data_dir=DIR))" in message
-    assert "--data-dir" not in message.replace("--pretrain-data-dir", "")
-    assert "--download" not in message
+    # the error names the config field that sets the pretraining source (the command line
+    # maps it to --pretrain-data-dir), and no download: the source does not download
+    assert error.value.argument == "pretrain.data_dir"
+    assert "Give their directory as pretrain.data_dir" in message
+    assert "download" not in message and "--" not in message
     assert not (out / "results.jsonl").exists() and not (out / "config.json").exists()
     good = dataclasses.replace(
         bad, pretrain=PretrainConfig(subset=200, epochs=1), train=TrainConfig(epochs=1)
@@ -295,8 +297,9 @@ def test_a_new_sweep_refuses_a_directory_with_results(tmp_path):
         schemes=("seed",), seeds=1, train_subset=200, test_subset=50, train=TrainConfig(epochs=1)
     )
     run_sweep(config, tmp_path, progress=False)
-    with pytest.raises(FileExistsError, match="resume it with --resume"):
+    with pytest.raises(FileExistsError, match=r"exists; resume that sweep \(resume=True\)") as info:
         run_sweep(config, tmp_path, progress=False)
+    assert info.value.argument == "out_dir"  # an ArgumentError: the CLI prints --out for it
 
 
 def test_read_results_skips_only_a_torn_last_line(tmp_path):
@@ -396,7 +399,8 @@ def test_summary_of_a_scheme_without_runs():
         ),
         ({"schemes": ("seed", "seed")}, ValueError, r"schemes must not repeat"),
         ({"schemes": ()}, ValueError, r"schemes must name at least one scheme"),
-        ({"seeds": 0}, ValueError, r"seeds must be an integer >= 1; got seeds=0"),
+        ({"seeds": 0}, ValueError, r"^seeds must be >= 1; got seeds=0$"),
+        ({"seeds": 2.0}, TypeError, r"^seeds must be an int; got seeds=2.0$"),
         ({"target_accuracy": 97}, ValueError, r"fraction in \(0, 1\]; got target_accuracy=97"),
         ({"model": "vgg99"}, ValueError, r"model must be one of \[.*'initnet'.*got model='vgg99'"),
         ({"bias_init": "ones"}, ValueError, r"bias_init must be one of"),

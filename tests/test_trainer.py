@@ -205,23 +205,31 @@ def test_on_epoch_sees_every_record_and_can_stop_training(data):
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    "kwargs, error, message",
     [
         (
             {"optimizer": "adam"},
+            ValueError,
             r"optimizer must be one of \['adamw', 'sgd'\].*did you mean 'adamw'",
         ),
-        ({"device": "gpu"}, r"device must be one of \['auto', 'cpu', 'cuda'\]; got device='gpu'"),
-        ({"lr": -1.0}, r"lr must be a finite number >= 0; got lr=-1.0"),
-        ({"batch_size": 0}, r"batch_size must be an integer >= 1; got batch_size=0"),
-        ({"epochs": 1.5}, r"epochs must be an integer >= 1; got epochs=1.5"),
-        ({"max_steps": 0}, r"max_steps must be an integer >= 1; got max_steps=0"),
-        ({"log_every": -1}, r"log_every must be None .*0 .*>= 1; got log_every=-1"),
-        ({"log_every": 2.5}, r"log_every must be None .*; got log_every=2.5"),
+        (
+            {"device": "gpu"},
+            ValueError,
+            r"device must be one of \['auto', 'cpu', 'cuda'\]; got device='gpu'",
+        ),
+        ({"lr": -1.0}, ValueError, r"lr must be a finite number >= 0; got lr=-1.0"),
+        ({"batch_size": 0}, ValueError, r"^batch_size must be >= 1; got batch_size=0$"),
+        ({"epochs": 1.5}, TypeError, r"^epochs must be an int; got epochs=1.5$"),
+        ({"epochs": True}, TypeError, r"^epochs must be an int; got epochs=True$"),
+        ({"max_steps": 0}, ValueError, r"^max_steps must be >= 1; got max_steps=0$"),
+        ({"eval_batch_size": -5}, ValueError, r"eval_batch_size must be >= 1; got .*=-5$"),
+        ({"log_every": -1}, ValueError, r"log_every must be None .*0 .*>= 1; got log_every=-1"),
+        ({"log_every": 2.5}, ValueError, r"log_every must be None .*; got log_every=2.5"),
     ],
 )
-def test_config_errors_name_the_argument(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_config_errors_name_the_argument(kwargs, error, message):
+    # the counts go through initlab._checks.positive_int: one check, one wording
+    with pytest.raises(error, match=message):
         TrainConfig(**kwargs)
 
 

@@ -232,15 +232,31 @@ def test_resmlp_with_fixup_and_its_0_dim_branch_scalars_stacks_like_sequential_r
 
 
 def test_grad_norms_of_a_stacked_0_dim_parameter_are_the_absolute_gradients():
-    from initlab.experiments.stacked import _grad_norms
+    from initlab.experiments.core import grad_norms
 
     scalar = torch.zeros(3, requires_grad=True)  # three runs' 0-dim parameter, stacked: (R,)
     (scalar * torch.tensor([2.0, -3.0, 0.5])).sum().backward()
-    assert _grad_norms(scalar).tolist() == [2.0, 3.0, 0.5]
+    assert grad_norms([scalar], 3).tolist() == [[2.0], [3.0], [0.5]]  # (R, P)
     matrix = torch.zeros(2, 3, 4, requires_grad=True)  # (R, 3, 4): one norm per run
     (matrix * torch.arange(24.0).reshape(2, 3, 4)).sum().backward()
     want = [torch.arange(12.0).norm().item(), torch.arange(12.0, 24.0).norm().item()]
-    assert _grad_norms(matrix).tolist() == pytest.approx(want, rel=1e-6)
+    assert grad_norms([matrix], 2)[:, 0].tolist() == pytest.approx(want, rel=1e-6)
+    no_grad = torch.zeros(2, 5, requires_grad=True)  # a parameter the loss did not reach
+    assert grad_norms([matrix, no_grad], 2)[:, 1].tolist() == [0.0, 0.0]
+
+
+def test_grad_norms_of_one_model_are_each_parameters_gradient_norm():
+    # The sequential trainer's view of the same function: no run axis, (P,), and the same
+    # numbers as torch's own norm of each gradient, bit for bit.
+    from initlab.experiments.core import grad_norms
+
+    model = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
+    x = torch.randn(64, 784, generator=torch.Generator().manual_seed(0))
+    model(x).square().sum().backward()
+    params = list(model.parameters())
+    norms = grad_norms(params)
+    assert norms.shape == (4,)
+    assert torch.equal(norms, torch.stack([p.grad.norm() for p in params]))
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
@@ -253,20 +269,19 @@ def test_one_optimizer_on_stacked_tensors_steps_each_slice_like_its_own(optimize
     # scale (eps |theta| in all) and about 10 times on the update's, |m_hat / sqrt(v_hat)| <=
     # (1 - beta1) / sqrt(1 - beta2) = 3.2 times lr (16 eps lr in all); two computations, 4 steps:
     # rtol 8 eps = 9.5e-7, atol 128 eps lr = 1.5e-7.
-    from initlab.experiments.stacked import _optimizer as stacked_optimizer
-    from initlab.experiments.trainer import _optimizer as per_run
+    from initlab.experiments.core import make_optimizer
 
     config = TrainConfig(optimizer=optimizer, lr=1e-2, weight_decay=0.01)
     g = torch.Generator().manual_seed(0)
     start = torch.randn(3, 64, 300, generator=g)
     grads = [torch.randn(3, 64, 300, generator=g) for _ in range(4)]
     stacked = start.clone().requires_grad_()
-    step_all = stacked_optimizer([stacked], config)
+    step_all = make_optimizer([stacked], config, fused=True)  # the stacked trainer's
     runs = [nn.Linear(300, 64, bias=False) for _ in range(3)]
     steps = []
     for r, run in enumerate(runs):
         run.weight.data.copy_(start[r])
-        steps.append(per_run(run, config))
+        steps.append(make_optimizer(run.parameters(), config))  # the sequential trainer's
     for grad in grads:
         stacked.grad = grad.clone()
         step_all.step()
@@ -312,7 +327,10 @@ def _frozen():
         (lambda: [MLP(depth=1, width=8, dropout=0.1)] * 2, "dropout draws random masks"),
         (lambda: [MLP(depth=1, width=8, norm="batch")] * 2, "running statistics"),
         (lambda: [nn.LSTM(4, 4)] * 2, "recurrent layers"),
-        (lambda: [InitNet(), SmallCNN()], r"different model classes \(InitNet, SmallCNN\)"),
+        (
+            lambda: [InitNet(), SmallCNN()],
+            rf"different model classes \({InitNet.__name__}, {SmallCNN.__name__}\)",
+        ),
         (lambda: [MLP(depth=1, width=8), MLP(depth=1, width=9)], "parameter names, shapes"),
         (lambda: [_frozen(), _frozen()], "frozen parameters"),
         (lambda: [_WithBuffer(1.0), _WithBuffer(2.0)], "different buffers"),
@@ -323,6 +341,23 @@ def test_vectorizable_names_why_models_cannot_stack(make, reason):
 
     found = vectorizable(make())
     assert found is not None and re.search(reason, found), found
+
+
+def test_every_public_dropout_class_is_refused():
+    # vectorizable names torch.nn's dropout classes one by one (public API, no _DropoutNd): a
+    # dropout class torch adds must be added there, so the list here must be torch's whole list.
+    names = sorted(n for n in dir(nn) if "Dropout" in n)
+    assert names == [
+        "AlphaDropout",
+        "Dropout",
+        "Dropout1d",
+        "Dropout2d",
+        "Dropout3d",
+        "FeatureAlphaDropout",
+    ]
+    for name in names:
+        models = [nn.Sequential(nn.Flatten(), nn.Linear(784, 4), getattr(nn, name)(0.1))] * 2
+        assert vectorizable(models) == "dropout draws random masks", name
 
 
 def test_vectorizable_accepts_the_stackable_zoo():

@@ -219,3 +219,7 @@ class ArgumentError(ValueError):
     def __init__(self, argument: str, message: str):
         super().__init__(message)
         self.argument = argument
+
+    def __reduce__(self):
+        # args holds the message only; rebuild from both (torchrun ranks pickle errors)
+        return (type(self), (self.argument, str(self)))

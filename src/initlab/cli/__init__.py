@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import sys
+from collections.abc import Mapping
 
 COMMANDS: tuple[str, ...] = (
     "train",
@@ -19,6 +21,35 @@ COMMANDS: tuple[str, ...] = (
     "gain",
     "plan",
 )
+
+
+#: The flag that sets each library argument of the data and model options that ``train``,
+#: ``compare`` and ``diagnose`` share; a command adds its own (:func:`print_error`).
+FLAGS: dict[str, str] = {
+    "bias_init": "--bias-init",
+    "data_dir": "--data-dir",
+    "dataset": "--dataset",
+    "download": "--download",
+    "model": "--model",
+    "model_params": "--model-param",
+}
+
+
+def print_error(command: str, error: BaseException, flags: Mapping[str, str] = FLAGS) -> int:
+    """Print ``error`` as one line ``initlab COMMAND: error: ...`` on stderr; return exit status 2.
+
+    An error that names the library argument at fault (:class:`initlab._checks.ArgumentError`,
+    e.g. ``data_dir``) is led by the flag that sets it, as argparse leads its own errors:
+    ``initlab train: error: argument --data-dir: data_dir '/x' does not exist ...``. The
+    message itself is printed as the library wrote it: the library names its arguments, the
+    command line maps them (``flags``: argument -> flag), nothing rewrites the text.
+    """
+    from initlab._checks import ArgumentError  # here: importing the library is slow for --help
+
+    flag = flags.get(error.argument) if isinstance(error, ArgumentError) else None
+    where = f"argument {flag}: " if flag else ""
+    print(f"initlab {command}: error: {where}{error}", file=sys.stderr)
+    return 2
 
 
 class _Parser(argparse.ArgumentParser):

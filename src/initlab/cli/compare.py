@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from initlab.cli import FLAGS as COMMON_FLAGS
+from initlab.cli import print_error
 from initlab.cli.train import (
     add_common_options,
     fraction,
@@ -18,7 +20,20 @@ from initlab.cli.train import (
 )
 
 HELP = "compare initialization schemes: train each over several seeds, table, report, figures"
-DEFAULT_SCHEMES = "seed,zeros,normal,xavier_uniform,kaiming_uniform,orthogonal"
+DEFAULT_SCHEMES = "xavier-then-he,zeros,normal,xavier_uniform,kaiming_uniform,orthogonal"
+#: The flag that sets each library argument an ArgumentError may name (printed before it).
+FLAGS = {
+    **COMMON_FLAGS,
+    "scheme": "--schemes",
+    "schemes": "--schemes",
+    "seeds": "--seeds",
+    "train_subset": "--train-subset",
+    "test_subset": "--test-subset",
+    "pretrain.dataset": "--pretrain-dataset",
+    "pretrain.data_dir": "--pretrain-data-dir",
+    "pretrain.subset": "--pretrain-subset",
+    "pretrain.epochs": "--pretrain-epochs",
+}
 
 
 def register(subparsers) -> None:
@@ -41,8 +56,8 @@ def register(subparsers) -> None:
     add(
         "--schemes",
         default=DEFAULT_SCHEMES,
-        help="comma-separated schemes, see `initlab schemes`, plus `pretrained`: pretrain on "
-        "--pretrain-dataset, then fine-tune with a new classifier head (default: %(default)s)",
+        help="comma-separated schemes, see `initlab schemes` (`pretrained` pretrains on "
+        "--pretrain-dataset, then fine-tunes with a new classifier head; default: %(default)s)",
     )
     add("--seeds", type=positive_int, default=3, help="seeds per scheme (default: %(default)s)")
     add("--first-seed", type=int, default=0, help="first run seed (default: %(default)s)")
@@ -96,10 +111,15 @@ def _record_given(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from initlab.cli._validate import output_dir, split_schemes
     from initlab.experiments.distributed import is_main_process
-    from initlab.experiments.pretrain import PRETRAINED, PretrainConfig
+    from initlab.experiments.pretrain import PretrainConfig
     from initlab.experiments.report import format_table
-    from initlab.experiments.sweep import CompareConfig, OutDirInUseError, run_sweep
-    from initlab.schemes.registry import SCHEMES
+    from initlab.experiments.sweep import (
+        CompareConfig,
+        NothingToResumeError,
+        OutDirInUseError,
+        ResultsExistError,
+        run_sweep,
+    )
 
     if args.resume is not None:
         _warn_ignored(getattr(args, "given", []))
@@ -112,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
             output_dir(out)
             _check_subsets(args)
             config = CompareConfig(
-                schemes=split_schemes(args.schemes, [*SCHEMES, PRETRAINED]),
+                schemes=split_schemes(args.schemes, source=True),
                 seeds=args.seeds,
                 first_seed=args.first_seed,
                 model=args.model,
@@ -158,9 +178,22 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    except (ValueError, TypeError, OSError) as error:  # OSError: DownloadError, missing files
-        print(f"initlab compare: error: {error}", file=sys.stderr)
+    except ResultsExistError:  # the library names resume=True and out_dir: say the flags
+        print(
+            f"initlab compare: error: {Path(out) / 'results.jsonl'} exists; resume it with "
+            f"--resume {out} or pick another --out",
+            file=sys.stderr,
+        )
         return 2
+    except NothingToResumeError:
+        print(
+            f"initlab compare: error: argument --resume: {out} has no config.json, so there is "
+            f"no sweep to resume; start one with initlab compare --out {out}",
+            file=sys.stderr,
+        )
+        return 2
+    except (ValueError, TypeError, OSError) as error:  # OSError: DownloadError, missing files
+        return print_error("compare", error, FLAGS)
     if not is_main_process():  # under torchrun, rank 0 prints for all
         return 0
     print(format_table(result.rows, result.config.target_accuracy))
@@ -221,7 +254,8 @@ def _warn_ignored(given: list[str]) -> None:
 
 
 def add_pretrain_options(parser: argparse.ArgumentParser) -> None:
-    """Add the options of the ``pretrained`` scheme (where its weights come from)."""
+    """Add the options of the source model that schemes loading a checkpoint (``pretrained``)
+    start from: where it is pretrained, and for how long."""
     add = parser.add_argument
     add(
         "--pretrain-dataset",

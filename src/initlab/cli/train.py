@@ -10,7 +10,12 @@ import json
 import math
 import sys
 
+from initlab.cli import FLAGS as COMMON_FLAGS
+from initlab.cli import print_error
+
 HELP = "train one model under one initialization scheme and print the seed's lines per epoch"
+#: The flag that sets each library argument an error of this command may name.
+FLAGS = {**COMMON_FLAGS, "scheme": "--scheme"}
 
 
 def register(subparsers) -> None:
@@ -25,7 +30,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--scheme",
-        default="seed",
+        default="xavier-then-he",
         help="initialization scheme, see `initlab schemes`; options "
         "as name:key=value, e.g. normal:std=0.1 (default: %(default)s)",
     )
@@ -39,9 +44,9 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add(
         "--model",
-        default="initnet",
-        help="zoo model: initnet, mlp, cnn, resmlp, resnet, lstm, transformer "
-        "(initlab.zoo.models.MODELS; default: %(default)s)",
+        default="mlp-784-128-10",
+        help="zoo model: mlp-784-128-10 (alias initnet), mlp, cnn, resmlp, resnet, lstm, "
+        "transformer (initlab.zoo.models.MODELS; default: %(default)s)",
     )
     add(
         "--model-param",
@@ -207,8 +212,7 @@ def run(args: argparse.Namespace) -> int:
         print("\ninitlab train: interrupted", file=sys.stderr)
         return 130
     except (ValueError, TypeError, OSError) as error:  # OSError: DownloadError, missing files
-        print(f"initlab train: error: {error}", file=sys.stderr)
-        return 2
+        return print_error("train", error, FLAGS)
 
 
 def _train(args: argparse.Namespace) -> int:

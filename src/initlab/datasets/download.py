@@ -101,7 +101,7 @@ def fetch(
     raise DownloadError(
         f"could not download {filename} from any mirror:\n" + "\n".join(failures) + "\n"
         f"Check the network, set {MIRRORS_ENV} to a working mirror, or fetch the files yourself "
-        "and pass their directory with --data-dir"
+        "and load them from their directory"
     )
 
 

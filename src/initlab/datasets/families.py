@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import importlib.resources
 import logging
@@ -34,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from initlab._checks import one_of
+from initlab._checks import ArgumentError, one_of
 from initlab.datasets import download as _download
 from initlab.datasets.idx import decompress_if_gzip, parse_idx
 
@@ -42,6 +43,7 @@ __all__ = [
     "DATASETS",
     "CACHE_ENV",
     "ChecksumError",
+    "DataNotFoundError",
     "Dataset",
     "DatasetInfo",
     "IDXFile",
@@ -64,6 +66,76 @@ FILE_NAMES = (
 
 class ChecksumError(ValueError):
     """A dataset file's digest differs from the published one (corrupted or a different file)."""
+
+
+class DataNotFoundError(ArgumentError, FileNotFoundError):
+    """A dataset's files are not where :func:`load_dataset` looked.
+
+    Both an :class:`~initlab._checks.ArgumentError`, naming the argument that gives the
+    files' directory (``data_dir``), and a ``FileNotFoundError``. The message says what was
+    searched and how to supply the files; a caller that loads through an argument of its own
+    rewords it with :meth:`reworded` (the ``pretrained`` scheme's ``pretrain.data_dir``).
+
+    Attributes:
+        argument: the argument that gives the directory.
+        dataset: the dataset's name.
+        searched: what was not found and where (one line per directory), or ``None`` when the
+            directory itself does not exist (then ``directory`` names it).
+        directory: the directory given, when it does not exist.
+        fetchable: whether the caller can fetch the files (``download=True``).
+        hint: where else the files may come from (a system package, EMNIST's archive, a
+            close dataset name), appended to the message.
+    """
+
+    def __init__(
+        self,
+        dataset: str,
+        *,
+        searched: str | None = None,
+        directory: str | None = None,
+        fetchable: bool = False,
+        hint: str = "",
+        argument: str = "data_dir",
+        context: str = "",
+    ) -> None:
+        self.dataset, self.searched, self.directory = dataset, searched, directory
+        self.fetchable, self.hint, self.context = fetchable, hint, context
+        if searched is None:
+            message = (
+                f"{argument} {directory!r} does not exist or is not a directory; give the "
+                f"directory that holds the {dataset!r} IDX files"
+            )
+        else:
+            fetch = " or fetch them with download=True" if fetchable else ""
+            message = (
+                f"dataset {dataset!r}: {searched}\nGive their directory as {argument}{fetch}{hint}."
+            )
+        super().__init__(argument, context + message)
+
+    def __reduce__(self):  # picklable (torchrun ranks send errors to each other)
+        return (functools.partial(type(self), **self._fields()), ())
+
+    def _fields(self) -> dict:
+        return {
+            "dataset": self.dataset,
+            "searched": self.searched,
+            "directory": self.directory,
+            "fetchable": self.fetchable,
+            "hint": self.hint,
+            "argument": self.argument,
+            "context": self.context,
+        }
+
+    def reworded(self, argument: str, *, fetchable: bool, context: str = "") -> DataNotFoundError:
+        """The same error for a caller whose ``argument`` gives the directory.
+
+        Args:
+            argument: the caller's name for the directory, e.g. ``"pretrain.data_dir"``.
+            fetchable: whether that caller can download the files.
+            context: text that leads the message (what the caller was loading).
+        """
+        fields = {**self._fields(), "argument": argument, "fetchable": fetchable}
+        return type(self)(**{**fields, "context": context})
 
 
 @dataclass(frozen=True)
@@ -327,8 +399,9 @@ def load_dataset(
         TypeError: ``name`` is not a str.
         ValueError: unknown ``name`` without ``data_dir``; labels out of range, image and label
             counts that disagree, or test images of another size than the training images.
-        FileNotFoundError: ``data_dir`` does not exist; a file is missing everywhere (the
-            message names every directory searched and the files it lacks).
+        DataNotFoundError: ``data_dir`` does not exist; a file is missing everywhere (the
+            message names every directory searched and the files it lacks). A
+            ``FileNotFoundError`` and an ``ArgumentError`` naming ``data_dir``.
         ChecksumError: a file's digest differs from the published one.
         IDXError: a file is not well-formed IDX or its gzip stream is corrupted.
         OSError: downloading failed on every mirror.
@@ -356,12 +429,9 @@ def load_dataset(
             raise ValueError(f"cannot download {name!r}: mirrors are known only for {known}")
         files = _fetch(info, _cache_root(cache_dir) / name)
     if files is None and data_dir is not None and not Path(data_dir).is_dir():
-        raise FileNotFoundError(
-            f"data_dir {os.fspath(data_dir)!r} does not exist or is not a directory "
-            f"(--data-dir); give the directory that holds the {name!r} IDX files"
-        )
+        raise DataNotFoundError(name, directory=os.fspath(data_dir))
     if files is None:
-        raise FileNotFoundError(_missing_message(name, info, tried))
+        raise _missing(name, info, tried)
     return _load(name, info, files, source=os.fspath(files[0].parent))
 
 
@@ -413,9 +483,9 @@ def _find_files(
     return None, tried
 
 
-def _missing_message(
+def _missing(
     name: str, info: DatasetInfo | None, tried: list[tuple[Path, list[str]]]
-) -> str:
+) -> DataNotFoundError:
     # One line per directory, not per path: 4 files x 4 spellings made 16 lines a directory.
     listing = "\n".join(
         f"  {directory}: "
@@ -429,12 +499,12 @@ def _missing_message(
     close = difflib.get_close_matches(name, DATASETS, n=1) if info is None else []
     if close:
         hint += f"; {name!r} is not a known dataset (did you mean {close[0]!r}?)"
-    fetch = " or fetch them with --download (download=True)" if info and info.mirrors else ""
-    return (
-        f"dataset {name!r}: the four IDX files were not found (each raw or .gz, spelled "
-        f"{first} or {first.replace('-idx', '.idx')}); searched:\n{listing}\n"
-        f"Give their directory with --data-dir DIR (data_dir=DIR){fetch}{hint}."
+    searched = (
+        f"the four IDX files were not found (each raw or .gz, spelled {first} or "
+        f"{first.replace('-idx', '.idx')}); searched:\n{listing}"
     )
+    fetchable = bool(info and info.mirrors)
+    return DataNotFoundError(name, searched=searched, fetchable=fetchable, hint=hint)
 
 
 def _fetch(info: DatasetInfo, directory: Path) -> list[Path]:
@@ -478,7 +548,8 @@ def _verify(dataset: str, file: IDXFile, raw: bytes, data: bytes, source: str) -
         raise ChecksumError(
             f"{source}: checksum mismatch for {dataset} {file.name}: SHA-256 ({what}) is "
             f"{actual}, expected {expected}. The file is corrupted or is not the official "
-            "one; delete it and download it again (--download), or point --data-dir at a good copy"
+            "one; delete it and download it again (download=True), or load a good copy from its "
+            "directory (data_dir)"
         )
 
 

@@ -20,23 +20,24 @@ Figures (line: mean over seeds; band: min to max over seeds; one color per schem
   2.6% separate while chance-level schemes (90%) stay on the same axes;
 - ``activation_std_at_init.png``: per-layer activation std at initialization.
 
-Files are written atomically (a temporary file, then ``os.replace``), so a reader never sees a
-half-written report.
+Files are written atomically (:func:`initlab._files.atomic_write`: a temporary file, then
+``os.replace``), so a reader never sees a half-written report.
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 import os
-import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, PercentFormatter
+
+from initlab._files import atomic_write
+from initlab.experiments.results import write_summary
 
 __all__ = [
     "SummaryRow",
@@ -44,7 +45,6 @@ __all__ = [
     "format_loss",
     "format_table",
     "summarize",
-    "write_atomic",
     "write_report",
 ]
 
@@ -188,20 +188,6 @@ def format_table(rows: Sequence[SummaryRow], target: float, *, markdown: bool = 
     )
 
 
-def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and os.replace."""
-    path = Path(path)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def write_report(out_dir: str | os.PathLike, config, lines: Sequence[dict]) -> list[SummaryRow]:
     """Write ``summary.csv``, ``report.md`` and the figures of a comparison into ``out_dir``.
 
@@ -215,16 +201,12 @@ def write_report(out_dir: str | os.PathLike, config, lines: Sequence[dict]) -> l
     """
     out = Path(out_dir)
     rows = summarize(lines, config.schemes, config.target_accuracy)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(asdict(rows[0])), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(asdict(r) for r in rows)
-    write_atomic(out / "summary.csv", buffer.getvalue())
+    write_summary(out / "summary.csv", rows)
     runs = _runs(lines)
     _loss_figure(out / FIGURES["training loss against step"], runs, config)
     _error_figure(out / FIGURES["test error per epoch"], runs, config.schemes)
     _activation_figure(out / FIGURES["activations"], runs, config.schemes)
-    write_atomic(out / "report.md", _markdown(config, rows) + _verdicts(runs, config.schemes))
+    atomic_write(out / "report.md", _markdown(config, rows) + _verdicts(runs, config.schemes))
     return rows
 
 
@@ -434,4 +416,4 @@ def _activation_figure(path: Path, runs: dict, schemes: Sequence[str]) -> None:
 def _save(fig: Figure, path: Path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
-    write_atomic(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue())

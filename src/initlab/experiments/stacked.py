@@ -57,16 +57,20 @@ from torch import nn
 from torch.func import functional_call, vmap
 from torch.overrides import TorchFunctionMode
 
-from initlab.experiments.trainer import (
-    _CHECK_EVERY,
+from initlab.experiments.checkpoint import TrainState, cpu_copy, load_optimizer_state
+from initlab.experiments.config import TrainConfig
+from initlab.experiments.core import (
+    CHECK_EVERY,
     EpochRecord,
     RunResult,
     TensorData,
-    TrainConfig,
-    TrainState,
-    cpu_copy,
-    load_optimizer_state,
+    check_due,
+    evaluate_logits,
+    first_non_finite,
+    flush_denormals,
+    grad_norms,
     loss_curve,
+    make_optimizer,
     resolve_device,
     run_seeds,
 )
@@ -76,6 +80,15 @@ __all__ = ["train_group", "vectorizable"]
 
 log = logging.getLogger(__name__)
 
+# Modules that draw random masks in training mode (every public dropout class of torch.nn).
+_DROPOUT = (
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+)
 # Relative tolerance of the probe that compares the stacked forward with each model's own:
 # batched and single matrix products may round differently (float32 eps is 1.2e-7).
 _PROBE_RTOL = 1e-4
@@ -111,7 +124,7 @@ def vectorizable(models: Sequence[nn.Module], example: torch.Tensor | None = Non
 
 def _static_reason(first: nn.Module, model: nn.Module) -> str | None:
     for module in model.modules():
-        if isinstance(module, nn.modules.dropout._DropoutNd):
+        if isinstance(module, _DROPOUT):
             return "dropout draws random masks"
         if getattr(module, "track_running_stats", False):
             return "BatchNorm-style running statistics are written by the forward pass"
@@ -246,17 +259,13 @@ def train_group(
     if reason is not None:
         raise ValueError(f"models cannot be trained as one stack: {reason}")
     group = _Group(models, config, seeds, start)
-    # Denormals make CPU float math orders of magnitude slower (see trainer.train).
-    torch.set_flush_denormal(True)
-    try:
+    with flush_denormals():
         for epoch in range(first, config.epochs + 1):
             group.run_epoch(epoch, data, on_epoch, on_done)
             if not group.active:
                 break
             if on_state is not None:
                 on_state({r: group.state(r, epoch) for r in group.active})
-    finally:
-        torch.set_flush_denormal(False)
     for r in list(group.active):
         group.finish(r, "finished", on_done)
     return [group.results[r] for r in range(len(models))]
@@ -291,7 +300,7 @@ class _Group:
         self.config = config
         self.active = list(range(len(models)))  # run index of each row of the stack
         self.params = {n: p.requires_grad_() for n, p in _stack(models).items()}
-        self.optimizer = _optimizer(list(self.params.values()), config)
+        self.optimizer = make_optimizer(list(self.params.values()), config, fused=True)
         self.shuffles = [torch.Generator().manual_seed(run_seeds(s)[1]) for s in seeds]
         self.records: list[list[EpochRecord]] = [[] for _ in models]
         self.results: dict[int, RunResult] = {}
@@ -373,11 +382,11 @@ class _Group:
         for step in range(steps):
             index = orders[:, step * size : (step + 1) * size]  # (R, B)
             loss = self.loss_and_grads(*_gather(data, index))  # (R,)
-            grad_sum += torch.stack([_grad_norms(p) for p in self.params.values()], dim=1)
+            grad_sum += grad_norms(list(self.params.values()), len(self.active))
             self.optimizer.step()
             losses.append(loss)
-            if (step + 1) % _CHECK_EVERY == 0 or step + 1 == steps:
-                bad = _first_non_finite(losses[-_CHECK_EVERY:], len(losses))
+            if check_due(step, steps):
+                bad = first_non_finite(losses[-CHECK_EVERY:], len(losses))
                 if bad:
                     keep = [row for row in range(len(self.active)) if row not in bad]
                     diverged.update({self.active[row]: s for row, s in bad.items()})
@@ -391,8 +400,8 @@ class _Group:
         curves = loss_curve(per_step, self.config.window(steps), self.done)
         norms = (grad_sum / steps).tolist()
         names = list(self.params)
-        grad_norms = [dict(zip(names, row, strict=True)) for row in norms]
-        return _EpochOutcome(mean, grad_norms, curves, steps, diverged)
+        per_run = [dict(zip(names, row, strict=True)) for row in norms]
+        return _EpochOutcome(mean, per_run, curves, steps, diverged)
 
     def _remove(self, rows: dict[int, int]) -> None:
         """Write the parameters of ``rows`` back to their models and drop them from the stack."""
@@ -402,7 +411,7 @@ class _Group:
         old = self.params
         self.params = {n: p.detach()[keep].requires_grad_() for n, p in old.items()}
         state = self.optimizer.state
-        optimizer = _optimizer(list(self.params.values()), self.config)
+        optimizer = make_optimizer(list(self.params.values()), self.config, fused=True)
         for name, p in self.params.items():
             if old[name] in state:
                 optimizer.state[p] = {
@@ -497,13 +506,7 @@ def _initnet_step(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Ten
     # Products in _WeightTimesInput's layout (W @ x^T), which the vmapped path rounds like.
     pre = torch.bmm(w1, x.mT).mT + b1.unsqueeze(1)  # (R, B, 128)
     hidden = pre.clamp_min(0)
-    logp = (torch.bmm(w2, hidden.mT).mT + b2.unsqueeze(1)).log_softmax(2)  # (R, B, 10)
-    target = y.unsqueeze(2)
-    loss = -logp.gather(2, target).mean((1, 2))
-    # nll_loss's gradient (-1/B at the target) through log_softmax's own backward kernel, so that
-    # the rounding is autograd's: (softmax - onehot) / B.
-    grad_logp = torch.zeros_like(logp).scatter_(2, target, -1 / x.shape[1])
-    grad = torch._log_softmax_backward_data(grad_logp, logp, 2, logp.dtype)
+    loss, grad = _cross_entropy_and_grad(torch.bmm(w2, hidden.mT).mT + b2.unsqueeze(1), y)
     _set_grad(w2, lambda out: torch.bmm(grad.mT, hidden, out=out))
     _set_grad(b2, lambda out: torch.sum(grad, 1, out=out))
     # ReLU's backward, autograd's own kernel: zero where the output is <= 0.
@@ -511,6 +514,31 @@ def _initnet_step(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Ten
     _set_grad(w1, lambda out: torch.bmm(grad_hidden.mT, x, out=out))
     _set_grad(b1, lambda out: torch.sum(grad_hidden, 1, out=out))
     return loss
+
+
+def _cross_entropy_and_grad(
+    logits: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each run's mean cross-entropy and its gradient with respect to the logits.
+
+    Shapes: logits ``(R, B, C)`` and labels ``(R, B)`` -> loss ``(R,)`` and gradient
+    ``(R, B, C)``.
+
+    The gradient is ``(softmax(logits) - onehot(y)) / B``, computed as autograd computes it: the
+    nll loss's gradient (``-1/B`` at the target) through log_softmax's own backward kernel, by
+    ``torch.autograd.grad`` on the one log_softmax node. The closed form rounds differently (it
+    changes the default comparison's table), and so does re-deriving the kernel's formula
+    (``g - exp(logp) * sum(g)``); autograd runs the very kernel the vmapped step runs, and
+    ``benchmarks/bench_stacked_step.py`` measures what the graph of one node costs per step.
+    """
+    target = y.unsqueeze(2)
+    with torch.enable_grad():
+        z = logits.detach().requires_grad_()
+        logp = z.log_softmax(2)  # (R, B, C)
+    loss = -logp.detach().gather(2, target).mean((1, 2))
+    grad_logp = torch.zeros_like(logp).scatter_(2, target, -1 / logits.shape[1])
+    (grad,) = torch.autograd.grad(logp, z, grad_logp)
+    return loss, grad
 
 
 def _initnet_logits(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
@@ -530,55 +558,15 @@ def _set_grad(p: torch.Tensor, compute: Callable[[torch.Tensor], torch.Tensor]) 
     compute(p.grad)
 
 
-def _grad_norms(p: torch.Tensor) -> torch.Tensor:
-    """Per-run L2 norm of a stacked gradient ``(R, *shape)`` -> ``(R,)``."""
-    if p.grad is None:
-        return p.new_zeros(p.shape[0])
-    # reshape, not flatten(1): a 0-dim parameter (resmlp's branch scalars) stacks to (R,)
-    return p.grad.reshape(p.shape[0], -1).norm(dim=1)
-
-
-def _first_non_finite(window: list[torch.Tensor], seen: int) -> dict[int, int]:
-    """Map each stack row with a non-finite loss in ``window`` to its 1-based epoch step."""
-    finite = torch.isfinite(torch.stack(window))  # (steps in window, R)
-    if bool(finite.all()):
-        return {}
-    offset = seen - len(window)
-    bad = (~finite).any(0).nonzero().flatten().tolist()
-    return {row: offset + int((~finite[:, row]).nonzero()[0]) + 1 for row in bad}
-
-
-@torch.no_grad()
 def _evaluate(group: _Group, data: TensorData) -> tuple[list[float], list[float]]:
-    """Per active run: (mean test cross-entropy, test accuracy), as trainer.evaluate."""
+    """Per active run: (mean test cross-entropy, test accuracy), as the sequential trainer's."""
     forward = _initnet_logits if group.direct else vmap(_forward(group.models[0]), (0, None))
     params = {n: p.detach() for n, p in group.params.items()}
     rows = len(group.active)
-    loss_sum = torch.zeros(rows, device=data.test_x.device)
-    correct = torch.zeros(rows, dtype=torch.int64, device=data.test_x.device)
     # R runs x this many images: the activations of one run's eval_batch_size, the trainer's
     # peak (a CNN's 18 x 1000 images would hold about 1 GB of feature maps); InitNet's 128
     # hidden units hold 9 MB for 18 x 1000 images, so it takes eval_batch_size per run.
     size = group.config.eval_batch_size
     if not group.direct:
         size = math.ceil(size / rows)
-    for start in range(0, data.test_x.shape[0], size):
-        logits = forward(params, data.test_x[start : start + size])  # (R, B, classes)
-        labels = data.test_y[start : start + size]
-        flat = F.cross_entropy(logits.flatten(0, 1), labels.repeat(rows), reduction="none")
-        loss_sum += flat.view(rows, -1).sum(1)
-        correct += (logits.argmax(dim=2) == labels).sum(1)
-    n = data.test_x.shape[0]
-    return [s / n for s in loss_sum.tolist()], [c / n for c in correct.tolist()]
-
-
-def _optimizer(params: list[torch.Tensor], config: TrainConfig) -> torch.optim.Optimizer:
-    # The trainer's optimizers on the stacked tensors: both are element-wise given the gradient.
-    # AdamW's fused kernel computes the same update in one pass over memory instead of about
-    # ten (the single-tensor loop took 40% of a stacked step); it may round differently, within
-    # float tolerance. Fused needs floating point parameters on CPU or CUDA, as ours are.
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        )
-    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    return evaluate_logits(lambda x: forward(params, x), data, size, rows)

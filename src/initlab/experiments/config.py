@@ -1,0 +1,202 @@
+"""What defines a run and a comparison: the train, pretrain and compare configs.
+
+:class:`TrainConfig` (one run's optimization), :class:`PretrainConfig` (the ``pretrained``
+scheme's source) and :class:`CompareConfig` (a whole comparison) are plain frozen dataclasses,
+checked on construction (errors name the field and echo the value);
+a comparison's config round-trips through ``config.json`` (:meth:`CompareConfig.to_json`,
+:meth:`CompareConfig.from_json`), which is how a resumed sweep finds its settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+
+from initlab._checks import non_negative, one_of, positive_int
+from initlab.schemes.registry import canonical_scheme, parse_bias_init, parse_scheme
+from initlab.zoo.models import resolve_model
+
+__all__ = [
+    "DEFAULT_SCHEMES",
+    "CompareConfig",
+    "PretrainConfig",
+    "TrainConfig",
+]
+
+#: The schemes of the default comparison, in table order.
+DEFAULT_SCHEMES = (
+    "xavier-then-he",
+    "zeros",
+    "normal",
+    "xavier_uniform",
+    "kaiming_uniform",
+    "orthogonal",
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimization settings of one run (defaults: the seed's AdamW, lr 1e-3, wd 0.01, 5 x 64).
+
+    Attributes:
+        optimizer: ``"adamw"`` (decoupled weight decay) or ``"sgd"`` (with ``momentum``).
+        lr: learning rate, >= 0.
+        weight_decay: weight decay, >= 0 (AdamW: decoupled; SGD: L2 added to the gradient).
+        momentum: SGD momentum, >= 0; ignored by AdamW.
+        batch_size: training batch size, >= 1 (the last batch of an epoch may be smaller).
+        epochs: number of epochs, >= 1.
+        seed: run seed; initialization, shuffling and dropout draw from streams derived from it.
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (cuda when available).
+        max_steps: optional cap on optimizer steps per epoch, >= 1, for short test runs.
+        eval_batch_size: batch size for the test pass, >= 1 (no effect on results beyond
+            rounding).
+        log_every: steps per window of the loss curve
+            (:attr:`~initlab.experiments.core.EpochRecord.loss_curve`); ``None``:
+            ``ceil(steps per epoch / 10)``, about ten windows per epoch; ``0``: none.
+
+    Raises:
+        ValueError: a name that is not accepted, a negative rate, a count below 1.
+        TypeError: a count that is not an int (a bool is refused).
+    """
+
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    momentum: float = 0.9
+    batch_size: int = 64
+    epochs: int = 5
+    seed: int = 0
+    device: str = "cpu"
+    max_steps: int | None = None
+    eval_batch_size: int = 1000
+    log_every: int | None = None
+
+    def __post_init__(self) -> None:
+        one_of("optimizer", self.optimizer, ("adamw", "sgd"))
+        one_of("device", self.device, ("cpu", "cuda", "auto"))
+        for name in ("lr", "weight_decay", "momentum"):
+            non_negative(name, getattr(self, name))
+        for name in ("batch_size", "epochs", "eval_batch_size"):
+            positive_int(name, getattr(self, name))
+        if self.max_steps is not None:
+            positive_int("max_steps", self.max_steps)
+        if self.log_every is not None and (
+            isinstance(self.log_every, bool)
+            or not isinstance(self.log_every, int)
+            or self.log_every < 0
+        ):
+            raise ValueError(
+                "log_every must be None (about ten windows per epoch), 0 (no loss curve) or an "
+                f"integer >= 1; got log_every={self.log_every!r}"
+            )
+
+    def steps_per_epoch(self, n: int) -> int:
+        """Return the optimizer steps of one epoch over ``n`` training images."""
+        steps = math.ceil(n / self.batch_size)
+        return steps if self.max_steps is None else min(steps, self.max_steps)
+
+    def window(self, steps: int) -> int:
+        """Return the loss curve's window in steps for ``steps`` per epoch (0: no curve)."""
+        return math.ceil(steps / 10) if self.log_every is None else self.log_every
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Where the ``pretrained`` scheme's weights come from; saved inside ``config.json``.
+
+    Attributes:
+        dataset: source dataset name for :func:`~initlab.datasets.families.load_dataset`.
+        data_dir: directory to read it from (``None``: embedded MNIST or the system paths).
+        subset: train on a seeded random subset of this size (``None``: the whole training set).
+        epochs: pretraining epochs, >= 1.
+    """
+
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    subset: int | None = None
+    epochs: int = 2
+
+    def __post_init__(self) -> None:
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"pretrain epochs must be an int >= 1; got epochs={self.epochs!r}")
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """Everything that defines a comparison; saved as ``config.json``.
+
+    Attributes:
+        schemes: scheme names, each optionally with options (``"normal:std=0.1"``).
+        seeds: number of seeds per scheme, >= 1; run seeds are
+            ``first_seed .. first_seed+seeds-1``.
+        first_seed: the first run seed.
+        model: zoo model name; ``model_params`` its keyword arguments.
+        dataset: dataset name for :func:`~initlab.datasets.families.load_dataset`;
+            ``data_dir`` an optional directory to read it from; ``download`` fetches missing files.
+        bias_init: bias rule for every run (``None``: each scheme's default).
+        target_accuracy: test accuracy (fraction) whose first epoch the report counts.
+        train_subset, test_subset: optional sizes (>= 1) of seeded random subsets, for quick
+            runs.
+        train: optimization settings; its ``seed`` is replaced by each run's seed.
+        pretrain: where the source checkpoint of schemes that load one (``pretrained``) is
+            pretrained (see :mod:`initlab.experiments.pretrain`); unused by the other schemes.
+
+    Raises:
+        ValueError: no scheme, a repeated or unknown scheme or model, a count below 1, a
+            target accuracy outside (0, 1].
+        TypeError: a count that is not an int.
+    """
+
+    schemes: tuple[str, ...] = DEFAULT_SCHEMES
+    seeds: int = 3
+    first_seed: int = 0
+    model: str = "mlp-784-128-10"
+    model_params: dict = field(default_factory=dict)
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    download: bool = False
+    bias_init: str | None = None
+    target_accuracy: float = 0.97
+    train_subset: int | None = None
+    test_subset: int | None = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+
+    def __post_init__(self) -> None:
+        if not self.schemes:
+            raise ValueError("schemes must name at least one scheme; got schemes=()")
+        for scheme in self.schemes:
+            parse_scheme(scheme)
+        if len({canonical_scheme(s) for s in self.schemes}) != len(self.schemes):  # seed = alias
+            raise ValueError(f"schemes must not repeat; got schemes={list(self.schemes)}")
+        positive_int("seeds", self.seeds)
+        resolve_model(self.model)
+        if self.bias_init is not None:
+            parse_bias_init(self.bias_init)
+        for name in ("train_subset", "test_subset"):  # 0 would leave an empty split
+            if getattr(self, name) is not None:
+                positive_int(name, getattr(self, name))
+        if not 0.0 < self.target_accuracy <= 1.0:
+            raise ValueError(
+                "target_accuracy is a fraction in (0, 1]; "
+                f"got target_accuracy={self.target_accuracy!r}"
+            )
+
+    def to_json(self) -> str:
+        """Return the config as indented JSON (round-trips through :meth:`from_json`)."""
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> CompareConfig:
+        """Rebuild a config written by :meth:`to_json`."""
+        raw = json.loads(text)
+        raw["schemes"] = tuple(raw["schemes"])
+        raw["train"] = TrainConfig(**raw["train"])
+        raw["pretrain"] = PretrainConfig(**raw.get("pretrain", {}))
+        return cls(**raw)
+
+    def seed_list(self) -> list[int]:
+        """Return the run seeds."""
+        return list(range(self.first_seed, self.first_seed + self.seeds))

@@ -1,0 +1,292 @@
+"""What the sequential and the stacked trainer share: data, records, optimizer, evaluation, checks.
+
+Both trainers (:mod:`initlab.experiments.trainer`, one model; :mod:`initlab.experiments.stacked`,
+``R`` runs of one architecture stacked along a leading axis) build their optimizer, measure
+gradient norms, check for divergence and evaluate through the functions here, so that a run
+gives the same numbers, up to float rounding, whichever trainer trains it. A stacked quantity
+has a leading run axis: ``R`` losses per step, ``(R, P)`` gradient norms for ``P`` parameters;
+a single model's has none.
+
+Definitions (see :class:`EpochRecord`): the training loss of an epoch is the mean of its
+per-step batch losses; the gradient norm of a parameter is the L2 norm of its gradient before
+the optimizer step, averaged over the epoch's steps; the test loss is the mean cross-entropy
+over the test set and the accuracy a fraction in [0, 1]. A NaN or infinite training loss
+diverges the run: losses are checked every :data:`CHECK_EVERY` steps and at an epoch's last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from initlab._checks import one_of
+from initlab.experiments.config import TrainConfig
+
+__all__ = [
+    "CHECK_EVERY",
+    "EpochRecord",
+    "RunResult",
+    "TensorData",
+    "check_due",
+    "evaluate_logits",
+    "first_non_finite",
+    "flush_denormals",
+    "grad_norms",
+    "loss_curve",
+    "make_optimizer",
+    "resolve_device",
+    "run_seeds",
+]
+
+# How often (in steps) the loss is checked for NaN/inf: checking every step would force a
+# device sync per step on CUDA; a diverged run only wastes these few steps.
+CHECK_EVERY = 50
+
+
+@dataclass(frozen=True)
+class TensorData:
+    """A dataset on one device: images ``(N, 1, H, W)`` float32 in [0, 1], labels ``(N,)`` int64."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+    @classmethod
+    def from_dataset(cls, dataset, device: str | torch.device = "cpu") -> TensorData:
+        """Scale a :class:`~initlab.datasets.families.Dataset`'s uint8 pixels to [0, 1]."""
+
+        def images(x: torch.Tensor) -> torch.Tensor:  # (N, H, W) uint8 -> (N, 1, H, W) float
+            return x.to(device).unsqueeze(1).float().div_(255.0)
+
+        return cls(
+            images(dataset.train_images),
+            dataset.train_labels.to(device, torch.int64),
+            images(dataset.test_images),
+            dataset.test_labels.to(device, torch.int64),
+        )
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """Metrics after one epoch (see the module docstring for their definitions).
+
+    ``test_accuracy`` is a fraction; ``grad_norms`` maps parameter names to the mean L2 norm;
+    ``wall_time_s`` covers the training steps and the test pass; ``steps`` counts optimizer steps.
+    ``loss_curve`` holds ``(step, mean loss)`` per window of
+    :attr:`~initlab.experiments.config.TrainConfig.log_every` steps: the mean of the batch
+    losses of the steps after the previous window's ``step`` up to ``step``, counted from the
+    start of training (epoch 2's first window ends at ``steps + log_every``); an epoch's last
+    window may be shorter. Empty when ``log_every=0``.
+    """
+
+    epoch: int
+    train_loss: float
+    test_loss: float
+    test_accuracy: float
+    grad_norms: dict[str, float]
+    wall_time_s: float
+    steps: int
+    loss_curve: tuple[tuple[int, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Outcome of one run: ``status`` is ``"finished"`` or ``"diverged"``.
+
+    ``diverged_epoch`` and ``diverged_step`` (1-based step within that epoch) locate the first
+    non-finite training loss. ``epochs`` holds the records of the epochs trained by this call:
+    all of them, or those after the train state it started from.
+    """
+
+    status: str
+    epochs: tuple[EpochRecord, ...] = field(default_factory=tuple)
+    diverged_epoch: int | None = None
+    diverged_step: int | None = None
+
+
+def resolve_device(device: str) -> torch.device:
+    """Map ``"cpu" | "cuda" | "auto"`` to a ``torch.device``; ``auto`` picks cuda when available.
+
+    Under torchrun (``LOCAL_RANK`` set), CUDA means this process's own GPU,
+    ``cuda:{LOCAL_RANK mod device_count}``, so the ranks on one machine do not all share GPU 0.
+
+    Raises:
+        ValueError: unknown name, or ``"cuda"`` when CUDA is not available.
+    """
+    one_of("device", device, ("cpu", "cuda", "auto"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but CUDA is not available; use device='cpu' or 'auto'")
+    local_rank = os.environ.get("LOCAL_RANK")
+    if device == "cuda" and local_rank is not None:
+        return torch.device("cuda", int(local_rank) % torch.cuda.device_count())
+    return torch.device(device)
+
+
+def run_seeds(seed: int) -> tuple[int, int, int]:
+    """Derive independent ``(init, shuffle, dropout)`` seeds from a run seed.
+
+    Initialization and shuffling use separate streams so that, for one seed, every scheme sees
+    the same batch order (a fairer comparison: only the initialization differs).
+    """
+    draws = torch.randint(0, 2**62, (3,), generator=torch.Generator().manual_seed(seed))
+    return tuple(int(d) for d in draws)
+
+
+def make_optimizer(
+    params: Iterable[torch.Tensor], config: TrainConfig, *, fused: bool = False
+) -> torch.optim.Optimizer:
+    """Return the run's optimizer over ``params``: AdamW or SGD with momentum, as configured.
+
+    The same optimizer steps a stacked tensor ``(R, *shape)`` exactly as it steps each run's
+    slice alone: AdamW and SGD are element-wise given the gradient, with hyperparameters and a
+    step count shared by all runs.
+
+    Args:
+        params: the parameters (a model's, or the stacked tensors).
+        config: ``optimizer``, ``lr``, ``weight_decay`` and ``momentum`` are read.
+        fused: use AdamW's fused kernel (``torch.optim.AdamW(fused=True)``), one pass over
+            memory instead of about ten; it may round differently, within float tolerance. The
+            stacked trainer asks for it (the single-tensor loop took 40% of a stacked step);
+            SGD ignores it. Fused needs floating-point parameters on CPU or CUDA.
+    """
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    # fused only when asked: AdamW(fused=None), its default, is what the sequential trainer uses
+    extra = {"fused": True} if fused else {}
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **extra)
+
+
+def grad_norms(params: Sequence[torch.Tensor], runs: int | None = None) -> torch.Tensor:
+    """Return each parameter's gradient L2 norm, 0 for a parameter without a gradient.
+
+    Args:
+        params: ``P`` parameters of one model, or ``P`` stacked parameters ``(R, *shape)``.
+        runs: ``None`` for one model, else the number ``R`` of stacked runs.
+
+    Returns:
+        ``(P,)`` for one model; ``(R, P)``, one row per run, for stacked parameters (a 0-dim
+        parameter stacks to ``(R,)``: its norm is the absolute gradient).
+    """
+    rows = 1 if runs is None else runs
+
+    def norm(p: torch.Tensor) -> torch.Tensor:  # (rows,)
+        if p.grad is None:
+            return p.new_zeros(rows)
+        # reshape, not flatten(1): a 0-dim parameter (resmlp's branch scalars) stacks to (R,)
+        return p.grad.reshape(rows, -1).norm(dim=1)
+
+    norms = torch.stack([norm(p) for p in params], dim=1)  # (rows, P)
+    return norms[0] if runs is None else norms
+
+
+def check_due(step: int, steps: int) -> bool:
+    """Whether the losses are checked after ``step`` (0-based) of an epoch of ``steps``."""
+    return (step + 1) % CHECK_EVERY == 0 or step + 1 == steps
+
+
+def first_non_finite(window: list[torch.Tensor], seen: int) -> dict[int, int]:
+    """Map each run with a non-finite loss in ``window`` to the 1-based epoch step of its first.
+
+    Args:
+        window: the last steps' losses, each 0-dim (one model) or ``(R,)`` (stacked runs).
+        seen: the steps of the epoch so far, ``window`` included.
+
+    Returns:
+        ``{row: step}`` for each run that went non-finite (row 0 for one model); empty when
+        every loss is finite.
+    """
+    finite = torch.isfinite(torch.stack(window)).reshape(len(window), -1)  # (steps, R)
+    if bool(finite.all()):
+        return {}
+    offset = seen - len(window)
+    bad = (~finite).any(0).nonzero().flatten().tolist()
+    return {row: offset + int((~finite[:, row]).nonzero()[0]) + 1 for row in bad}
+
+
+@torch.no_grad()
+def evaluate_logits(
+    logits_of: Callable[[torch.Tensor], torch.Tensor],
+    data: TensorData,
+    batch_size: int,
+    runs: int | None = None,
+) -> tuple[list[float], list[float]]:
+    """Return per run ``(mean test cross-entropy, test accuracy as a fraction)`` over the test set.
+
+    Args:
+        logits_of: maps a batch of test images ``(B, 1, H, W)`` to logits, ``(B, classes)``
+            for one model, ``(R, B, classes)`` for ``R`` stacked runs; called under no_grad
+            (the caller sets eval mode).
+        data: the dataset; its test split is read in order.
+        batch_size: test images per call of ``logits_of``.
+        runs: ``None`` for one model, else ``R``.
+
+    Returns:
+        ``(losses, accuracies)``, one entry per run (one for a single model).
+    """
+    rows = 1 if runs is None else runs
+    device = data.test_x.device
+    loss_sum = torch.zeros(rows, device=device)
+    correct = torch.zeros(rows, dtype=torch.int64, device=device)
+    for start in range(0, data.test_x.shape[0], batch_size):
+        logits = logits_of(data.test_x[start : start + batch_size])
+        labels = data.test_y[start : start + batch_size]
+        if runs is None:  # one model: cross_entropy's own sum, as a plain evaluation loop
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum")
+            correct += (logits.argmax(dim=1) == labels).sum()
+        else:  # every run's images in one call, summed per run
+            flat = F.cross_entropy(logits.flatten(0, 1), labels.repeat(runs), reduction="none")
+            loss_sum += flat.view(runs, -1).sum(1)
+            correct += (logits.argmax(dim=2) == labels).sum(1)
+    n = data.test_x.shape[0]
+    return [s / n for s in loss_sum.tolist()], [c / n for c in correct.tolist()]
+
+
+def loss_curve(losses: torch.Tensor, every: int, done: int) -> list[tuple[tuple[int, float], ...]]:
+    """Return each run's ``((step, window mean), ...)`` from per-step ``losses``.
+
+    Args:
+        losses: one epoch's batch losses, ``(steps,)`` for one run or ``(steps, R)`` for ``R``
+            stacked runs (both trainers call this, so both average alike).
+        every: window length in steps (an epoch's last window may be shorter); 0: no windows.
+        done: steps of the epochs before this one; ``step`` is ``done`` plus the window's
+            last step, 1-based.
+
+    Returns:
+        One tuple of ``(step, mean loss)`` pairs per run.
+
+    Example:
+        >>> loss_curve(torch.tensor([4.0, 2.0, 3.0]), every=2, done=10)
+        [((12, 3.0), (13, 3.0))]
+    """
+    per_run = losses if losses.ndim == 2 else losses[:, None]  # (steps, R)
+    if every == 0:
+        return [() for _ in range(per_run.shape[1])]
+    means = torch.stack([w.mean(0) for w in per_run.split(every)]).T.tolist()  # (R, windows)
+    steps = per_run.shape[0]
+    ends = [done + min(end, steps) for end in range(every, steps + every, every)]
+    return [tuple(zip(ends, row, strict=True)) for row in means]
+
+
+@contextlib.contextmanager
+def flush_denormals() -> Iterator[None]:
+    """Flush denormal floats to zero on the CPU for the ``with`` block.
+
+    Denormals make CPU float math orders of magnitude slower when weights or activations get
+    tiny (e.g. near-zero inits); flushing them to zero costs nothing in accuracy here. On exit
+    the flag returns to PyTorch's default, off (there is no getter to restore from).
+    """
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)

@@ -1,0 +1,170 @@
+"""Does a dataset fit a model: the checks a run's data pass before training, and the head size.
+
+:func:`check_data` finds, before anything is trained or written, what the training loop would
+find only when it reaches the offending batch (the test images after a whole epoch, a label
+beyond the head as a raw index error); :func:`head_params` gives a zoo model the number of
+outputs a known dataset's labels need.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from initlab._checks import ArgumentError
+from initlab.datasets.families import DATASETS, Dataset
+from initlab.zoo.models import MODEL_ALIASES, MODELS, accepted_params, fit_classes
+
+__all__ = ["check_data", "head_params"]
+
+
+def head_params(model: str, model_params: dict, dataset: str) -> dict:
+    """Return zoo ``model``'s parameters with the head fitted to a known dataset's classes.
+
+    A dataset of :data:`~initlab.datasets.families.DATASETS` has a published number of
+    classes (26 for ``emnist-letters``, 47 for ``emnist-balanced``): the head gets that many
+    outputs unless ``model_params`` sets ``num_classes``
+    (:func:`~initlab.zoo.models.fit_classes`). Any other dataset name has no known
+    class count, so the head keeps the model's ``num_classes`` (set or default); labels beyond
+    it are an error in :func:`check_data`, never a silently wider head.
+
+    Example:
+        >>> head_params("mlp", {}, "emnist-letters"), head_params("mlp", {}, "glyphs")
+        ({'num_classes': 26}, {})
+    """
+    info = DATASETS.get(dataset)
+    if info is None:
+        return dict(model_params)
+    return fit_classes(model, model_params, info.num_classes)
+
+
+def check_data(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    model_name: str | None = None,
+    device: str | torch.device = "cpu",
+) -> int:
+    """Check that ``model`` can be trained and tested on ``dataset``; return its class count.
+
+    Checks, in this order, each raising with the dataset's name, the values and what fits:
+
+    - neither split is empty;
+    - labels are ``(N,)`` integer tensors (not bool, float or complex);
+    - the test images have the training images' size;
+    - the model takes a batch of two images of each split, scaled as
+      :meth:`TensorData.from_dataset` does, ``(2, 1, H, W)`` float32 on ``device``, and returns
+      logits ``(2, classes)`` (one forward pass per split, in eval mode and without gradients,
+      so no BatchNorm statistic or dropout draw changes; the model's mode is restored);
+    - every label lies in ``0 .. classes - 1``.
+
+    The training loop itself would find these only when it reaches the offending batch: the
+    test images after a whole epoch of training, a label beyond the head as a raw index error.
+
+    Args:
+        model: a classifier returning logits ``(B, classes)``, on ``device``.
+        dataset: a :class:`~initlab.datasets.families.Dataset` (images ``(N, H, W)``).
+        model_name: the zoo name of ``model``, for the hints (which parameters set its input
+            size); ``None`` for another model.
+        device: where ``model`` is.
+
+    Returns:
+        The number of logits, ``classes``.
+
+    Raises:
+        ArgumentError: the labels need more classes than the model has logits (argument
+            ``model_params``, where ``num_classes`` is set; a ``ValueError``).
+        ValueError: another check fails.
+    """
+    name = dataset.name
+    splits = (
+        ("training", dataset.train_images, dataset.train_labels),
+        ("test", dataset.test_images, dataset.test_labels),
+    )
+    for split, images, labels in splits:
+        if len(images) == 0 or len(labels) == 0:
+            raise ValueError(
+                f"dataset {name!r} has no {split} images; a comparison trains on the training "
+                "split and tests on the test split, so each needs at least one image"
+            )
+        if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype.is_complex:
+            raise ValueError(
+                f"dataset {name!r}: the {split} labels must be (N,) integers; got shape "
+                f"{tuple(labels.shape)} {labels.dtype}"
+            )
+        if labels.dtype == torch.bool:
+            raise ValueError(f"dataset {name!r}: the {split} labels must be integers, not bool")
+    size = tuple(dataset.train_images.shape[1:])
+    if tuple(dataset.test_images.shape[1:]) != size:
+        raise ValueError(
+            f"dataset {name!r}: the test images are {_size(dataset.test_images)} but the "
+            f"training images are {_size(dataset.train_images)}; train and test images must "
+            "have one size"
+        )
+    classes = None
+    for split, images, _ in splits:
+        classes = _logits(model, images, split, name, model_name, device)
+    low = min(int(labels.min()) for _, _, labels in splits)
+    top = max(int(labels.max()) for _, _, labels in splits)
+    if low < 0:
+        raise ValueError(f"dataset {name!r}: labels must be >= 0; found {low}")
+    if top >= classes:
+        need = top + 1
+        hint = (
+            f"; {name!r} is not a known dataset, so its number of classes is not known and the "
+            f"head keeps the model's {classes}"
+            if name not in DATASETS
+            else ""
+        )
+        raise ArgumentError(
+            "model_params",
+            f"dataset {name!r}: the labels need {need} classes but the model returns {classes} "
+            f"logits (labels {low}..{top}, logits for 0..{classes - 1}){hint}; build it with "
+            f"num_classes={need} in model_params",
+        )
+    return classes
+
+
+def _size(images: torch.Tensor) -> str:
+    return "x".join(str(n) for n in images.shape[1:])
+
+
+def _logits(model, images, split, name, model_name, device) -> int:
+    """Run two images of a split through ``model``; return the number of logits."""
+    x = images[:2].to(device).unsqueeze(1).float().div_(255.0)  # as TensorData.from_dataset
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    except (RuntimeError, ValueError, IndexError) as error:
+        raise ValueError(
+            f"model {model_name or type(model).__name__!r} does not take the {split} images of "
+            f"dataset {name!r}, {_size(images)} pixels (a batch of shape {tuple(x.shape)}): "
+            f"{error}{_input_hint(model_name, images)}"
+        ) from None
+    finally:
+        model.train(training)
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or len(logits) != len(x):
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(
+            f"model {model_name or type(model).__name__!r} must return logits (B, classes) for "
+            f"the {split} images of dataset {name!r}; for a batch of shape {tuple(x.shape)} it "
+            f"returned {got}{_input_hint(model_name, images)}"
+        )
+    return logits.shape[1]
+
+
+def _input_hint(model_name: str | None, images: torch.Tensor) -> str:
+    """Which of the zoo model's parameters set its input size, for ``images``' size."""
+    if model_name not in (*MODELS, *MODEL_ALIASES):
+        return ""
+    accepted = accepted_params(model_name)
+    h, w = images.shape[1:]
+    if "in_features" in accepted:
+        return f"; for {h}x{w} images build it with in_features={h * w}"
+    if "image_size" in accepted and h == w:
+        return f"; for {h}x{w} images build it with image_size={h}"
+    if "image_size" in accepted:
+        return f"; model {model_name!r} takes square images only (image_size)"
+    return f"; model {model_name!r} takes 28x28 images only"
