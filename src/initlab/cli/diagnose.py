@@ -5,13 +5,27 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import sys
 import time
 
+from initlab.cli import print_error
 from initlab.cli.train import positive_int
 
 HELP = "diagnose a zoo model at initialization under several schemes: tables, verdicts, figure"
 DEFAULT_SCHEMES = "normal,xavier_normal,kaiming_normal,orthogonal,lsuv"
+
+#: The flag that sets each library argument an ArgumentError may name (the data and model
+#: options of initlab.cli.FLAGS that diagnose has, and its own); :func:`initlab.cli.print_error`
+#: prints the flag before the library's message, unchanged.
+FLAGS = {
+    "dataset": "--dataset",
+    "data_dir": "--data-dir",
+    "download": "--download",
+    "model": "--model",
+    "depth": "--depth",
+    "width": "--width",
+    "activation": "--activation",
+    "scheme": "--schemes",
+}
 
 
 def register(subparsers) -> None:
@@ -32,7 +46,8 @@ def register(subparsers) -> None:
     add(
         "--model",
         default="mlp",
-        help="zoo model: initnet, mlp, cnn, resmlp, resnet, lstm, transformer (default: mlp)",
+        help="zoo model: mlp-784-128-10 (alias initnet), mlp, cnn, resmlp, resnet, lstm, "
+        "transformer (default: mlp)",
     )
     add(
         "--depth",
@@ -69,8 +84,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _diagnose(args)
     except (ValueError, TypeError, OSError) as error:  # OSError: DownloadError, missing files
-        print(f"initlab diagnose: error: {error}", file=sys.stderr)
-        return 2
+        return print_error("diagnose", error, FLAGS)
 
 
 def _diagnose(args: argparse.Namespace) -> int:
