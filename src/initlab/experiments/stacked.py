@@ -9,10 +9,15 @@ ensembling recipe (``torch.func.stack_module_state`` + ``vmap``; tutorial "Model
 pytorch.org/tutorials/intermediate/ensembling.html) extended to training, with two CPU-side
 choices that keep a step cheap: linear layers compute ``W @ x.T`` so that the weight gradient
 lands in the parameter's layout (:class:`_WeightTimesInput`), and AdamW uses its fused kernel.
-The seed's InitNet, the default comparison's model, skips vmap and autograd: its loss and
-gradients are written out as batched matrix products (:func:`_initnet_step`), the same products
-in the same layout with autograd's own backward kernels, so its weight gradients equal the
-vmapped step's bit for bit, in persistent gradient buffers.
+The default comparison's model, ``mlp-784-128-10``
+(:class:`~initlab.zoo.models.OneHiddenLayerMLP`, the seed's InitNet), skips vmap and the
+network's autograd graph: its loss and gradients are written out as batched matrix products
+(:func:`_initnet_step`), the same products in the same layout with autograd's own backward
+kernels (log_softmax's through ``torch.autograd.grad`` on that one node), so its weight
+gradients equal the vmapped step's bit for bit, in persistent gradient buffers.
+
+The stacked and the sequential trainer share their optimizer, gradient norms, divergence check
+and evaluation (:mod:`initlab.experiments.core`).
 
 Per-run results equal separate :func:`~initlab.experiments.trainer.train` runs within float
 rounding, because every piece is per run:
@@ -74,7 +79,7 @@ from initlab.experiments.core import (
     resolve_device,
     run_seeds,
 )
-from initlab.zoo.models import InitNet
+from initlab.zoo.models import OneHiddenLayerMLP
 
 __all__ = ["train_group", "vectorizable"]
 
@@ -109,7 +114,7 @@ def vectorizable(models: Sequence[nn.Module], example: torch.Tensor | None = Non
         ``None``, or a short reason for a log line.
 
     Example:
-        >>> vectorizable([InitNet(), InitNet()]) is None  # doctest: +SKIP
+        >>> vectorizable([OneHiddenLayerMLP(), OneHiddenLayerMLP()]) is None  # doctest: +SKIP
         True
     """
     first = models[0]
@@ -179,8 +184,9 @@ class _WeightTimesInput(TorchFunctionMode):
     Under vmap, ``x @ W.T`` makes autograd compute the weight gradient as ``x.T @ g`` in the
     transposed layout ``(R, in, out)`` and then copy it into the parameter's ``(R, out, in)``;
     with ``W @ x.T`` the gradient ``g.T @ x`` lands in the parameter's layout directly. On the
-    default sweep (18 InitNets, batch 64) that copy and the slower transposed product were
-    about 30% of a training step. The forward values are the same products, summed over ``in``.
+    default sweep (18 runs of mlp-784-128-10, batch 64) that copy and the slower transposed
+    product were about 30% of a training step. The forward values are the same products, summed
+    over ``in``.
     """
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -308,8 +314,8 @@ class _Group:
         forward = _forward(models[0])
         # (R, B, ...) images and (R, B) labels -> (R,) mean cross-entropy per run
         self.loss = vmap(lambda p, x, y: F.cross_entropy(forward(p, x), y))
-        # InitNet (784 -> 128 -> ReLU -> 10) gets a hand-written step without vmap/autograd.
-        self.direct = type(models[0]) is InitNet
+        # mlp-784-128-10 (784 -> 128 -> ReLU -> 10) gets a hand-written step without vmap.
+        self.direct = type(models[0]) is OneHiddenLayerMLP
         if start is not None:
             self.done = start[0].steps
             load_optimizer_state(self.optimizer, list(self.params), _stack_states(start))
@@ -489,16 +495,17 @@ def _gather(data: TensorData, index: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 @torch.no_grad()
 def _initnet_step(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor):
-    """InitNet's stacked loss and backward pass, by hand: ``(R, B, 1, 28, 28)`` -> ``(R,)``.
+    """mlp-784-128-10's stacked loss and backward pass, by hand: ``(R, B, 1, 28, 28)`` -> ``(R,)``.
 
     The same products as the vmapped autograd step, as batched matrix products, for ``R`` runs
     of ``logits = W2 relu(W1 x + b1) + b2`` with mean cross-entropy over the ``B`` images:
     ``dL/dlogits = (softmax(logits) - onehot(y)) / B``, ``dL/dW2 = g^T h``, ``dL/db2 = sum g``,
     ``dL/dh = g W2`` masked by ``W1 x + b1 > 0`` (ReLU's derivative, 0 at 0 as in autograd),
     ``dL/dW1 = g_h^T x``, ``dL/db1 = sum g_h`` (backpropagation; Rumelhart, Hinton and
-    Williams 1986). Gradients are written into persistent ``p.grad`` buffers: no per-step
-    autograd graph, vmap dispatch or 7 MB gradient allocation (the vmapped path was 60% of a
-    step in Python and dispatch on the default sweep).
+    Williams 1986). Gradients are written into persistent ``p.grad`` buffers: no autograd graph
+    of the network, vmap dispatch or 7 MB gradient allocation per step (the vmapped path was
+    60% of a step in Python and dispatch on the default sweep); only log_softmax's backward
+    goes through autograd (:func:`_cross_entropy_and_grad`).
     """
     w1, b1 = params["fc1.weight"], params["fc1.bias"]
     w2, b2 = params["fc2.weight"], params["fc2.bias"]
@@ -526,10 +533,12 @@ def _cross_entropy_and_grad(
 
     The gradient is ``(softmax(logits) - onehot(y)) / B``, computed as autograd computes it: the
     nll loss's gradient (``-1/B`` at the target) through log_softmax's own backward kernel, by
-    ``torch.autograd.grad`` on the one log_softmax node. The closed form rounds differently (it
-    changes the default comparison's table), and so does re-deriving the kernel's formula
-    (``g - exp(logp) * sum(g)``); autograd runs the very kernel the vmapped step runs, and
-    ``benchmarks/bench_stacked_step.py`` measures what the graph of one node costs per step.
+    ``torch.autograd.grad`` on a graph of the one log_softmax node. The default comparison's
+    table depends on this rounding: the closed form rounds differently, and so does restating
+    the kernel's formula (``g - exp(logp) * sum(g)``) with other ops. Autograd runs the very
+    kernel the vmapped step runs (the same numbers as calling the private
+    ``torch._log_softmax_backward_data`` directly, bit for bit); the one-node graph costs about
+    4% of a step of the default sweep (``benchmarks/bench_stacked_step.py``).
     """
     target = y.unsqueeze(2)
     with torch.enable_grad():
@@ -542,7 +551,7 @@ def _cross_entropy_and_grad(
 
 
 def _initnet_logits(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """InitNet's forward of one batch for every run: ``(B, 1, 28, 28)`` -> ``(R, B, 10)``."""
+    """mlp-784-128-10's forward of one batch for every run: ``(B, 1, 28, 28)`` -> ``(R, B, 10)``."""
     w1 = params["fc1.weight"]
     # All runs' first layers as one (R * 128, 784) matrix: one product with the shared images.
     hidden = (w1.flatten(0, 1) @ x.reshape(x.shape[0], -1).mT).view(*w1.shape[:2], -1)
@@ -564,7 +573,7 @@ def _evaluate(group: _Group, data: TensorData) -> tuple[list[float], list[float]
     params = {n: p.detach() for n, p in group.params.items()}
     rows = len(group.active)
     # R runs x this many images: the activations of one run's eval_batch_size, the trainer's
-    # peak (a CNN's 18 x 1000 images would hold about 1 GB of feature maps); InitNet's 128
+    # peak (a CNN's 18 x 1000 images would hold about 1 GB of feature maps); mlp-784-128-10's 128
     # hidden units hold 9 MB for 18 x 1000 images, so it takes eval_batch_size per run.
     size = group.config.eval_batch_size
     if not group.direct:
