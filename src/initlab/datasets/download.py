@@ -112,6 +112,8 @@ def _join(base: str, filename: str) -> str:
 
 
 def _fetch_one(url: str, target: Path, verify: Callable[[Path, str], None], timeout: float):
+    # Not initlab._files.atomic_write: ``verify`` reads the temporary file by its path before
+    # the rename publishes it, and atomic_write keeps its temporary path to itself.
     descriptor, name = tempfile.mkstemp(
         dir=target.parent, prefix=f".{target.name}.", suffix=".part"
     )

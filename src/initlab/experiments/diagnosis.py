@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from initlab._files import atomic_write
 from initlab.datasets.families import load_dataset
 from initlab.diagnostics import Diagnosis, MeanField, diagnose, mean_field
 from initlab.schemes.registry import initialize
@@ -146,7 +147,7 @@ def init_record(
         d = diagnose(model, batch, loss_fn=nn.functional.cross_entropy)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(d.to_dict()))
+    atomic_write(path, json.dumps(d.to_dict()), fsync=False)  # a resume does not read it
     return {
         "activation_std": {r.name: r.std for r in d.layers if r.kind == "weight"},
         "verdicts": [v.code for v in d.verdicts],
