@@ -7,6 +7,7 @@ import inspect
 import json
 import time
 
+from initlab._files import atomic_write
 from initlab.cli import print_error
 from initlab.cli.train import positive_int
 
@@ -116,8 +117,9 @@ def _diagnose(args: argparse.Namespace) -> int:
     figure = plot_depth_profiles(
         {r.scheme: r.diagnosis for r in results}, out / "depth_profiles.png", title=title
     )
-    (out / "diagnoses.json").write_text(
-        json.dumps({r.scheme: r.diagnosis.to_dict() for r in results}, indent=1)
+    atomic_write(
+        out / "diagnoses.json",
+        json.dumps({r.scheme: r.diagnosis.to_dict() for r in results}, indent=1),
     )
     print(f"Wrote {figure} and {out / 'diagnoses.json'}")
     return 0

@@ -8,6 +8,8 @@ import json
 import re
 import sys
 
+from initlab._files import atomic_write
+
 # The library arguments this command sets, by the flag that sets them (an ArgumentError names
 # the argument; the message is printed after the flag, never rewritten).
 _FLAGS = {"example_input": "--input-shape", "policy": "--policy"}
@@ -91,8 +93,7 @@ def run(args: argparse.Namespace) -> int:
     print(result.table())
     if args.json:
         try:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(result.to_dict(), f, indent=1)
+            atomic_write(args.json, json.dumps(result.to_dict(), indent=1))
         except OSError as error:  # e.g. no permission, which output_file does not check
             print(f"initlab plan: error: cannot write --json {args.json}: {error}", file=sys.stderr)
             return 2
