@@ -16,7 +16,7 @@ import pytest
 
 from initlab.cli import main
 from initlab.cli._validate import scheme_applies
-from initlab.experiments.report import format_loss
+from initlab.reports.compare import format_loss
 
 QUICK = ["--train-subset", "1000", "--test-subset", "200"]
 
@@ -408,7 +408,7 @@ def test_the_command_line_exits_2_without_a_traceback(argv, message, offline, tm
 
 
 def test_the_compare_table_formats_a_huge_first_epoch_loss_readably():
-    from initlab.experiments.report import SummaryRow, format_table
+    from initlab.reports.compare import SummaryRow, format_table
 
     row = SummaryRow("sgd_lr3", 1, 0.1, None, 0.1, 1.7577848e11, None, 0, 0)
     assert "1.758e+11" in format_table([row], 0.97) and "175778480000" not in format_table(

@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("introspect",),
     ("policy", "datadriven", "diagnostics"),
     ("pretrained", "parameterize"),
-    ("datasets", "zoo", "schemes"),
+    ("datasets", "zoo", "schemes", "reports"),
     ("experiments",),
     ("cli",),
     ("__init__", "__main__"),  # the facade and the entry point

@@ -12,7 +12,10 @@ import torch
 
 from initlab.experiments import sweep
 from initlab.experiments.pretrain import PretrainConfig
-from initlab.experiments.report import (
+from initlab.experiments.results import merge_rank_files
+from initlab.experiments.sweep import CompareConfig, read_results, run_sweep
+from initlab.experiments.trainer import TrainConfig
+from initlab.reports.compare import (
     SummaryRow,
     _band,
     _loss_points,
@@ -20,9 +23,6 @@ from initlab.experiments.report import (
     summarize,
     write_report,
 )
-from initlab.experiments.results import merge_rank_files
-from initlab.experiments.sweep import CompareConfig, read_results, run_sweep
-from initlab.experiments.trainer import TrainConfig
 
 # 1000 training images = 16 steps of 64 per epoch: a sweep of 4 runs x 2 epochs takes ~1 s.
 SMALL = {"train_subset": 1000, "test_subset": 200, "train": TrainConfig(epochs=2)}
@@ -481,7 +481,7 @@ def test_loss_points_and_bands_by_hand():
 def test_test_error_axes_whole_epochs_percent_labels_and_room_above_the_top(epochs):
     from matplotlib.figure import Figure
 
-    from initlab.experiments.report import _draw_errors
+    from initlab.reports.compare import _draw_errors
 
     accs = {"seed": [0.30, 0.9, 0.95, 0.97, 0.98], "zeros": [0.1135] * 5}
     runs = {

@@ -112,7 +112,6 @@ def run(args: argparse.Namespace) -> int:
     from initlab.cli._validate import output_dir, split_schemes
     from initlab.experiments.distributed import is_main_process
     from initlab.experiments.pretrain import PretrainConfig
-    from initlab.experiments.report import format_table
     from initlab.experiments.sweep import (
         CompareConfig,
         NothingToResumeError,
@@ -120,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         ResultsExistError,
         run_sweep,
     )
+    from initlab.reports.compare import format_table
 
     if args.resume is not None:
         _warn_ignored(getattr(args, "given", []))

@@ -220,9 +220,9 @@ def _train(args: argparse.Namespace) -> int:
 
     from initlab.cli._validate import scheme_applies, subset_sizes
     from initlab.datasets.families import load_dataset
-    from initlab.experiments.report import format_loss
     from initlab.experiments.sweep import check_data, head_params
     from initlab.experiments.trainer import TensorData, resolve_device, train_scheme
+    from initlab.reports.compare import format_loss
     from initlab.zoo.models import build_model
 
     config = train_config(args, args.seed)

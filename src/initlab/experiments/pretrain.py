@@ -32,7 +32,6 @@ from torch import nn
 from initlab._files import atomic_write
 from initlab.datasets.families import load_dataset
 from initlab.experiments.config import PretrainConfig
-from initlab.experiments.report import count
 from initlab.experiments.trainer import (
     TensorData,
     TrainConfig,
@@ -40,6 +39,7 @@ from initlab.experiments.trainer import (
     resolve_device,
     train,
 )
+from initlab.reports.compare import count
 from initlab.schemes import Source
 
 __all__ = [

@@ -6,7 +6,8 @@
   Rewrites (a resume trimming the lines its runs continue from) are atomic
   (:func:`write_lines`). Under torchrun, ranks > 0 write ``results.rank<r>.jsonl`` until the
   end; a session stopped before then leaves them, and :func:`merge_rank_files` appends them.
-- ``summary.csv``: one row per scheme (:func:`write_summary`), written atomically.
+- ``summary.csv``: one row per scheme, written atomically by
+  :func:`initlab.reports.compare.write_summary`.
 - ``.initlab-compare.lock``: one sweep at a time writes into a directory (:func:`lock_out_dir`).
 
 Every whole-file write goes through :func:`initlab._files.atomic_write`.
@@ -15,16 +16,13 @@ Every whole-file write goes through :func:`initlab._files.atomic_write`.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import logging
 import os
 import re
 import socket
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -51,7 +49,6 @@ __all__ = [
     "run_id",
     "terminal_runs",
     "write_lines",
-    "write_summary",
 ]
 
 log = logging.getLogger(__name__)
@@ -153,21 +150,6 @@ def merge_rank_files(out: Path) -> None:
         len(parts),
         results,
     )
-
-
-def write_summary(path: str | os.PathLike, rows: Sequence) -> None:
-    """Write ``summary.csv``: a header of the rows' fields, one line per row (dataclasses).
-
-    Args:
-        path: the file.
-        rows: :class:`~initlab.experiments.report.SummaryRow` objects, at least one; an
-            undefined value (``None``) is an empty cell.
-    """
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(asdict(rows[0])), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(asdict(r) for r in rows)
-    atomic_write(path, buffer.getvalue())
 
 
 class ResultsExistError(ArgumentError, FileExistsError):

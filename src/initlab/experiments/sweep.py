@@ -6,7 +6,7 @@ output directory's files and lock (:mod:`~initlab.experiments.results`), train s
 checkpoints and resume points (:mod:`~initlab.experiments.checkpoint`), the sequential and the
 stacked trainer (:mod:`~initlab.experiments.trainer`, :mod:`~initlab.experiments.stacked`, on
 one core: :mod:`~initlab.experiments.core`), torchrun ranks
-(:mod:`~initlab.experiments.distributed`) and the report (:mod:`~initlab.experiments.report`).
+(:mod:`~initlab.experiments.distributed`) and the report (:mod:`~initlab.reports.compare`).
 
 Output directory layout:
 
@@ -22,7 +22,7 @@ Output directory layout:
 - ``checkpoints/``: while runs are unfinished, one file per stacked group or lone run
   (:mod:`initlab.experiments.checkpoint`), overwritten atomically after each epoch but the
   last, deleted when its runs end and, with the folder, when the sweep is done;
-- ``summary.csv``, ``report.md`` and PNG figures (:mod:`initlab.experiments.report`).
+- ``summary.csv``, ``report.md`` and PNG figures (:mod:`initlab.reports.compare`).
 
 An epoch's lines are written before its checkpoint, so a checkpoint never runs ahead of the
 lines. Resuming (``resume=True``) reads ``config.json`` and ``results.jsonl``, keeps finished
@@ -85,7 +85,7 @@ from torch import nn
 from initlab._checks import ArgumentError
 from initlab._files import atomic_write
 from initlab.datasets.families import DataNotFoundError, load_dataset
-from initlab.experiments import distributed, report
+from initlab.experiments import distributed
 from initlab.experiments.checkpoint import (
     CHECKPOINTS,
     PendingRun,
@@ -116,6 +116,7 @@ from initlab.experiments.results import (
 )
 from initlab.experiments.stacked import train_group, vectorizable
 from initlab.experiments.trainer import TrainState, build_initialized, init_batch, train
+from initlab.reports import compare as report
 from initlab.schemes.registry import check_fits, parse_scheme
 from initlab.zoo.models import build_model
 

@@ -26,18 +26,18 @@ Files are written atomically (:func:`initlab._files.atomic_write`: a temporary f
 
 from __future__ import annotations
 
+import csv
 import io
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, PercentFormatter
 
 from initlab._files import atomic_write
-from initlab.experiments.results import write_summary
 
 __all__ = [
     "SummaryRow",
@@ -416,4 +416,19 @@ def _activation_figure(path: Path, runs: dict, schemes: Sequence[str]) -> None:
 def _save(fig: Figure, path: Path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
+    atomic_write(path, buffer.getvalue())
+
+
+def write_summary(path: str | os.PathLike, rows: Sequence) -> None:
+    """Write ``summary.csv``: a header of the rows' fields, one line per row (dataclasses).
+
+    Args:
+        path: the file.
+        rows: :class:`SummaryRow` objects, at least one; an
+            undefined value (``None``) is an empty cell.
+    """
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(asdict(rows[0])), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(asdict(r) for r in rows)
     atomic_write(path, buffer.getvalue())
