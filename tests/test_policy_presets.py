@@ -234,3 +234,36 @@ def test_keras_and_flax_presets_give_prelu_their_slope():
         prelu = nn.PReLU(3)
         plan(prelu, policy).apply(seed=0)
         assert torch.equal(prelu.weight, torch.full((3,), value)), policy
+
+
+class _ScaledLinear(nn.Module):
+    """A container with a bare ``nn.Parameter`` (no layer owns it) beside a Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.scale = nn.Parameter(torch.full((3,), 0.5))
+
+    def forward(self, x):
+        return self.fc(x) * self.scale
+
+
+@pytest.mark.parametrize("policy", ["torch", "auto", "keras", "flax", "gpt2", "bert"])
+def test_bare_parameter_is_uncovered_under_every_preset(policy):
+    # The torch preset's catch-all "own reset_parameters" rule used to raise a ValueError on a
+    # parameter whose module has no reset_parameters; now it is uncovered like elsewhere.
+    model = _ScaledLinear()
+    with pytest.warns(UserWarning, match=r"no rule covers 1 parameter\(s\).*'scale'"):
+        p = plan(model, policy)
+    assert p.uncovered == ["scale"]
+    assert p["scale"].distribution == "none"
+    assert p["fc.weight"].distribution != "none"
+    p.apply(seed=0)
+    assert torch.equal(model.scale.detach(), torch.full((3,), 0.5))  # left untouched
+
+
+def test_user_keep_rule_on_bare_parameter_still_raises():
+    from initlab.policy import Rule
+
+    with pytest.raises(ValueError, match=r"keeps the own init of 'scale'.*_ScaledLinear"):
+        plan(_ScaledLinear(), "torch", rules=[Rule("mine", "keep", param="scale")])

@@ -120,7 +120,8 @@ def plan(
     context = analyze(model, example_input)
     selected = _selected(model, only)
     targets = _targets(model, context, selected, opts)
-    matched = [next((r for r in table if r.matches(t[0])), None) for t in targets]
+    preset = set(map(id, table[len(tuple(rules or ())) :])) if isinstance(policy, str) else set()
+    matched = [_match(table, t[0], preset) for t in targets]
     _warn_unseen_activations(context, targets, matched)
     n_scaled = _count_scaled(model, context, opts, table, selected, matched)
     rows = [_row(t, r, n_scaled, context) for t, r in zip(targets, matched, strict=True)]
@@ -213,6 +214,25 @@ def init_model(
             "initlab.init_model(model, ..., lsuv=batch) (initlab.schemes.compose.init_model)"
         )
     return plan(model, policy, example_input=example_input, **options).apply(seed=seed)
+
+
+def _match(table, target: Target, preset: set[int]) -> Rule | None:
+    """The first rule of ``table`` matching ``target``. A named preset's ``keep`` rule (the
+    ``torch`` preset's catch-all "own reset_parameters") does not match a parameter whose
+    module has no own init (a bare ``nn.Parameter`` registered on a container): such a
+    parameter is uncovered, warned about and listed in ``plan.uncovered`` as under every other
+    preset. A user's ``keep`` rule still matches it, and :func:`_row` raises naming it."""
+    for rule in table:
+        if not rule.matches(target):
+            continue
+        if (
+            id(rule) in preset
+            and rule.init == "keep"
+            and describe_own_init(target.module, target.ancestors) is None
+        ):
+            continue
+        return rule
+    return None
 
 
 def _rule_table(policy, rules, options) -> tuple[tuple[Rule, ...], str]:
