@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -21,6 +22,11 @@ def atomic_write(
     its old content or all of the new one, also after a crash or Ctrl-C; the temporary file is
     removed on any error.
 
+    Permissions: a new file gets the mode a plain ``open(path, "w")`` would give it
+    (``0o666 & ~umask``, applied by the kernel: the temporary file is created with
+    ``os.open(..., 0o666)`` rather than ``tempfile.mkstemp``, whose files are always 0600, so the
+    umask is never read or changed); overwriting keeps the existing file's mode bits.
+
     Args:
         path: the file to (over)write; its directory must exist.
         data: text (written as UTF-8), bytes, or a function that writes into the open binary
@@ -34,9 +40,11 @@ def atomic_write(
         OSError: the directory does not exist or is not writable (the temporary file is gone).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as file:
+            with contextlib.suppress(FileNotFoundError):  # keep an existing file's mode
+                os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
             if callable(data):
                 data(file)
             else:
@@ -50,3 +58,16 @@ def atomic_write(
             os.unlink(tmp)
         raise
     return path
+
+
+def _create_temporary(path: Path) -> tuple[int, str]:
+    """Create ``.<name>.<random>.tmp`` beside ``path`` exclusively, mode ``0o666 & ~umask``."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    flags |= getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(100):
+        tmp = os.path.join(path.parent, f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name for {path} after 100 tries")

@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         ResultsExistError,
         run_sweep,
     )
-    from initlab.reports.compare import format_table
+    from initlab.reports.compare import format_conclusions, format_table
 
     if args.resume is not None:
         _warn_ignored(getattr(args, "given", []))
@@ -197,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
     if not is_main_process():  # under torchrun, rank 0 prints for all
         return 0
     print(format_table(result.rows, result.config.target_accuracy))
+    print("\n" + format_conclusions(result.rows))
     print(f"\nWrote {result.out_dir}: config.json, results.jsonl, summary.csv, report.md, figures")
     return 0
 
