@@ -11,7 +11,14 @@ Definitions used in every table (accuracies are fractions, shown as percent):
   runs that reached it, shown with how many did (``2.0 (3/3)``);
 - diverged: diverged runs out of all runs.
 
-Figures (line: mean over seeds; band: min to max over seeds; one color per scheme):
+Conclusion (:func:`summarize`, :func:`conclusions`): schemes ranked by a metric (final test
+accuracy by default), the best named, and every other scheme's difference to it with a 95%
+Welch t interval over seeds (:mod:`initlab.reports.stats`; Welch 1947), in sentences after the
+table and in ``summary.csv`` columns. The table itself keeps the order of the schemes given.
+
+Figures (line: mean over seeds; band: min to max over seeds; per scheme one color, dash pattern
+and marker, so that coinciding curves stay visible; an ``x`` marks each diverged run's last
+finite point; schemes far above the others in test error get their own panel):
 
 - ``train_loss.png``: training loss against the optimizer step, log y, from the epoch lines'
   ``loss_curve`` windows (an epoch line without one, written before curves existed or with
