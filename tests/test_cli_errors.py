@@ -375,7 +375,7 @@ def test_print_error_leads_with_the_flag_only_for_an_argument_it_knows(capsys):
 
     assert print_error("train", ArgumentError("model_params", "too few logits"), FLAGS) == 2
     assert (
-        capsys.readouterr().err == "initlab train: error: argument --model-param: too few logits\n"
+        capsys.readouterr().err == "initlab train: error: argument --model-arg: too few logits\n"
     )
     assert print_error("train", ArgumentError("elsewhere", "as written"), FLAGS) == 2
     assert capsys.readouterr().err == "initlab train: error: as written\n"

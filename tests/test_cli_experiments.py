@@ -125,7 +125,7 @@ def test_compare_model_params_and_errors(tmp_path, capsys):
     assert main([*argv, *QUICK, "--out", str(tmp_path / "a")]) == 2
     assert "resume it with --resume" in capsys.readouterr().err
     assert main([*argv, "--model-param", "depth", "--out", str(tmp_path / "b")]) == 2
-    assert "--model-param must be KEY=VALUE; got 'depth'" in capsys.readouterr().err
+    assert "argument --model-param: a model argument must be NAME=VALUE" in capsys.readouterr().err
 
 
 def test_compare_log_every_sets_the_loss_curve_windows(tmp_path, capsys):

@@ -72,7 +72,7 @@ def test_a_label_beyond_a_10_class_model_fails_before_any_file_is_written(tmp_pa
     assert compare(data, out) == 2
     err = capsys.readouterr().err
     assert err.startswith(
-        "initlab compare: error: argument --model-param: dataset 'glyphs': the labels need 11 "
+        "initlab compare: error: argument --model-arg: dataset 'glyphs': the labels need 11 "
         "classes but the model returns 10 logits (labels 0..10, logits for 0..9); 'glyphs' is "
         "not a known dataset, so its number of classes is not known and the head keeps the "
         "model's 10; build it with num_classes=11 in model_params"

@@ -20,6 +20,7 @@ COMMANDS: tuple[str, ...] = (
     "diagnose",
     "gain",
     "plan",
+    "models",
 )
 
 
@@ -31,7 +32,7 @@ FLAGS: dict[str, str] = {
     "dataset": "--dataset",
     "download": "--download",
     "model": "--model",
-    "model_params": "--model-param",
+    "model_params": "--model-arg",
 }
 
 

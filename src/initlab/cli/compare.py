@@ -14,6 +14,7 @@ from initlab.cli import print_error
 from initlab.cli.train import (
     add_common_options,
     fraction,
+    model_flags,
     model_params,
     positive_int,
     train_config,
@@ -41,7 +42,8 @@ def register(subparsers) -> None:
         "compare",
         help=HELP,
         description=(
-            "Train a model under several initialization schemes and seeds, print a table "
+            "Train a model (a zoo name, or your own factory: --model MODULE:FUNCTION "
+            "--model-arg NAME=VALUE) under several initialization schemes and seeds, print a table "
             "(final test accuracy mean ± std over seeds, best accuracy, loss after epoch 1, "
             "epochs to the target accuracy, diverged runs) and write config.json, "
             "results.jsonl, summary.csv, report.md and PNG figures into --out. "
@@ -193,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     except (ValueError, TypeError, OSError) as error:  # OSError: DownloadError, missing files
-        return print_error("compare", error, FLAGS)
+        return print_error("compare", error, model_flags(FLAGS, args))
     if not is_main_process():  # under torchrun, rank 0 prints for all
         return 0
     print(format_table(result.rows, result.config.target_accuracy))

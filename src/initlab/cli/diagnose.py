@@ -9,7 +9,7 @@ import time
 
 from initlab._files import atomic_write
 from initlab.cli import print_error
-from initlab.cli.train import positive_int
+from initlab.cli.train import AppendModelArg, model_flags, model_params, positive_int
 
 HELP = "diagnose a zoo model at initialization under several schemes: tables, verdicts, figure"
 DEFAULT_SCHEMES = "normal,xavier_normal,kaiming_normal,orthogonal,lsuv"
@@ -22,6 +22,7 @@ FLAGS = {
     "data_dir": "--data-dir",
     "download": "--download",
     "model": "--model",
+    "model_params": "--model-arg",
     "depth": "--depth",
     "width": "--width",
     "activation": "--activation",
@@ -47,8 +48,23 @@ def register(subparsers) -> None:
     add(
         "--model",
         default="mlp",
-        help="zoo model: mlp-784-128-10 (alias initnet), mlp, cnn, resmlp, resnet, lstm, "
-        "transformer (default: mlp)",
+        metavar="NAME|MODULE:FUNCTION",
+        help="zoo model (see `initlab models`: mlp-784-128-10 (alias initnet), mlp, cnn, "
+        "resmlp, resnet, lstm, transformer) or your own: an importable callable returning an "
+        "nn.Module, e.g. initlab.zoo.models:MLP, or mymodels:build_net for a mymodels.py in "
+        "the current directory (default: mlp)",
+    )
+    add(
+        "--model-arg",
+        "--model-param",
+        dest="model_param",
+        action=AppendModelArg,
+        default=[],
+        metavar="NAME=VALUE",
+        help="a keyword argument of the model, repeatable; VALUE is a Python literal (8, "
+        "[8,16], 'text', True), never evaluated, or a bare word read as text, e.g. "
+        "--model cnn --model-arg channels=[8,16] (default: none; --depth, --width and "
+        "--activation win over the same names here)",
     )
     add(
         "--depth",
@@ -85,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _diagnose(args)
     except (ValueError, TypeError, OSError) as error:  # OSError: DownloadError, missing files
-        return print_error("diagnose", error, FLAGS)
+        return print_error("diagnose", error, model_flags(FLAGS, args))
 
 
 def _diagnose(args: argparse.Namespace) -> int:
@@ -95,7 +111,7 @@ def _diagnose(args: argparse.Namespace) -> int:
     from initlab.schemes.registry import SCHEMES
 
     given = (("depth", args.depth), ("width", args.width), ("activation", args.activation))
-    params = {k: v for k, v in given if v is not None}
+    params = {**model_params(args.model_param), **{k: v for k, v in given if v is not None}}
     unsupported = _unsupported(args.model, params)
     if unsupported:
         raise ValueError(unsupported)
@@ -105,6 +121,7 @@ def _diagnose(args: argparse.Namespace) -> int:
     batch = load_batch(
         args.dataset, size=args.batch_size, data_dir=args.data_dir, download=args.download
     )
+    _check_model(args.model, params, batch)
     results = diagnose_schemes(args.model, schemes, batch, model_params=params, seed=args.seed)
     for r in results:
         print(f"== {r.scheme} ==")
@@ -123,6 +140,23 @@ def _diagnose(args: argparse.Namespace) -> int:
     )
     print(f"Wrote {figure} and {out / 'diagnoses.json'}")
     return 0
+
+
+def _check_model(model: str, params: dict, batch) -> None:
+    """Build ``model`` once and check its logits fit the batch's labels, before any output.
+
+    Raises:
+        ArgumentError: the model cannot be built, or its output does not fit (argument
+            ``model``, :func:`initlab.zoo.factory.check_output`).
+    """
+    import torch
+
+    from initlab.zoo.factory import check_output
+    from initlab.zoo.models import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        net = build_model(model, **params)
+    check_output(net, batch[0], batch[1], model)
 
 
 def _unsupported(model: str, params: dict) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import re
 import sys
@@ -12,7 +11,7 @@ from initlab._files import atomic_write
 
 # The library arguments this command sets, by the flag that sets them (an ArgumentError names
 # the argument; the message is printed after the flag, never rewritten).
-_FLAGS = {"example_input": "--input-shape", "policy": "--policy"}
+_FLAGS = {"example_input": "--input-shape", "policy": "--policy", "model_params": "--model-arg"}
 HELP = (
     "print the automatic initialization plan of a model: rule, fans, std and reason per parameter"
 )
@@ -24,14 +23,23 @@ def register(subparsers) -> None:
         help=HELP,
         description=(
             "Build a model by calling MODULE:FACTORY (any importable callable returning an "
-            "nn.Module, called without arguments), plan its initialization and print one row "
-            "per parameter. With --input-shape the model runs once on a random input so that "
-            "functional activations and residual branches are found; without it activations "
-            "are read from the module structure. Nothing is written to the model."
+            "nn.Module, called with the --model-arg keyword arguments), plan its "
+            "initialization and print one row per parameter. With --input-shape the model "
+            "runs once on a random input so that functional activations and residual "
+            "branches are found; without it activations are read from the module structure. "
+            "Nothing is written to the model."
         ),
     )
     parser.add_argument(
         "factory", metavar="MODULE:FACTORY", help="e.g. torchvision.models:resnet18"
+    )
+    parser.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a keyword argument of the factory, repeatable; VALUE is a Python literal, never "
+        "evaluated, or a bare word read as text, e.g. num_classes=10 (default: none)",
     )
     parser.add_argument(
         "--input-shape",
@@ -71,11 +79,12 @@ def run(args: argparse.Namespace) -> int:
     from initlab._checks import ArgumentError
     from initlab.cli._validate import output_file
     from initlab.policy import plan
+    from initlab.zoo.factory import build_factory_model, parse_model_args
 
     try:
         if args.json:  # before the work, which otherwise ended in a traceback on writing
             output_file(args.json, "--json")
-        model = _load_factory(args.factory)()
+        model = build_factory_model(args.factory, parse_model_args(args.model_arg))
         options = dict(_option(text) for text in args.option)
         example = None
         if args.input_shape:
@@ -108,6 +117,8 @@ def _flag(argument: str, args: argparse.Namespace) -> str:
 
     from initlab.policy import PolicyOptions
 
+    if argument == "model":  # the positional MODULE:FACTORY; the message quotes it
+        return "MODULE:FACTORY"
     flag = _FLAGS.get(argument)
     if flag is not None:
         value = getattr(args, flag.removeprefix("--").replace("-", "_"))
@@ -126,18 +137,6 @@ def _shape(text: str) -> tuple[int, ...]:
             f"1x1x28x28; got {text!r}"
         )
     return tuple(int(p) for p in parts)
-
-
-def _load_factory(text: str):
-    module_name, sep, attr = text.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"factory must look like MODULE:FACTORY; got {text!r}")
-    factory = importlib.import_module(module_name)
-    for part in attr.split("."):
-        factory = getattr(factory, part)
-    if not callable(factory):
-        raise TypeError(f"{text} is not callable")
-    return factory
 
 
 def _option(text: str) -> tuple[str, object]:

@@ -6,7 +6,6 @@ Also defines the data, model and optimization options that ``initlab compare`` s
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 
@@ -23,7 +22,8 @@ def register(subparsers) -> None:
         "train",
         help=HELP,
         description=(
-            "Train a zoo model on an MNIST-like dataset under one initialization scheme. "
+            "Train a zoo model or your own (--model MODULE:FUNCTION with --model-arg "
+            "NAME=VALUE) on an MNIST-like dataset under one initialization scheme. "
             "After every epoch print 'Epoch N, Loss: L' (mean training loss) and "
             "'Test Accuracy: A%', exactly as the seed's example does."
         ),
@@ -45,16 +45,25 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     add(
         "--model",
         default="mlp-784-128-10",
-        help="zoo model: mlp-784-128-10 (alias initnet), mlp, cnn, resmlp, resnet, lstm, "
-        "transformer (initlab.zoo.models.MODELS; default: %(default)s)",
+        metavar="NAME|MODULE:FUNCTION",
+        help="zoo model (see `initlab models`: mlp-784-128-10 (alias initnet), mlp, cnn, resmlp, "
+        "resnet, lstm, transformer) or your own: an importable callable returning an nn.Module, "
+        "e.g. initlab.zoo.models:MLP, or mymodels:build_net for a mymodels.py in the current "
+        "directory (imported from there or sys.path, never evaluated) "
+        "(default: %(default)s)",
     )
     add(
+        "--model-arg",
         "--model-param",
-        action="append",
+        dest="model_param",
+        action=AppendModelArg,
         default=[],
-        metavar="KEY=VALUE",
-        help="a model keyword argument, repeatable, VALUE read as JSON else as text, e.g. "
-        "depth=3, norm=batch, channels=[8,16] (default: none, the model's own defaults)",
+        metavar="NAME=VALUE",
+        help="a keyword argument of the model, repeatable; VALUE is a Python literal (8, 1e-3, "
+        "[8,16], 'text', True, None), never evaluated, or a bare word read as text; e.g. "
+        "--model mlp --model-arg depth=3 --model-arg norm=batch, or --model cnn --model-arg "
+        "channels=[8,16] (default: none, the model's own defaults; --model-param is the old "
+        "name)",
     )
     add(
         "--bias-init",
@@ -133,6 +142,22 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class AppendModelArg(argparse.Action):
+    """Append a ``--model-arg`` value and remember which spelling was typed (``model_arg_flag``),
+    so that an error names the flag the user wrote (``--model-arg`` or the old
+    ``--model-param``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest) or []), values])
+        namespace.model_arg_flag = option_string
+
+
+def model_flags(flags: dict, args: argparse.Namespace) -> dict:
+    """``flags`` with ``model_params`` mapped to the model-argument flag typed, if one was."""
+    typed = getattr(args, "model_arg_flag", None)
+    return {**flags, "model_params": typed} if typed else flags
+
+
 def positive_int(text: str) -> int:
     """Parse a count of at least 1 (argparse names the option in its error message)."""
     value = _parse(int, text, "an integer >= 1")
@@ -191,17 +216,15 @@ def train_config(args: argparse.Namespace, seed: int):
 
 
 def model_params(pairs: list[str]) -> dict:
-    """Parse ``KEY=VALUE`` pairs; VALUE is JSON when it parses, else a string."""
-    params = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--model-param must be KEY=VALUE; got {pair!r}")
-        try:
-            params[key] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key] = value
-    return params
+    """Parse ``--model-arg NAME=VALUE`` pairs (:func:`initlab.zoo.factory.parse_model_args`).
+
+    Raises:
+        ArgumentError: (argument ``model_params``) a pair without ``=`` or a value that is
+            neither a Python literal nor a bare word.
+    """
+    from initlab.zoo.factory import parse_model_args
+
+    return parse_model_args(pairs, "model_params")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -212,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
         print("\ninitlab train: interrupted", file=sys.stderr)
         return 130
     except (ValueError, TypeError, OSError) as error:  # OSError: DownloadError, missing files
-        return print_error("train", error, FLAGS)
+        return print_error("train", error, model_flags(FLAGS, args))
 
 
 def _train(args: argparse.Namespace) -> int:

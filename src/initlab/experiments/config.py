@@ -132,7 +132,10 @@ class CompareConfig:
         seeds: number of seeds per scheme, >= 1; run seeds are
             ``first_seed .. first_seed+seeds-1``.
         first_seed: the first run seed.
-        model: zoo model name; ``model_params`` its keyword arguments.
+        model: zoo model name, or a factory spec ``MODULE:FUNCTION`` naming any importable
+            callable that returns an ``nn.Module`` (:mod:`initlab.zoo.factory`; imported again
+            when ``config.json`` is read, so ``--resume`` rebuilds it); ``model_params`` its
+            keyword arguments (JSON values: they are saved in ``config.json``).
         dataset: dataset name for :func:`~initlab.datasets.families.load_dataset`;
             ``data_dir`` an optional directory to read it from; ``download`` fetches missing files.
         bias_init: bias rule for every run (``None``: each scheme's default).

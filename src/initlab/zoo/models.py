@@ -13,7 +13,6 @@ goes into :data:`MODEL_ALIASES`; every function here accepts it.
 from __future__ import annotations
 
 import difflib
-import inspect
 from collections.abc import Callable
 
 import torch
@@ -22,6 +21,13 @@ from torch import nn
 from initlab._checks import ArgumentError
 from initlab.zoo._common import ACTIVATIONS, NORMS, choice, positive, positive_ints
 from initlab.zoo.extra import LSTMClassifier, PatchTransformer, SmallResNet
+from initlab.zoo.factory import (
+    build_factory_model,
+    factory_params,
+    is_factory_spec,
+    resolve_factory,
+    signature_params,
+)
 from initlab.zoo.residual import ResidualMLP
 
 __all__ = [
@@ -37,6 +43,7 @@ __all__ = [
     "describe_models",
     "fit_classes",
     "model_aliases",
+    "model_defaults",
     "resolve_model",
 ]
 
@@ -189,9 +196,13 @@ MODEL_ALIASES: dict[str, str] = {"initnet": "mlp-784-128-10"}
 def resolve_model(name: str) -> str:
     """Return the key of :data:`MODELS` that ``name`` (a key or an alias) means.
 
+    A factory spec ``MODULE:FUNCTION`` (:mod:`initlab.zoo.factory`) is returned unchanged once
+    it imports and names a callable.
+
     Raises:
         ArgumentError: ``name`` is neither (argument ``model``; the message lists the names
-            and aliases and suggests a close match).
+            and aliases and suggests a close match), or a factory spec that does not resolve
+            (:func:`~initlab.zoo.factory.resolve_factory`).
 
     Example:
         >>> resolve_model("initnet"), resolve_model("mlp")
@@ -199,12 +210,26 @@ def resolve_model(name: str) -> str:
     """
     if isinstance(name, str) and name in MODEL_ALIASES:
         return MODEL_ALIASES[name]
-    return choice("model", name, [*MODELS, *MODEL_ALIASES])
+    if is_factory_spec(name):
+        resolve_factory(name)
+        return name
+    try:
+        return choice("model", name, [*MODELS, *MODEL_ALIASES])
+    except ArgumentError as error:
+        if isinstance(name, str) and "." in name:  # a module path without its function
+            raise ArgumentError(
+                "model",
+                f"{error}; or, for your own model, a model factory must be MODULE:FUNCTION, "
+                f"e.g. {name}:build_net ({name!r} has no ':')",
+            ) from None
+        raise
 
 
 def model_aliases(name: str) -> list[str]:
     """Return the aliases of zoo model ``name`` (a key or an alias), sorted; ``[]`` if none."""
     key = resolve_model(name)
+    if is_factory_spec(key):
+        return []
     return sorted(alias for alias, target in MODEL_ALIASES.items() if target == key)
 
 
@@ -212,8 +237,9 @@ def build_model(name: str, **params) -> nn.Module:
     """Build the zoo model registered as ``name`` with keyword ``params``.
 
     Args:
-        name: a key of :data:`MODELS` (``mlp-784-128-10``, ``mlp``, ``cnn``, ...) or an alias
-            (``initnet``).
+        name: a key of :data:`MODELS` (``mlp-784-128-10``, ``mlp``, ``cnn``, ...), an alias
+            (``initnet``), or a factory spec ``MODULE:FUNCTION``
+            (:func:`~initlab.zoo.factory.build_factory_model`, whose errors it raises).
         **params: the model's documented keyword arguments.
 
     Returns:
@@ -228,6 +254,8 @@ def build_model(name: str, **params) -> nn.Module:
         >>> build_model("mlp", depth=1, width=8).head.in_features
         8
     """
+    if is_factory_spec(name):
+        return build_factory_model(name, params)
     factory = MODELS[resolve_model(name)]
     accepted = accepted_params(name)
     for key in params:
@@ -249,9 +277,25 @@ def accepted_params(name: str) -> list[str]:
         >>> "depth" in accepted_params("mlp")
         True
     """
-    signature = inspect.signature(MODELS[resolve_model(name)])
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return sorted(p.name for p in signature.parameters.values() if p.kind in kinds)
+    return sorted(model_defaults(name))
+
+
+def model_defaults(name: str) -> dict[str, object]:
+    """Return ``{parameter: default}`` of zoo model ``name`` or factory spec, in signature order.
+
+    Read by :func:`inspect.signature`; a parameter without a default maps to
+    :data:`inspect.Parameter.empty`.
+
+    Raises:
+        ArgumentError: if ``name`` is unknown or a factory spec that does not resolve.
+
+    Example:
+        >>> model_defaults("cnn")
+        {'channels': (16, 32), 'num_classes': 10, 'image_size': 28}
+    """
+    if is_factory_spec(name):
+        return factory_params(name)
+    return signature_params(MODELS[resolve_model(name)])
 
 
 def fit_classes(name: str, params: dict, num_classes: int) -> dict:
@@ -268,8 +312,10 @@ def fit_classes(name: str, params: dict, num_classes: int) -> dict:
         >>> fit_classes("mlp-784-128-10", {}, 27), fit_classes("mlp-784-128-10", {}, 10)
         ({'num_classes': 27}, {})
     """
-    default = inspect.signature(MODELS[resolve_model(name)]).parameters.get("num_classes")
-    if default is None or "num_classes" in params or default.default == num_classes:
+    defaults = model_defaults(name)
+    if "num_classes" not in defaults or "num_classes" in params:
+        return params
+    if defaults["num_classes"] == num_classes:
         return params
     return {**params, "num_classes": num_classes}
 
