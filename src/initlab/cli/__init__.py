@@ -28,10 +28,12 @@ COMMANDS: tuple[str, ...] = (
 #: ``compare`` and ``diagnose`` share; a command adds its own (:func:`print_error`).
 FLAGS: dict[str, str] = {
     "bias_init": "--bias-init",
+    "data": "--data",
     "data_dir": "--data-dir",
     "dataset": "--dataset",
     "download": "--download",
     "model": "--model",
+    "standardize": "--standardize",
     "model_params": "--model-arg",
 }
 

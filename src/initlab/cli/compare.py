@@ -13,6 +13,7 @@ from initlab.cli import FLAGS as COMMON_FLAGS
 from initlab.cli import print_error
 from initlab.cli.train import (
     add_common_options,
+    data_source,
     fraction,
     model_flags,
     model_params,
@@ -139,7 +140,9 @@ def run(args: argparse.Namespace) -> int:
                 first_seed=args.first_seed,
                 model=args.model,
                 model_params=model_params(args.model_param),
-                dataset=args.dataset,
+                dataset=data_source(args)[0],
+                data=data_source(args)[1],
+                standardize=args.standardize,
                 data_dir=args.data_dir,
                 download=args.download,
                 bias_init=args.bias_init,
@@ -227,6 +230,11 @@ def _check_saved_config(path: Path) -> None:
     except KeyError as error:
         problem = f"it lacks the key {error.args[0]!r}"
     except (ValueError, TypeError) as error:
+        if getattr(error, "argument", None) == "model" and "model factory" in str(error):
+            raise ValueError(  # the file is fine: the sweep's own model no longer imports
+                f"cannot resume from {path}: {error}; run --resume where that module imports, "
+                "as it did when the sweep started"
+            ) from None
         problem = str(error)
     else:
         return
@@ -239,11 +247,12 @@ def _check_saved_config(path: Path) -> None:
 def _check_subsets(args: argparse.Namespace) -> None:
     """Load the dataset once up front if a subset size is given, and check it fits."""
     from initlab.cli._validate import subset_sizes
-    from initlab.datasets.families import load_dataset
+    from initlab.datasets.sources import load_source
 
     if args.train_subset is None and args.test_subset is None:
         return
-    dataset = load_dataset(args.dataset, data_dir=args.data_dir, download=args.download)
+    name, data = data_source(args)
+    dataset = load_source(name, data, data_dir=args.data_dir, download=args.download)
     subset_sizes(dataset, args.train_subset, args.test_subset)
 
 

@@ -71,7 +71,28 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         help="bias rule: zeros, constant:VALUE or torch (default: the scheme's own rule, zeros "
         "for every scheme except torch_default)",
     )
-    add("--dataset", default="mnist", help="dataset name (default: %(default)s, embedded)")
+    add(
+        "--dataset",
+        default=None,
+        metavar="NAME|npz|folder|MODULE:FUNCTION",
+        help="an IDX dataset name (mnist, fashion-mnist, kmnist, emnist-<split>; with --data-dir "
+        "any name); npz or folder, read from --data; or your own dataset factory "
+        "MODULE:FUNCTION returning a torch Dataset or a (train, test) pair (default: mnist, "
+        "embedded; with --data: npz for a file, folder for a directory)",
+    )
+    add(
+        "--data",
+        default=None,
+        metavar="PATH",
+        help="your data: an .npz file with x_train, y_train, x_test, y_test, or an image folder "
+        "DIR/train/<class>/*.png and DIR/test/<class>/*.png (Pillow) (default: none)",
+    )
+    add(
+        "--standardize",
+        action="store_true",
+        help="standardize the inputs per channel with the training split's mean and std, for "
+        "both splits (default: off, pixels / 255)",
+    )
     add(
         "--data-dir",
         default=None,
@@ -197,6 +218,20 @@ def _parse(kind, text: str, expected: str):
         raise argparse.ArgumentTypeError(f"expected {expected}; got {text!r}") from None
 
 
+def data_source(args: argparse.Namespace) -> tuple[str, str | None]:
+    """Return ``(dataset, data)`` from ``--dataset`` and ``--data``; ``data`` made absolute.
+
+    ``--data`` alone means ``--dataset auto`` (npz for a file, folder for a directory); neither
+    means the embedded MNIST. The path is made absolute so that a ``--resume`` from another
+    directory reloads the same file.
+    """
+    import os
+
+    data = None if args.data is None else os.path.abspath(args.data)
+    dataset = args.dataset or ("auto" if data is not None else "mnist")
+    return dataset, data
+
+
 def train_config(args: argparse.Namespace, seed: int):
     """Build the :class:`TrainConfig` from parsed options."""
     from initlab.experiments.trainer import TrainConfig
@@ -242,25 +277,30 @@ def _train(args: argparse.Namespace) -> int:
     import torch
 
     from initlab.cli._validate import scheme_applies, subset_sizes
-    from initlab.datasets.families import load_dataset
+    from initlab.datasets.arrays import standardize
+    from initlab.datasets.sources import load_source
+    from initlab.experiments.data import tensor_data
     from initlab.experiments.sweep import check_data, head_params
-    from initlab.experiments.trainer import TensorData, resolve_device, train_scheme
+    from initlab.experiments.trainer import resolve_device, train_scheme
     from initlab.reports.compare import format_loss
     from initlab.zoo.models import build_model
 
     config = train_config(args, args.seed)
     params = model_params(args.model_param)
     scheme_applies(args.model, args.scheme, params)  # before loading data: fail fast
-    dataset = load_dataset(args.dataset, data_dir=args.data_dir, download=args.download)
+    name, source = data_source(args)
+    dataset = load_source(name, source, data_dir=args.data_dir, download=args.download)
     if args.train_subset is not None or args.test_subset is not None:
         subset_sizes(dataset, args.train_subset, args.test_subset)
         dataset = dataset.subset(args.train_subset, args.test_subset, seed=args.seed)
-    params = head_params(args.model, params, args.dataset)
+    if args.standardize:  # statistics of the training images that train, after the subset
+        dataset = standardize(dataset)
+    params = head_params(args.model, params, name, dataset.num_classes)
     device = resolve_device(args.device)
     with torch.random.fork_rng(devices=[]):  # before training: test images, labels, head
         model = build_model(args.model, **params).to(device)
         check_data(model, dataset, model_name=args.model, device=device)
-    data = TensorData.from_dataset(dataset, device)
+    data = tensor_data(dataset, device)
 
     def show(record) -> None:
         print(f"Epoch {record.epoch}, Loss: {format_loss(record.train_loss)}")

@@ -47,8 +47,10 @@ __all__ = [
     "Dataset",
     "DatasetInfo",
     "IDXFile",
+    "WrongDatasetError",
     "FILE_NAMES",
     "load_dataset",
+    "to_inputs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -66,6 +68,31 @@ FILE_NAMES = (
 
 class ChecksumError(ValueError):
     """A dataset file's digest differs from the published one (corrupted or a different file)."""
+
+
+class WrongDatasetError(ArgumentError, ChecksumError):
+    """The files are another known dataset's (their digest is that dataset's): the name is wrong.
+
+    An :class:`~initlab._checks.ArgumentError` naming ``dataset`` and a :class:`ChecksumError`;
+    the message says which dataset the files are, e.g. Fashion-MNIST's files loaded as
+    ``"mnist"``.
+    """
+
+
+@functools.cache
+def _known_digests() -> dict[str, tuple[str, str]]:
+    """Map each published digest of :data:`DATASETS` to ``(dataset, file name)``.
+
+    Both digests of the uncompressed contents and of the published ``.gz`` files (KMNIST's)
+    are keys, so a mismatch of either kind can name the dataset the file belongs to.
+    """
+    digests = {}
+    for info in DATASETS.values():
+        for file in info.files:
+            for digest in (file.sha256, file.gz_sha256):
+                if digest is not None:
+                    digests[digest] = (info.name, file.name)
+    return digests
 
 
 class DataNotFoundError(ArgumentError, FileNotFoundError):
@@ -279,16 +306,24 @@ DATASETS: dict[str, DatasetInfo] = {
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """A classification dataset held in memory: uint8 images and int64 labels.
+    """A classification dataset held in memory: images and int64 labels.
+
+    The IDX families load as ``(N, H, W)`` uint8; user data (:mod:`initlab.datasets.arrays`,
+    :mod:`~initlab.datasets.folders`, :mod:`~initlab.datasets.factory`) may also hold
+    ``(N, C, H, W)`` images or flat ``(N, D)`` vectors, uint8 (pixels 0..255) or float32
+    (values taken as they are). :meth:`inputs` turns either into what a model takes.
 
     Attributes:
         name: ``"mnist"``, ``"fashion-mnist"``, ``"kmnist"`` or the name given for a directory.
-        train_images: ``(N, H, W)`` uint8, pixel values 0..255.
+        train_images: ``(N, H, W)`` uint8, pixel values 0..255 (user data: also
+            ``(N, C, H, W)``, ``(N, D)``, float32).
         train_labels: ``(N,)`` int64 in ``0 .. num_classes - 1``.
-        test_images: ``(M, H, W)`` uint8.
+        test_images: ``(M, H, W)`` uint8 (the training images' layout and dtype).
         test_labels: ``(M,)`` int64.
         num_classes: number of classes.
         source: ``"embedded"`` or the directory the files came from.
+        mean, std: per-channel statistics the images were standardized with
+            (:func:`~initlab.datasets.arrays.standardize`); ``None`` when not standardized.
     """
 
     name: str
@@ -298,6 +333,19 @@ class Dataset:
     test_labels: torch.Tensor
     num_classes: int
     source: str
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def inputs(self, split: str, device: str | torch.device = "cpu") -> torch.Tensor:
+        """Return a split's images as a model takes them (see :func:`to_inputs`).
+
+        Args:
+            split: ``"train"`` or ``"test"``.
+            device: where the tensor goes.
+        """
+        one_of("split", split, ("train", "test"))
+        images = self.train_images if split == "train" else self.test_images
+        return to_inputs(images, device)
 
     def __repr__(self) -> str:
         train, test = tuple(self.train_images.shape), tuple(self.test_images.shape)
@@ -343,6 +391,21 @@ class Dataset:
             test_images=test_images,
             test_labels=test_labels,
         )
+
+
+def to_inputs(images: torch.Tensor, device: str | torch.device = "cpu") -> torch.Tensor:
+    """Return images as a model's float32 input: ``(N, C, H, W)``, or ``(N, D)`` vectors.
+
+    uint8 pixels are divided by 255 (so [0, 1], the trainer's scaling since the seed: the IDX
+    families give ``(N, 1, H, W)`` exactly as before); float images are taken as they are.
+    ``(N, H, W)`` gets a channel axis of 1; ``(N, C, H, W)`` and ``(N, D)`` keep their shape.
+    """
+    x = images.to(device)
+    if images.ndim == 3:
+        x = x.unsqueeze(1)
+    if images.dtype == torch.uint8:
+        return x.float().div_(255.0)
+    return x.float()
 
 
 def _pick(
@@ -545,6 +608,14 @@ def _verify(dataset: str, file: IDXFile, raw: bytes, data: bytes, source: str) -
         logger.warning("%s: no published digest for this form of the file; not verified", source)
         return
     if actual != expected:
+        known = _known_digests().get(actual)
+        if known is not None and known[0] != dataset:
+            raise WrongDatasetError(
+                "dataset",
+                f"{source}: these are the {known[0]} files, not {dataset}'s (the SHA-256 "
+                f"of its {what} contents is that of {known[0]}'s {known[1]}): use "
+                f"dataset={known[0]!r}",
+            )
         raise ChecksumError(
             f"{source}: checksum mismatch for {dataset} {file.name}: SHA-256 ({what}) is "
             f"{actual}, expected {expected}. The file is corrupted or is not the official "

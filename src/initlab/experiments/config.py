@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 
 from initlab._checks import non_negative, one_of, positive_int
+from initlab.datasets.sources import resolve_source
 from initlab.schemes.registry import canonical_scheme, parse_bias_init, parse_scheme
 from initlab.zoo.models import resolve_model
 
@@ -138,6 +139,12 @@ class CompareConfig:
             keyword arguments (JSON values: they are saved in ``config.json``).
         dataset: dataset name for :func:`~initlab.datasets.families.load_dataset`;
             ``data_dir`` an optional directory to read it from; ``download`` fetches missing files.
+            User data instead: ``dataset`` ``"npz"`` or ``"folder"`` with ``data`` the file or
+            folder, or ``dataset`` a factory ``"package.module:function"``
+            (:mod:`initlab.datasets.sources`); ``config.json`` records both, so ``--resume``
+            reloads the same source.
+        standardize: standardize the inputs per channel with the training split's mean and
+            std (:func:`~initlab.datasets.arrays.standardize`); off by default.
         bias_init: bias rule for every run (``None``: each scheme's default).
         target_accuracy: test accuracy (fraction) whose first epoch the report counts.
         train_subset, test_subset: optional sizes (>= 1) of seeded random subsets, for quick
@@ -160,6 +167,8 @@ class CompareConfig:
     dataset: str = "mnist"
     data_dir: str | None = None
     download: bool = False
+    data: str | None = None
+    standardize: bool = False
     bias_init: str | None = None
     target_accuracy: float = 0.97
     train_subset: int | None = None
@@ -181,6 +190,11 @@ class CompareConfig:
         for name in ("train_subset", "test_subset"):  # 0 would leave an empty split
             if getattr(self, name) is not None:
                 positive_int(name, getattr(self, name))
+        # the data source, checked without reading it; "auto" resolved to "npz" or "folder"
+        dataset, _ = resolve_source(self.dataset, self.data, data_dir=self.data_dir)
+        object.__setattr__(self, "dataset", dataset)
+        if not isinstance(self.standardize, bool):
+            raise TypeError(f"standardize must be a bool; got standardize={self.standardize!r}")
         if not 0.0 < self.target_accuracy <= 1.0:
             raise ValueError(
                 "target_accuracy is a fraction in (0, 1]; "

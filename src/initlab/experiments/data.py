@@ -12,13 +12,61 @@ import torch
 from torch import nn
 
 from initlab._checks import ArgumentError
-from initlab.datasets.families import DATASETS, Dataset
+from initlab.datasets.arrays import standardize as standardize_dataset
+from initlab.datasets.families import DATASETS, Dataset, to_inputs
+from initlab.datasets.sources import is_user_data, load_source
+from initlab.experiments.core import TensorData
 from initlab.zoo.models import MODEL_ALIASES, MODELS, accepted_params, fit_classes
 
-__all__ = ["check_data", "head_params"]
+__all__ = ["check_data", "head_params", "load_data", "tensor_data"]
 
 
-def head_params(model: str, model_params: dict, dataset: str) -> dict:
+def load_data(
+    dataset: str,
+    data: str | None = None,
+    *,
+    data_dir: str | None = None,
+    download: bool = False,
+    train_subset: int | None = None,
+    test_subset: int | None = None,
+    seed: int = 0,
+    standardize: bool = False,
+) -> Dataset:
+    """Load a run's data source, take its subsets, standardize it if asked; write nothing.
+
+    The source is ``(dataset, data)`` of :func:`~initlab.datasets.sources.load_source`
+    (an IDX family, an ``.npz`` file, an image folder or a dataset factory). Subsets are drawn
+    first (:meth:`~initlab.datasets.families.Dataset.subset`, seeded with ``seed``), then
+    :func:`~initlab.datasets.arrays.standardize` computes its per-channel statistics on the
+    training images that will train, never on the test split.
+
+    Raises:
+        As :func:`~initlab.datasets.sources.load_source`, ``Dataset.subset`` and
+        ``standardize``.
+    """
+    loaded = load_source(dataset, data, data_dir=data_dir, download=download)
+    if train_subset is not None or test_subset is not None:
+        loaded = loaded.subset(train_subset, test_subset, seed=seed)
+    return standardize_dataset(loaded) if standardize else loaded
+
+
+def tensor_data(dataset: Dataset, device: str | torch.device = "cpu") -> TensorData:
+    """Put a dataset on ``device`` as the trainers take it (:meth:`Dataset.inputs`).
+
+    For the IDX families' ``(N, H, W)`` uint8 images this is
+    :meth:`TensorData.from_dataset` to the bit: ``(N, 1, H, W)`` float32, pixels / 255.
+    """
+    return TensorData(
+        dataset.inputs("train", device),
+        dataset.train_labels.to(device, torch.int64),
+        dataset.inputs("test", device),
+        dataset.test_labels.to(device, torch.int64),
+    )
+
+
+def head_params(
+    model: str, model_params: dict, dataset: str, num_classes: int | None = None
+) -> dict:
     """Return zoo ``model``'s parameters with the head fitted to a known dataset's classes.
 
     A dataset of :data:`~initlab.datasets.families.DATASETS` has a published number of
@@ -26,16 +74,21 @@ def head_params(model: str, model_params: dict, dataset: str) -> dict:
     outputs unless ``model_params`` sets ``num_classes``
     (:func:`~initlab.zoo.models.fit_classes`). Any other dataset name has no known
     class count, so the head keeps the model's ``num_classes`` (set or default); labels beyond
-    it are an error in :func:`check_data`, never a silently wider head.
+    it are an error in :func:`check_data`, never a silently wider head. User data (an
+    ``.npz`` file, an image folder, a factory: :func:`~initlab.datasets.sources.is_user_data`)
+    knows its classes: given ``num_classes`` (its :attr:`Dataset.num_classes`), a zoo head
+    gets that many outputs unless ``model_params`` sets ``num_classes``.
 
     Example:
         >>> head_params("mlp", {}, "emnist-letters"), head_params("mlp", {}, "glyphs")
         ({'num_classes': 26}, {})
     """
     info = DATASETS.get(dataset)
-    if info is None:
-        return dict(model_params)
-    return fit_classes(model, model_params, info.num_classes)
+    if info is not None:
+        return fit_classes(model, model_params, info.num_classes)
+    if num_classes is not None and is_user_data(dataset) and model in (*MODELS, *MODEL_ALIASES):
+        return fit_classes(model, model_params, num_classes)
+    return dict(model_params)
 
 
 def check_data(
@@ -53,7 +106,7 @@ def check_data(
     - labels are ``(N,)`` integer tensors (not bool, float or complex);
     - the test images have the training images' size;
     - the model takes a batch of two images of each split, scaled as
-      :meth:`TensorData.from_dataset` does, ``(2, 1, H, W)`` float32 on ``device``, and returns
+      :func:`tensor_data` does (``(2, 1, H, W)`` float32 for IDX images) on ``device``, and returns
       logits ``(2, classes)`` (one forward pass per split, in eval mode and without gradients,
       so no BatchNorm statistic or dropout draw changes; the model's mode is restored);
     - every label lies in ``0 .. classes - 1``.
@@ -131,7 +184,7 @@ def _size(images: torch.Tensor) -> str:
 
 def _logits(model, images, split, name, model_name, device) -> int:
     """Run two images of a split through ``model``; return the number of logits."""
-    x = images[:2].to(device).unsqueeze(1).float().div_(255.0)  # as TensorData.from_dataset
+    x = to_inputs(images[:2], device)  # as the trainers see them (tensor_data)
     training = model.training
     model.eval()
     try:
@@ -160,6 +213,11 @@ def _input_hint(model_name: str | None, images: torch.Tensor) -> str:
     if model_name not in (*MODELS, *MODEL_ALIASES):
         return ""
     accepted = accepted_params(model_name)
+    if images.ndim != 3:  # (N, D) vectors, (N, C, H, W) images
+        features = images[0].numel()
+        if "in_features" in accepted:
+            return f"; for inputs of {features} values build it with in_features={features}"
+        return f"; model {model_name!r} takes one-channel (N, H, W) images only"
     h, w = images.shape[1:]
     if "in_features" in accepted:
         return f"; for {h}x{w} images build it with in_features={h * w}"

@@ -95,7 +95,7 @@ from initlab.experiments.checkpoint import (
 )
 from initlab.experiments.config import DEFAULT_SCHEMES, CompareConfig
 from initlab.experiments.core import EpochRecord, RunResult, TensorData, resolve_device
-from initlab.experiments.data import check_data, head_params
+from initlab.experiments.data import check_data, head_params, load_data, tensor_data
 from initlab.experiments.diagnosis import init_record
 from initlab.experiments.pretrain import source_for_run
 from initlab.experiments.results import (
@@ -342,17 +342,24 @@ def _prepare(saved: CompareConfig) -> tuple[CompareConfig, TensorData]:
         FileNotFoundError, ValueError: as :func:`load_dataset` and :func:`check_data`, for the
             sweep's dataset or the ``pretrained`` scheme's source.
     """
-    dataset = load_dataset(saved.dataset, data_dir=saved.data_dir, download=saved.download)
-    if saved.train_subset is not None or saved.test_subset is not None:
-        dataset = dataset.subset(saved.train_subset, saved.test_subset, seed=saved.first_seed)
-    params = head_params(saved.model, saved.model_params, saved.dataset)
+    dataset = load_data(
+        saved.dataset,
+        saved.data,
+        data_dir=saved.data_dir,
+        download=saved.download,
+        train_subset=saved.train_subset,
+        test_subset=saved.test_subset,
+        seed=saved.first_seed,
+        standardize=saved.standardize,
+    )
+    params = head_params(saved.model, saved.model_params, saved.dataset, dataset.num_classes)
     config = dataclasses.replace(saved, model_params=params)
     device = resolve_device(config.train.device)
     with torch.random.fork_rng(devices=[]):  # PyTorch's default init draws globally
         model = build_model(config.model, **config.model_params).to(device)
     check_data(model, dataset, model_name=config.model, device=device)
     _check_pretrain_data(config, model, device)
-    return config, TensorData.from_dataset(dataset, device)
+    return config, tensor_data(dataset, device)
 
 
 def _check_pretrain_data(config: CompareConfig, model: nn.Module, device) -> None:
