@@ -26,3 +26,8 @@ def not_a_module():
 
 
 NOT_CALLABLE = 42
+
+
+def dropout_mlp(p=0.5):
+    """An MLP with dropout: its runs cannot be stacked (a dropout draw per run)."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 8), nn.Dropout(p), nn.Linear(8, 10))

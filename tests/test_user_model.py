@@ -218,3 +218,23 @@ def test_plan_takes_model_args(capsys):
     assert "8x784" in out and "3x8" in out
     assert main(["plan", SPEC, "--model-arg", "x=__import__('os')"]) == 2
     assert "never evaluated" in capsys.readouterr().err
+
+
+def test_a_factory_model_that_cannot_be_stacked_trains_one_run_at_a_time(tmp_path, caplog):
+    argv = ["compare", "--model", "tests.factories:dropout_mlp", "--schemes", "normal"]
+    with caplog.at_level(logging.INFO, logger="initlab.experiments.sweep"):
+        assert main([*argv, "--seeds", "2", *QUICK, "--out", str(tmp_path / "o")]) == 0
+    assert "training 2 runs one after the other: " in caplog.text
+    assert "dropout" in caplog.text.lower()
+
+
+def test_resume_says_when_the_sweeps_factory_no_longer_imports(tmp_path, capsys):
+    out = tmp_path / "r"
+    out.mkdir()
+    config = CompareConfig(schemes=("normal",), seeds=1, model=SPEC).to_json()
+    (out / "config.json").write_text(config.replace(SPEC, "tests.gone_module:net"))
+    assert main(["compare", "--resume", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot resume from {out / 'config.json'}: model factory 'tests.gone_module:net'" in err
+    assert "run --resume where that module imports" in err
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]
