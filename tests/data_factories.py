@@ -61,3 +61,11 @@ def not_a_dataset():
 
 
 NOT_CALLABLE = 3
+
+
+def initlab_dataset():
+    """An initlab Dataset of 5 classes whose labels use only 0..2: its class count is kept."""
+    from initlab.datasets.families import Dataset as InitlabDataset
+
+    train, test = _images(30, 3), _images(9, 4)
+    return InitlabDataset("five", *train, *test, num_classes=5, source="memory")

@@ -184,6 +184,11 @@ def test_factory_single_dataset_is_split_a_fifth_for_test_seeded():
     assert torch.equal(first.test_images, again.test_images)
 
 
+def test_factory_initlab_dataset_keeps_its_class_count():
+    dataset = load_factory(f"{FACTORY}:initlab_dataset")
+    assert dataset.num_classes == 5 and dataset.train_images.shape == (30, 6, 6)
+
+
 def test_factory_compare_records_the_source_in_config_json(tmp_path, capsys):
     out = tmp_path / "out"
     assert compare(out, "--dataset", f"{FACTORY}:pair", *mlp_args(36)) == 0
@@ -339,6 +344,8 @@ def test_images_of_mixed_sizes_in_a_folder_name_the_file(tmp_path, capsys):
 
 def test_folder_layout_errors(tmp_path):
     pytest.importorskip("PIL")
+    from PIL import Image
+
     (tmp_path / "f" / "train" / "a").mkdir(parents=True)
     with pytest.raises(ValueError, match="has no test/ folder"):
         load_image_folder(tmp_path / "f")
@@ -348,6 +355,10 @@ def test_folder_layout_errors(tmp_path):
     shutil.rmtree(tmp_path / "f" / "test" / "zebra")
     with pytest.raises(ValueError, match="train: holds no image"):
         load_image_folder(tmp_path / "f")
+    Image.fromarray(np.array([[0, 300]], dtype=np.uint16)).save(tmp_path / "f/train/a/w.png")
+    with pytest.raises(ValueError, match=r"w\.png: a I;16 image with values 0\.\.300"):
+        load_image_folder(tmp_path / "f")
+    (tmp_path / "f" / "train" / "a" / "w.png").unlink()
     (tmp_path / "f" / "train" / "a" / "x.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match=r"x\.png: cannot read it as an image"):
         load_image_folder(tmp_path / "f")

@@ -85,7 +85,9 @@ def load_factory(spec: str, *, argument: str = "dataset") -> Dataset:
         raise fail(f"calling it failed with {type(error).__name__}: {error}") from None
     if isinstance(made, Dataset):
         parts = (made.train_images, made.train_labels, made.test_images, made.test_labels)
-        return from_arrays(spec, *parts, source=spec, argument=argument)
+        return from_arrays(
+            spec, *parts, source=spec, argument=argument, num_classes=made.num_classes
+        )
     if isinstance(made, tuple | list) and len(made) == 2:
         (train_x, train_y), (test_x, test_y) = (
             _materialize(d, w, fail) for w, d in zip(("train", "test"), made, strict=True)

@@ -13,8 +13,10 @@ files are those ending ``.png``, ``.jpg``, ``.jpeg``, ``.bmp``, ``.gif``, ``.tif
 Images are read with Pillow (an optional dependency: ``pip install pillow``). If every image
 is grayscale (Pillow mode ``L``, ``1``, ``I;16``... anything but colour) the dataset is
 ``(N, H, W)`` uint8 (one channel); if any is colour (``RGB``, ``RGBA``, ``P``, ``CMYK``...) all
-are converted to RGB and the dataset is ``(N, 3, H, W)`` uint8; alpha is dropped. All images
-must have one size (no resizing is done).
+are converted to RGB and the dataset is ``(N, 3, H, W)`` uint8; alpha is dropped. Pillow's
+conversion to 8 bits would clip 16-bit and float grayscale values outside 0..255, so such an
+image is refused (naming the file): give that data as an ``.npz`` of floats instead. All
+images must have one size (no resizing).
 """
 
 from __future__ import annotations
@@ -104,6 +106,15 @@ def load_image_folder(
                     image.load()
                     mode, size = image.mode, image.size
                     gray = mode in _GRAY_MODES
+                    if mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+                        low, high = image.getextrema()
+                        if low < 0 or high > 255:
+                            raise ArgumentError(
+                                argument,
+                                f"{argument} {path}: a {mode} image with values {low}..{high}; "
+                                "8-bit images (0..255) only, since more would be clipped: give "
+                                "16-bit or float data as an .npz file",
+                            )
                     pixels = image.convert("L" if gray else "RGB")
             except (OSError, ValueError) as error:  # PIL.UnidentifiedImageError is an OSError
                 raise ArgumentError(
