@@ -398,3 +398,18 @@ def test_source_combinations_that_do_not_fit_are_refused(tmp_path, capsys):
     assert compare(out, "--dataset", "mnist", "--data", str(tmp_path)) == 2
     assert "argument --data: " in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_idx_data_reach_the_trainers_bit_for_bit_as_before():
+    """The default table must not change: tensor_data equals TensorData.from_dataset."""
+    from initlab.experiments.core import TensorData
+
+    mnist = load_dataset().subset(300, 100, seed=0)
+    new, old = tensor_data(mnist), TensorData.from_dataset(mnist)
+    assert new.train_x.shape == (300, 1, 28, 28)
+    for a, b in zip(
+        (new.train_x, new.train_y, new.test_x, new.test_y),
+        (old.train_x, old.train_y, old.test_x, old.test_y),
+        strict=True,
+    ):
+        assert a.dtype == b.dtype and torch.equal(a, b)
