@@ -79,8 +79,12 @@ def test_plain_mlp_compares_the_first_and_last_hidden_layer_as_before():
     assert d.residual_ends == ()
     (v,) = [v for v in d.verdicts if v.code == "vanishing_gradients"]
     rows = _rows(d)
-    ratio = rows["0"].grad_rms / rows["18"].grad_rms
-    assert v.message.startswith("pre-activation gradient RMS from 18 back to 0 goes from")
+    ratio = rows["0"].grad_norm / rows["18"].grad_norm
+    # equal widths: the per-example norm is sqrt(64) times the per-element RMS
+    assert ratio == pytest.approx(rows["0"].grad_rms / rows["18"].grad_rms, rel=1e-9)
+    assert v.message.startswith(
+        "pre-activation gradient norm per example from 18 back to 0 goes from"
+    )
     assert f"(ratio {ratio:.3g})" in v.message
 
 
@@ -115,11 +119,12 @@ def test_residual_stream_gradients_still_explode_without_normalization(mnist):
     assert d.residual_ends == tuple(f"blocks.{i}.fc2" for i in range(10))
     (v,) = [v for v in d.verdicts if v.code == "exploding_gradients"]
     rows = _rows(d)
-    ratio = rows["blocks.0.fc2"].grad_rms / rows["blocks.9.fc2"].grad_rms
+    ratio = rows["blocks.0.fc2"].grad_norm / rows["blocks.9.fc2"].grad_norm
     assert ratio > 10 and f"(ratio {ratio:.3g})" in v.message
-    assert "residual-stream gradient RMS at the outputs of blocks.9.fc2 back to blocks.0.fc2" in (
-        v.message
-    )
+    assert (
+        "residual-stream gradient norm per example at the outputs of blocks.9.fc2 back to "
+        "blocks.0.fc2"
+    ) in v.message
 
 
 def test_a_single_block_has_no_gradient_ratio(mnist):

@@ -43,12 +43,16 @@ from torch import nn
 
 from initlab.diagnostics.records import LayerStats, Recording
 from initlab.diagnostics.statistics import (
+    AVG_POOL_TYPES,
+    batch_dim,
+    example_norm,
     is_signal,
     is_weight_layer,
     jacobian_singular_values,
     non_finite_tensors,
     output_stats,
     param_stats,
+    per_example,
     rms,
     std,
     variance_ratio,
@@ -61,6 +65,7 @@ from initlab.introspect.hooks import (
     preserved_modes,
     preserved_rng,
 )
+from initlab.introspect.kinds import is_norm
 from initlab.introspect.trace import ActivationCall, ActivationWatch, call_args, tensors_in
 
 __all__ = ["record"]
@@ -115,6 +120,7 @@ def record(
         residual_ends=tuple(sorted(recorder.watch.residual_ends)),
         summands=frozenset(recorder.watch.summand_layers),
         unrecorded=tuple(dict.fromkeys(recorder.unrecorded)),  # once per module, in call order
+        sources=frozenset(recorder.sources),
     )
 
 
@@ -170,6 +176,9 @@ class _Recorder:
         self.unrecorded: list[str] = []
         self.watch = ActivationWatch(model, self.functional)
         self.by_call: dict[int, dict] = {}
+        self.sources: list[str] = []
+        self._model = model
+        self._last_size: int | None = None  # elements per example of the last row's output
 
     def __call__(self, name, module, args, output):
         # A recurrent layer returns (output, h_n) or (output, (h_n, c_n)): its first tensor is
@@ -178,8 +187,28 @@ class _Recorder:
         if y is None:
             self.unrecorded.append(name)
             return None
+        given = [t.dtype.is_floating_point for t in tensors_in(args)]
+        if given and not any(given):  # token ids in: an embedding's lookup starts the signal
+            self.sources.append(name)
         with self.watch.paused():  # our statistics are not the model's calls
-            self._add(_module_stats(name, module, args, y.detach()), y)
+            row = _module_stats(name, module, args, y.detach())
+            x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+            if x is not None and x.dtype.is_floating_point and is_norm(module):
+                row["in_rms"] = rms(x)  # the scale a normalization divides out
+            if x is not None and (isinstance(module, AVG_POOL_TYPES) or row["kind"] == "weight"):
+                inside = per_example(x, batch_dim(module, x))
+                if isinstance(module, AVG_POOL_TYPES):  # input elements per output element
+                    row["pooled"] = inside / max(per_example(y, batch_dim(module, y)), 1)
+                elif self._last_size is not None and inside < self._last_size:
+                    row["reduced"] = self._last_size / inside
+                    if self.want_grads and x.requires_grad:  # what the reduction did backward
+                        b = batch_dim(module, x)
+                        x.register_hook(
+                            lambda g, _row=row, _b=b: _row.__setitem__(
+                                "grad_in_norm", example_norm(g, _b)
+                            )
+                        )
+            self._add(row, y, batch_dim(module, y))
         return None
 
     def functional(self, call: ActivationCall) -> None:
@@ -192,12 +221,15 @@ class _Recorder:
         replaced = {id(self.by_call.pop(i)) for i in call.replaces}  # sigmoid of x * sigmoid(x)
         self.rows = [r for r in self.rows if id(r) not in replaced]
         self.by_call[call.index] = row
-        self._add(row, call.output)
+        # laid out as the output of the layer it follows (relu(conv(x)) is channels-first)
+        source = _submodule(self._model, call.layers[0]) if call.layers else None
+        self._add(row, call.output, batch_dim(source, call.output))
 
-    def _add(self, row: dict, output: torch.Tensor) -> None:
+    def _add(self, row: dict, output: torch.Tensor, batch: int) -> None:
         self.rows.append(row)
+        self._last_size = per_example(output, batch)
         if self.want_grads and output.requires_grad:
-            output.register_hook(lambda g, _row=row: _row.__setitem__("grad_rms", rms(g)))
+            output.register_hook(lambda g, _row=row, _b=batch: _row.update(_grad_stats(g, _b)))
 
     def layers(self) -> list[LayerStats]:
         """The rows in execution order, a repeated name numbered ``name#2``, ``name#3`` ..."""
@@ -207,6 +239,17 @@ class _Recorder:
             n = counts[row["name"]] = counts.get(row["name"], 0) + 1
             stats.append(LayerStats(**(row | ({"name": f"{row['name']}#{n}"} if n > 1 else {}))))
         return stats
+
+
+def _grad_stats(g: torch.Tensor, batch: int) -> dict:
+    return {"grad_rms": rms(g), "grad_norm": example_norm(g, batch)}
+
+
+def _submodule(model: nn.Module, name: str) -> nn.Module | None:
+    try:
+        return model.get_submodule(name.split("#")[0])
+    except AttributeError:
+        return None
 
 
 def _module_stats(name, module, args, y) -> dict:

@@ -48,6 +48,19 @@ class LayerStats:
             these weights (1 for uncorrelated centred inputs; > 1 when inputs are correlated or
             not centred).
         grad_rms: RMS of the loss gradient with respect to this output (None without loss).
+        grad_norm: the back-propagated signal the gradient verdict compares: RMS over
+            examples of the per-example norm of the loss gradient with respect to this whole
+            output (:func:`initlab.diagnostics.statistics.example_norm`; None without loss).
+        pooled: average pools only: input elements per output element (the ``k`` whose
+            ``1 / sqrt(k)`` the gradient verdict undoes); else None.
+        reduced: weight layers only: how many times fewer elements per example their input has
+            than the output of the row recorded before them (a mean or a selection in the
+            forward that no module did: ``x.mean((2, 3))``, ``F.max_pool2d``, ``x[:, 0]``);
+            None when not fewer.
+        in_rms: normalization layers only: the per-element RMS of their input, the scale they
+            divide out (of the residual stream, for a pre-norm block's norm).
+        grad_in_norm: weight layers with ``reduced`` only: the per-example gradient norm at
+            their input, after the reduction (None without loss).
     """
 
     name: str
@@ -60,6 +73,11 @@ class LayerStats:
     saturated_fraction: float | None = None
     variance_ratio: float | None = None
     grad_rms: float | None = None
+    grad_norm: float | None = None
+    pooled: float | None = None
+    reduced: float | None = None
+    grad_in_norm: float | None = None
+    in_rms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -237,6 +255,8 @@ class Recording:
             ``summand_layers``); empty for a plain network.
         unrecorded: leaf modules that ran but returned no floating-point tensor, once each in
             call order.
+        sources: recorded layers whose input held no floating-point tensor (an embedding's
+            lookup of token ids): their output gradient goes back through no layer.
     """
 
     layers: tuple[LayerStats, ...]
@@ -248,6 +268,7 @@ class Recording:
     residual_ends: tuple[str, ...]
     summands: frozenset[str]
     unrecorded: tuple[str, ...]
+    sources: frozenset[str] = frozenset()
 
 
 def hidden_signal(layers: Sequence[LayerStats]) -> list[LayerStats]:

@@ -25,15 +25,19 @@ from initlab.introspect.kinds import BATCH_NORM_TYPES, CONV_TRANSPOSE_TYPES, WEI
 from initlab.introspect.trace import tensors_in
 
 __all__ = [
+    "AVG_POOL_TYPES",
     "DEAD_ACTIVATIONS",
     "TANH_ACTIVATIONS",
+    "batch_dim",
     "is_signal",
     "is_weight_layer",
+    "example_norm",
     "jacobian_singular_values",
     "non_finite_tensors",
     "out_in",
     "output_stats",
     "param_stats",
+    "per_example",
     "rms",
     "std",
     "variance_ratio",
@@ -89,6 +93,52 @@ def variance_ratio(module: nn.Module, x: torch.Tensor, observed: float) -> float
 def rms(t: torch.Tensor) -> float:
     """Root mean square of the elements of ``t`` (per element, so widths do not bias it)."""
     return math.sqrt(float(t.detach().double().pow(2).mean()))
+
+
+#: Average pools: the gradient verdict undoes their ``1 / sqrt(k)`` (see :func:`example_norm`).
+AVG_POOL_TYPES: tuple[type[nn.Module], ...] = (
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+)
+
+
+def batch_dim(module: nn.Module | None, y: torch.Tensor) -> int:
+    """The batch dim of ``module``'s output ``y``: 0, or 1 for a ``(T, B, ...)`` output of a
+    module with ``batch_first=False`` (``nn.LSTM``, ``nn.MultiheadAttention``,
+    ``nn.Transformer*`` by default)."""
+    return 1 if getattr(module, "batch_first", True) is False and y.ndim >= 3 else 0
+
+
+def example_norm(g: torch.Tensor, batch: int) -> float:
+    r"""RMS over examples of the per-example norm of ``g``: ``sqrt(mean_b |g[b]|^2)``, where
+    ``g[b]`` is everything of example ``b`` (dim ``batch``: :func:`batch_dim`) as one vector.
+
+    The unit of the gradient verdict (:mod:`initlab.diagnostics.verdicts`). Back-propagation
+    through a layer ``y = W x`` gives ``dx = W^T dy``; with i.i.d. zero-mean weights of
+    variance ``Var[w]`` and ``n_out`` outputs reading each input (``k^2 d / s^2`` for a ``k x k``
+    convolution of stride ``s`` with ``d`` output channels), ``Var[dx] = n_out Var[w] Var[dy]``
+    per element (Glorot and Bengio 2010, eq. 6; He et al. 2015, eq. 13). Multiplying by the
+    element counts, ``E|dx|^2 / E|dy|^2 = fan_in Var[w] * (gain of the activation)``: a
+    fan-in-scaled layer keeps the per-example norm whatever its widths and stride, where the
+    per-element RMS changes by ``n_out / fan_in`` (the ratio of channel counts, and ``1 / s^2``
+    per stride). Max pooling and picking positions (a CLS token, the last time step) keep it
+    too; an average over ``k`` positions divides it by ``sqrt(k)`` exactly (``dy / k`` on each
+    of ``k`` positions), which the verdict undoes for the pooling modules it sees.
+    """
+    x = g.detach().double()
+    if x.ndim == 0:
+        return abs(float(x))
+    x = x.movedim(batch, 0).reshape(x.shape[batch], -1)
+    return math.sqrt(float(x.pow(2).sum(1).mean()))
+
+
+def per_example(t: torch.Tensor, batch: int) -> int:
+    """Number of elements of one example of ``t`` (dim ``batch`` is the batch)."""
+    return t.numel() // max(t.shape[batch], 1) if t.ndim else 1
 
 
 def std(t: torch.Tensor) -> float:

@@ -24,14 +24,33 @@ Verdicts and their thresholds (module constants below), in the order :func:`judg
   Hidden signals are the outputs of activations (modules or functional calls), or of every
   weight layer but the last when the model has no recognized activation.
 - ``vanishing_gradients`` / ``exploding_gradients``: the back-propagated signal through the
-  hidden layers, as in Glorot and Bengio (2010, Sec. 4.2.2, Fig. 7): the RMS gradient with
-  respect to the first comparable layer's output (a pre-activation) is below
-  ``1 / SIGNAL_RATIO`` or above ``SIGNAL_RATIO`` times that of the last one (needs ``loss_fn``).
+  hidden layers, as in Glorot and Bengio (2010, Sec. 4.2.2, Fig. 7): the gradient with respect
+  to the first comparable layer's output (a pre-activation) is below ``1 / SIGNAL_RATIO`` or
+  above ``SIGNAL_RATIO`` times that of the last one (needs ``loss_fn``).
+
+  Units: the per-example norm of the gradient with respect to the layer's whole output
+  (``LayerStats.grad_norm``, RMS over the examples), not the per-element RMS. Backward through
+  ``y = W x``, ``Var[dx] = n_out Var[w] Var[dy]`` per element, ``n_out`` the outputs reading
+  each input (Glorot and Bengio 2010, eq. 6; He et al. 2015, eq. 13: ``k^2 d`` for a
+  ``k x k`` convolution with ``d`` output channels, ``/ s^2`` at stride ``s``). Times the
+  element counts, a fan-in-scaled layer (He, LeCun, PyTorch's default) multiplies the squared
+  norm by ``fan_in Var[w]`` times the activation's gain, whatever its widths and stride: the
+  norm changes by the init, the per-element RMS also by ``n_out / fan_in`` (the ratio of the
+  channel counts and ``1 / s^2`` per stride, which He et al. telescope to the ratio of the end
+  widths). Parameter-free reductions of positions are the architecture's, not the init's, and
+  are divided out between the two compared layers: an average pool module of ``k`` positions
+  divides the norm by ``sqrt(k)`` exactly (``dy / k`` on ``k`` positions; a global average
+  pool over 64 x 64 by 64, where the per-element RMS falls by 4096); in a plain network, a
+  reduction no module did (``x.mean((2, 3))``, ``F.max_pool2d``, ``x[:, 0]``) before a weight
+  layer by its measured factor, the gradient norm of the row before it over that of the
+  layer's input (``LayerStats.reduced``, ``grad_in_norm``). A max pool or a pick keeps the
+  norm.
+
   Comparable layers, so that the ratio compares like with like:
 
   * plain networks (no residual add in the forward): every weight layer but the last. The head
     is excluded: its output gradient is the loss's, set by the number of classes and not by
-    depth, and a narrow head against wide hidden layers would bias the ratio.
+    depth.
   * residual networks (the forward adds a deeper branch to a shallower stream, as
     :mod:`initlab.introspect.trace` finds it): only the layer whose output each add's deeper summand
     is, the last-called of the branch's ends (``linear2`` of every transformer block, ``fc2`` of
@@ -42,18 +61,35 @@ Verdicts and their thresholds (module constants below), in the order :func:`judg
     layer before a norm that ends the branch is not compared: the norm's backward scales its
     gradient by the norm's weight, all zero under ``zero_init_residual`` (Goyal et al. 2017), where
     the stream's gradient is not. Layers off the stream (a stem or patch embedding ahead of a
-    normalization, a layer inside a branch) are not compared with layers on it: a pre-norm block
-    divides the stream by its std, so the gradient before the first norm scales with 1 / (embedding
-    std) and says nothing about depth.
+    normalization, a layer inside a branch) are not compared with layers on it.
+    When a normalization reads the stream right after both compared adds (pre-norm blocks'
+    ``ln_1``/``ln_2`` and the final norm; a post-norm block's norm of the sum), each stream
+    gradient is multiplied by the stream's RMS there (``LayerStats.in_rms`` of that norm):
+    a norm's Jacobian is ``(1 / rms(x))`` times a projection, so every reader of a normalized
+    stream back-propagates ``1 / rms`` of its scale, and the stream gradient of a pre-norm
+    transformer grows toward the input exactly as the stream's scale falls (Xiong et al. 2020,
+    "On Layer Normalization in the Transformer Architecture", Sec. 3.3: gradients of pre-LN
+    scale with ``1 / ||x_l||``). A small embedding (a tied one at ``N(0, 1/d)``) under large
+    branches is such a stream, not an exploding gradient. Without a norm reading the stream
+    (a residual MLP without normalization, a ResNet whose next reader is a convolution) the
+    stream's scale is what the next layers see, and it is compared as it is.
+  * embedding lookups (a layer whose input holds token ids, no floating-point tensor:
+    ``Recording.sources``) are never compared: no layer lies behind them for the gradient to
+    cross, and a pre-norm stream's first norm divides by their std.
 
-  RMS is per element, so layer widths do not bias the ratio. A factor 10 over the whole network
-  is the same order-of-magnitude rule as for activations: variance-preserving schemes stay
-  within it at any depth (ReLU 3 layers with Xavier: about 0.5), a per-layer factor off by
-  sqrt(2) crosses it after 7 layers. Needs at least two comparable layers. Not judged when the
-  last weight layer is all zero: a zero output layer (Fixup, zero init) blocks every
-  back-propagated signal at step zero by design and unblocks after the first update. Nor when
-  the last comparable layer's gradient is exactly zero (e.g. behind a zero-initialized norm in
-  a plain network): a ratio to zero has no scale, and 0 to 0 is not a vanishing signal.
+  A factor 10 over the whole network is the same order-of-magnitude rule as for activations:
+  variance-preserving schemes stay within it at any depth (ReLU 3 layers with Xavier: about
+  0.5), a per-layer factor off by sqrt(2) crosses it after 7 layers. In the chaotic phase of
+  a tanh network (``chi_1 > 1``: He init, LSUV) the squared gradient grows by ``chi_1`` per
+  layer toward the input (Schoenholz et al. 2017, Sec. 4), the norm by ``1.105^(49/2) = 12``
+  for He init over 50 layers (measured on MNIST: 21): the verdict fires there although the
+  mean-field depth scale ``6 xi_c`` (about 130 layers) is larger; ``6 xi_c`` bounds how deep
+  the correlations between inputs survive, not how much the gradient grows. Needs at least
+  two comparable layers. Not judged when the last weight layer is all zero: a zero output
+  layer (Fixup, zero init) blocks every back-propagated signal at step zero by design and
+  unblocks after the first update. Nor when the last comparable layer's gradient is exactly
+  zero (e.g. behind a zero-initialized norm in a plain network): a ratio to zero has no
+  scale, and 0 to 0 is not a vanishing signal.
 - ``dead_layers``: a ReLU/ReLU6 layer with more than ``DEAD_FRACTION`` (0.5) of its units zero for
   every example of the batch.
 - ``saturated_layers``: a tanh/hardtanh (``|y| > 0.99``) or sigmoid (``y < 0.01`` or
@@ -84,7 +120,7 @@ from __future__ import annotations
 
 import math
 
-from initlab.diagnostics.records import LayerStats, Recording, Verdict, hidden_signal
+from initlab.diagnostics.records import Recording, Verdict, hidden_signal
 
 __all__ = [
     "DEAD_FRACTION",
@@ -175,8 +211,16 @@ def judge(recording: Recording) -> list[Verdict]:
     non_finite = _non_finite_verdict(
         r.non_finite_tensors, r.layers, r.params, r.output, r.loss, r.jacobian
     )
+    comparable = [row for row in r.layers if row.name.split("#")[0] not in r.sources]
     return non_finite + _verdicts(
-        r.layers, r.params, r.summands, r.output, r.loss, r.unrecorded, healthy=not non_finite
+        r.layers,
+        r.params,
+        r.summands,
+        r.output,
+        r.loss,
+        r.unrecorded,
+        healthy=not non_finite,
+        comparable=comparable,
     )
 
 
@@ -248,11 +292,13 @@ def _growth_before(layers, first_bad) -> str:
 
 
 def _verdicts(
-    layers, params, summands, output_stats, loss, unrecorded, healthy=True
+    layers, params, summands, output_stats, loss, unrecorded, healthy=True, comparable=None
 ) -> list[Verdict]:
-    """The verdicts other than ``non_finite``; ``healthy`` when none fired and ``healthy``."""
+    """The verdicts other than ``non_finite``; ``healthy`` when none fired and ``healthy``.
+    ``comparable``: the rows the gradient verdict may compare (``layers`` without the
+    embeddings' lookups)."""
     signal = hidden_signal(layers)
-    pair = _gradient_pair(layers, params, summands)
+    pair = _gradient_pair(layers if comparable is None else comparable, params, summands, layers)
     found = [
         *_signal_verdict(signal),
         *_gradient_verdict(pair, summands),
@@ -316,10 +362,14 @@ def _signal_verdict(signal) -> list[Verdict]:
     return _ratio_verdict(signal[0].std, signal[-1].std, what, "activations")
 
 
-def _gradient_pair(layers, params, summands) -> tuple[LayerStats, LayerStats] | None:
-    """The (last, first) comparable rows of the gradient verdict (module docstring), or None
-    when it is not judged."""
-    measured = [r for r in layers if r.grad_rms is not None]
+def _gradient_pair(layers, params, summands, everything=None):
+    """The ``((last row, its value), (first row, its value))`` of the gradient verdict (module
+    docstring): per-example gradient norms, the first one divided by what the parameter-free
+    reductions between the two did to the back-propagated norm (:func:`_reductions`); None
+    when it is not judged. ``layers`` are the rows that may be compared, ``everything`` all
+    rows in execution order."""
+    everything = layers if everything is None else everything
+    measured = [r for r in layers if r.grad_norm is not None]
     weights = [r for r in measured if r.kind == "weight"]
     if not weights or _all_zero(weights[-1].name, params):
         return None
@@ -327,24 +377,68 @@ def _gradient_pair(layers, params, summands) -> tuple[LayerStats, LayerStats] | 
         comparable = [r for r in measured if r.name.split("#")[0] in summands]
     else:  # the head's gradient is the loss's, not a back-propagated signal
         comparable = weights[:-1]
-    if len(comparable) < 2 or comparable[-1].grad_rms == 0:
+    if len(comparable) < 2 or comparable[-1].grad_norm == 0:
         return None  # a zero gradient where back-propagation starts leaves no scale to compare
-    return comparable[-1], comparable[0]
+    first, last = comparable[0], comparable[-1]
+    ids = [id(r) for r in everything]
+    start, end = ids.index(id(first)), ids.index(id(last))
+    factor = _reductions(everything, start, end, measured_too=not summands)
+    if summands:
+        scales = (_stream_scale(everything, start), _stream_scale(everything, end))
+        if all(scales):  # the stream is read through normalizations: undo its scale
+            factor *= scales[1] / scales[0]
+    return (last, last.grad_norm), (first, first.grad_norm / factor)
+
+
+def _stream_scale(rows, i: int) -> float | None:
+    """The per-element RMS of the residual stream after the add of summand ``rows[i]``: the
+    input RMS of the normalization that reads it next (a pre-norm block's ``ln_1``/``ln_2``,
+    the final norm; a post-norm block's norm of the sum), when only parameter-free rows
+    (dropout, an activation) lie between; None when a weight layer reads the stream first
+    (ResNet's next ``conv1``, a head) or no norm follows."""
+    for r in rows[i + 1 :]:
+        if r.in_rms is not None:
+            return r.in_rms if r.in_rms > 0 and math.isfinite(r.in_rms) else None
+        if r.kind == "weight":
+            return None
+    return None
+
+
+def _reductions(rows, start: int, end: int, measured_too: bool) -> float:
+    """The factor by which the reductions of positions between ``rows[start]`` and
+    ``rows[end]`` (exclusive, inclusive) multiply the per-example gradient norm backward: an
+    average pool module of ``k`` positions ``1 / sqrt(k)`` exactly; with ``measured_too`` (a
+    plain network, where each row reads the one before it), a reduction no module did (a
+    functional mean, max pool or pick before a weight layer) as measured, the gradient norm
+    before it over after it. These are fixed by the architecture, not by the init. In a
+    residual network the row before a layer need not be its input (``c_proj`` after GPT-2's
+    fused ``c_attn``, read through the attention), so only pooling modules count there."""
+    factor = 1.0
+    for i in range(start + 1, end + 1):
+        r = rows[i]
+        if r.pooled:
+            factor /= math.sqrt(r.pooled)
+        elif measured_too and r.reduced and r.grad_in_norm and rows[i - 1].grad_norm is not None:
+            before = rows[i - 1].grad_norm
+            if before > 0 and math.isfinite(before) and math.isfinite(r.grad_in_norm):
+                factor *= before / r.grad_in_norm
+    return factor
 
 
 def _gradient_verdict(pair, summands) -> list[Verdict]:
     if pair is None:
         return []
-    # Back-propagation runs from the last layer to the first. RMS is per element, so layers
-    # of different widths compare fairly.
-    last, first = pair
+    # Back-propagation runs from the last layer to the first, in units that fan-in-scaled
+    # layers of any width or stride keep (module docstring).
+    (last, end), (first, start) = pair
+    unit = "gradient norm per example"
     what = (
-        "residual-stream gradient RMS at the outputs of"
-        if summands
-        else ("pre-activation gradient RMS from")
+        f"residual-stream {unit} at the outputs of" if summands else f"pre-activation {unit} from"
     )
     what += f" {last.name} back to {first.name}"
-    return _ratio_verdict(last.grad_rms, first.grad_rms, what, "gradients")
+    if first.grad_norm != start:
+        what += f" (divided by the pools' factor, {first.grad_norm / start:.3g})"
+    return _ratio_verdict(end, start, what, "gradients")
 
 
 def _all_zero(layer: str, params) -> bool:
