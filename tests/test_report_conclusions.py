@@ -123,7 +123,7 @@ def test_indistinguishable_and_better_sentences():
     assert by["zeros"].verdict == "worse" and by["zeros"].diff_ci95_high < 0
 
     sentences = conclusions(rows)
-    assert sentences[0] == ("kaiming_uniform is best: final test accuracy 97.98% (mean of 3 runs).")
+    assert sentences[0] == ("kaiming_uniform is best: final accuracy 97.98% (mean of 3 runs).")
     gap, half = -100 * w.difference, 100 * w.half_width
     assert sentences[1] == (
         f"xavier_uniform and kaiming_uniform are indistinguishable at 3 seeds (difference "
@@ -135,7 +135,9 @@ def test_indistinguishable_and_better_sentences():
         f"kaiming_uniform is better than zeros by {-100 * z.difference:.2f} ± "
         f"{100 * z.half_width:.2f} points (95% Welch interval, 3 seeds)."
     )
-    assert format_conclusions(rows).startswith("Conclusion (ranked by final test accuracy):\n- ")
+    assert format_conclusions(rows).startswith(
+        "Conclusion (ranked by final accuracy on the test set):\n- "
+    )
 
 
 def test_single_seed_and_all_diverged_sentences():
@@ -152,7 +154,7 @@ def test_single_seed_and_all_diverged_sentences():
         "a is ahead of b by 1.50 points at 2 and 1 seed: no interval with a single seed on one"
         " side, so whether the difference is real cannot be told (run more seeds)."
     )
-    assert sentences[2] == "c has no final test accuracy (1/1 runs diverged): not ranked."
+    assert sentences[2] == "c has no final accuracy (1/1 runs diverged): not ranked."
     # ranking by each run's best epoch includes the diverged run's epoch
     by_best = summarize(lines, ["a", "b", "c"], target=0.9, metric="best_accuracy")
     assert by_best[2].rank == 3 and by_best[2].metric_mean == 0.5
@@ -256,8 +258,12 @@ def test_summary_csv_and_report_carry_the_conclusion(tmp_path):
     table_at = report.index("| scheme | final test acc")
     conclusion_at = report.index("## Conclusion")
     assert table_at < conclusion_at
-    assert "- kaiming_uniform is best: final test accuracy 97.10%" in report
-    assert "| 3 | zeros | 11.35% |" in report and "| worse |" in report
+    assert "- kaiming_uniform is best: final accuracy 97.10%" in report
+    assert (
+        "| 3 | zeros | 11.35% |" in report
+        and report.count("final test acc") == 1
+        and "| worse |" in report
+    )
     assert "95% Welch t interval" in report
     # the printed table is the one of before: no new columns
     assert format_table(rows, 0.97).splitlines()[0].split("  ")[0] == "scheme"

@@ -134,8 +134,8 @@ def summarize(
 
 
 METRICS = {
-    "final_accuracy": "final test accuracy",
-    "best_accuracy": "best test accuracy of any epoch",
+    "final_accuracy": "final accuracy",
+    "best_accuracy": "best accuracy",
 }
 
 
@@ -244,12 +244,9 @@ def conclusions(rows: Sequence[SummaryRow], metric: str = "final_accuracy") -> l
 
 def format_conclusions(rows: Sequence[SummaryRow], metric: str = "final_accuracy") -> str:
     """Return :func:`conclusions` as lines under a heading, for the terminal after the table."""
-    return (
-        "Conclusion (ranked by "
-        + METRICS.get(metric, metric)
-        + "):\n"
-        + "\n".join(f"- {s}" for s in conclusions(rows, metric))
-    )
+    name = METRICS.get(metric, metric)
+    lines = "\n".join(f"- {s}" for s in conclusions(rows, metric))
+    return f"Conclusion (ranked by {name} on the test set):\n{lines}"
 
 
 def _runs(lines: Sequence[dict]) -> dict[str, dict]:
@@ -417,11 +414,12 @@ def _ranking(rows: Sequence[SummaryRow], metric: str) -> str:
         )
     sentences = "\n".join(f"- {s}" for s in conclusions(rows, metric))
     return (
-        f"## Conclusion\n\nRanked by {name}, higher is better. Each difference to the best "
-        "scheme comes with a 95% Welch t interval over seeds (unequal variances, "
-        "Welch–Satterthwaite degrees of freedom; Welch 1947): an interval that contains 0 means "
-        "the difference does not exceed seed noise at this many seeds. Differences are in "
-        f"percentage points.\n\n{sentences}\n\n" + "\n".join(table) + "\n\n"
+        f"## Conclusion\n\nRanked by {name} on the test set, higher is better. Each "
+        "difference to the best scheme comes with a 95% Welch t interval over seeds "
+        "(unequal variances, Welch–Satterthwaite degrees of freedom; Welch 1947): an "
+        "interval that contains 0 means the difference does not exceed seed noise at this "
+        "many seeds. Differences are in percentage points.\n\n"
+        f"{sentences}\n\n" + "\n".join(table) + "\n\n"
     )
 
 
