@@ -42,7 +42,13 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from matplotlib.figure import Figure
-from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, PercentFormatter
+from matplotlib.ticker import (
+    FuncFormatter,
+    LogLocator,
+    MaxNLocator,
+    NullFormatter,
+    PercentFormatter,
+)
 
 from initlab._checks import ArgumentError
 from initlab._files import atomic_write
@@ -604,7 +610,12 @@ def _loss_figure(path: Path, runs: dict, config) -> Figure:
     # log y: the loss falls by orders of magnitude in the first epoch, where schemes differ
     ax.set_yscale("log", nonpositive="mask")
     if finished_losses:  # a diverging run's huge losses do not squeeze the others
-        ax.set_ylim(min(finished_losses) / 1.3, max(finished_losses) * 1.3)
+        low, high = min(finished_losses) / 1.3, max(finished_losses) * 1.3
+        ax.set_ylim(low, high)
+        if high / low < 10:  # within a decade: plain numbers (1.5, 2), not 2 x 10^0
+            plain = FuncFormatter(lambda v, _: f"{v:g}")
+            ax.yaxis.set_major_formatter(plain)
+            ax.yaxis.set_minor_formatter(plain)
     ax.set_xlim(left=0)
     ax.set_xlabel(f"optimizer step (batches of {config.train.batch_size})")
     ax.set_ylabel("training cross-entropy (nats, log scale)")
