@@ -437,7 +437,7 @@ def _gradient_verdict(pair, summands) -> list[Verdict]:
     )
     what += f" {last.name} back to {first.name}"
     if first.grad_norm != start:
-        what += f" (divided by the pools' factor, {first.grad_norm / start:.3g})"
+        what += f" (times {start / first.grad_norm:.3g}, undoing the pooling between them)"
     return _ratio_verdict(end, start, what, "gradients")
 
 
