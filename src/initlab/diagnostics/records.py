@@ -159,18 +159,20 @@ class Diagnosis:
         """Return the layer table, the parameter table, the output std and the verdicts as text.
 
         The name columns are as wide as the longest name, so every row's later columns start
-        at the same offset.
+        at the same offset. ``grad rms`` is the output gradient's per-element RMS, ``grad
+        norm`` its per-example norm, the gradient verdict's unit.
         """
         width = max([len("layer"), *(len(r.name) for r in self.layers)])
         rows = [
             f"{'layer':<{width}} {'type':<10} {'mean':>10} {'std':>10} {'dead':>6} {'sat':>6} "
-            f"{'var/pred':>9} {'grad rms':>10}"
+            f"{'var/pred':>9} {'grad rms':>10} {'grad norm':>10}"
         ]
         for r in self.layers:
             rows.append(
                 f"{r.name:<{width}} {r.module_type[:10]:<10} {r.mean:>10.3g} {r.std:>10.3g} "
                 f"{_fmt(r.dead_fraction, '.2f'):>6} {_fmt(r.saturated_fraction, '.2f'):>6} "
-                f"{_fmt(r.variance_ratio, '.3g'):>9} {_fmt(r.grad_rms, '.3g'):>10}"
+                f"{_fmt(r.variance_ratio, '.3g'):>9} {_fmt(r.grad_rms, '.3g'):>10} "
+                f"{_fmt(r.grad_norm, '.3g'):>10}"
             )
         rows.append("")
         width = max([len("parameter"), *(len(p.name) for p in self.params)])
