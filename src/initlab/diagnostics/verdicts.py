@@ -22,7 +22,10 @@ Verdicts and their thresholds (module constants below), in the order :func:`judg
   it moved by more than an order of magnitude through depth. Only finite stds are compared:
   a NaN or inf is ``non_finite``'s.
   Hidden signals are the outputs of activations (modules or functional calls), or of every
-  weight layer but the last when the model has no recognized activation.
+  weight layer but the last when the model has no recognized activation. In a residual
+  network, those from the first residual block on (``_on_stream``): norm-ended branches add
+  their own variance to the stream whatever the stem's scale, so a small stem is no growth
+  through depth.
 - ``vanishing_gradients`` / ``exploding_gradients``: the back-propagated signal through the
   hidden layers, as in Glorot and Bengio (2010, Sec. 4.2.2, Fig. 7): the gradient with respect
   to the first comparable layer's output (a pre-activation) is below ``1 / SIGNAL_RATIO`` or
@@ -297,7 +300,7 @@ def _verdicts(
     """The verdicts other than ``non_finite``; ``healthy`` when none fired and ``healthy``.
     ``comparable``: the rows the gradient verdict may compare (``layers`` without the
     embeddings' lookups)."""
-    signal = hidden_signal(layers)
+    signal = _on_stream(hidden_signal(layers), layers, summands)
     pair = _gradient_pair(layers if comparable is None else comparable, params, summands, layers)
     found = [
         *_signal_verdict(signal),
@@ -353,6 +356,25 @@ def _ratio_verdict(first, last, what, code_stem) -> list[Verdict]:
         return []
     message = f"{what} goes from {first:.3g} to {last:.3g} (ratio {ratio:.3g})"
     return [Verdict(code, message, HINTS[code])]
+
+
+def _on_stream(signal, layers, summands):
+    """In a residual network, the hidden signals from the first residual block on (the first
+    row inside the module that holds the first summand: ``blocks.0``, ``encoder.layers.0``,
+    ``layer1.0``). The stem's output before it only starts the stream, and norm-ended branches
+    add their own variance (the norms' ``gamma^2``) to it whatever the stem's scale, so a
+    small stem against them is not a growth through depth. The signal that explodes by the
+    init (a residual MLP without norms under He init, whose variance doubles per block) still
+    does from the first block on."""
+    if not summands:
+        return signal
+    first = next((r for r in layers if r.name.split("#")[0] in summands), None)
+    if first is None or "." not in first.name:
+        return signal
+    block = first.name.split("#")[0].rsplit(".", 1)[0] + "."
+    start = next(i for i, r in enumerate(layers) if r.name.startswith(block))
+    inside = {id(r) for r in layers[start:]}
+    return [r for r in signal if id(r) in inside]
 
 
 def _signal_verdict(signal) -> list[Verdict]:
