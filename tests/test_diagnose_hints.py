@@ -69,3 +69,23 @@ def test_diagnosis_plot_writes_a_png(batch, tmp_path):
     path = a.diagnosis.plot(tmp_path / "sub" / "p.png", label="x", others={"k": b.diagnosis})
     assert path == tmp_path / "sub" / "p.png"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_chaotic_tanh_verdict_agrees_with_the_mean_field_gradient_growth(batch):
+    # He init on tanh: chi_1 = 1.105 > 1 (chaotic). The mean field's "trainable up to about
+    # 131 layers" (6 xi_c) is about input correlations; the squared gradient grows by chi_1
+    # per layer (Schoenholz et al. 2017, Sec. 4), the norm by 1.105^24.5 = 11.6 over 50
+    # layers, and diagnose measures about 21: exploding_gradients is not a false alarm, and
+    # the CLI prints the predicted growth beside the mean-field line.
+    from initlab.cli.diagnose import _mean_field_gradient
+
+    (result,) = diagnose_schemes(
+        "mlp", ["kaiming_normal"], batch, model_params=dict(depth=50, activation="tanh"), seed=0
+    )
+    mf = result.mean_field
+    assert mf.phase == "chaotic" and 100 < mf.trainable_depth < 160
+    line = _mean_field_gradient(mf, result.diagnosis)
+    growth = mf.chi_1**24.5
+    assert 10 < growth < 13 and f"chi_1^((50 - 1) / 2) = {growth:.3g}" in line
+    (v,) = [v for v in result.diagnosis.verdicts if v.code == "exploding_gradients"]
+    assert "from hidden.49.0 back to hidden.0.0" in v.message
