@@ -17,7 +17,7 @@ SRC = Path(initlab.__file__).parent
 
 # Low to high. Units in one tuple share a layer and may not import each other.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("_checks", "_files", "_version"),
+    ("_checks", "_files", "_imports", "_version"),
     ("fans", "gains"),
     ("initializers",),
     ("introspect",),

@@ -19,16 +19,15 @@ imported with :func:`importlib.import_module` (the current directory is tried to
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import re
-import sys
 
 import numpy as np
 import torch
 
 from initlab._checks import ArgumentError
+from initlab._imports import import_user_module
 from initlab.datasets.arrays import from_arrays
 from initlab.datasets.families import Dataset
 
@@ -108,19 +107,11 @@ def load_factory(spec: str, *, argument: str = "dataset") -> Dataset:
 
 def _import(module_name: str, fail):
     try:
-        return importlib.import_module(module_name)
+        return import_user_module(module_name)
     except ModuleNotFoundError as error:
-        here = os.getcwd()
-        missing = (error.name or "").split(".")[0] == module_name.split(".")[0]
-        if missing and "" not in sys.path and here not in sys.path:
-            sys.path.append(here)  # appended: an installed package keeps precedence
-            try:
-                return importlib.import_module(module_name)
-            except Exception as retry:  # noqa: BLE001 - reported below with the spec
-                error = retry
         raise fail(
             f"cannot import module {module_name!r} ({type(error).__name__}: {error}); it must "
-            f"be importable from {here} or sys.path"
+            f"be importable from {os.getcwd()} or sys.path"
         ) from None
     except Exception as error:  # noqa: BLE001 - a module that fails while importing
         raise fail(

@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import ast
 import difflib
-import importlib
 import inspect
 import keyword
 import os
 import re
-import sys
 from collections.abc import Callable, Iterable
 
 from torch import nn
 
 from initlab._checks import ArgumentError
+from initlab._imports import import_user_module
 
 __all__ = [
     "build_factory_model",
@@ -107,20 +106,13 @@ def resolve_factory(spec: str) -> Callable[..., nn.Module]:
 
 def _import(module_name: str, spec: str):
     try:
-        return importlib.import_module(module_name)
+        return import_user_module(module_name)
     except ModuleNotFoundError as error:
-        here = os.getcwd()
-        missing = (error.name or "").split(".")[0] == module_name.split(".")[0]
-        if missing and "" not in sys.path and here not in sys.path:
-            sys.path.append(here)  # appended: an installed package keeps precedence
-            try:
-                return importlib.import_module(module_name)
-            except Exception as retry:  # noqa: BLE001 - reported below with the spec
-                error = retry
         raise ArgumentError(
             "model",
             f"model factory {spec!r}: cannot import module {module_name!r} "
-            f"({type(error).__name__}: {error}); it must be importable from {here} or sys.path",
+            f"({type(error).__name__}: {error}); it must be importable from {os.getcwd()} or "
+            "sys.path",
         ) from None
     except Exception as error:  # noqa: BLE001 - a module that fails while importing
         raise ArgumentError(
