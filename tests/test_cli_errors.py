@@ -374,9 +374,7 @@ def test_print_error_leads_with_the_flag_only_for_an_argument_it_knows(capsys):
     from initlab.cli import FLAGS, print_error
 
     assert print_error("train", ArgumentError("model_params", "too few logits"), FLAGS) == 2
-    assert (
-        capsys.readouterr().err == "initlab train: error: argument --model-arg: too few logits\n"
-    )
+    assert capsys.readouterr().err == "initlab train: error: argument --model-arg: too few logits\n"
     assert print_error("train", ArgumentError("elsewhere", "as written"), FLAGS) == 2
     assert capsys.readouterr().err == "initlab train: error: as written\n"
     assert print_error("train", ValueError("plain"), FLAGS) == 2
