@@ -208,9 +208,9 @@ def test_on_epoch_sees_every_record_and_can_stop_training(data):
     "kwargs, error, message",
     [
         (
-            {"optimizer": "adam"},
+            {"optimizer": "adamww"},
             ValueError,
-            r"optimizer must be one of \['adamw', 'sgd'\].*did you mean 'adamw'",
+            r"optimizer must be one of \['adam', 'adamw', 'sgd'\].*did you mean 'adamw'",
         ),
         (
             {"device": "gpu"},

@@ -118,7 +118,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     add(
         "--optimizer",
         default="adamw",
-        choices=("adamw", "sgd"),
+        choices=("adamw", "adam", "sgd"),
         help="optimizer; sgd uses --momentum (default: %(default)s)",
     )
     add("--lr", type=non_negative_float, default=1e-3, help="learning rate (default: %(default)s)")

@@ -42,10 +42,12 @@ class TrainConfig:
     """Optimization settings of one run (defaults: the seed's AdamW, lr 1e-3, wd 0.01, 5 x 64).
 
     Attributes:
-        optimizer: ``"adamw"`` (decoupled weight decay) or ``"sgd"`` (with ``momentum``).
+        optimizer: ``"adamw"`` (decoupled weight decay), ``"adam"`` (L2 weight decay added to
+            the gradient) or ``"sgd"`` (with ``momentum``).
         lr: learning rate, >= 0.
-        weight_decay: weight decay, >= 0 (AdamW: decoupled; SGD: L2 added to the gradient).
-        momentum: SGD momentum, >= 0; ignored by AdamW.
+        weight_decay: weight decay, >= 0 (AdamW: decoupled; Adam, SGD: L2 added to the
+            gradient).
+        momentum: SGD momentum, >= 0; ignored by AdamW and Adam.
         batch_size: training batch size, >= 1 (the last batch of an epoch may be smaller).
         epochs: number of epochs, >= 1.
         seed: run seed; initialization, shuffling and dropout draw from streams derived from it.
@@ -75,7 +77,7 @@ class TrainConfig:
     log_every: int | None = None
 
     def __post_init__(self) -> None:
-        one_of("optimizer", self.optimizer, ("adamw", "sgd"))
+        one_of("optimizer", self.optimizer, ("adamw", "adam", "sgd"))
         one_of("device", self.device, ("cpu", "cuda", "auto"))
         for name in ("lr", "weight_decay", "momentum"):
             non_negative(name, getattr(self, name))

@@ -143,11 +143,13 @@ def run_seeds(seed: int) -> tuple[int, int, int]:
 def make_optimizer(
     params: Iterable[torch.Tensor], config: TrainConfig, *, fused: bool = False
 ) -> torch.optim.Optimizer:
-    """Return the run's optimizer over ``params``: AdamW or SGD with momentum, as configured.
+    """Return the run's optimizer over ``params``: AdamW, Adam or SGD with momentum, as configured.
 
     The same optimizer steps a stacked tensor ``(R, *shape)`` exactly as it steps each run's
-    slice alone: AdamW and SGD are element-wise given the gradient, with hyperparameters and a
-    step count shared by all runs.
+    slice alone: AdamW, Adam and SGD are element-wise given the gradient, with hyperparameters
+    and a step count shared by all runs (runs of different learning rates are stacked in
+    separate groups). Adam adds ``weight_decay`` to the gradient (L2, Kingma & Ba 2015 with
+    PyTorch's coupled decay); AdamW decouples it (Loshchilov & Hutter 2019).
 
     Args:
         params: the parameters (a model's, or the stacked tensors).
@@ -155,7 +157,7 @@ def make_optimizer(
         fused: use AdamW's fused kernel (``torch.optim.AdamW(fused=True)``), one pass over
             memory instead of about ten; it may round differently, within float tolerance. The
             stacked trainer asks for it (the single-tensor loop took 40% of a stacked step);
-            SGD ignores it. Fused needs floating-point parameters on CPU or CUDA.
+            Adam uses it too, SGD ignores it. Fused needs floating-point parameters on CPU or CUDA.
     """
     if config.optimizer == "sgd":
         return torch.optim.SGD(
@@ -163,6 +165,8 @@ def make_optimizer(
         )
     # fused only when asked: AdamW(fused=None), its default, is what the sequential trainer uses
     extra = {"fused": True} if fused else {}
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, **extra)
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **extra)
 
 
