@@ -35,6 +35,8 @@ FLAGS = {
     "pretrain.data_dir": "--pretrain-data-dir",
     "pretrain.subset": "--pretrain-subset",
     "pretrain.epochs": "--pretrain-epochs",
+    "lr_grid": "--lr-grid",
+    "val_fraction": "--val-fraction",
 }
 
 
@@ -82,6 +84,23 @@ def register(subparsers) -> None:
         help="resume the sweep in DIR with its saved config; other options are ignored "
         "(default: none, start a new sweep)",
     )
+    add(
+        "--lr-grid",
+        type=_rates,
+        default=None,
+        metavar="LR,LR,...",
+        help="comma-separated learning rates, e.g. 1e-4,3e-4,1e-3,3e-3: every scheme trains at "
+        "each (schemes x rates x seeds) and gets the rate of the highest mean validation "
+        "accuracy after the final epoch; the table reports the test results at that rate "
+        "(default: none, every run at --lr, no validation split)",
+    )
+    add(
+        "--val-fraction",
+        type=_open_fraction,
+        default=0.1,
+        help="with --lr-grid: the fraction of the training data held out (seeded with "
+        "--first-seed) to choose the rates on (default: %(default)s)",
+    )
     add("--no-progress", action="store_true", help="hide the progress bar (default: shown)")
     add(
         "--no-vectorize",
@@ -93,6 +112,29 @@ def register(subparsers) -> None:
     add_common_options(parser)
     parser.set_defaults(func=run)
     _record_given(parser)
+
+
+def _rates(text: str) -> tuple[float, ...]:
+    """Parse ``1e-4,3e-4,...``: at least one finite rate > 0, no repeats."""
+    try:
+        rates = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated learning rates such as 1e-4,3e-4,1e-3; got {text!r}"
+        ) from None
+    if not all(0.0 < r < float("inf") for r in rates):
+        raise argparse.ArgumentTypeError(f"every rate must be a finite number > 0; got {text}")
+    if len(set(rates)) != len(rates):
+        raise argparse.ArgumentTypeError(f"a rate is repeated; got {text}")
+    return rates
+
+
+def _open_fraction(text: str) -> float:
+    """Parse a fraction in the open interval (0, 1)."""
+    value = fraction(text)
+    if value >= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1), e.g. 0.1; got {text}")
+    return value
 
 
 def _record_given(parser: argparse.ArgumentParser) -> None:
@@ -156,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
                     subset=args.pretrain_subset,
                     epochs=args.pretrain_epochs,
                 ),
+                lr_grid=args.lr_grid,
+                val_fraction=args.val_fraction,
             )
         result = run_sweep(
             config,

@@ -209,10 +209,11 @@ class PendingRun:
     seed: int
     epoch: int = 0
     source: str | None = None  # the checkpoint file holding its state after ``epoch``
+    lr: float | None = None  # its rate of the config's ``lr_grid``; None: ``train.lr``
 
     @property
     def run(self) -> str:
-        return run_id(self.scheme, self.seed)
+        return run_id(self.scheme, self.seed, self.lr)
 
 
 def resume_points(out: Path, config: CompareConfig) -> list[PendingRun]:
@@ -225,26 +226,28 @@ def resume_points(out: Path, config: CompareConfig) -> list[PendingRun]:
 
     Args:
         out: the comparison's output directory.
-        config: its config (the runs are its schemes x seeds, in sweep order).
+        config: its config (the runs are its rates x schemes x seeds, in sweep order).
 
     Returns:
-        The runs to train, in sweep order (seed-major), finished and diverged runs left out.
+        The runs to train, in sweep order (rate-major, then seed), finished and diverged runs
+        left out.
     """
     results = out / RESULTS
     lines = read_results(results)
     terminal = terminal_runs(lines)
     latest = latest_checkpoints(out / CHECKPOINTS)
     pending = []
-    for seed in config.seed_list():
-        for scheme in config.schemes:
-            rid = run_id(scheme, seed)
-            if rid in terminal:
-                continue
-            epoch, source = latest.get(rid, (0, None))
-            if epoch and not _lines_reach(lines, rid, epoch):
-                log.warning("%s: results.jsonl lacks lines up to its checkpoint; rerun", rid)
-                epoch, source = 0, None
-            pending.append(PendingRun(scheme, seed, epoch, source))
+    for lr in config.rates():
+        for seed in config.seed_list():
+            for scheme in config.schemes:
+                rid = run_id(scheme, seed, lr)
+                if rid in terminal:
+                    continue
+                epoch, source = latest.get(rid, (0, None))
+                if epoch and not _lines_reach(lines, rid, epoch):
+                    log.warning("%s: results.jsonl lacks lines up to its checkpoint; rerun", rid)
+                    epoch, source = 0, None
+                pending.append(PendingRun(scheme, seed, epoch, source, lr))
     upto = {run.run: run.epoch for run in pending}
     write_lines(results, [ln for ln in lines if ln["run"] in terminal or _continues(ln, upto)])
     sources = {run.source for run in pending}

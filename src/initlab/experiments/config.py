@@ -14,8 +14,9 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from initlab._checks import non_negative, one_of, positive_int
+from initlab._checks import ArgumentError, non_negative, one_of, positive_int
 from initlab.datasets.sources import resolve_source
+from initlab.datasets.split import check_fraction
 from initlab.schemes.registry import canonical_scheme, parse_bias_init, parse_scheme
 from initlab.zoo.models import resolve_model
 
@@ -154,6 +155,16 @@ class CompareConfig:
         train: optimization settings; its ``seed`` is replaced by each run's seed.
         pretrain: where the source checkpoint of schemes that load one (``pretrained``) is
             pretrained (see :mod:`initlab.experiments.pretrain`); unused by the other schemes.
+        lr_grid: learning rates (each > 0, no repeats) to try for every scheme, or ``None``
+            (the default: every run uses ``train.lr``). With a grid the runs are schemes x
+            rates x seeds, trained on the training data less a validation split of
+            ``val_fraction`` (drawn with ``first_seed``:
+            :func:`~initlab.datasets.split.hold_out`); each scheme's rate is chosen on that
+            split (:func:`~initlab.reports.compare.choose_rates`) and the test set gives only
+            the final numbers. ``config.json`` records both only
+            when a grid is given (a config without one is written as before).
+        val_fraction: the held-out fraction of the training data, in (0, 1); used only with
+            ``lr_grid``.
 
     Raises:
         ValueError: no scheme, a repeated or unknown scheme or model, a count below 1, a
@@ -177,8 +188,13 @@ class CompareConfig:
     test_subset: int | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    lr_grid: tuple[float, ...] | None = None
+    val_fraction: float = 0.1
 
     def __post_init__(self) -> None:
+        if self.lr_grid is not None:
+            object.__setattr__(self, "lr_grid", _check_grid(self.lr_grid))
+        check_fraction(self.val_fraction)
         if not self.schemes:
             raise ValueError("schemes must name at least one scheme; got schemes=()")
         for scheme in self.schemes:
@@ -205,7 +221,12 @@ class CompareConfig:
 
     def to_json(self) -> str:
         """Return the config as indented JSON (round-trips through :meth:`from_json`)."""
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+        raw = dataclasses.asdict(self)
+        if self.lr_grid is None:  # as written before grids existed
+            del raw["lr_grid"], raw["val_fraction"]
+        else:
+            raw["lr_grid"] = list(self.lr_grid)
+        return json.dumps(raw, indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> CompareConfig:
@@ -214,8 +235,34 @@ class CompareConfig:
         raw["schemes"] = tuple(raw["schemes"])
         raw["train"] = TrainConfig(**raw["train"])
         raw["pretrain"] = PretrainConfig(**raw.get("pretrain", {}))
+        if raw.get("lr_grid") is not None:
+            raw["lr_grid"] = tuple(raw["lr_grid"])
         return cls(**raw)
+
+    def rates(self) -> list[float | None]:
+        """Return the grid's learning rates, or ``[None]`` (every run at ``train.lr``)."""
+        return [None] if self.lr_grid is None else list(self.lr_grid)
 
     def seed_list(self) -> list[int]:
         """Return the run seeds."""
         return list(range(self.first_seed, self.first_seed + self.seeds))
+
+
+def _check_grid(grid) -> tuple[float, ...]:
+    """Return ``grid`` as a tuple of floats: at least one rate, each finite and > 0, no repeats.
+
+    Raises:
+        ArgumentError: (argument ``lr_grid``) naming the value and what is accepted.
+    """
+    rates = tuple(grid) if isinstance(grid, (list, tuple)) else None
+    if not rates or any(
+        isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r < math.inf
+        for r in rates
+    ):
+        raise ArgumentError(
+            "lr_grid",
+            f"lr_grid must be a non-empty list of finite learning rates > 0; got {grid!r}",
+        )
+    if len(set(rates)) != len(rates):
+        raise ArgumentError("lr_grid", f"lr_grid must not repeat a rate; got {list(rates)}")
+    return tuple(float(r) for r in rates)

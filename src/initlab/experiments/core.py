@@ -17,6 +17,7 @@ diverges the run: losses are checked every :data:`CHECK_EVERY` steps and at an e
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -50,12 +51,23 @@ CHECK_EVERY = 50
 
 @dataclass(frozen=True)
 class TensorData:
-    """A dataset on one device: images ``(N, 1, H, W)`` float32 in [0, 1], labels ``(N,)`` int64."""
+    """A dataset on one device: images ``(N, 1, H, W)`` float32 in [0, 1], labels ``(N,)`` int64.
+
+    ``val_x``, ``val_y``: an optional validation split held out from the training data
+    (:func:`~initlab.datasets.split.hold_out`); the trainers then evaluate it after each epoch
+    too (:attr:`EpochRecord.val_accuracy`).
+    """
 
     train_x: torch.Tensor
     train_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
+    val_x: torch.Tensor | None = None
+    val_y: torch.Tensor | None = None
+
+    def validation(self) -> TensorData:
+        """The same data with the validation split as its test split (for the evaluation)."""
+        return TensorData(self.train_x, self.train_y, self.val_x, self.val_y)
 
     @classmethod
     def from_dataset(cls, dataset, device: str | torch.device = "cpu") -> TensorData:
@@ -82,7 +94,8 @@ class EpochRecord:
     :attr:`~initlab.experiments.config.TrainConfig.log_every` steps: the mean of the batch
     losses of the steps after the previous window's ``step`` up to ``step``, counted from the
     start of training (epoch 2's first window ends at ``steps + log_every``); an epoch's last
-    window may be shorter. Empty when ``log_every=0``.
+    window may be shorter. Empty when ``log_every=0``. ``val_loss`` and ``val_accuracy``: the
+    same measures on the validation split, ``None`` without one (:class:`TensorData`).
     """
 
     epoch: int
@@ -93,6 +106,15 @@ class EpochRecord:
     wall_time_s: float
     steps: int
     loss_curve: tuple[tuple[int, float], ...] = ()
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+
+    def line(self) -> dict:
+        """The record as a ``results.jsonl`` line's fields; no validation keys without one."""
+        fields = dataclasses.asdict(self)
+        if self.val_accuracy is None:
+            del fields["val_loss"], fields["val_accuracy"]
+        return fields
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,11 @@ from initlab._checks import ArgumentError
 from initlab.datasets.arrays import standardize as standardize_dataset
 from initlab.datasets.families import DATASETS, Dataset, to_inputs
 from initlab.datasets.sources import is_user_data, load_source
+from initlab.datasets.split import hold_out
 from initlab.experiments.core import TensorData
 from initlab.zoo.models import MODEL_ALIASES, MODELS, accepted_params, fit_classes
 
-__all__ = ["check_data", "head_params", "load_data", "tensor_data"]
+__all__ = ["check_data", "head_params", "load_data", "load_split", "tensor_data"]
 
 
 def load_data(
@@ -50,17 +51,42 @@ def load_data(
     return standardize_dataset(loaded) if standardize else loaded
 
 
-def tensor_data(dataset: Dataset, device: str | torch.device = "cpu") -> TensorData:
+def load_split(
+    dataset: str, data: str | None = None, *, val_fraction: float, **options
+) -> tuple[Dataset, Dataset]:
+    """:func:`load_data` with a validation split held out of the training data.
+
+    The split (:func:`~initlab.datasets.split.hold_out`, seeded with ``options["seed"]``) is
+    drawn after the subsets and before standardization, whose statistics then come from the
+    kept training examples only: neither the validation nor the test examples enter them.
+
+    Returns:
+        ``(fit, val)`` of :func:`~initlab.datasets.split.hold_out`.
+    """
+    scale = options.pop("standardize", False)
+    fit, val = hold_out(load_data(dataset, data, **options), val_fraction, options.get("seed", 0))
+    if scale:
+        fit, val = standardize_dataset(fit), standardize_dataset(val)
+    return fit, val
+
+
+def tensor_data(
+    dataset: Dataset, device: str | torch.device = "cpu", val: Dataset | None = None
+) -> TensorData:
     """Put a dataset on ``device`` as the trainers take it (:meth:`Dataset.inputs`).
 
     For the IDX families' ``(N, H, W)`` uint8 images this is
     :meth:`TensorData.from_dataset` to the bit: ``(N, 1, H, W)`` float32, pixels / 255.
+    ``val``: the held-out split of :func:`load_split`, whose test split becomes the
+    validation split (``val_x``, ``val_y``).
     """
     return TensorData(
         dataset.inputs("train", device),
         dataset.train_labels.to(device, torch.int64),
         dataset.inputs("test", device),
         dataset.test_labels.to(device, torch.int64),
+        None if val is None else val.inputs("test", device),
+        None if val is None else val.test_labels.to(device, torch.int64),
     )
 
 

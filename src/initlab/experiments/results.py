@@ -65,9 +65,10 @@ LOCK_FILE = ".initlab-compare.lock"
 HOLDER_FILE = ".initlab-compare.holder.json"
 
 
-def run_id(scheme: str, seed: int) -> str:
-    """Return the identifier of one run, e.g. ``"seed/0"``."""
-    return f"{scheme}/{seed}"
+def run_id(scheme: str, seed: int, lr: float | None = None) -> str:
+    """Return the identifier of one run, e.g. ``"seed/0"``; in a learning-rate grid
+    ``"seed@0.001/0"`` (the rate as ``repr`` writes it, so distinct rates stay distinct)."""
+    return f"{scheme}/{seed}" if lr is None else f"{scheme}@{lr!r}/{seed}"
 
 
 def read_results(path: str | os.PathLike) -> list[dict]:

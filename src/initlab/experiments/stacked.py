@@ -351,6 +351,10 @@ class _Group:
         start = time.perf_counter()
         outcome = self.train_epoch(data)
         evaluated = _evaluate(self, data) if self.active else ([], [])
+        rows = len(self.active)
+        val = ([None] * rows, [None] * rows)
+        if data.val_x is not None and self.active:
+            val = _evaluate(self, data.validation())
         elapsed = time.perf_counter() - start
         # A diverged run ends before the others' epoch lines, as it would have run alone first.
         for r, step in outcome.diverged.items():
@@ -367,6 +371,8 @@ class _Group:
                 elapsed,
                 outcome.steps,
                 outcome.curves[row],
+                val[0][row],
+                val[1][row],
             )
             self.records[r].append(record)
             if on_epoch is not None:

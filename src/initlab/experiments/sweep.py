@@ -95,7 +95,7 @@ from initlab.experiments.checkpoint import (
 )
 from initlab.experiments.config import DEFAULT_SCHEMES, CompareConfig
 from initlab.experiments.core import EpochRecord, RunResult, TensorData, resolve_device
-from initlab.experiments.data import check_data, head_params, load_data, tensor_data
+from initlab.experiments.data import check_data, head_params, load_data, load_split, tensor_data
 from initlab.experiments.diagnosis import init_record
 from initlab.experiments.pretrain import source_for_run
 from initlab.experiments.results import (
@@ -280,12 +280,15 @@ def _begin(out: Path, config: CompareConfig, saved: CompareConfig, resume: bool)
     if resume:
         merge_rank_files(out)
         pending = resume_points(out, config)
-        done = len(config.schemes) * config.seeds - len(pending)
+        done = len(config.schemes) * config.seeds * len(config.rates()) - len(pending)
     else:
         refuse_existing(out)  # again, now under the lock: a sweep may have started meanwhile
         _create(out, saved)
         pending = [
-            PendingRun(scheme, seed) for seed in config.seed_list() for scheme in config.schemes
+            PendingRun(scheme, seed, lr=lr)
+            for lr in config.rates()
+            for seed in config.seed_list()
+            for scheme in config.schemes
         ]
         done = 0
     log.info(
@@ -342,9 +345,7 @@ def _prepare(saved: CompareConfig) -> tuple[CompareConfig, TensorData]:
         FileNotFoundError, ValueError: as :func:`load_dataset` and :func:`check_data`, for the
             sweep's dataset or the ``pretrained`` scheme's source.
     """
-    dataset = load_data(
-        saved.dataset,
-        saved.data,
+    options = dict(
         data_dir=saved.data_dir,
         download=saved.download,
         train_subset=saved.train_subset,
@@ -352,6 +353,13 @@ def _prepare(saved: CompareConfig) -> tuple[CompareConfig, TensorData]:
         seed=saved.first_seed,
         standardize=saved.standardize,
     )
+    val = None
+    if saved.lr_grid is None:
+        dataset = load_data(saved.dataset, saved.data, **options)
+    else:  # the rates are chosen on a split held out of the training data, never on the test
+        dataset, val = load_split(
+            saved.dataset, saved.data, val_fraction=saved.val_fraction, **options
+        )
     params = head_params(saved.model, saved.model_params, saved.dataset, dataset.num_classes)
     config = dataclasses.replace(saved, model_params=params)
     device = resolve_device(config.train.device)
@@ -359,7 +367,7 @@ def _prepare(saved: CompareConfig) -> tuple[CompareConfig, TensorData]:
         model = build_model(config.model, **config.model_params).to(device)
     check_data(model, dataset, model_name=config.model, device=device)
     _check_pretrain_data(config, model, device)
-    return config, tensor_data(dataset, device)
+    return config, tensor_data(dataset, device, val)
 
 
 def _check_pretrain_data(config: CompareConfig, model: nn.Module, device) -> None:
@@ -432,11 +440,28 @@ class _Context:
 
 
 def _train_runs(ctx: _Context, runs: list[PendingRun], vectorize: bool) -> None:
-    """Train ``runs``: those that start at the same epoch together as one stacked group when
-    asked and possible, else one by one."""
-    for epoch in sorted({run.epoch for run in runs}, reverse=True):
-        same = [run for run in runs if run.epoch == epoch]
+    """Train ``runs``: those that start at the same epoch with the same learning rate together
+    as one stacked group when asked and possible, else one by one.
+
+    A grid's rates train in separate groups: the optimizer's hyperparameters are shared by the
+    runs of one stack (:func:`~initlab.experiments.core.make_optimizer`).
+    """
+    keys = sorted(
+        {(run.epoch, run.lr) for run in runs}, key=lambda k: (-k[0], _rate_order(ctx, k[1]))
+    )
+    for epoch, lr in keys:
+        same = [run for run in runs if run.epoch == epoch and run.lr == lr]
         _train_from(ctx, same, _load_states(same), vectorize)
+
+
+def _rate_order(ctx: _Context, lr: float | None) -> int:
+    return 0 if lr is None else ctx.config.rates().index(lr)
+
+
+def _train_config(ctx: _Context, run: PendingRun):
+    """The run's optimization settings: the config's, at the run's grid rate if it has one."""
+    train = ctx.config.train
+    return train if run.lr is None else dataclasses.replace(train, lr=run.lr)
 
 
 def _load_states(runs: list[PendingRun]) -> dict[str, TrainState]:
@@ -479,7 +504,7 @@ def _run_group(ctx: _Context, runs: list[PendingRun], states: dict) -> None:
     written: list[tuple[int, EpochRecord]] = []  # this epoch's lines, for the bar and hook
 
     def line(index: int, record: EpochRecord) -> None:
-        ctx.write({"type": "epoch", **bases[index], **dataclasses.asdict(record)})
+        ctx.write({"type": "epoch", **bases[index], **record.line()})
         written.append((index, record))
 
     def saved(group: dict[int, TrainState]) -> None:
@@ -499,7 +524,7 @@ def _run_group(ctx: _Context, runs: list[PendingRun], states: dict) -> None:
         train_group(
             models,
             ctx.data,
-            ctx.config.train,
+            _train_config(ctx, runs[0]),
             [run.seed for run in runs],
             on_epoch=line,
             on_done=done,
@@ -514,7 +539,10 @@ def _run_group(ctx: _Context, runs: list[PendingRun], states: dict) -> None:
 
 
 def _base(run: PendingRun) -> dict:
-    return {"run": run.run, "scheme": run.scheme, "seed": run.seed}
+    base = {"run": run.run, "scheme": run.scheme, "seed": run.seed}
+    if run.lr is not None:  # a grid's run carries its rate; others' lines are as before
+        base["lr"] = run.lr
+    return base
 
 
 def _run_one(ctx: _Context, run: PendingRun, state: TrainState | None, model=None) -> None:
@@ -526,7 +554,7 @@ def _run_one(ctx: _Context, run: PendingRun, state: TrainState | None, model=Non
     records: list[EpochRecord] = []
 
     def line(record: EpochRecord) -> None:
-        ctx.write({"type": "epoch", **base, **dataclasses.asdict(record)})
+        ctx.write({"type": "epoch", **base, **record.line()})
         ctx.bar.update(1)
         records.append(record)
 
@@ -539,7 +567,7 @@ def _run_one(ctx: _Context, run: PendingRun, state: TrainState | None, model=Non
         result = train(
             model,
             ctx.data,
-            dataclasses.replace(ctx.config.train, seed=run.seed),
+            dataclasses.replace(_train_config(ctx, run), seed=run.seed),
             on_epoch=line,
             start=state,
             on_state=saved,

@@ -228,6 +228,9 @@ def train(
             train_loss, norms, losses = outcome
             steps = len(losses)
             test_loss, accuracy = evaluate(model, data, config.eval_batch_size)
+            val = (None, None)
+            if data.val_x is not None:
+                val = evaluate(model, data.validation(), config.eval_batch_size)
             record = EpochRecord(
                 epoch,
                 train_loss,
@@ -237,6 +240,7 @@ def train(
                 time.perf_counter() - begin,
                 steps,
                 loss_curve(losses, config.window(steps), done)[0],
+                *val,
             )
             done += steps
             records.append(record)

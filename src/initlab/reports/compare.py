@@ -57,6 +57,8 @@ from initlab.reports.stats import welch_interval
 __all__ = [
     "METRICS",
     "SummaryRow",
+    "at_chosen_rates",
+    "choose_rates",
     "conclusions",
     "count",
     "format_conclusions",
@@ -97,6 +99,52 @@ class SummaryRow:
     diff_ci95_low: float | None = None
     diff_ci95_high: float | None = None
     verdict: str = "no result"
+    # the scheme's learning rate chosen on the validation split (a grid's sweep; else None)
+    lr: float | None = None
+
+
+def choose_rates(
+    lines: Sequence[dict], schemes: Sequence[str], rates: Sequence[float]
+) -> tuple[dict[str, float], dict[str, dict[float, float | None]]]:
+    """Choose each scheme's learning rate of a grid on the validation split.
+
+    Rule: for each scheme and rate, the mean over seeds of the validation accuracy after the
+    final epoch (``val_accuracy`` of each run's last epoch line); a run that diverged or did
+    not finish counts as 0, so a rate that blows up a seed is not chosen for its other seeds.
+    The chosen rate has the highest mean; ties go to the rate listed first in the grid. The
+    test set plays no part in the choice.
+
+    Args:
+        lines: parsed lines of ``results.jsonl`` (each run's lines carry its ``lr``).
+        schemes: the schemes.
+        rates: the grid, in the order given.
+
+    Returns:
+        ``(chosen, means)``: the chosen rate per scheme, and per scheme and rate the mean
+        validation accuracy (a fraction; ``None`` where the rate has no run).
+    """
+    runs = _runs(lines)
+    chosen: dict[str, float] = {}
+    means: dict[str, dict[float, float | None]] = {}
+    for scheme in schemes:
+        means[scheme] = {}
+        for lr in rates:
+            values = [
+                r["epochs"][-1].get("val_accuracy") or 0.0
+                if r["status"] == "finished" and r["epochs"]
+                else 0.0
+                for r in runs.values()
+                if r["scheme"] == scheme and r.get("lr") == lr
+            ]
+            means[scheme][lr] = _mean(values)
+        scored = [lr for lr in rates if means[scheme][lr] is not None]
+        chosen[scheme] = max(scored, key=lambda lr: means[scheme][lr]) if scored else rates[0]
+    return chosen, means
+
+
+def at_chosen_rates(lines: Sequence[dict], chosen: dict[str, float]) -> list[dict]:
+    """The lines of the runs at their scheme's chosen rate (the final numbers' runs)."""
+    return [line for line in lines if chosen.get(line["scheme"]) == line.get("lr")]
 
 
 def summarize(
@@ -262,6 +310,8 @@ def _runs(lines: Sequence[dict]) -> dict[str, dict]:
             line["run"],
             {"scheme": line["scheme"], "epochs": [], "status": None, "activation_std": {}},
         )
+        if "lr" in line:
+            run["lr"] = line["lr"]
         if line["type"] == "epoch":
             run["epochs"].append(line)
         elif line["type"] == "status":
@@ -325,8 +375,10 @@ def _cells(row: SummaryRow) -> list[str]:
         mean, std = 100 * row.final_accuracy_mean, row.final_accuracy_std
         final = f"{mean:.2f}% ± n/a" if std is None else f"{mean:.2f} ± {100 * std:.2f}%"
     to_target = "-" if row.epochs_to_target is None else f"{row.epochs_to_target:.1f}"
+    lr = [] if row.lr is None else [f"{row.lr:g}"]
     return [
         row.scheme,
+        *lr,
         final,
         pct(row.best_accuracy),
         "-" if row.loss_epoch1 is None else format_loss(row.loss_epoch1),
@@ -335,9 +387,10 @@ def _cells(row: SummaryRow) -> list[str]:
     ]
 
 
-def _headers(target: float) -> list[str]:
+def _headers(target: float, grid: bool = False) -> list[str]:
     return [
         "scheme",
+        *(["lr"] if grid else []),
         "final test acc (mean ± std)",
         "best acc",
         "loss after epoch 1",
@@ -347,8 +400,11 @@ def _headers(target: float) -> list[str]:
 
 
 def format_table(rows: Sequence[SummaryRow], target: float, *, markdown: bool = False) -> str:
-    """Return the summary as an aligned text table, or a Markdown table if ``markdown``."""
-    table = [_headers(target)] + [_cells(r) for r in rows]
+    """Return the summary as an aligned text table, or a Markdown table if ``markdown``.
+
+    Rows of a learning-rate grid's sweep (``lr`` set) get a column ``lr``, the chosen rate.
+    """
+    table = [_headers(target, any(r.lr is not None for r in rows))] + [_cells(r) for r in rows]
     if markdown:
         lines = ["| " + " | ".join(cells) + " |" for cells in table]
         lines.insert(1, "|" + "|".join("---" for _ in table[0]) + "|")
@@ -378,7 +434,14 @@ def write_report(
         ArgumentError: ``metric`` is not one of :data:`METRICS`.
     """
     out = Path(out_dir)
+    grid = ""
+    if getattr(config, "lr_grid", None):  # final numbers: the test results at the chosen rates
+        chosen, means = choose_rates(lines, config.schemes, config.lr_grid)
+        lines = at_chosen_rates(lines, chosen)
+        grid = _grid_section(config, chosen, means)
     rows = summarize(lines, config.schemes, config.target_accuracy, metric=metric)
+    if grid:
+        rows = [replace(r, lr=chosen[r.scheme]) for r in rows]
     write_summary(out / "summary.csv", rows)
     runs = _runs(lines)
     _loss_figure(out / FIGURES["training loss against step"], runs, config)
@@ -386,9 +449,30 @@ def write_report(
     _activation_figure(out / FIGURES["activations"], runs, config.schemes)
     atomic_write(
         out / "report.md",
-        _markdown(config, rows, metric) + _verdicts(runs, config.schemes),
+        _markdown(config, rows, metric) + grid + _verdicts(runs, config.schemes),
     )
     return rows
+
+
+def _grid_section(config, chosen: dict[str, float], means: dict) -> str:
+    """``report.md``'s account of the learning-rate choice: the rule and every mean."""
+    rates = list(config.lr_grid)
+    head = "| scheme | " + " | ".join(f"lr {lr:g}" for lr in rates) + " | chosen |"
+    table = [head, "|" + "---|" * (len(rates) + 2)]
+    for scheme in config.schemes:
+        cells = [
+            "-" if means[scheme][lr] is None else f"{100 * means[scheme][lr]:.2f}%" for lr in rates
+        ]
+        table.append(f"| {scheme} | " + " | ".join(cells) + f" | {chosen[scheme]:g} |")
+    return (
+        "\n## Learning rate per scheme\n\n"
+        f"Each scheme trained at every rate of the grid on the training data less a validation "
+        f"split of {100 * config.val_fraction:g}% (seeded with the first seed). Its rate is the "
+        "one with the highest mean validation accuracy over seeds after the final epoch (a "
+        "diverged run counts as 0; ties go to the rate listed first); the test set plays no "
+        "part in the choice, and the numbers above are the test results of the runs at the "
+        "chosen rate. Mean validation accuracy:\n\n" + "\n".join(table) + "\n"
+    )
 
 
 def count(n: int, noun: str) -> str:
@@ -435,7 +519,8 @@ def _markdown(config, rows: Sequence[SummaryRow], metric: str = "final_accuracy"
         f"model `{config.model}` {config.model_params or '(defaults)'}, dataset `{config.dataset}`"
         f" (train subset {config.train_subset or 'all'},"
         f" test subset {config.test_subset or 'all'}),"
-        f" {t.optimizer} lr {t.lr:g} weight decay {t.weight_decay:g}, batch {t.batch_size},"
+        f" {t.optimizer} {_lr_words(config)} weight decay {t.weight_decay:g},"
+        f" batch {t.batch_size},"
         f" {count(t.epochs, 'epoch')}, {count(config.seeds, 'seed')} from {config.first_seed},"
         f" bias init {config.bias_init or 'scheme default'}, device {t.device}"
     )
@@ -451,6 +536,13 @@ def _markdown(config, rows: Sequence[SummaryRow], metric: str = "final_accuracy"
         "1 - accuracy, both on log axes.\n\n"
         f"{figures}\n"
     )
+
+
+def _lr_words(config) -> str:
+    grid = getattr(config, "lr_grid", None)
+    if not grid:
+        return f"lr {config.train.lr:g}"
+    return "lr chosen per scheme from " + ", ".join(f"{lr:g}" for lr in grid)
 
 
 def _window_words(train) -> str:
@@ -832,8 +924,11 @@ def write_summary(path: str | os.PathLike, rows: Sequence) -> None:
         rows: :class:`SummaryRow` objects, at least one; an
             undefined value (``None``) is an empty cell.
     """
+    fields = [f for f in asdict(rows[0]) if f != "lr"]
+    if any(getattr(r, "lr", None) is not None for r in rows):  # a grid's chosen rate
+        fields.insert(1, "lr")
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(asdict(rows[0])), lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(asdict(r) for r in rows)
     atomic_write(path, buffer.getvalue())
