@@ -238,3 +238,20 @@ def test_resume_says_when_the_sweeps_factory_no_longer_imports(tmp_path, capsys)
     assert f"cannot resume from {out / 'config.json'}: model factory 'tests.gone_module:net'" in err
     assert "run --resume where that module imports" in err
     assert sorted(p.name for p in out.iterdir()) == ["config.json"]
+
+
+def test_models_piped_into_a_reader_that_closes_early_stops_quietly():
+    # `initlab models | head -1`: the pipe closes after one line; no traceback, status 141.
+    import subprocess
+    import sys
+
+    script = "import sys; from initlab.cli import main; sys.exit(main(['models']))"
+    proc = subprocess.run(
+        f'{sys.executable} -c "{script}" | head -1',
+        shell=True,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.stdout.count("\n") == 1
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr
