@@ -30,6 +30,7 @@ from initlab.experiments.config import TrainConfig
 
 __all__ = [
     "CHECK_EVERY",
+    "PROGRESS_EVERY",
     "EpochRecord",
     "RunResult",
     "TensorData",
@@ -40,6 +41,7 @@ __all__ = [
     "grad_norms",
     "loss_curve",
     "make_optimizer",
+    "progress_due",
     "resolve_device",
     "run_seeds",
 ]
@@ -47,6 +49,10 @@ __all__ = [
 # How often (in steps) the loss is checked for NaN/inf: checking every step would force a
 # device sync per step on CUDA; a diverged run only wastes these few steps.
 CHECK_EVERY = 50
+
+# How often (in steps) a trainer reports its progress (``on_step``): often enough for a bar to
+# move within an epoch, rarely enough to cost nothing next to a step.
+PROGRESS_EVERY = 10
 
 
 @dataclass(frozen=True)
@@ -213,6 +219,11 @@ def grad_norms(params: Sequence[torch.Tensor], runs: int | None = None) -> torch
 
     norms = torch.stack([norm(p) for p in params], dim=1)  # (rows, P)
     return norms[0] if runs is None else norms
+
+
+def progress_due(step: int, steps: int) -> bool:
+    """Whether progress is reported after ``step`` (0-based) of an epoch of ``steps``."""
+    return (step + 1) % PROGRESS_EVERY == 0 or step + 1 == steps
 
 
 def check_due(step: int, steps: int) -> bool:

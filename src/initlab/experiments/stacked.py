@@ -76,6 +76,7 @@ from initlab.experiments.core import (
     grad_norms,
     loss_curve,
     make_optimizer,
+    progress_due,
     resolve_device,
     run_seeds,
 )
@@ -215,6 +216,7 @@ def train_group(
     on_done: Callable[[int, RunResult], None] | None = None,
     start: Sequence[TrainState] | None = None,
     on_state: Callable[[dict[int, TrainState]], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> list[RunResult]:
     """Train ``models[r]`` with run seed ``seeds[r]`` for every ``r``, all in one stack.
 
@@ -237,6 +239,11 @@ def train_group(
             ``start``); the models are loaded from them.
         on_state: called after each epoch's ``on_epoch`` calls with ``{run index: state}`` of
             the runs still training; an exception there stops training and propagates.
+        on_step: called with the run-steps (optimizer steps times the runs in the stack)
+            taken since its previous call, every
+            :data:`~initlab.experiments.core.PROGRESS_EVERY` steps, after an epoch's last step
+            and before diverged runs leave the stack, for a progress bar. It does not change
+            the training.
 
     Returns:
         One :class:`~initlab.experiments.trainer.RunResult` per model, in order, with the
@@ -265,6 +272,7 @@ def train_group(
     if reason is not None:
         raise ValueError(f"models cannot be trained as one stack: {reason}")
     group = _Group(models, config, seeds, start)
+    group.on_step = on_step
     with flush_denormals():
         for epoch in range(first, config.epochs + 1):
             group.run_epoch(epoch, data, on_epoch, on_done)
@@ -311,6 +319,7 @@ class _Group:
         self.records: list[list[EpochRecord]] = [[] for _ in models]
         self.results: dict[int, RunResult] = {}
         self.done = 0  # steps of the finished epochs, for the loss curve's step counts
+        self.on_step: Callable[[int], None] | None = None  # progress (see train_group)
         forward = _forward(models[0])
         # (R, B, ...) images and (R, B) labels -> (R,) mean cross-entropy per run
         self.loss = vmap(lambda p, x, y: F.cross_entropy(forward(p, x), y))
@@ -391,12 +400,17 @@ class _Group:
         grad_sum = torch.zeros(len(self.active), len(self.params), device=device)
         losses: list[torch.Tensor] = []  # (R,) per step
         diverged: dict[int, int] = {}
+        reported = 0  # steps already passed to on_step
         for step in range(steps):
             index = orders[:, step * size : (step + 1) * size]  # (R, B)
             loss = self.loss_and_grads(*_gather(data, index))  # (R,)
             grad_sum += grad_norms(list(self.params.values()), len(self.active))
             self.optimizer.step()
             losses.append(loss)
+            if self.on_step is not None and (progress_due(step, steps) or check_due(step, steps)):
+                # before a check: steps taken with runs about to leave count for them too
+                self.on_step((len(losses) - reported) * len(self.active))
+                reported = len(losses)
             if check_due(step, steps):
                 bad = first_non_finite(losses[-CHECK_EVERY:], len(losses))
                 if bad:

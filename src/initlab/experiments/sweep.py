@@ -81,6 +81,7 @@ from typing import TextIO
 import torch
 import tqdm
 from torch import nn
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from initlab._checks import ArgumentError
 from initlab._files import atomic_write
@@ -168,9 +169,13 @@ def run_sweep(
         resume: continue the sweep in ``out_dir``: finished and diverged runs are kept,
             unfinished ones continue from their last checkpointed epoch (see the module
             docstring).
-        progress: show a tqdm progress bar (on stderr) counting the epochs still to train, one
-            per run and epoch; a stacked group advances by its number of runs once per epoch,
-            and a diverged run's remaining epochs count as done. No bar when nothing is left.
+        progress: show a tqdm progress bar (on stderr) counting the optimizer steps still to
+            take, summed over runs (run-steps: runs x epochs left x steps per epoch); it moves
+            every :data:`~initlab.experiments.core.PROGRESS_EVERY` steps within an epoch (a
+            stacked group by its number of runs per step), and a diverged run's remaining
+            steps count as done. No bar when nothing is left. While it runs, log records of
+            the root logger's console handlers go through ``tqdm.write`` (tqdm's
+            ``logging_redirect_tqdm``): on lines of their own above the bar.
         on_epoch: called with ``(run id, record)`` after each epoch's lines and checkpoint are
             written (stacked: after the whole group's epoch); tests use it to simulate an
             interrupt.
@@ -220,13 +225,17 @@ def run_sweep(
         results = out / RESULTS
         own = results if ranks.rank == 0 else out / f"results.rank{ranks.rank}.jsonl"
         (out / CHECKPOINTS).mkdir(exist_ok=True)
-        left = sum(config.train.epochs - run.epoch for run in mine)
+        steps = config.train.steps_per_epoch(data.train_x.shape[0])
+        left = sum(config.train.epochs - run.epoch for run in mine) * steps
         try:
             with (
                 _bar(left, progress and ranks.rank == 0) as bar,
+                logging_redirect_tqdm(tqdm_class=tqdm.tqdm),
                 open(own, "a" if own == results else "w", encoding="utf-8") as sink,
             ):
-                context = _Context(config, data, out, session, sink, bar, on_epoch)
+                context = _Context(
+                    config, data, out, session, sink, bar, on_epoch, _Progress(bar, steps)
+                )
                 _train_runs(context, mine, vectorize)
         except Exception:
             if not resume and ranks.world == 1:
@@ -240,14 +249,37 @@ def run_sweep(
 
 
 def _bar(total: int, show: bool) -> tqdm.tqdm:
-    """The progress bar over ``total`` run-epochs; none when nothing is left to train."""
-    return tqdm.tqdm(
-        total=total,
-        disable=not show or total == 0,
-        unit="epoch",
-        mininterval=0,  # updates come once per epoch: show each one (no throttling)
-        miniters=1,
-    )
+    """The progress bar over ``total`` run-steps; none when nothing is left to train."""
+    # tqdm's default mininterval (0.1 s) throttles the redraws of the frequent step updates
+    return tqdm.tqdm(total=total, disable=not show or total == 0, unit="step")
+
+
+class _Progress:
+    """The bar's bookkeeping in run-steps.
+
+    The trainers report steps as they go (:meth:`step`); at an epoch's end the sweep knows
+    exactly what the epoch completed (:meth:`owe`: each finished run's steps, each diverged
+    run's remaining steps) and :meth:`settle` moves the bar by what the reports left out.
+    Reports never exceed what is owed (a run reports at most its epoch's steps), so the bar
+    only moves forward and ends at its total.
+    """
+
+    def __init__(self, bar: tqdm.tqdm, steps: int):
+        self.bar = bar
+        self.steps = steps  # optimizer steps per epoch
+        self.moved = 0  # reported since the last settle
+        self.owed = 0  # completed since the last settle
+
+    def step(self, count: int) -> None:
+        self.bar.update(count)
+        self.moved += count
+
+    def owe(self, count: int) -> None:
+        self.owed += count
+
+    def settle(self) -> None:
+        self.bar.update(max(self.owed - self.moved, 0))
+        self.moved = self.owed = 0
 
 
 def _checked_config(config: CompareConfig | None, out: Path, resume: bool) -> CompareConfig:
@@ -424,6 +456,7 @@ class _Context:
     sink: TextIO  # this process's results file, appended to
     bar: tqdm.tqdm
     on_epoch: Callable[[str, EpochRecord], None] | None
+    progress: _Progress
 
     def write(self, line: dict) -> None:
         append_line(self.sink, line)
@@ -509,7 +542,8 @@ def _run_group(ctx: _Context, runs: list[PendingRun], states: dict) -> None:
 
     def saved(group: dict[int, TrainState]) -> None:
         ctx.save(path, {bases[index]["run"]: state for index, state in group.items()})
-        ctx.bar.update(len(written))
+        ctx.progress.owe(len(written) * ctx.progress.steps)
+        ctx.progress.settle()
         lines = list(written)
         written.clear()
         if ctx.on_epoch is not None:
@@ -530,7 +564,9 @@ def _run_group(ctx: _Context, runs: list[PendingRun], states: dict) -> None:
             on_done=done,
             start=[states[run.run] for run in runs] if runs[0].epoch else None,
             on_state=saved,
+            on_step=ctx.progress.step,
         )
+        ctx.progress.settle()  # an epoch in which every run diverged has no on_state call
     except (KeyboardInterrupt, Exception) as error:
         for index in sorted(set(range(len(runs))) - ended):
             _stopped(ctx, bases[index], error)
@@ -555,7 +591,8 @@ def _run_one(ctx: _Context, run: PendingRun, state: TrainState | None, model=Non
 
     def line(record: EpochRecord) -> None:
         ctx.write({"type": "epoch", **base, **record.line()})
-        ctx.bar.update(1)
+        ctx.progress.owe(ctx.progress.steps)
+        ctx.progress.settle()
         records.append(record)
 
     def saved(after: TrainState) -> None:
@@ -571,11 +608,13 @@ def _run_one(ctx: _Context, run: PendingRun, state: TrainState | None, model=Non
             on_epoch=line,
             start=state,
             on_state=saved,
+            on_step=ctx.progress.step,
         )
     except (KeyboardInterrupt, Exception) as error:
         _stopped(ctx, base, error)
         raise
     _status(ctx, base, result)
+    ctx.progress.settle()
     path.unlink(missing_ok=True)
 
 
@@ -629,8 +668,9 @@ def _status(ctx: _Context, base: dict, result: RunResult) -> None:
         log.warning(
             "%s diverged at epoch %d, step %d", base["run"], status["epoch"], status["step"]
         )
-        # the diverged epoch and the ones after it will not be trained
-        ctx.bar.update(ctx.config.train.epochs - result.diverged_epoch + 1)
+        # the diverged epoch and the ones after it will not be trained: they count as done
+        left = ctx.config.train.epochs - result.diverged_epoch + 1
+        ctx.progress.owe(left * ctx.progress.steps)
     ctx.write(status)
 
 

@@ -52,6 +52,7 @@ from initlab.experiments.core import (
     grad_norms,
     loss_curve,
     make_optimizer,
+    progress_due,
     resolve_device,
     run_seeds,
 )
@@ -179,6 +180,7 @@ def train(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     start: TrainState | None = None,
     on_state: Callable[[TrainState], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> RunResult:
     """Train ``model`` in place with cross-entropy and return the per-epoch record.
 
@@ -193,6 +195,11 @@ def train(
             count go on exactly as if training had not stopped (on the same device and build).
         on_state: called after ``on_epoch`` with the run's :class:`TrainState` (a checkpoint);
             an exception there stops training and propagates.
+        on_step: called with the number of optimizer steps taken since its previous call,
+            every :data:`~initlab.experiments.core.PROGRESS_EVERY` steps and after an epoch's
+            last step (before the test pass), for a progress bar; it sees every step of a
+            finished epoch, and those up to the check that found a divergence. It does not
+            change the training.
 
     Returns:
         A :class:`RunResult`, ``"finished"`` or ``"diverged"``.
@@ -222,7 +229,7 @@ def train(
             _set_rng(start.rng, device)
         for epoch in range(1 if start is None else start.epoch + 1, config.epochs + 1):
             begin = time.perf_counter()
-            outcome = _train_epoch(model, optimizer, data, config, shuffle)
+            outcome = _train_epoch(model, optimizer, data, config, shuffle, on_step)
             if isinstance(outcome, int):
                 return RunResult("diverged", tuple(records), epoch, outcome)
             train_loss, norms, losses = outcome
@@ -288,7 +295,7 @@ def _set_rng(rng: dict[str, torch.Tensor], device: torch.device) -> None:
         torch.cuda.set_rng_state(rng["cuda"], device)
 
 
-def _train_epoch(model, optimizer, data, config, shuffle):
+def _train_epoch(model, optimizer, data, config, shuffle, on_step=None):
     """Run one epoch; return ``(mean loss, grad norms, losses (steps,))`` or the diverged step.
 
     The diverged step is 1-based within the epoch.
@@ -301,6 +308,7 @@ def _train_epoch(model, optimizer, data, config, shuffle):
     params = [p for _, p in named]
     grad_sum = torch.zeros(len(named), device=data.train_x.device)
     losses: list[torch.Tensor] = []
+    reported = 0  # steps already passed to on_step
     for step in range(steps):
         index = order[step * config.batch_size : (step + 1) * config.batch_size]
         loss = F.cross_entropy(model(data.train_x[index]), data.train_y[index])
@@ -309,6 +317,9 @@ def _train_epoch(model, optimizer, data, config, shuffle):
         grad_sum += grad_norms(params)
         optimizer.step()
         losses.append(loss.detach())
+        if on_step is not None and (progress_due(step, steps) or check_due(step, steps)):
+            on_step(len(losses) - reported)
+            reported = len(losses)
         if check_due(step, steps):
             bad = first_non_finite(losses[-CHECK_EVERY:], len(losses))
             if bad:
