@@ -176,14 +176,15 @@ def run(args: argparse.Namespace) -> int:
         else:
             output_dir(out)
             _check_subsets(args)
+            dataset, data = data_source(args)
             config = CompareConfig(
                 schemes=split_schemes(args.schemes, source=True),
                 seeds=args.seeds,
                 first_seed=args.first_seed,
                 model=args.model,
                 model_params=model_params(args.model_param),
-                dataset=data_source(args)[0],
-                data=data_source(args)[1],
+                dataset=dataset,
+                data=data,
                 standardize=args.standardize,
                 data_dir=args.data_dir,
                 download=args.download,

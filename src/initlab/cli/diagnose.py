@@ -10,7 +10,7 @@ import time
 
 from initlab._files import atomic_write
 from initlab.cli import print_error
-from initlab.cli.train import AppendModelArg, model_flags, model_params, positive_int
+from initlab.cli.train import add_model_options, model_flags, model_params, positive_int
 
 HELP = "diagnose a zoo model at initialization under several schemes: tables, verdicts, figure"
 DEFAULT_SCHEMES = "normal,xavier_normal,kaiming_normal,orthogonal,lsuv"
@@ -45,28 +45,12 @@ def register(subparsers) -> None:
             "diagnoses.json into --out."
         ),
     )
-    add = parser.add_argument
-    add(
-        "--model",
+    add_model_options(
+        parser,
         default="mlp",
-        metavar="NAME|MODULE:FUNCTION",
-        help="zoo model (see `initlab models`: mlp-784-128-10 (alias initnet), mlp, cnn, "
-        "resmlp, resnet, lstm, transformer) or your own: an importable callable returning an "
-        "nn.Module, e.g. initlab.zoo.models:MLP, or mymodels:build_net for a mymodels.py in "
-        "the current directory (default: mlp)",
+        arg_note="; --depth, --width and --activation win over the same names here",
     )
-    add(
-        "--model-arg",
-        "--model-param",
-        dest="model_param",
-        action=AppendModelArg,
-        default=[],
-        metavar="NAME=VALUE",
-        help="a keyword argument of the model, repeatable; VALUE is a Python literal (8, "
-        "[8,16], 'text', True), never evaluated, or a bare word read as text, e.g. "
-        "--model cnn --model-arg channels=[8,16] (default: none; --depth, --width and "
-        "--activation win over the same names here)",
-    )
+    add = parser.add_argument
     add(
         "--depth",
         type=positive_int,

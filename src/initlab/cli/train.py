@@ -39,12 +39,12 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def add_common_options(parser: argparse.ArgumentParser) -> None:
-    """Add the model, data and optimization options shared by ``train`` and ``compare``."""
+def add_model_options(parser: argparse.ArgumentParser, *, default: str, arg_note: str = "") -> None:
+    """Add ``--model`` and ``--model-arg`` (old name ``--model-param``), shared by the commands."""
     add = parser.add_argument
     add(
         "--model",
-        default="mlp-784-128-10",
+        default=default,
         metavar="NAME|MODULE:FUNCTION",
         help="zoo model (see `initlab models`: mlp-784-128-10 (alias initnet), mlp, cnn, resmlp, "
         "resnet, lstm, transformer) or your own: an importable callable returning an nn.Module, "
@@ -63,8 +63,14 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         "[8,16], 'text', True, None), never evaluated, or a bare word read as text; e.g. "
         "--model mlp --model-arg depth=3 --model-arg norm=batch, or --model cnn --model-arg "
         "channels=[8,16] (default: none, the model's own defaults; --model-param is the old "
-        "name)",
+        "name)" + arg_note,
     )
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """Add the model, data and optimization options shared by ``train`` and ``compare``."""
+    add_model_options(parser, default="mlp-784-128-10")
+    add = parser.add_argument
     add(
         "--bias-init",
         default=None,
