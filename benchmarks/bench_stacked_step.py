@@ -7,8 +7,8 @@ autograd computes it. Two ways to reach that kernel:
 
 - public (what initlab runs): ``torch.autograd.grad`` through a graph of the one
   log_softmax node (``stacked._cross_entropy_and_grad``);
-- private: a direct call of ``torch._log_softmax_backward_data``, no graph (what initlab ran
-  before it kept to public PyTorch APIs).
+- private: a direct call of ``torch._log_softmax_backward_data``, no graph (the reference
+  this benchmark times the public way against).
 
 Both give the same losses and gradients bit for bit (checked first). The script times one
 epoch of ``--steps`` steps of the default sweep (6 schemes x 3 seeds of the default model,
