@@ -13,14 +13,30 @@ from initlab.datasets.factory import load_factory
 from initlab.datasets.families import DATASETS, Dataset, load_dataset
 from initlab.datasets.folders import load_image_folder
 from initlab.datasets.sources import load_source
+from initlab.datasets.text import (
+    DEFAULT_CORPUS,
+    MIN_CHARS,
+    CharCorpus,
+    bits_per_character,
+    char_corpus,
+    load_text,
+    windows,
+)
 
 __all__ = [
     "DATASETS",
+    "DEFAULT_CORPUS",
+    "MIN_CHARS",
+    "CharCorpus",
     "Dataset",
+    "bits_per_character",
+    "char_corpus",
     "load_dataset",
     "load_factory",
     "load_image_folder",
     "load_npz",
     "load_source",
+    "load_text",
     "standardize",
+    "windows",
 ]
