@@ -28,7 +28,9 @@ from initlab.zoo.factory import (
     resolve_factory,
     signature_params,
 )
+from initlab.zoo.recurrent import CharRNN, SeqRNN
 from initlab.zoo.residual import ResidualMLP
+from initlab.zoo.transformer import CharTransformer, ViT
 
 __all__ = [
     "ACTIVATIONS",
@@ -188,6 +190,10 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "lstm": LSTMClassifier,
     "transformer": PatchTransformer,
     "resnet": SmallResNet,
+    "char-gpt": CharTransformer,
+    "vit": ViT,
+    "char-rnn": CharRNN,
+    "seq-rnn": SeqRNN,
 }
 #: Old model names, each mapped to its key of :data:`MODELS`; accepted wherever a name is.
 MODEL_ALIASES: dict[str, str] = {"initnet": "mlp-784-128-10"}
