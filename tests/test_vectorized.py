@@ -332,7 +332,7 @@ def _frozen():
     [
         (lambda: [MLP(depth=1, width=8, dropout=0.1)] * 2, "dropout draws random masks"),
         (lambda: [MLP(depth=1, width=8, norm="batch")] * 2, "running statistics"),
-        (lambda: [nn.LSTM(4, 4)] * 2, "recurrent layers"),
+        (lambda: [nn.LSTM(4, 4)] * 2, "vmap failed .*recurrent layer's fused forward"),
         (
             lambda: [InitNet(), SmallCNN()],
             rf"different model classes \({InitNet.__name__}, {SmallCNN.__name__}\)",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from initlab._checks import ArgumentError, non_negative, one_of, positive_int
 from initlab.datasets.sources import resolve_source
 from initlab.datasets.split import check_fraction
+from initlab.experiments.tasks import IMAGE_SCHEMES, METRICS, resolve_task
 from initlab.schemes.registry import canonical_scheme, parse_bias_init, parse_scheme
 from initlab.zoo.models import resolve_model
 
@@ -27,15 +28,8 @@ __all__ = [
     "TrainConfig",
 ]
 
-#: The schemes of the default comparison, in table order.
-DEFAULT_SCHEMES = (
-    "xavier-then-he",
-    "zeros",
-    "normal",
-    "xavier_uniform",
-    "kaiming_uniform",
-    "orthogonal",
-)
+#: The schemes of the default comparison (task ``image``), in table order.
+DEFAULT_SCHEMES = IMAGE_SCHEMES
 
 
 @dataclass(frozen=True)
@@ -165,10 +159,27 @@ class CompareConfig:
             when a grid is given (a config without one is written as before).
         val_fraction: the held-out fraction of the training data, in (0, 1); used only with
             ``lr_grid``.
+        task: what is trained (:data:`~initlab.experiments.tasks.TASKS`): ``"image"`` (the
+            default: images -> classes), ``"char-lm"`` (a character language model on
+            ``text_file``, the embedded Shakespeare when ``None``), ``"seq-mnist"``,
+            ``"seq-mnist-permuted"``, ``"vit"``. A zoo ``model`` must be one of the task's
+            models. A language-model task reads no ``dataset``: its data are the corpus's
+            windows of ``seq_len`` characters (``None``: the task's 64) with the fixed 5%
+            validation split (:func:`~initlab.experiments.tasks.lm_data`); ``model_params``
+            get ``vocab_size`` (and char-gpt's ``seq_len``) from the corpus unless given.
+        text_file, seq_len: a language-model task's corpus and window; refused for others.
+        metric: what the comparison is judged by: ``"accuracy"``, ``"loss"`` or ``"bpc"``
+            (bits per character, language-model tasks only); ``None``: the task's default
+            (:attr:`~initlab.experiments.tasks.Task.metric`).
+        ``config.json`` records ``task``, ``text_file``, ``seq_len`` and ``metric`` only when
+        they are not the defaults, so the default comparison's file is as before.
 
     Raises:
         ValueError: no scheme, a repeated or unknown scheme or model, a count below 1, a
-            target accuracy outside (0, 1].
+            target accuracy outside (0, 1]; an unknown task or metric, a zoo model that does
+            not fit the task, ``text_file``/``seq_len``/``bpc`` for a task that is no language
+            model, a ``dataset`` or ``data`` for one that is (``ArgumentError`` naming the
+            argument).
         TypeError: a count that is not an int.
     """
 
@@ -190,8 +201,13 @@ class CompareConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     lr_grid: tuple[float, ...] | None = None
     val_fraction: float = 0.1
+    task: str = "image"
+    text_file: str | None = None
+    seq_len: int | None = None
+    metric: str | None = None
 
     def __post_init__(self) -> None:
+        self._check_task()
         if self.lr_grid is not None:
             object.__setattr__(self, "lr_grid", _check_grid(self.lr_grid))
         check_fraction(self.val_fraction)
@@ -219,9 +235,84 @@ class CompareConfig:
                 f"got target_accuracy={self.target_accuracy!r}"
             )
 
+    def _check_task(self) -> None:
+        """Check the task and its options (see the class docstring)."""
+        task = resolve_task(self.task)
+        lm = task.kind == "lm"
+        if not lm:
+            for name in ("text_file", "seq_len"):
+                if getattr(self, name) is not None:
+                    raise ArgumentError(
+                        name,
+                        f"{name} is for language-model tasks (char-lm); got {name}="
+                        f"{getattr(self, name)!r} with task={self.task!r}",
+                    )
+        elif self.dataset != "mnist" or self.data is not None:
+            raise ArgumentError(
+                "dataset",
+                f"task {self.task!r} trains on a text corpus (text_file), not on a dataset; "
+                f"got dataset={self.dataset!r}, data={self.data!r}",
+            )
+        if self.seq_len is not None:
+            positive_int("seq_len", self.seq_len)
+        if self.metric is not None:
+            one_of("metric", self.metric, METRICS)
+            if self.metric == "bpc" and not lm:
+                raise ArgumentError(
+                    "metric",
+                    f"metric='bpc' (bits per character) is for language-model tasks; task "
+                    f"{self.task!r} is judged by 'accuracy' or 'loss'",
+                )
+        task.check_model(self.model)
+
+    @property
+    def resolved_metric(self) -> str:
+        """The metric the comparison is judged by: ``metric``, or the task's default."""
+        return self.metric or resolve_task(self.task).metric
+
+    def resolved_seq_len(self) -> int | None:
+        """A language-model task's window length: ``seq_len``, or the task's default."""
+        return self.seq_len or resolve_task(self.task).seq_len
+
+    @classmethod
+    def for_task(cls, task: str, **overrides) -> CompareConfig:
+        """A config with ``task``'s defaults (model and its parameters, dataset, schemes,
+        epochs, batch size, learning rate, steps cap), then ``overrides``.
+
+        ``train`` overrides replace the task's training settings as a whole; ``model``
+        given without ``model_params`` gets none of the task's (they are its default
+        model's).
+
+        Example:
+            >>> CompareConfig.for_task("char-lm", seeds=1).model  # doctest: +SKIP
+            'char-gpt'
+        """
+        spec = resolve_task(task)
+        fields = dict(
+            task=task,
+            schemes=spec.schemes,
+            model=spec.model,
+            model_params=dict(spec.model_params),
+            train=TrainConfig(
+                epochs=spec.epochs,
+                batch_size=spec.batch_size,
+                lr=spec.lr,
+                max_steps=spec.max_steps,
+            ),
+        )
+        if spec.kind != "lm":
+            fields["dataset"] = spec.dataset
+        if "model" in overrides and "model_params" not in overrides:
+            fields["model_params"] = {}
+        return cls(**{**fields, **overrides})
+
     def to_json(self) -> str:
         """Return the config as indented JSON (round-trips through :meth:`from_json`)."""
         raw = dataclasses.asdict(self)
+        defaults = {"task": "image", "text_file": None, "seq_len": None, "metric": None}
+        for name, default in defaults.items():  # as written before tasks existed
+            if raw[name] == default:
+                del raw[name]
         if self.lr_grid is None:  # as written before grids existed
             del raw["lr_grid"], raw["val_fraction"]
         else:

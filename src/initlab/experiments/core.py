@@ -10,14 +10,17 @@ a single model's has none.
 Definitions (see :class:`EpochRecord`): the training loss of an epoch is the mean of its
 per-step batch losses; the gradient norm of a parameter is the L2 norm of its gradient before
 the optimizer step, averaged over the epoch's steps; the test loss is the mean cross-entropy
-over the test set and the accuracy a fraction in [0, 1]. A NaN or infinite training loss
-diverges the run: losses are checked every :data:`CHECK_EVERY` steps and at an epoch's last.
+over the test set's target elements (its images, or its tokens for a language model: see
+:func:`sequence_cross_entropy`) and the accuracy the fraction of them predicted right. A NaN
+or infinite training loss diverges the run: losses are checked every :data:`CHECK_EVERY`
+steps and at an epoch's last.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +47,7 @@ __all__ = [
     "progress_due",
     "resolve_device",
     "run_seeds",
+    "sequence_cross_entropy",
 ]
 
 # How often (in steps) the loss is checked for NaN/inf: checking every step would force a
@@ -58,6 +62,9 @@ PROGRESS_EVERY = 10
 @dataclass(frozen=True)
 class TensorData:
     """A dataset on one device: images ``(N, 1, H, W)`` float32 in [0, 1], labels ``(N,)`` int64.
+
+    Or a language model's windows: inputs ``(N, T)`` int64 tokens and targets ``(N, T)``, the
+    inputs shifted by one (:func:`initlab.experiments.tasks.lm_data`).
 
     ``val_x``, ``val_y``: an optional validation split held out from the training data
     (:func:`~initlab.datasets.split.hold_out`); the trainers then evaluate it after each epoch
@@ -114,6 +121,17 @@ class EpochRecord:
     loss_curve: tuple[tuple[int, float], ...] = ()
     val_loss: float | None = None
     val_accuracy: float | None = None
+
+    @property
+    def test_bpc(self) -> float:
+        """The test loss in bits per character, ``test_loss / ln 2`` (a language model's
+        per-token cross-entropy in nats, Graves 2013 sec. 3)."""
+        return self.test_loss / math.log(2)
+
+    @property
+    def val_bpc(self) -> float | None:
+        """The validation loss in bits per character, ``None`` without a validation split."""
+        return None if self.val_loss is None else self.val_loss / math.log(2)
 
     def line(self) -> dict:
         """The record as a ``results.jsonl`` line's fields; no validation keys without one."""
@@ -250,6 +268,37 @@ def first_non_finite(window: list[torch.Tensor], seen: int) -> dict[int, int]:
     return {row: offset + int((~finite[:, row]).nonzero()[0]) + 1 for row in bad}
 
 
+def sequence_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
+    """Cross-entropy of logits ``(..., C)`` against integer targets ``(...)``, in nats.
+
+    The one loss of both trainers: a classifier's ``(B, C)`` logits against ``(B,)`` labels,
+    or a language model's ``(B, T, V)`` next-token logits against ``(B, T)`` tokens (every
+    position one prediction: the mean is over all ``B * T`` target elements, the usual
+    per-token loss of character language models, Graves 2013 sec. 3, whose bits per
+    character are this mean over ln 2). Both are flattened to ``(N, C)`` and ``(N,)``; for
+    ``(B, C)`` logits that is no copy and the very call ``F.cross_entropy(logits, targets)``.
+
+    Args:
+        logits: float ``(..., C)``.
+        targets: int64 ``(...)``, the leading shape of ``logits``, values in ``0 .. C-1``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (then ``(N,)``, flattened).
+
+    Raises:
+        ValueError: the targets' shape is not ``logits.shape[:-1]``.
+    """
+    if tuple(targets.shape) != tuple(logits.shape[:-1]):
+        raise ValueError(
+            f"targets must have the logits' shape without the class axis, "
+            f"{tuple(logits.shape[:-1])}; got targets {tuple(targets.shape)} for logits "
+            f"{tuple(logits.shape)}"
+        )
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction=reduction
+    )
+
+
 @torch.no_grad()
 def evaluate_logits(
     logits_of: Callable[[torch.Tensor], torch.Tensor],
@@ -259,12 +308,16 @@ def evaluate_logits(
 ) -> tuple[list[float], list[float]]:
     """Return per run ``(mean test cross-entropy, test accuracy as a fraction)`` over the test set.
 
+    Both are over the test targets' elements: per image for a classifier, per token for a
+    language model (:func:`sequence_cross_entropy`; accuracy: the fraction of positions whose
+    largest logit is the target).
+
     Args:
-        logits_of: maps a batch of test images ``(B, 1, H, W)`` to logits, ``(B, classes)``
-            for one model, ``(R, B, classes)`` for ``R`` stacked runs; called under no_grad
-            (the caller sets eval mode).
+        logits_of: maps a batch of test inputs ``(B, ...)`` (images ``(B, 1, H, W)``, tokens
+            ``(B, T)``) to logits, ``(B, ..., classes)`` for one model, ``(R, B, ...,
+            classes)`` for ``R`` stacked runs; called under no_grad (the caller sets eval mode).
         data: the dataset; its test split is read in order.
-        batch_size: test images per call of ``logits_of``.
+        batch_size: test inputs per call of ``logits_of``.
         runs: ``None`` for one model, else ``R``.
 
     Returns:
@@ -278,13 +331,14 @@ def evaluate_logits(
         logits = logits_of(data.test_x[start : start + batch_size])
         labels = data.test_y[start : start + batch_size]
         if runs is None:  # one model: cross_entropy's own sum, as a plain evaluation loop
-            loss_sum += F.cross_entropy(logits, labels, reduction="sum")
-            correct += (logits.argmax(dim=1) == labels).sum()
-        else:  # every run's images in one call, summed per run
-            flat = F.cross_entropy(logits.flatten(0, 1), labels.repeat(runs), reduction="none")
+            loss_sum += sequence_cross_entropy(logits, labels, reduction="sum")
+            correct += (logits.argmax(dim=-1) == labels).sum()
+        else:  # every run's inputs in one call, summed per run
+            every = labels.expand(runs, *labels.shape)
+            flat = sequence_cross_entropy(logits, every, reduction="none")
             loss_sum += flat.view(runs, -1).sum(1)
-            correct += (logits.argmax(dim=2) == labels).sum(1)
-    n = data.test_x.shape[0]
+            correct += (logits.argmax(dim=-1) == every).flatten(1).sum(1)
+    n = data.test_y.numel()
     return [s / n for s in loss_sum.tolist()], [c / n for c in correct.tolist()]
 
 

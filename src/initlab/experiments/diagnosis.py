@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,8 +129,14 @@ def init_record(
     model: nn.Module,
     batch: tuple[torch.Tensor, torch.Tensor],
     path: str | os.PathLike,
+    *,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> dict:
     """Diagnose ``model`` at init on ``batch``, write the full diagnosis to ``path`` (JSON).
+
+    ``loss_fn``: the loss of ``(output, target)`` whose backward pass the diagnosis measures;
+    ``None``: cross-entropy of ``(B, classes)`` logits (a language model's ``(B, T, V)`` needs
+    :func:`~initlab.experiments.core.sequence_cross_entropy`).
 
     What ``initlab compare`` stores for every run before training. The pass runs in the
     model's mode (train: what the first step sees) with the random state seeded to 0 inside it,
@@ -144,7 +150,7 @@ def init_record(
     device = batch[0].device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(0)
-        d = diagnose(model, batch, loss_fn=nn.functional.cross_entropy)
+        d = diagnose(model, batch, loss_fn=loss_fn or nn.functional.cross_entropy)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, json.dumps(d.to_dict()), fsync=False)  # a resume does not read it

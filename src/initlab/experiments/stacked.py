@@ -38,7 +38,9 @@ rounding, because every piece is per run:
 
 Only models whose forward is a pure function of parameters and input can be stacked:
 :func:`vectorizable` refuses dropout (random masks), BatchNorm with running statistics (the
-forward writes buffers), recurrent layers (fused flat weights) and anything ``vmap`` fails on.
+forward writes buffers) and anything ``vmap`` fails on or computes differently, such as the
+fused kernels of ``nn.LSTM``/``nn.GRU`` (their flat weights); recurrent models whose steps are
+written out stack.
 Initialization, data-dependent schemes such as LSUV included, happens per run before training,
 so it needs no fallback.
 
@@ -79,6 +81,7 @@ from initlab.experiments.core import (
     progress_due,
     resolve_device,
     run_seeds,
+    sequence_cross_entropy,
 )
 from initlab.zoo.models import OneHiddenLayerMLP
 
@@ -104,8 +107,10 @@ def vectorizable(models: Sequence[nn.Module], example: torch.Tensor | None = Non
     """Say why ``models`` cannot be trained as one stack, or return ``None`` if they can.
 
     They can when they share class, parameter names, shapes and dtypes, have equal buffers,
-    hold no dropout, BatchNorm running statistics or recurrent layer, and a vmapped forward of
-    ``example`` through the stack equals each model's own forward.
+    hold no dropout or BatchNorm running statistics, and a vmapped forward of ``example``
+    through the stack equals each model's own forward. A recurrent model passes when its
+    forward is written out step by step (the zoo's keep an ``nn.LSTM`` for its parameters
+    only); one that calls the fused ``nn.LSTM``/``nn.GRU`` kernel fails the vmapped forward.
 
     Args:
         models: the runs' models, all on one device, at least one.
@@ -134,8 +139,6 @@ def _static_reason(first: nn.Module, model: nn.Module) -> str | None:
             return "dropout draws random masks"
         if getattr(module, "track_running_stats", False):
             return "BatchNorm-style running statistics are written by the forward pass"
-        if isinstance(module, nn.RNNBase):
-            return "recurrent layers keep fused flat weights that torch.func cannot stack"
     if type(model) is not type(first):
         return f"different model classes ({type(first).__name__}, {type(model).__name__})"
     if _signature(model.named_parameters()) != _signature(first.named_parameters()):
@@ -159,7 +162,14 @@ def _probe_reason(models: Sequence[nn.Module], x: torch.Tensor) -> str | None:
     try:
         stacked = vmap(_forward(models[0]), in_dims=(0, None))(_stack(models), x)
     except Exception as error:  # any op vmap has no batching rule for
-        return f"torch.func.vmap failed on the forward pass: {error}"
+        hint = ""
+        if any(isinstance(m, nn.RNNBase) for m in models[0].modules()):
+            hint = (
+                " (a recurrent layer's fused forward, nn.LSTM/GRU/RNN called as a module, "
+                "cannot be stacked; the zoo's recurrent models write the steps out: "
+                "initlab.zoo.recurrent.recurrent_forward)"
+            )
+        return f"torch.func.vmap failed on the forward pass: {error}{hint}"
     for r, model in enumerate(models):
         alone = model(x)
         # An overflowing init may give inf one way and nan the other: compare finite entries.
@@ -321,8 +331,8 @@ class _Group:
         self.done = 0  # steps of the finished epochs, for the loss curve's step counts
         self.on_step: Callable[[int], None] | None = None  # progress (see train_group)
         forward = _forward(models[0])
-        # (R, B, ...) images and (R, B) labels -> (R,) mean cross-entropy per run
-        self.loss = vmap(lambda p, x, y: F.cross_entropy(forward(p, x), y))
+        # (R, B, ...) inputs and (R, B, ...) targets -> (R,) mean cross-entropy per run
+        self.loss = vmap(lambda p, x, y: sequence_cross_entropy(forward(p, x), y))
         # mlp-784-128-10 (784 -> 128 -> ReLU -> 10) gets a hand-written step without vmap.
         self.direct = type(models[0]) is OneHiddenLayerMLP
         if start is not None:

@@ -30,7 +30,6 @@ import time
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from initlab.experiments.checkpoint import (
@@ -55,6 +54,7 @@ from initlab.experiments.core import (
     progress_due,
     resolve_device,
     run_seeds,
+    sequence_cross_entropy,
 )
 from initlab.schemes.registry import initialize
 from initlab.zoo.models import build_model
@@ -142,7 +142,11 @@ def init_batch(data: TensorData) -> torch.Tensor:
 
 
 def label_classes(data: TensorData) -> int:
-    """Return the number of logits the labels need: the largest label plus one (0 if none)."""
+    """Return the number of logits the labels need: the largest label plus one (0 if none).
+
+    Labels ``(N,)`` or a language model's targets ``(N, T)``: then the vocabulary size the
+    tokens need.
+    """
     return int(torch.cat([data.train_y, data.test_y]).max()) + 1 if len(data.train_y) else 0
 
 
@@ -184,8 +188,12 @@ def train(
 ) -> RunResult:
     """Train ``model`` in place with cross-entropy and return the per-epoch record.
 
+    The loss is :func:`~initlab.experiments.core.sequence_cross_entropy`: per image for a
+    classifier, per token (mean over all positions) for a language model.
+
     Args:
-        model: a classifier returning logits ``(B, classes)``; moved to ``config.device``.
+        model: a classifier returning logits ``(B, classes)``, or a language model taking
+            tokens ``(B, T)`` and returning ``(B, T, vocab)``; moved to ``config.device``.
         data: the dataset on that device (see :meth:`TensorData.from_dataset`).
         config: optimization settings.
         on_epoch: called with each finished epoch's record (printing, appending to a file).
@@ -311,7 +319,7 @@ def _train_epoch(model, optimizer, data, config, shuffle, on_step=None):
     reported = 0  # steps already passed to on_step
     for step in range(steps):
         index = order[step * config.batch_size : (step + 1) * config.batch_size]
-        loss = F.cross_entropy(model(data.train_x[index]), data.train_y[index])
+        loss = sequence_cross_entropy(model(data.train_x[index]), data.train_y[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_sum += grad_norms(params)

@@ -1,0 +1,345 @@
+"""What a comparison trains on: the tasks of ``initlab compare --task`` and their defaults.
+
+A :class:`Task` bundles what a comparison needs besides the schemes under test: a default
+model and its parameters, a dataset, the schemes worth comparing there, training settings,
+the zoo models that fit it and the metric it is judged by. :data:`TASKS` holds them:
+
+- ``image`` (the default): classify images, today's comparison exactly (the reference MNIST
+  example, ``mlp-784-128-10``);
+- ``char-lm``: next-character prediction on a text corpus (the embedded Shakespeare, or a
+  ``text_file``), judged in bits per character (Graves 2013, "Generating Sequences With
+  Recurrent Neural Networks", sec. 3; the Shakespeare corpus of Karpathy's char-rnn);
+- ``seq-mnist``: MNIST read one 28-pixel row per step by a recurrent network ("sequential
+  MNIST", Le, Jaitly and Hinton 2015, "A Simple Way to Initialize Recurrent Networks of
+  Rectified Linear Units", sec. 4.1, there pixel by pixel);
+- ``seq-mnist-permuted``: the same with the pixels in one fixed random order, 2x2-pooled to
+  196 steps (permuted MNIST, Le et al. 2015 sec. 4.1);
+- ``vit``: a Vision Transformer on Fashion-MNIST (Dosovitskiy et al. 2021, "An Image is
+  Worth 16x16 Words"; Fashion-MNIST: Xiao, Rasul and Vollgraf 2017), where the initializations
+  of ViT training recipes (truncated normal, mimetic: Trockman and Kolter 2023) differ.
+
+The tasks name schemes as text and the registry resolves them only when a comparison is
+configured (:class:`~initlab.experiments.config.CompareConfig`), so this module imports
+whatever schemes exist. A language-model task's data are windows of a character corpus
+(:func:`lm_data`); :func:`check_fit` probes a model with a tiny batch before anything is
+written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from initlab._checks import ArgumentError
+
+__all__ = [
+    "LM_MODELS",
+    "METRICS",
+    "TASKS",
+    "Task",
+    "check_fit",
+    "lm_data",
+    "lm_params",
+    "resolve_task",
+]
+
+#: The zoo's language models: tokens ``(B, T)`` -> next-token logits ``(B, T, vocab)``.
+LM_MODELS = ("char-gpt", "char-rnn")
+#: What a comparison can be judged by (``CompareConfig.metric``); ``bpc`` for language models.
+METRICS = ("accuracy", "loss", "bpc")
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task of ``initlab compare --task``: what trains, on what, and how it is judged.
+
+    Attributes:
+        name: the task's name (``--task``).
+        description: one line, with the task's source.
+        kind: ``"classify"`` (inputs -> logits ``(B, classes)``, targets ``(B,)``) or ``"lm"``
+            (tokens ``(B, T)`` -> logits ``(B, T, vocab)``, targets ``(B, T)``).
+        model: the default zoo model; ``model_params`` its keyword arguments (used only with
+            that model).
+        dataset: the default dataset (:func:`~initlab.datasets.families.load_dataset`);
+            ``"text"`` for a language model's corpus (:func:`lm_data`).
+        schemes: the default schemes, in table order (names resolved when configured).
+        epochs, batch_size, lr, max_steps: default training settings
+            (:class:`~initlab.experiments.config.TrainConfig`).
+        models: the zoo models that fit the task; ``None``: every zoo model but the language
+            models (:data:`LM_MODELS`).
+        seq_len: a language model's default window length in characters; ``None`` otherwise.
+        needs_files: the dataset is not embedded: ``data_dir`` or ``download`` must supply it.
+    """
+
+    name: str
+    description: str
+    kind: str
+    model: str
+    dataset: str
+    schemes: tuple[str, ...]
+    epochs: int
+    batch_size: int
+    lr: float
+    max_steps: int | None = None
+    model_params: dict = field(default_factory=dict)
+    models: tuple[str, ...] | None = None
+    seq_len: int | None = None
+    needs_files: bool = False
+
+    @property
+    def metric(self) -> str:
+        """The default metric: ``"bpc"`` for a language model, ``"accuracy"`` otherwise."""
+        return "bpc" if self.kind == "lm" else "accuracy"
+
+    def model_names(self) -> tuple[str, ...]:
+        """The zoo models that fit the task, sorted (those registered now, for ``None``)."""
+        if self.models is not None:
+            return self.models
+        from initlab.zoo.models import MODELS
+
+        return tuple(sorted(name for name in MODELS if name not in LM_MODELS))
+
+    def check_model(self, model: str) -> None:
+        """Refuse a zoo model that does not fit the task; a factory spec passes (probed later).
+
+        Raises:
+            ArgumentError: (argument ``model``) naming the model and the task, listing the
+                task's models.
+        """
+        from initlab.zoo.models import MODEL_ALIASES, MODELS, resolve_model
+
+        if model not in MODELS and model not in MODEL_ALIASES:
+            return  # a factory MODULE:FUNCTION: check_fit probes its output
+        name = resolve_model(model)
+        if name not in self.model_names():
+            raise ArgumentError(
+                "model",
+                f"model {model!r} does not fit task {self.name!r} ({self.description}); "
+                f"its models are {list(self.model_names())}, or a factory MODULE:FUNCTION "
+                f"returning {self.output()}",
+            )
+
+    def output(self) -> str:
+        """What a model of the task returns, in words."""
+        if self.kind == "lm":
+            return "next-token logits (B, T, vocab) for tokens (B, T)"
+        return "logits (B, classes) for images (B, 1, H, W)"
+
+
+#: The schemes of the default comparison (``image``), in table order.
+IMAGE_SCHEMES = (
+    "xavier-then-he",
+    "zeros",
+    "normal",
+    "xavier_uniform",
+    "kaiming_uniform",
+    "orthogonal",
+)
+
+TASKS: dict[str, Task] = {
+    task.name: task
+    for task in (
+        Task(
+            "image",
+            "classify images: the reference MNIST example, mlp-784-128-10 on MNIST (LeCun et al. "
+            "1998)",
+            "classify",
+            "mlp-784-128-10",
+            "mnist",
+            IMAGE_SCHEMES,
+            epochs=5,
+            batch_size=64,
+            lr=1e-3,
+        ),
+        Task(
+            "char-lm",
+            "next-character prediction on Shakespeare (Karpathy's char-rnn corpus), bits per "
+            "character (Graves 2013 sec. 3)",
+            "lm",
+            "char-gpt",
+            "text",
+            ("torch_default", "xavier_uniform", "gpt2", "small_init"),
+            epochs=2,
+            batch_size=32,
+            lr=1e-3,
+            max_steps=200,
+            model_params={"d_model": 64, "n_layer": 2, "n_head": 4},
+            models=LM_MODELS,
+            seq_len=64,
+        ),
+        Task(
+            "seq-mnist",
+            "sequential MNIST: an LSTM reads one 28-pixel row per step (Le, Jaitly and Hinton "
+            "2015 sec. 4.1)",
+            "classify",
+            "seq-rnn",
+            "mnist",
+            ("torch_default", "rnn_orthogonal", "xavier_uniform"),
+            epochs=1,
+            batch_size=128,
+            lr=1e-3,
+            max_steps=200,
+            model_params={"cell": "lstm", "hidden": 64, "order": "rows"},
+            models=("seq-rnn", "lstm"),
+        ),
+        Task(
+            "seq-mnist-permuted",
+            "permuted sequential MNIST: pixels in a fixed random order, 2x2-pooled to 196 steps "
+            "(Le, Jaitly and Hinton 2015 sec. 4.1)",
+            "classify",
+            "seq-rnn",
+            "mnist",
+            ("torch_default", "rnn_orthogonal", "xavier_uniform"),
+            epochs=1,
+            batch_size=128,
+            lr=1e-3,
+            max_steps=100,
+            model_params={"cell": "lstm", "hidden": 64, "order": "permuted", "pool": 2},
+            models=("seq-rnn",),
+        ),
+        Task(
+            "vit",
+            "a Vision Transformer (Dosovitskiy et al. 2021) on Fashion-MNIST (Xiao et al. 2017)",
+            "classify",
+            "vit",
+            "fashion-mnist",
+            ("trunc_normal", "mimetic"),
+            epochs=2,
+            batch_size=128,
+            lr=1e-3,
+            model_params={"patch": 7, "d_model": 64, "depth": 4, "n_head": 4},
+            models=("vit", "transformer"),
+            needs_files=True,
+        ),
+    )
+}
+
+
+def resolve_task(name: str) -> Task:
+    """Return the task called ``name``.
+
+    Raises:
+        ArgumentError: (argument ``task``) an unknown name; the message lists the tasks.
+    """
+    task = TASKS.get(name) if isinstance(name, str) else None
+    if task is None:
+        raise ArgumentError("task", f"task must be one of {sorted(TASKS)}; got task={name!r}")
+    return task
+
+
+def lm_params(model: str, model_params: dict, vocab_size: int, seq_len: int) -> dict:
+    """A language model's parameters with ``vocab_size`` (and char-gpt's ``seq_len``) filled.
+
+    Values the user gave are kept (a ``vocab_size`` too small for the corpus is refused by
+    :func:`check_fit`); a factory model gets nothing added.
+    """
+    from initlab.zoo.models import MODEL_ALIASES, MODELS, accepted_params
+
+    if model not in MODELS and model not in MODEL_ALIASES:
+        return dict(model_params)
+    accepted = accepted_params(model)
+    filled = dict(model_params)
+    if "vocab_size" in accepted:
+        filled.setdefault("vocab_size", vocab_size)
+    if "seq_len" in accepted:
+        filled.setdefault("seq_len", seq_len)
+    return filled
+
+
+def lm_data(
+    text_file: str | None,
+    seq_len: int,
+    device: str | torch.device = "cpu",
+    *,
+    train_subset: int | None = None,
+    test_subset: int | None = None,
+) -> tuple:
+    """Load a character corpus as the trainers take it: windows of ``seq_len`` tokens.
+
+    The corpus (:func:`initlab.datasets.text.load_text`: the embedded Shakespeare when
+    ``text_file`` is ``None``) is split into its fixed train, validation and test parts
+    (:func:`~initlab.datasets.text.char_corpus`, 5% each for validation and test, in text
+    order), each cut into non-overlapping windows (:func:`~initlab.datasets.text.windows`):
+    inputs ``(N, seq_len)`` int64 and targets the same characters shifted by one. The
+    validation split is always present (``val_x``, ``val_y``).
+
+    Args:
+        text_file: a UTF-8 text file, or ``None`` for the embedded corpus.
+        seq_len: characters per window, >= 1.
+        device: where the tensors go.
+        train_subset, test_subset: keep only the first this many training / test windows
+            (for quick runs).
+
+    Returns:
+        ``(data, vocab_size)``: a :class:`~initlab.experiments.core.TensorData` and an int.
+
+    Raises:
+        ArgumentError: (argument ``text_file``) a missing, empty, binary or too short file
+            (:func:`~initlab.datasets.text.load_text`); (argument ``seq_len``) a part too
+            short for one window (:func:`~initlab.datasets.text.windows`).
+    """
+    from initlab.datasets.text import char_corpus, load_text, windows
+    from initlab.experiments.core import TensorData  # core imports config, which imports this
+
+    corpus = char_corpus(load_text(text_file))
+    parts = {}
+    for split in ("train", "val", "test"):
+        x, y = windows(getattr(corpus, split), seq_len, part=split)
+        parts[split] = (x.to(device), y.to(device))
+    (train_x, train_y), (val_x, val_y), (test_x, test_y) = (
+        parts["train"],
+        parts["val"],
+        parts["test"],
+    )
+    if train_subset is not None:
+        train_x, train_y = train_x[:train_subset], train_y[:train_subset]
+    if test_subset is not None:
+        test_x, test_y = test_x[:test_subset], test_y[:test_subset]
+    data = TensorData(train_x, train_y, test_x, test_y, val_x, val_y)
+    return data, corpus.vocab_size
+
+
+@torch.no_grad()
+def check_fit(task: Task, model: nn.Module, data, model_name: str) -> None:
+    """Probe ``model`` with two training inputs of ``data``; raise unless its output fits ``task``.
+
+    For a language model the output must be logits ``(2, T, V)`` for tokens ``(2, T)`` with
+    ``V`` at least the corpus's vocabulary; a classifier's ``(B, classes)`` logits are checked
+    by :func:`~initlab.experiments.data.check_data`. One forward pass in eval mode (no
+    batch-statistics update, no dropout draw); the model's mode is restored.
+
+    Raises:
+        ValueError: the model fails on the batch or returns another shape (naming the model,
+            the task and what it needs).
+        ArgumentError: (argument ``model_params``) fewer logits than the vocabulary needs.
+    """
+    if task.kind != "lm":
+        return
+    x = data.train_x[:2]
+    training = model.training
+    model.eval()
+    try:
+        out = model(x)
+    except (RuntimeError, ValueError, IndexError, TypeError) as error:
+        raise ValueError(
+            f"model {model_name!r} does not take the tokens of task {task.name!r} (a batch of "
+            f"shape {tuple(x.shape)}, int64): {error}"
+        ) from None
+    finally:
+        model.train(training)
+    expected = (*x.shape, "vocab")
+    if not isinstance(out, torch.Tensor) or out.ndim != 3 or tuple(out.shape[:2]) != x.shape:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"model {model_name!r} does not fit task {task.name!r}: for tokens of shape "
+            f"{tuple(x.shape)} it returned {got}, not next-token logits {expected}"
+        )
+    vocab = int(torch.cat([data.train_y.flatten(), data.test_y.flatten()]).max()) + 1
+    if out.shape[-1] < vocab:
+        raise ArgumentError(
+            "model_params",
+            f"model {model_name!r} returns {out.shape[-1]} logits per position but the corpus "
+            f"needs {vocab} (its characters); build it with vocab_size={vocab}",
+        )
