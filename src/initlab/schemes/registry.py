@@ -20,8 +20,10 @@ from torch import nn
 from initlab._checks import ArgumentError, one_of
 from initlab.schemes import weights as w
 from initlab.schemes.auto import Preset
+from initlab.schemes.recurrent import IdentityRNN, RecurrentOrthogonal
 from initlab.schemes.scheme import BiasInit, Scheme, number, parse_bias_init
 from initlab.schemes.steps import LSUV, Fixup, LoadPretrained
+from initlab.schemes.transformer import POLICIES as TRANSFORMER
 from initlab.schemes.weights import CONSTRUCTED, EveryWeight, FirstWeight, weight_parameters
 
 __all__ = [
@@ -37,6 +39,14 @@ __all__ = [
     "scheme_names",
     "weight_parameters",
 ]
+
+
+def _transformer(name: str, summary: str, *, aliases: tuple[str, ...] = (), **options) -> Scheme:
+    """A transformer scheme: its policy from :data:`initlab.schemes.transformer.POLICIES`, its
+    own options and the common ones (``scaled_embedding``, ``zero_head``)."""
+    policy = TRANSFORMER[name]
+    return Scheme(name, summary, policy, options={**options, **policy.COMMON}, aliases=aliases)
+
 
 SCHEMES: dict[str, Scheme] = {
     s.name: s
@@ -141,6 +151,88 @@ SCHEMES: dict[str, Scheme] = {
             "but the classifier head, which is new, by the auto policy; no options",
             CONSTRUCTED,
             steps=(LoadPretrained(new_head="auto", on_mismatch="error"),),
+        ),
+        # Recurrent layers only; embeddings and heads keep PyTorch's defaults (torch_reset),
+        # drawn as torch_default draws them, so that only the recurrent init differs.
+        Scheme(
+            "rnn_orthogonal",
+            "LSTM/GRU/RNN: recurrent weights orthogonal per gate (Saxe et al. 2014; per gate as "
+            "Jozefowicz et al. 2015, Keras), input weights xavier_uniform per gate, biases 0, "
+            "LSTM forget bias forget_bias=1 (Jozefowicz et al. 2015 Sec. 2.2); rest PyTorch's",
+            RecurrentOrthogonal(),
+            options={"forget_bias": 1.0},
+            default_bias="torch",
+            torch_reset=True,
+        ),
+        Scheme(
+            "irnn",
+            "plain RNN: recurrent weight scale*I (scale=1), input weights N(0, std^2), "
+            "std=0.001, biases 0 (Le, Jaitly & Hinton 2015 Sec. 3); no LSTM/GRU; rest PyTorch's",
+            IdentityRNN(),
+            options={"scale": 1.0, "std": 0.001},
+            default_bias="torch",
+            torch_reset=True,
+        ),
+        # Transformers (the zoo's contract: initlab.schemes.transformer); each takes the options
+        # scaled_embedding (token embedding N(0, 1/d)) and zero_head (head weight 0), 0 or 1.
+        _transformer(
+            "gpt2",
+            "every weight N(0, 0.02^2) (option std), residual projections attn.proj/mlp.proj "
+            "N(0, (std/sqrt(2L))^2) (Radford et al. 2019 Sec. 2.3); embeddings and positions "
+            "N(0, std^2), LN 1/0, biases 0",
+            std=0.02,
+        ),
+        _transformer(
+            "small_init",
+            "every weight (embeddings, positions, head) N(0, 2/(5d)), std sqrt(2/(5d)) (Nguyen & "
+            "Salazar 2019, Transformers without Tears); LN 1/0, biases 0",
+        ),
+        _transformer(
+            "wang_init",
+            "residual projections N(0, (2/(L sqrt(d)))^2) (Wang & Komatsuzaki 2021, GPT-NeoX "
+            "wang_init), every other weight small_init N(0, 2/(5d)); LN 1/0, biases 0",
+        ),
+        _transformer(
+            "llama_depth",
+            "OLMo-core llama_depth: weights N(0, 0.02^2) cut at 3 std, residual projections of "
+            "block i std 0.02/sqrt(2(i+1)), token embedding N(0, 1), head std d^-1/2 cut at 3 "
+            "std, positions 0.02; LN 1/0, biases 0",
+        ),
+        _transformer(
+            "zero_proj",
+            "residual projections and head 0 (modded-nanogpt), q/k/v/mlp.fc PyTorch's "
+            "U(-1/sqrt(fan_in), .), token embedding N(0, 1), positions N(0, 0.02^2); LN 1/0, "
+            "biases 0",
+        ),
+        _transformer(
+            "deepnorm",
+            "post-LN only: residual_scale alpha=(2L)^(1/4), xavier_normal gain beta=(8L)^(-1/4) "
+            "for v, attn.proj, mlp.fc, mlp.proj, gain 1 for q, k, embeddings, positions, head "
+            "(Wang et al. 2022 DeepNet Sec. 3, Fig. 2); LN 1/0, biases 0",
+        ),
+        _transformer(
+            "rezero",
+            "residual gates 0, every weight (embeddings, positions, head) xavier_uniform "
+            "(Bachlechner et al. 2020; SkipInit, De & Smith 2020); LN 1/0, biases 0; gated "
+            "models only",
+            aliases=("skipinit",),
+        ),
+        _transformer(
+            "layerscale",
+            "residual gates eps: 0.1 for L <= 18, 1e-5 for L <= 24, else 1e-6 (option eps, 0 = by "
+            "depth; Touvron et al. 2021 CaiT Sec. 3), weights N(0, 0.02^2) cut at 2 std; LN 1/0, "
+            "biases 0; gated models only",
+            eps=0.0,
+        ),
+        _transformer(
+            "mimetic",
+            "per head W_q W_k^T ~ alpha1 Z + beta1 I, W_v W_proj ~ alpha2 Z - beta2 I (Z ~ "
+            "N(0, 1/d), SVD factors; 0.7, 0.7, 0.4, 0.4), other weights N(0, 0.02^2) cut at 2 std "
+            "(Trockman & Kolter 2023 Sec. 3); LN 1/0, biases 0",
+            alpha1=0.7,
+            beta1=0.7,
+            alpha2=0.4,
+            beta2=0.4,
         ),
     )
 }
