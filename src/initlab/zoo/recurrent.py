@@ -85,14 +85,16 @@ def recurrent_forward(rnn: nn.RNNBase, x: torch.Tensor) -> torch.Tensor:
             "rnn",
             f"rnn must be batch_first, unidirectional, with bias and proj_size=0; got {rnn!r}",
         )
-    B, T = x.shape[0], x.shape[1]
+    B = x.shape[0]
     for k in range(rnn.num_layers):
         x_proj = F.linear(x, getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"bias_ih_l{k}"))
         h = x.new_zeros(B, rnn.hidden_size)
         c = x.new_zeros(B, rnn.hidden_size) if isinstance(rnn, nn.LSTM) else None
         outputs = []
-        for t in range(T):
-            h, c = _cell_step(rnn, x_proj[:, t], h, c, k)
+        # unbind, not x_proj[:, t]: the backward of T selects would each fill a zero tensor of
+        # x_proj's full size (quadratic in T); unbind's backward is one stack.
+        for x_t in x_proj.unbind(1):
+            h, c = _cell_step(rnn, x_t, h, c, k)
             outputs.append(h)
         x = torch.stack(outputs, dim=1)  # (B, T, hidden)
     return x
