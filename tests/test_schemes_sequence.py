@@ -335,6 +335,15 @@ def test_tied_head_takes_the_embedding_draw():
     net = initialize(TinyGPT(tied=True), "llama_depth", generator=_gen(10))
     assert net.head.weight is net.tok_emb.weight
     _assert_std([net.tok_emb.weight], 1.0)  # the embedding's N(0, 1), not the head's d^-1/2
+    with pytest.raises(ValueError, match="'zero_proj' zeroes the head, but model.head.weight"):
+        initialize(TinyGPT(tied=True), "zero_proj", generator=_gen(10))
+
+
+def test_padding_row_stays_zero():
+    net = TinyGPT()
+    net.tok_emb.padding_idx = 3
+    initialize(net, "small_init", generator=_gen(10))
+    assert not net.tok_emb.weight[3].any() and net.tok_emb.weight[4].all()
 
 
 def test_transformer_schemes_refuse_other_models_with_the_contract():
@@ -401,3 +410,21 @@ def test_class_prior_step_reads_the_batch_labels():
     assert torch.allclose(net.head.bias, torch.tensor([3 / 7, 2 / 7, 2 / 7]).log())
     with pytest.raises(ValueError, match="needs labels: pass batch=\\(inputs, labels"):
         step(net, generator=_gen(0), batch=torch.zeros(2))
+
+
+def test_formulas_hold_on_the_zoo_transformers():
+    from initlab.zoo.models import build_model
+
+    gpt = build_model("char-gpt", d_model=64, n_layer=3, n_head=4)
+    initialize(gpt, "gpt2", generator=_gen(12))
+    _check_common(gpt)
+    _assert_std(_roles(gpt, *PROJ), 0.02 / math.sqrt(6))
+    _assert_std(_roles(gpt, *QKV) + [gpt.pos_emb, gpt.tok_emb.weight], 0.02)
+    post = build_model("char-gpt", d_model=64, n_layer=3, n_head=4, norm="post")
+    initialize(post, "deepnorm", generator=_gen(12))
+    assert float(post.residual_scale) == pytest.approx(6**0.25)
+    _assert_std(_roles(post, "attn.v", "attn.proj"), 24**-0.25 * math.sqrt(2 / 128))
+    vit = build_model("vit", d_model=64, depth=2, n_head=4, gate="layerscale")
+    initialize(vit, "layerscale", generator=_gen(12))
+    assert torch.equal(vit.blocks[1].gate_attn, torch.full((64,), 0.1))
+    _assert_std([vit.patch_emb.weight] + _roles(vit, *QKV), 0.02 * _truncated_std(2.0))

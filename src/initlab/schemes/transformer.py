@@ -16,7 +16,8 @@ its role: ``tok_emb``, ``patch_emb``, ``pos_emb``, ``q``, ``k``, ``v``, ``attn_p
 (:class:`~initlab.schemes.scheme.Scheme`): LayerNorms 1 and 0, biases 0. Gates keep their
 constructed value unless the scheme sets them (``rezero``, ``layerscale``); the
 ``residual_scale`` buffer is set to 1 (to DeepNorm's alpha by ``deepnorm``). A head tied to the
-token embedding takes the embedding's draw.
+token embedding takes the embedding's draw; an embedding's ``padding_idx`` row is set to 0
+after the draw, as ``nn.Embedding`` promises.
 
 Every transformer scheme takes two options (numbers, 0 or 1), reusable embedding and head
 rules: ``scaled_embedding=1`` draws the token embedding from N(0, 1/d)
@@ -238,6 +239,9 @@ class TransformerPolicy:
                     fills[role](tensor, i)
             if rules.after is not None:
                 rules.after(parts)
+            embedding = parts.embedding[1]
+            if isinstance(embedding, nn.Embedding) and embedding.padding_idx is not None:
+                embedding.weight[embedding.padding_idx] = 0  # as nn.Embedding promises
             if rules.gates is not None:
                 for block in parts.blocks:
                     block.gate_attn.fill_(rules.gates)
@@ -332,9 +336,11 @@ def _small_init_std(d: int) -> float:
 
 
 def _small_init(parts: TransformerParts, g: torch.Generator) -> Rules:
-    """SmallInit: every weight N(0, 2/(5 d)), std sqrt(2/(5d)). Nguyen and Salazar, "Transformers
-    without Tears: Improving the Normalization of Self-Attention" (2019), Sec. 2; GPT-NeoX's
-    ``small_init_init_method``."""
+    """SmallInit: every weight N(0, 2/(5 d)), std sqrt(2/(5d)): Xavier normal's
+    2 / (fan_in + fan_out) for a d x 4d MLP matrix, used for every weight. Nguyen and Salazar,
+    "Transformers without Tears: Improving the Normalization of Self-Attention" (2019), as
+    GPT-NeoX's ``small_init_init_method`` (``megatron/model/init_functions.py``) implements it:
+    std = sqrt(2 / (5 dim))."""
     return Rules(_every(_normal(g, _small_init_std(parts.d_model))))
 
 
@@ -376,7 +382,13 @@ def _zero_proj(parts: TransformerParts, g: torch.Generator) -> Rules:
     ``mlp.c_proj`` and ``lm_head`` ``weight.data.zero_()``, "zero init suggested by
     @Grad62304977"); the rest as it builds them, PyTorch's defaults: q, k, v, mlp.fc (and
     patch_emb) U(-1/sqrt(fan_in), 1/sqrt(fan_in)), token embedding N(0, 1). It has rotary
-    positions: a learned ``pos_emb`` takes GPT's N(0, 0.02^2)."""
+    positions: a learned ``pos_emb`` takes GPT's N(0, 0.02^2). A head tied to the token
+    embedding is refused (modded-nanogpt unties them to zero the head)."""
+    if parts.tied:
+        raise ValueError(
+            "scheme 'zero_proj' zeroes the head, but model.head.weight is tied to "
+            "model.tok_emb.weight (it would zero the embedding); untie them"
+        )
     fills = _every(
         _torch_linear(g),
         tok_emb=_normal(g, 1.0),
@@ -410,10 +422,10 @@ def _deepnorm(parts: TransformerParts, g: torch.Generator) -> Rules:
 
 def _rezero(parts: TransformerParts, g: torch.Generator) -> Rules:
     """ReZero: gates 0, every weight xavier_uniform. Bachlechner et al., "ReZero is All You
-    Need: Fast Convergence at Large Depth" (2020), Sec. 3 (alpha_i = 0 at initialization) and
-    Sec. 4 (Xavier uniform weights); SkipInit (De and Smith, "Batch Normalization Biases
-    Residual Blocks Towards the Identity Function in Deep Networks", NeurIPS 2020) is the same
-    zero-gated residual branch."""
+    Need: Fast Convergence at Large Depth" (2020), Sec. 3 (alpha_i = 0 at initialization); the
+    weights U(-b, b), b = sqrt(6 / (fan_in + fan_out)) (Glorot and Bengio 2010). SkipInit (De
+    and Smith, "Batch Normalization Biases Residual Blocks Towards the Identity Function in Deep
+    Networks", NeurIPS 2020) is the same zero-gated residual branch."""
     return Rules(_every(_xavier_uniform(g)), gates=0.0)
 
 
@@ -464,7 +476,8 @@ def mimetic_attention_(
 
     Source: Trockman and Kolter, "Mimetic Initialization of Self-Attention Layers" (ICML 2023),
     Sec. 3 (the product forms and their SVD factorization); defaults alpha1 = beta1 = 0.7,
-    alpha2 = beta2 = 0.4, the paper's values for ViTs (Sec. 3-4).
+    alpha2 = beta2 = 0.4, the paper's values for ViTs (in pretrained language models the paper
+    sees both signs flipped: negative betas give that).
 
     Args:
         attn: a module with ``q``, ``k``, ``v``, ``proj`` ``nn.Linear(d, d)`` and ``n_head``.
