@@ -39,7 +39,9 @@ def images(batch=3, seed=1) -> torch.Tensor:
                   ("seq-rnn", SeqRNN)],
 )  # fmt: skip
 def test_registered_names_build_the_classes(name, cls):
-    assert type(build_model(name)) is cls
+    model = build_model(name)
+    assert type(model) is cls
+    assert model.input_kind == ("tokens" if name.startswith("char-") else "image")
 
 
 def test_char_gpt_default_size_and_contract_attributes():
