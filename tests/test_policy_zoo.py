@@ -62,11 +62,23 @@ def test_auto_rules_on_the_new_zoo():
 
 
 def test_every_zoo_model_is_fully_covered_by_auto():
-    for name in MODELS:
+    tokens = torch.zeros(2, 8, dtype=torch.int64)
+    images = torch.zeros(2, 1, 28, 28)
+    setups = [(name, {}) for name in MODELS]
+    setups += [("char-gpt", {"gate": g, "norm": "post"}) for g in ("rezero", "layerscale")]
+    setups += [("vit", {"gate": "layerscale"}), ("char-rnn", {"cell": "gru"})]
+    for name, params in setups:
+        token_model = getattr(MODELS[name], "input_kind", "image") == "tokens"
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            p = plan(build_model(name), example_input=torch.zeros(2, 1, 28, 28))
-        assert p.source == "trace" and p.uncovered == [], name
+            model = build_model(name, **params)
+            p = plan(model, example_input=tokens if token_model else images)
+        assert p.source == "trace" and p.uncovered == [], (name, params)
+    gated = plan(build_model("char-gpt", gate="rezero"), example_input=tokens)
+    assert gated["blocks.0.gate_attn"].value == (0.0,)
+    scaled = plan(build_model("vit", gate="layerscale"), example_input=images)
+    assert scaled["blocks.0.gate_mlp"].value == (0.1,)
+    assert plan(build_model("vit"), example_input=images)["pos_emb"].std == 0.02
 
 
 def test_cli_plan_prints_and_writes_json(tmp_path, capsys):

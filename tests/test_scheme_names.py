@@ -44,7 +44,7 @@ def _built(name):
 
 
 def test_the_old_names_are_aliases_of_the_new():
-    assert SCHEME_ALIASES == {"seed": "xavier-then-he"}
+    assert SCHEME_ALIASES == {"seed": "xavier-then-he", "skipinit": "rezero"}
     assert MODEL_ALIASES == {"initnet": "mlp-784-128-10"}
     assert parse_scheme("seed")[0] is SCHEMES["xavier-then-he"]
     assert canonical_scheme("seed") == "xavier-then-he"
@@ -73,7 +73,9 @@ def test_schemes_command_lists_each_scheme_once_with_its_aliases(capsys):
     assert [line.split()[0] for line in lines] == list(SCHEMES)
     (line,) = [ln for ln in lines if ln.startswith("xavier-then-he ")]
     assert line.endswith("(alias: seed)")
-    assert sum("alias" in ln for ln in lines) == 1
+    (line,) = [ln for ln in lines if ln.startswith("rezero ")]
+    assert line.endswith("(alias: skipinit)")
+    assert sum("alias" in ln for ln in lines) == 2
 
 
 def test_an_old_config_json_naming_seed_and_initnet_still_loads():

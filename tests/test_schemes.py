@@ -15,6 +15,7 @@ from initlab.schemes.registry import (
     parse_scheme,
     weight_parameters,
 )
+from initlab.schemes.transformer import POLICIES
 from initlab.zoo.models import MLP, InitNet, build_model
 from initlab.zoo.residual import ResidualMLP
 
@@ -181,7 +182,12 @@ def test_torch_default_with_zero_bias_rule():
     assert float(net.fc1.bias.abs().sum()) == 0 and float(net.fc1.weight.abs().sum()) > 0
 
 
-@pytest.mark.parametrize("scheme", sorted(SCHEMES))
+# The recurrent and transformer schemes refuse an MLP; tests/test_schemes_sequence.py runs the
+# same check for them on the zoo's sequence models.
+_SEQUENCE = {*POLICIES, "rnn_orthogonal", "irnn"}
+
+
+@pytest.mark.parametrize("scheme", sorted(set(SCHEMES) - _SEQUENCE))
 def test_every_scheme_is_reproducible_and_uses_only_its_generator(scheme, tmp_path):
     # fixup needs a model with residual blocks; the others take any model.
     model = "resmlp" if scheme == "fixup" else "mlp"

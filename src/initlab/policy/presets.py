@@ -305,8 +305,14 @@ def _auto_weights(o: PolicyOptions, xavier: dict) -> list[Rule]:
         Rule("residual branch scalars = 0", "constant", param="*branch_scalars.*",
              note="the residual-branch protocol of initlab.datadriven.fixup: scalar biases "
              "and multipliers (1 + s) start at 0"),
+        Rule("LayerScale gate = 0.1", "constant", param=r"re:(^|\.)gate_\w+$", value=0.1,
+             min_ndim=1, note="per-channel residual gate, CaiT's eps for depth <= 18 "
+             "(Touvron et al. 2021, Sec. 3)"),
+        Rule("residual gate = 0", "constant", param=r"re:(^|\.)gate_\w+$",
+             note="scalar residual gate: ReZero (Bachlechner et al. 2020), SkipInit (De and "
+             "Smith 2020): every block starts as the identity"),
         Rule("position embedding / class token", "truncated_normal",
-             param=r"re:(^|\.)(pos_embed\w*|cls_token|position_embeddings?)$", std=0.02,
+             param=r"re:(^|\.)(pos_emb\w*|cls_token|position_embeddings?)$", std=0.02,
              bound=2.0, note="ViT (Dosovitskiy et al. 2021) as timm and Hugging Face draw it: "
              "trunc_normal_(std=0.02) with PyTorch's absolute bounds a=-2, b=2 (100 std, so "
              "in effect N(0, 0.02^2))"),

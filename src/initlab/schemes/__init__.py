@@ -2,7 +2,10 @@
 
 Modules: ``scheme`` (the :class:`Scheme` concept and the order it initializes a model in),
 ``weights`` (the classic schemes' policies: a tensor rule for every weight), ``auto`` (a policy
-preset as a scheme's policy), ``steps`` (LSUV, Fixup, a pretrained load), ``registry`` (the
+preset as a scheme's policy), ``recurrent`` (orthogonal per gate with the forget bias, IRNN),
+``transformer`` (GPT-2, small_init, wang_init, llama_depth, zero_proj, DeepNorm, ReZero,
+LayerScale, mimetic), ``heads`` (scaled embedding, zero head, class-prior head bias),
+``steps`` (LSUV, Fixup, a pretrained load), ``registry`` (the
 built-in schemes by name, with their aliases; :func:`initialize`, :func:`parse_scheme`).
 """
 

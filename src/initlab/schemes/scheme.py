@@ -56,7 +56,8 @@ class Scheme:
         options: the options the policy accepts and their defaults (floats).
         default_bias: the bias rule used when ``bias_init`` is not given.
         torch_reset: call every module's ``reset_parameters()`` (seeded) before anything else.
-        aliases: other names that mean this scheme (old names kept for saved sweeps).
+        aliases: other names that mean this scheme (old names kept for saved sweeps, and
+            another paper's name for the same scheme, e.g. ``skipinit`` for ``rezero``).
 
     Example:
         >>> from initlab.schemes.steps import LSUV
