@@ -13,9 +13,6 @@ from initlab._files import atomic_write
 from initlab.experiments.sweep import CompareConfig, run_sweep
 from initlab.experiments.trainer import TrainConfig
 from initlab.reports.compare import (
-    _error_figure,
-    _loss_figure,
-    _runs,
     conclusions,
     format_conclusions,
     format_table,
@@ -23,7 +20,9 @@ from initlab.reports.compare import (
     summarize,
     write_report,
 )
+from initlab.reports.figures import _error_figure, _loss_figure
 from initlab.reports.stats import student_t_quantile, welch_interval
+from initlab.reports.summary import runs_of
 
 
 @pytest.mark.parametrize("p", [0.975, 0.995, 0.9, 0.6, 0.025])
@@ -198,7 +197,7 @@ def _diverged_marks(ax):
 
 
 def test_figures_mark_divergence_and_give_chance_level_its_own_panel(tmp_path):
-    runs = _runs(_results_with_divergence_and_zeros())
+    runs = runs_of(_results_with_divergence_and_zeros())
     fig = _error_figure(tmp_path / "test_error.png", runs, CONFIG.schemes)
     main, far = fig.axes[:2]
     # zeros (88.65% error) is far above the others (3-7%): its own panel, own scale
