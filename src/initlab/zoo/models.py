@@ -4,9 +4,9 @@ character-level language models.
 Every image model accepts ``(B, 1, 28, 28)``, ``(B, 28, 28)`` or flattened ``(B, 784)`` float
 input (it reshapes inside) and returns logits of shape ``(B, num_classes)``. The
 character-level models (``char-gpt``, ``char-rnn``; class attribute ``input_kind =
-"tokens"``) take token ids ``(B, T)`` int64 and return logits ``(B, T, vocab_size)``. Models are built
-with PyTorch's default initialization; an initialization scheme (:mod:`initlab.schemes`)
-overwrites it before training.
+"tokens"``) take token ids ``(B, T)`` int64 and return logits ``(B, T, vocab_size)``.
+Models are built with PyTorch's default initialization; an initialization scheme
+(:mod:`initlab.schemes`) overwrites it before training.
 
 To add a model, add one entry to :data:`MODELS`: a name mapped to a class or factory whose
 keyword arguments are its documented parameters. An old name kept for saved sweeps and scripts
