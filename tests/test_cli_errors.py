@@ -260,7 +260,7 @@ def test_train_prints_a_huge_loss_readably(monkeypatch, capsys):
         on_epoch(SimpleNamespace(epoch=1, train_loss=45130176098.0, test_accuracy=0.1))
         return SimpleNamespace(status="finished")
 
-    monkeypatch.setattr("initlab.experiments.trainer.train_scheme", huge)
+    monkeypatch.setattr("initlab.experiments.trainer.train", huge)
     assert main(["train", *QUICK]) == 0
     assert capsys.readouterr().out == "Epoch 1, Loss: 4.513e+10\nTest Accuracy: 10.00%\n"
 

@@ -161,7 +161,7 @@ def test_ctrl_c_during_train_prints_one_line_and_exits_130(monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("initlab.experiments.trainer.train_scheme", interrupted)
+    monkeypatch.setattr("initlab.experiments.trainer.train", interrupted)
     assert main(["train", "--epochs", "1", *QUICK]) == 130
     assert capsys.readouterr().err.strip() == "initlab train: interrupted"
 

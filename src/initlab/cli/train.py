@@ -1,11 +1,15 @@
 """``initlab train``: one training run, printing the seed's two lines per epoch.
 
-Also defines the data, model and optimization options that ``initlab compare`` shares.
+With ``--out DIR`` the run goes through the comparison runner
+(:func:`~initlab.experiments.sweep.run_sweep`, one scheme and one seed), so ``DIR`` holds what
+``initlab compare`` writes and ``--resume DIR`` continues it. Also defines the data, model and
+optimization options that ``initlab compare`` shares, and ``--tensorboard``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 
@@ -14,7 +18,7 @@ from initlab.cli import print_error
 
 HELP = "train one model under one initialization scheme and print the seed's lines per epoch"
 #: The flag that sets each library argument an error of this command may name.
-FLAGS = {**COMMON_FLAGS, "scheme": "--scheme"}
+FLAGS = {**COMMON_FLAGS, "scheme": "--scheme", "tensorboard": "--tensorboard"}
 
 
 def register(subparsers) -> None:
@@ -25,7 +29,10 @@ def register(subparsers) -> None:
             "Train a zoo model or your own (--model MODULE:FUNCTION with --model-arg "
             "NAME=VALUE) on an MNIST-like dataset under one initialization scheme. "
             "After every epoch print 'Epoch N, Loss: L' (mean training loss) and "
-            "'Test Accuracy: A%', exactly as the seed's example does."
+            "'Test Accuracy: A%', exactly as the seed's example does. With --out DIR, DIR "
+            "also gets what initlab compare writes (config.json, results.jsonl, summary.csv, "
+            "report.md, figures; checkpoints while it trains), and --resume DIR continues an "
+            "interrupted run from its last finished epoch."
         ),
     )
     parser.add_argument(
@@ -35,8 +42,49 @@ def register(subparsers) -> None:
         "as name:key=value, e.g. normal:std=0.1 (default: %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=0, help="run seed (default: %(default)s)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="also write the run as initlab compare writes a comparison: config.json, "
+        "results.jsonl (as it trains), summary.csv, report.md, figures (default: none, print "
+        "only)",
+    )
+    parser.add_argument(
+        "--resume",
+        default=None,
+        metavar="DIR",
+        help="continue the run that initlab train --out DIR started, from its last finished "
+        "epoch, with its saved config.json; other options but --tensorboard are ignored "
+        "(default: none, start a new run)",
+    )
+    add_tensorboard_option(parser)
     add_common_options(parser)
     parser.set_defaults(func=run)
+
+
+def add_tensorboard_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--tensorboard DIR`` (see :mod:`initlab.experiments.tensorboard`)."""
+    parser.add_argument(
+        "--tensorboard",
+        default=None,
+        metavar="DIR",
+        help="also log each run's losses, accuracies and per-parameter gradient norms as "
+        "TensorBoard scalars, one run per folder DIR/<run id> (tensorboard --logdir DIR); "
+        "needs the tensorboard package: pip install 'initlab[tensorboard]' (default: none)",
+    )
+
+
+def check_tensorboard(args: argparse.Namespace) -> None:
+    """Refuse ``--tensorboard`` without the ``tensorboard`` package, before anything runs.
+
+    Raises:
+        ValueError: ``--tensorboard`` is given and ``torch.utils.tensorboard`` does not import.
+    """
+    from initlab.experiments.tensorboard import INSTALL, tensorboard_available
+
+    if getattr(args, "tensorboard", None) is not None and not tensorboard_available():
+        raise ValueError(f"--tensorboard needs the tensorboard package: {INSTALL}")
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, default: str, arg_note: str = "") -> None:
@@ -47,7 +95,8 @@ def add_model_options(parser: argparse.ArgumentParser, *, default: str, arg_note
         default=default,
         metavar="NAME|MODULE:FUNCTION",
         help="zoo model (see `initlab models`: mlp-784-128-10 (alias initnet), mlp, cnn, resmlp, "
-        "resnet, lstm, transformer) or your own: an importable callable returning an nn.Module, "
+        "resnet, lstm, transformer, vit, seq-rnn, char-gpt, char-rnn) or your own: an "
+        "importable callable returning an nn.Module, "
         "e.g. initlab.zoo.models:MLP, or mymodels:build_net for a mymodels.py in the current "
         "directory (imported from there or sys.path, never evaluated) "
         "(default: %(default)s)",
@@ -270,6 +319,9 @@ def model_params(pairs: list[str]) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        check_tensorboard(args)
+        if args.out is not None or args.resume is not None:
+            return _train_into(args)
         return _train(args)
     except KeyboardInterrupt:
         # one line, not a traceback: nothing of a single run is saved, so nothing to resume
@@ -281,14 +333,17 @@ def run(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     import torch
+    import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     from initlab.cli._validate import scheme_applies, subset_sizes
     from initlab.datasets.arrays import standardize
     from initlab.datasets.sources import load_source
     from initlab.experiments.data import tensor_data
+    from initlab.experiments.results import run_id
     from initlab.experiments.sweep import check_data, head_params
-    from initlab.experiments.trainer import resolve_device, train_scheme
-    from initlab.reports.compare import format_loss
+    from initlab.experiments.tensorboard import TensorBoardLog
+    from initlab.experiments.trainer import build_initialized, init_batch, resolve_device, train
     from initlab.zoo.models import build_model
 
     config = train_config(args, args.seed)
@@ -307,25 +362,183 @@ def _train(args: argparse.Namespace) -> int:
         model = build_model(args.model, **params).to(device)
         check_data(model, dataset, model_name=args.model, device=device)
     data = tensor_data(dataset, device)
+    board = None
+    if args.tensorboard is not None:
+        board = TensorBoardLog(args.tensorboard, argument="tensorboard")
+    run = run_id(args.scheme, args.seed)
 
     def show(record) -> None:
-        print(f"Epoch {record.epoch}, Loss: {format_loss(record.train_loss)}")
-        print(f"Test Accuracy: {100 * record.test_accuracy:.2f}%", flush=True)
+        print_epoch(record)
+        if board is not None:
+            board(run, record)
 
-    result = train_scheme(
-        args.model,
-        args.scheme,
-        data,
-        config,
-        model_params=params,
-        bias_init=args.bias_init,
-        on_epoch=show,
-    )
-    if result.status == "diverged":
-        print(
-            f"Diverged: non-finite loss at epoch {result.diverged_epoch}, "
-            f"step {result.diverged_step}",
-            file=sys.stderr,
+    steps = config.epochs * config.steps_per_epoch(data.train_x.shape[0])
+    # the bar counts optimizer steps; log lines and the epoch lines print above it
+    bar = tqdm.tqdm(total=steps, unit="step", disable=not show_progress())
+    with bar, logging_redirect_tqdm(tqdm_class=tqdm.tqdm), board or contextlib.nullcontext():
+        net = build_initialized(
+            args.model,
+            args.scheme,
+            seed=config.seed,
+            model_params=params,
+            bias_init=args.bias_init,
+            batch=init_batch(data),
         )
+        result = train(net, data, config, on_epoch=show, on_step=bar.update)
+    if result.status == "diverged":
+        print_diverged(result.diverged_epoch, result.diverged_step)
         return 1
     return 0
+
+
+def show_progress() -> bool:
+    """Whether to draw the progress bar: when stderr is a terminal (not a file or a pipe)."""
+    return sys.stderr.isatty()
+
+
+def print_epoch(record) -> None:
+    """Print the reference example's two lines of an epoch, above a progress bar if one is
+    drawn (``tqdm.write``: the bar is cleared, the lines printed, the bar redrawn)."""
+    import tqdm
+
+    from initlab.reports.compare import format_loss
+
+    tqdm.tqdm.write(f"Epoch {record.epoch}, Loss: {format_loss(record.train_loss)}", sys.stdout)
+    tqdm.tqdm.write(f"Test Accuracy: {100 * record.test_accuracy:.2f}%", sys.stdout)
+    sys.stdout.flush()
+
+
+def print_diverged(epoch: int, step: int) -> None:
+    print(f"Diverged: non-finite loss at epoch {epoch}, step {step}", file=sys.stderr)
+
+
+def _train_into(args: argparse.Namespace) -> int:
+    """``--out DIR`` or ``--resume DIR``: the run as a comparison of one scheme and one seed."""
+    from pathlib import Path
+
+    from initlab.experiments.results import (
+        NothingToResumeError,
+        OutDirInUseError,
+        ResultsExistError,
+        read_results,
+    )
+    from initlab.experiments.sweep import run_sweep
+
+    resume = args.resume is not None
+    out = Path(args.resume if resume else args.out)
+    if resume:
+        _check_resumable(out)
+    config = None if resume else _sweep_config(args)  # a resumed run reads its config.json
+    try:
+        result = run_sweep(
+            config,
+            out,
+            resume=resume,
+            progress=show_progress(),
+            on_epoch=lambda run, record: print_epoch(record),
+            tensorboard=args.tensorboard,
+        )
+    except KeyboardInterrupt:
+        if (out / "config.json").is_file():
+            message = (
+                "Interrupted; finished epochs are kept in results.jsonl; continue from the last "
+                f"finished epoch with: initlab train --resume {out}"
+            )
+        else:  # stopped before the sweep wrote anything: there is nothing to resume
+            message = "Interrupted before anything was written; run the same command again"
+        print(f"\n{message}", file=sys.stderr)
+        return 130
+    except OutDirInUseError as error:  # the library's message names out_dir, not the flag
+        flag = "--resume" if resume else "--out"
+        print(
+            f"initlab train: error: {flag} {out} is in use by another initlab run "
+            f"({error.describe_holder()}); nothing was changed",
+            file=sys.stderr,
+        )
+        return 2
+    except ResultsExistError:  # the library names resume=True and out_dir: say the flags
+        print(
+            f"initlab train: error: {out / 'results.jsonl'} exists; resume it with --resume "
+            f"{out} or pick another --out",
+            file=sys.stderr,
+        )
+        return 2
+    except NothingToResumeError:
+        print(
+            f"initlab train: error: argument --resume: {out} has no config.json, so there is "
+            f"no run to resume; start one with initlab train --out {out}",
+            file=sys.stderr,
+        )
+        return 2
+    (status,) = [
+        line for line in read_results(result.out_dir / "results.jsonl") if line["type"] == "status"
+    ]
+    print(
+        f"Wrote {result.out_dir}: config.json, results.jsonl, summary.csv, report.md, figures",
+        file=sys.stderr,
+    )
+    if status["status"] == "diverged":
+        print_diverged(status["epoch"], status["step"])
+        return 1
+    return 0
+
+
+def _sweep_config(args: argparse.Namespace):
+    """The :class:`CompareConfig` of ``initlab train --out``: one scheme, one seed; checked as
+    ``initlab train`` checks its options, before anything is written."""
+    from initlab.cli._validate import output_dir, scheme_applies, subset_sizes
+    from initlab.datasets.sources import load_source
+    from initlab.experiments.sweep import CompareConfig
+
+    output_dir(args.out)
+    params = model_params(args.model_param)
+    scheme_applies(args.model, args.scheme, params)  # the same refusals as without --out
+    dataset, data = data_source(args)
+    if args.train_subset is not None or args.test_subset is not None:
+        loaded = load_source(dataset, data, data_dir=args.data_dir, download=args.download)
+        subset_sizes(loaded, args.train_subset, args.test_subset)
+    return CompareConfig(
+        schemes=(args.scheme,),
+        seeds=1,
+        first_seed=args.seed,
+        model=args.model,
+        model_params=params,
+        dataset=dataset,
+        data=data,
+        standardize=args.standardize,
+        data_dir=args.data_dir,
+        download=args.download,
+        bias_init=args.bias_init,
+        train_subset=args.train_subset,
+        test_subset=args.test_subset,
+        train=train_config(args, args.seed),
+    )
+
+
+def _check_resumable(out) -> None:
+    """Check that ``out`` holds one run (``initlab train --out``), not a comparison of several.
+
+    A missing ``config.json`` is left to :func:`~initlab.experiments.sweep.run_sweep`, which
+    says there is nothing to resume.
+
+    Raises:
+        ValueError: ``out/config.json`` is unreadable or holds more than one run.
+    """
+    from initlab.experiments.sweep import CompareConfig
+
+    path = out / "config.json"
+    if not path.is_file():
+        return
+    try:
+        config = CompareConfig.from_json(path.read_text(encoding="utf-8"))
+    except (ValueError, TypeError, KeyError) as error:
+        raise ValueError(
+            f"cannot resume from {path}: {error}; it must be the config.json that initlab "
+            "train --out wrote"
+        ) from None
+    runs = len(config.schemes) * config.seeds * len(config.rates())
+    if runs != 1:
+        raise ValueError(
+            f"--resume {out} is a comparison of {runs} runs, not one; continue it with "
+            f"initlab compare --resume {out}"
+        )
