@@ -11,6 +11,7 @@ from pathlib import Path
 
 from initlab.cli import FLAGS as COMMON_FLAGS
 from initlab.cli import print_error
+from initlab.cli._tasks import TASK_FLAGS, add_task_options, record_given
 from initlab.cli.train import (
     add_common_options,
     data_source,
@@ -37,6 +38,7 @@ FLAGS = {
     "pretrain.epochs": "--pretrain-epochs",
     "lr_grid": "--lr-grid",
     "val_fraction": "--val-fraction",
+    **TASK_FLAGS,
 }
 
 
@@ -110,8 +112,9 @@ def register(subparsers) -> None:
     )
     add_pretrain_options(parser)
     add_common_options(parser)
+    add_task_options(parser, metric=True)
     parser.set_defaults(func=run)
-    _record_given(parser)
+    record_given(parser)
 
 
 def _rates(text: str) -> tuple[float, ...]:
@@ -137,23 +140,8 @@ def _open_fraction(text: str) -> float:
     return value
 
 
-def _record_given(parser: argparse.ArgumentParser) -> None:
-    """Store the long options typed on the command line as ``args.given``.
-
-    argparse fills every default, so a --resume cannot otherwise tell ``--epochs 5`` typed
-    from the default 5; the subcommand's parser is called through ``parse_known_args``.
-    """
-    parse = parser.parse_known_args
-
-    def parse_known_args(args=None, namespace=None):
-        parsed, rest = parse(args, namespace)
-        parsed.given = [a.split("=")[0] for a in args or () if a.startswith("--") and a != "--"]
-        return parsed, rest
-
-    parser.parse_known_args = parse_known_args
-
-
 def run(args: argparse.Namespace) -> int:
+    from initlab.cli._tasks import apply_task_defaults
     from initlab.cli._validate import output_dir, split_schemes
     from initlab.experiments.distributed import is_main_process
     from initlab.experiments.pretrain import PretrainConfig
@@ -175,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
             _check_saved_config(Path(out) / "config.json")
         else:
             output_dir(out)
+            task_params = apply_task_defaults(args)
             _check_subsets(args)
             dataset, data = data_source(args)
             config = CompareConfig(
@@ -182,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
                 seeds=args.seeds,
                 first_seed=args.first_seed,
                 model=args.model,
-                model_params=model_params(args.model_param),
+                model_params={**task_params, **model_params(args.model_param)},
                 dataset=dataset,
                 data=data,
                 standardize=args.standardize,
@@ -201,6 +190,10 @@ def run(args: argparse.Namespace) -> int:
                 ),
                 lr_grid=args.lr_grid,
                 val_fraction=args.val_fraction,
+                task=args.task,
+                text_file=None if args.text_file is None else str(Path(args.text_file).resolve()),
+                seq_len=args.seq_len,
+                metric=args.metric,
             )
         result = run_sweep(
             config,
@@ -294,8 +287,8 @@ def _check_subsets(args: argparse.Namespace) -> None:
     from initlab.cli._validate import subset_sizes
     from initlab.datasets.sources import load_source
 
-    if args.train_subset is None and args.test_subset is None:
-        return
+    if args.train_subset is None and args.test_subset is None or args.task == "char-lm":
+        return  # a language model's subsets count windows of its corpus
     name, data = data_source(args)
     dataset = load_source(name, data, data_dir=args.data_dir, download=args.download)
     subset_sizes(dataset, args.train_subset, args.test_subset)

@@ -95,7 +95,13 @@ from initlab.experiments.checkpoint import (
     save_checkpoint,
 )
 from initlab.experiments.config import DEFAULT_SCHEMES, CompareConfig
-from initlab.experiments.core import EpochRecord, RunResult, TensorData, resolve_device
+from initlab.experiments.core import (
+    EpochRecord,
+    RunResult,
+    TensorData,
+    resolve_device,
+    sequence_cross_entropy,
+)
 from initlab.experiments.data import check_data, head_params, load_data, load_split, tensor_data
 from initlab.experiments.diagnosis import init_record
 from initlab.experiments.pretrain import source_for_run
@@ -116,7 +122,7 @@ from initlab.experiments.results import (
     run_id,
 )
 from initlab.experiments.stacked import train_group, vectorizable
-from initlab.experiments.tensorboard import TensorBoardLog
+from initlab.experiments.tasks import check_fit, lm_data, lm_params, resolve_task
 from initlab.experiments.trainer import TrainState, build_initialized, init_batch, train
 from initlab.reports import compare as report
 from initlab.schemes.registry import check_fits, parse_scheme
@@ -159,7 +165,6 @@ def run_sweep(
     progress: bool = True,
     on_epoch: Callable[[str, EpochRecord], None] | None = None,
     vectorize: bool = False,
-    tensorboard: str | os.PathLike | None = None,
 ) -> SweepResult:
     """Run (or resume) a comparison into ``out_dir`` and write its summary, report and figures.
 
@@ -183,10 +188,6 @@ def run_sweep(
             interrupt.
         vectorize: train all runs together, stacked, when the model allows it (see the module
             docstring); ``initlab compare`` turns it on unless ``--no-vectorize``.
-        tensorboard: a TensorBoard log directory: each epoch's record is also written there as
-            scalars, before ``on_epoch`` is called, one TensorBoard run per run id
-            (:class:`~initlab.experiments.tensorboard.TensorBoardLog`; under torchrun each
-            rank writes its own runs). ``None`` (the default): no TensorBoard logging.
 
     Returns:
         A :class:`SweepResult`; its rows (one per scheme) are those of ``summary.csv``.
@@ -200,8 +201,6 @@ def run_sweep(
             ``FileNotFoundError`` naming ``out_dir``).
         DataNotFoundError: the dataset's files are missing (argument ``data_dir``, or
             ``pretrain.data_dir`` for the ``pretrained`` scheme's source).
-        ArgumentError: (argument ``tensorboard``) the ``tensorboard`` package is not
-            installed; raised before anything is read or written.
         ValueError: the data do not fit the model (see :func:`check_data`; an
             ``ArgumentError`` naming ``model_params`` when the head is too small), and the
             errors of :func:`~initlab.datasets.families.load_dataset`; raised before anything
@@ -210,13 +209,9 @@ def run_sweep(
             runs stay in ``results.jsonl`` (under torchrun, ranks > 0's in their rank files,
             gathered on resume), checkpoints in ``checkpoints/``.
     """
-    # before anything runs: a missing tensorboard package is refused up front
-    board = None if tensorboard is None else TensorBoardLog(tensorboard, argument="tensorboard")
     with distributed.session() as ranks, contextlib.ExitStack() as held:
         # torchrun ranks may have computed different default names (timestamps): use rank 0's
         out = Path(ranks.from_main(lambda: out_dir))
-        if board is not None:  # closed (flushed) when the sweep ends, however it ends
-            on_epoch = held.enter_context(board).then(on_epoch)
 
         def lock() -> None:  # rank 0 holds the directory for every rank, until the end
             held.enter_context(lock_out_dir(out))
@@ -304,7 +299,8 @@ def _checked_config(config: CompareConfig | None, out: Path, resume: bool) -> Co
         require_config(out)
         return CompareConfig.from_json((out / CONFIG).read_text())
     refuse_existing(out)
-    _check_applicable(config)
+    if resolve_task(config.task).kind != "lm":  # a language model needs its corpus's vocabulary
+        _check_applicable(config)
     return config
 
 
@@ -397,6 +393,9 @@ def _prepare(saved: CompareConfig) -> tuple[CompareConfig, TensorData]:
         seed=saved.first_seed,
         standardize=saved.standardize,
     )
+    task = resolve_task(saved.task)
+    if task.kind == "lm":
+        return _prepare_lm(saved)
     val = None
     if saved.lr_grid is None:
         dataset = load_data(saved.dataset, saved.data, **options)
@@ -412,6 +411,27 @@ def _prepare(saved: CompareConfig) -> tuple[CompareConfig, TensorData]:
     check_data(model, dataset, model_name=config.model, device=device)
     _check_pretrain_data(config, model, device)
     return config, tensor_data(dataset, device, val)
+
+
+def _prepare_lm(saved: CompareConfig) -> tuple[CompareConfig, TensorData]:
+    """:func:`_prepare` for a language-model task: the corpus's windows, the vocabulary filled
+    in, the model probed (:func:`~initlab.experiments.tasks.check_fit`) and every scheme
+    applied to a copy; nothing written."""
+    device = resolve_device(saved.train.device)
+    data, vocab = lm_data(
+        saved.text_file,
+        saved.resolved_seq_len(),
+        device,
+        train_subset=saved.train_subset,
+        test_subset=saved.test_subset,
+    )
+    params = lm_params(saved.model, saved.model_params, vocab, saved.resolved_seq_len())
+    config = dataclasses.replace(saved, model_params=params)
+    with torch.random.fork_rng(devices=[]):  # PyTorch's default init draws globally
+        model = build_model(config.model, **config.model_params).to(device)
+    check_fit(resolve_task(config.task), model, data, config.model)
+    _check_applicable(config)
+    return config, data
 
 
 def _check_pretrain_data(config: CompareConfig, model: nn.Module, device) -> None:
@@ -472,6 +492,15 @@ class _Context:
 
     def write(self, line: dict) -> None:
         append_line(self.sink, line)
+
+    def epoch_line(self, base: dict, record: EpochRecord) -> dict:
+        """A run's epoch line; a language model's adds its losses in bits per character."""
+        line = {"type": "epoch", **base, **record.line()}
+        if resolve_task(self.config.task).kind == "lm":
+            line["test_bpc"] = record.test_bpc
+            if record.val_bpc is not None:
+                line["val_bpc"] = record.val_bpc
+        return line
 
     def checkpoint(self, runs: list[PendingRun]) -> Path:
         """The file of a group or lone run: its first run's id and this session's token."""
@@ -536,6 +565,45 @@ def _train_from(ctx: _Context, runs: list[PendingRun], states: dict, vectorize: 
 def _run_group(ctx: _Context, runs: list[PendingRun], states: dict) -> None:
     ctx.bar.set_description(f"{len(runs)} runs stacked")
     models = [_build(ctx, run, states.get(run.run)) for run in runs]
+    classes = _buffer_classes(models)
+    if len(classes) == 1:
+        _run_stack(ctx, runs, models, states)
+        return
+    # Buffers are shared by a stack (the vmapped forward reads the first model's), so runs
+    # whose buffers differ (deepnorm's residual_scale against the other schemes' 1) train as
+    # one stack per class of equal buffers.
+    log.info(
+        "the runs' buffers differ: training %s of equal buffers",
+        report.count(len(classes), "stack"),
+    )
+    for members in classes:
+        if len(members) == 1:
+            (i,) = members
+            _run_one(ctx, runs[i], states.get(runs[i].run), models[i])
+        else:
+            _run_stack(ctx, [runs[i] for i in members], [models[i] for i in members], states)
+
+
+def _buffer_classes(models: list[nn.Module]) -> list[list[int]]:
+    """Partition model indices into classes of equal buffers (names, shapes and values),
+    in order of first appearance."""
+    classes: list[list[int]] = []
+    for i, model in enumerate(models):
+        buffers = dict(model.named_buffers())
+        for members in classes:
+            first = dict(models[members[0]].named_buffers())
+            if first.keys() == buffers.keys() and all(
+                first[n].shape == b.shape and torch.equal(first[n], b) for n, b in buffers.items()
+            ):
+                members.append(i)
+                break
+        else:
+            classes.append([i])
+    return classes
+
+
+def _run_stack(ctx: _Context, runs: list[PendingRun], models: list, states: dict) -> None:
+    """Train ``runs`` (their ``models`` built) as one stack, or one by one if they cannot."""
     reason = vectorizable(models, ctx.data.train_x[:2])
     if reason is not None:
         log.info("training %s one after the other: %s", report.count(len(runs), "run"), reason)
@@ -549,7 +617,7 @@ def _run_group(ctx: _Context, runs: list[PendingRun], states: dict) -> None:
     written: list[tuple[int, EpochRecord]] = []  # this epoch's lines, for the bar and hook
 
     def line(index: int, record: EpochRecord) -> None:
-        ctx.write({"type": "epoch", **bases[index], **record.line()})
+        ctx.write(ctx.epoch_line(bases[index], record))
         written.append((index, record))
 
     def saved(group: dict[int, TrainState]) -> None:
@@ -602,7 +670,7 @@ def _run_one(ctx: _Context, run: PendingRun, state: TrainState | None, model=Non
     records: list[EpochRecord] = []
 
     def line(record: EpochRecord) -> None:
-        ctx.write({"type": "epoch", **base, **record.line()})
+        ctx.write(ctx.epoch_line(base, record))
         ctx.progress.owe(ctx.progress.steps)
         ctx.progress.settle()
         records.append(record)
@@ -668,6 +736,7 @@ def _start(ctx: _Context, run: PendingRun):
         model,
         (x, data.train_y[: len(x)]),
         ctx.out / "diagnosis" / f"{run.run.replace('/', '-')}.json",
+        loss_fn=sequence_cross_entropy if resolve_task(config.task).kind == "lm" else None,
     )
     ctx.write({"type": "init", **_base(run), **diagnosis})
     return model

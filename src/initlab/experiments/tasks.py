@@ -318,6 +318,15 @@ def check_fit(task: Task, model: nn.Module, data, model_name: str) -> None:
     if task.kind != "lm":
         return
     x = data.train_x[:2]
+    vocab = int(torch.cat([data.train_y.flatten(), data.test_y.flatten()]).max()) + 1
+    declared = getattr(model, "vocab_size", None)  # the zoo's language models say theirs
+    if isinstance(declared, int) and declared < vocab:
+        raise ArgumentError(
+            "model_params",
+            f"model {model_name!r} has vocab_size={declared} but the corpus needs {vocab} (its "
+            f"characters' ids); build it with vocab_size={vocab}, or leave vocab_size out to "
+            "take the corpus's",
+        )
     training = model.training
     model.eval()
     try:
@@ -336,7 +345,6 @@ def check_fit(task: Task, model: nn.Module, data, model_name: str) -> None:
             f"model {model_name!r} does not fit task {task.name!r}: for tokens of shape "
             f"{tuple(x.shape)} it returned {got}, not next-token logits {expected}"
         )
-    vocab = int(torch.cat([data.train_y.flatten(), data.test_y.flatten()]).max()) + 1
     if out.shape[-1] < vocab:
         raise ArgumentError(
             "model_params",

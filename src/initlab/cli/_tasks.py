@@ -1,0 +1,189 @@
+"""``--task`` for ``initlab compare`` and ``initlab train``: the flags, the defaults, the LM run.
+
+A task (:data:`initlab.experiments.tasks.TASKS`) fills the model, its parameters, the dataset,
+the schemes and the training settings that the user did not give on the command line; typed
+flags always win, and ``--task image`` (the default) changes nothing, so a command without
+``--task`` runs as before. Library imports happen inside the functions: ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+#: The tasks' names, for ``--help`` without importing the library (a test keeps it equal to
+#: ``initlab.experiments.tasks.TASKS``).
+TASK_NAMES = ("image", "char-lm", "seq-mnist", "seq-mnist-permuted", "vit")
+#: The flag that sets each task argument an ArgumentError may name.
+TASK_FLAGS = {
+    "task": "--task",
+    "text_file": "--text-file",
+    "seq_len": "--seq-len",
+    "metric": "--metric",
+}
+
+
+def add_task_options(parser: argparse.ArgumentParser, *, metric: bool) -> None:
+    """Add ``--task``, ``--text-file``, ``--seq-len`` and, with ``metric``, ``--metric``."""
+    from initlab.cli.train import positive_int
+
+    add = parser.add_argument
+    add(
+        "--task",
+        default="image",
+        choices=TASK_NAMES,
+        help="what to train: image (classify images: the reference MNIST example), char-lm "
+        "(a character language model on Shakespeare or --text-file, judged in bits per "
+        "character), seq-mnist (an LSTM reading MNIST row by row), seq-mnist-permuted (pixels "
+        "in a fixed random order), vit (a Vision Transformer on Fashion-MNIST: needs "
+        "--data-dir or --download). The task sets the model, dataset, schemes, epochs, batch "
+        "size, learning rate and step cap you do not give (default: %(default)s)",
+    )
+    add(
+        "--text-file",
+        default=None,
+        metavar="PATH",
+        help="with --task char-lm: a UTF-8 text to model (default: the embedded Shakespeare)",
+    )
+    add(
+        "--seq-len",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="with --task char-lm: characters per training window (default: the task's, 64)",
+    )
+    if metric:
+        add(
+            "--metric",
+            default=None,
+            choices=("accuracy", "loss", "bpc"),
+            help="what the comparison is judged by; bpc (bits per character) for char-lm "
+            "only (default: bpc for char-lm, accuracy otherwise)",
+        )
+
+
+def record_given(parser: argparse.ArgumentParser) -> None:
+    """Store what was typed on the command line: ``args.given`` (the long options as typed)
+    and ``args.given_dests`` (the destinations they set, abbreviations resolved).
+
+    argparse fills every default, so it cannot otherwise tell ``--epochs 5`` typed from the
+    default 5; the subcommand's parser is called through ``parse_known_args``.
+    """
+    parse = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        parsed, rest = parse(args, namespace)
+        typed = [a.split("=")[0] for a in args or () if a.startswith("--") and a != "--"]
+        parsed.given = typed
+        parsed.given_dests = {dest for t in typed for dest in _dests(parser, t)}
+        return parsed, rest
+
+    parser.parse_known_args = parse_known_args
+
+
+def _dests(parser: argparse.ArgumentParser, typed: str) -> list[str]:
+    """The destination an option as typed sets: exact, or the unique option it abbreviates."""
+    exact = [a.dest for a in parser._actions if typed in a.option_strings]
+    if exact:
+        return exact
+    prefixed = [a for a in parser._actions if any(o.startswith(typed) for o in a.option_strings)]
+    return [prefixed[0].dest] if len(prefixed) == 1 else []
+
+
+def apply_task_defaults(args: argparse.Namespace) -> dict:
+    """Fill ``args`` from ``args.task`` where the user gave no value; return the task's model
+    parameters to use (empty unless the model is the task's own default).
+
+    Filled: ``model``, ``schemes`` (compare), ``epochs``, ``batch_size``, ``lr``,
+    ``max_steps`` and, for a task on images, ``dataset`` (unless ``--dataset`` or ``--data``
+    was given). ``--task image`` fills nothing.
+
+    Raises:
+        ArgumentError: (argument ``task``) an unknown task.
+    """
+    from initlab.experiments.tasks import resolve_task
+
+    task = resolve_task(args.task)
+    if task.name == "image":
+        return {}
+    given = getattr(args, "given_dests", set())
+    params = {}
+    if "model" not in given:
+        args.model = task.model
+        params = dict(task.model_params)
+    fills = {
+        "schemes": ",".join(task.schemes),
+        "epochs": task.epochs,
+        "batch_size": task.batch_size,
+        "lr": task.lr,
+        "max_steps": task.max_steps,
+    }
+    for dest, value in fills.items():
+        if hasattr(args, dest) and dest not in given:
+            setattr(args, dest, value)
+    if task.kind != "lm" and not {"dataset", "data"} & given:
+        args.dataset = task.dataset
+    return params
+
+
+def train_lm(args: argparse.Namespace, task_params: dict, flags: dict) -> int:
+    """``initlab train --task char-lm``: one language-model run, printing per epoch the
+    training loss and the validation and test bits per character."""
+    import os
+
+    import torch
+
+    from initlab.cli import print_error
+    from initlab.cli._validate import scheme_applies
+    from initlab.cli.train import model_params, train_config
+    from initlab.experiments.tasks import check_fit, lm_data, lm_params, resolve_task
+    from initlab.experiments.trainer import resolve_device, train_scheme
+    from initlab.reports.compare import format_loss
+    from initlab.zoo.models import build_model
+
+    task = resolve_task(args.task)
+    if args.dataset is not None or args.data is not None:
+        from initlab._checks import ArgumentError
+
+        error = ArgumentError(
+            "dataset",
+            f"task {task.name!r} trains on a text corpus (--text-file), not on a dataset; got "
+            f"dataset={args.dataset!r}, data={args.data!r}",
+        )
+        return print_error("train", error, flags)
+    config = train_config(args, args.seed)
+    seq_len = args.seq_len or task.seq_len
+    device = resolve_device(args.device)
+    text = None if args.text_file is None else os.path.abspath(args.text_file)
+    task.check_model(args.model)
+    data, vocab = lm_data(
+        text, seq_len, device, train_subset=args.train_subset, test_subset=args.test_subset
+    )
+    params = lm_params(
+        args.model, {**task_params, **model_params(args.model_param)}, vocab, seq_len
+    )
+    scheme_applies(args.model, args.scheme, params)
+    with torch.random.fork_rng(devices=[]):
+        check_fit(task, build_model(args.model, **params).to(device), data, args.model)
+
+    def show(record) -> None:
+        print(f"Epoch {record.epoch}, Loss: {format_loss(record.train_loss)}")
+        print(f"Validation BPC: {record.val_bpc:.4f}, Test BPC: {record.test_bpc:.4f}", flush=True)
+
+    result = train_scheme(
+        args.model,
+        args.scheme,
+        data,
+        config,
+        model_params=params,
+        bias_init=args.bias_init,
+        on_epoch=show,
+    )
+    if result.status == "diverged":
+        print(
+            f"Diverged: non-finite loss at epoch {result.diverged_epoch}, "
+            f"step {result.diverged_step}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
