@@ -215,3 +215,19 @@ def test_the_bar_counts_steps_and_the_epoch_lines_print_above_it(out, tmp_path, 
     assert len(shown) == 4
     for line in shown:  # the bar redraws after a carriage return: each line has its own
         assert line.split("\r")[-1].startswith(("Epoch ", "Test Accuracy: ")), repr(line)
+
+
+def test_a_diverged_out_run_exits_1_and_its_directory_is_not_overwritten(tmp_path):
+    out = tmp_path / "d"
+    argv = ["train", "--scheme", "normal:std=1e20", "--epochs", "2", *TINY, "--out", str(out)]
+    status, printed, err = call(argv)
+    assert (status, printed) == (1, "")  # no epoch finished
+    assert err.endswith("Diverged: non-finite loss at epoch 1, step 1\n")
+    ends = [line for line in read_results(out / "results.jsonl") if line["type"] == "status"]
+    assert [(e["status"], e["epoch"], e["step"]) for e in ends] == [("diverged", 1, 1)]
+    assert call(argv) == (
+        2,
+        "",
+        f"initlab train: error: {out / 'results.jsonl'} exists; resume it with --resume {out} "
+        "or pick another --out\n",
+    )
