@@ -231,3 +231,52 @@ def test_a_diverged_out_run_exits_1_and_its_directory_is_not_overwritten(tmp_pat
         f"initlab train: error: {out / 'results.jsonl'} exists; resume it with --resume {out} "
         "or pick another --out\n",
     )
+
+
+def test_run_sweep_logs_every_stacked_run_to_its_own_tensorboard_run(tmp_path):
+    config = CompareConfig(
+        schemes=("seed", "zeros"),
+        seeds=2,
+        train_subset=256,
+        test_subset=256,
+        train=TrainConfig(epochs=2, log_every=2),
+    )
+    run_sweep(config, tmp_path / "out", progress=False, vectorize=True, tensorboard=tmp_path / "tb")
+    lines = epochs(tmp_path / "out")
+    runs = sorted({line["run"] for line in lines})
+    assert runs == ["seed/0", "seed/1", "zeros/0", "zeros/1"]
+    for run in runs:
+        shown = scalars(tmp_path / "tb" / run)
+        assert shown == expected([line for line in lines if line["run"] == run]), run
+        assert [s for s, _ in shown["loss/train_window"]] == [2, 4, 6, 8]
+
+
+def _compare_takes_tensorboard() -> bool:
+    from initlab.cli import build_parser
+
+    return "--tensorboard" in build_parser().commands["compare"]._option_string_actions
+
+
+@pytest.mark.skipif(
+    not _compare_takes_tensorboard(),
+    reason="cli/compare.py does not offer --tensorboard yet (add_tensorboard_option, "
+    "check_tensorboard, run_sweep(tensorboard=))",
+)
+def test_compare_tensorboard_logs_each_run_and_is_checked_up_front(tmp_path, monkeypatch):
+    out, board = tmp_path / "out", tmp_path / "tb"
+    argv = ["compare", "--schemes", "seed,zeros", "--seeds", "1", "--epochs", "1", "--no-progress"]
+    argv += ["--train-subset", "256", "--test-subset", "256", "--out", str(out)]
+    assert call([*argv, "--tensorboard", str(board)])[0] == 0
+    lines = epochs(out)
+    for run in ("seed/0", "zeros/0"):
+        assert scalars(board / run) == expected([ln for ln in lines if ln["run"] == run])
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    for name in [m for m in sys.modules if m.startswith("torch.utils.tensorboard")]:
+        monkeypatch.delitem(sys.modules, name)
+    argv[-1] = str(tmp_path / "other")
+    assert call([*argv, "--tensorboard", str(board)]) == (
+        2,
+        "",
+        f"initlab compare: error: {MISSING}\n",
+    )
+    assert not (tmp_path / "other").exists()
