@@ -205,6 +205,10 @@ def test_lm_report_names_task_bpc_divergence_and_sequence_figures(tmp_path):
     assert rows[0].metric == "final_bpc"
     text = (tmp_path / "report.md").read_text()
     assert "Settings: task `char-lm`, model" in text
+    assert "corpus the embedded Shakespeare in windows of the task's default length," in text
+    config = _config(text_file="poems.txt", seq_len=32)
+    write_report(tmp_path, config, _lines())
+    assert "corpus `poems.txt` in windows of 32 characters," in (tmp_path / "report.md").read_text()
     assert "Ranked by final bpc on the test set, lower is better." in text
     assert "| 1 | gpt2 | 1.020 | +0.000 bits per character | best |" in text
     assert "- `normal`: 1 of 3 runs diverged (at step 13)." in text

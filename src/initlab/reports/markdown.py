@@ -122,9 +122,7 @@ def _ranking(rows: Sequence[SummaryRow], metric: Metric) -> str:
 def _markdown(config, rows: Sequence[SummaryRow], metric: str = "final_accuracy") -> str:
     t = config.train
     settings = (
-        f"model `{config.model}` {config.model_params or '(defaults)'}, dataset `{config.dataset}`"
-        f" (train subset {config.train_subset or 'all'},"
-        f" test subset {config.test_subset or 'all'}),"
+        f"model `{config.model}` {config.model_params or '(defaults)'}, {_data_words(config)},"
         f" {t.optimizer} {_lr_words(config)} weight decay {t.weight_decay:g},"
         f" batch {t.batch_size},"
         f" {count(t.epochs, 'epoch')}, {count(config.seeds, 'seed')} from {config.first_seed},"
@@ -149,6 +147,21 @@ def _markdown(config, rows: Sequence[SummaryRow], metric: str = "final_accuracy"
         f"windows of {_window_words(t)} (`loss_curve` in `results.jsonl`); test error is "
         "1 - accuracy, both on log axes.\n\n"
         f"{figures}\n"
+    )
+
+
+def _data_words(config) -> str:
+    """The data of the settings line: a dataset and its subsets, or a language model's corpus."""
+    if getattr(config, "task", "image") == "char-lm":  # windows of a text, not a dataset
+        text = getattr(config, "text_file", None)
+        corpus = f"`{text}`" if text else "the embedded Shakespeare"
+        length = getattr(config, "seq_len", None) or (config.model_params or {}).get("seq_len")
+        windows = f"{length} characters" if length else "the task's default length"
+        return f"corpus {corpus} in windows of {windows}"
+    return (
+        f"dataset `{config.dataset}`"
+        f" (train subset {config.train_subset or 'all'},"
+        f" test subset {config.test_subset or 'all'})"
     )
 
 
