@@ -171,6 +171,9 @@ def test_train_resume_refuses_a_comparison_of_several_runs(tmp_path):
     status, _, err = call(["train", "--resume", str(tmp_path / "none")])
     assert status == 2
     assert f"--resume: {tmp_path / 'none'} has no config.json, so there is no run" in err
+    with pytest.raises(SystemExit) as exit_:  # a new run's directory or an old one's, not both
+        call(["train", "--out", str(tmp_path / "a"), "--resume", str(tmp_path)])
+    assert exit_.value.code == 2
 
 
 @pytest.fixture

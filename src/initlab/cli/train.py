@@ -15,10 +15,11 @@ import sys
 
 from initlab.cli import FLAGS as COMMON_FLAGS
 from initlab.cli import print_error
+from initlab.cli._tasks import TASK_FLAGS, add_task_options, apply_task_defaults, record_given
 
 HELP = "train one model under one initialization scheme and print the seed's lines per epoch"
 #: The flag that sets each library argument an error of this command may name.
-FLAGS = {**COMMON_FLAGS, "scheme": "--scheme", "tensorboard": "--tensorboard"}
+FLAGS = {**COMMON_FLAGS, "scheme": "--scheme", "tensorboard": "--tensorboard", **TASK_FLAGS}
 
 
 def register(subparsers) -> None:
@@ -42,7 +43,8 @@ def register(subparsers) -> None:
         "as name:key=value, e.g. normal:std=0.1 (default: %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=0, help="run seed (default: %(default)s)")
-    parser.add_argument(
+    output = parser.add_mutually_exclusive_group()  # a new run's directory, or an old one's
+    output.add_argument(
         "--out",
         default=None,
         metavar="DIR",
@@ -50,7 +52,7 @@ def register(subparsers) -> None:
         "results.jsonl (as it trains), summary.csv, report.md, figures (default: none, print "
         "only)",
     )
-    parser.add_argument(
+    output.add_argument(
         "--resume",
         default=None,
         metavar="DIR",
@@ -60,7 +62,9 @@ def register(subparsers) -> None:
     )
     add_tensorboard_option(parser)
     add_common_options(parser)
+    add_task_options(parser, metric=False)
     parser.set_defaults(func=run)
+    record_given(parser)  # --task fills only what was not typed
 
 
 def add_tensorboard_option(parser: argparse.ArgumentParser) -> None:
@@ -320,6 +324,13 @@ def model_params(pairs: list[str]) -> dict:
 def run(args: argparse.Namespace) -> int:
     try:
         check_tensorboard(args)
+        if args.resume is None:  # the task's model parameters first: typed ones override them
+            task_params = apply_task_defaults(args)
+            args.model_param = [f"{k}={v!r}" for k, v in task_params.items()] + args.model_param
+        if args.task == "char-lm" and args.out is None and args.resume is None:
+            from initlab.cli._tasks import train_lm
+
+            return train_lm(args, {}, model_flags(FLAGS, args))
         if args.out is not None or args.resume is not None:
             return _train_into(args)
         return _train(args)
@@ -374,7 +385,7 @@ def _train(args: argparse.Namespace) -> int:
 
     steps = config.epochs * config.steps_per_epoch(data.train_x.shape[0])
     # the bar counts optimizer steps; log lines and the epoch lines print above it
-    bar = tqdm.tqdm(total=steps, unit="step", disable=not show_progress())
+    bar = tqdm.tqdm(total=steps, desc=run, unit="step", disable=not show_progress())
     with bar, logging_redirect_tqdm(tqdm_class=tqdm.tqdm), board or contextlib.nullcontext():
         net = build_initialized(
             args.model,
