@@ -420,6 +420,7 @@ def print_epoch(record) -> None:
 
 
 def print_diverged(epoch: int, step: int) -> None:
+    """Say on stderr where the run diverged (``step``: 1-based, within ``epoch``)."""
     print(f"Diverged: non-finite loss at epoch {epoch}, step {step}", file=sys.stderr)
 
 
@@ -481,9 +482,8 @@ def _train_into(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    (status,) = [
-        line for line in read_results(result.out_dir / "results.jsonl") if line["type"] == "status"
-    ]
+    lines = read_results(result.out_dir / "results.jsonl")
+    status = [line for line in lines if line["type"] == "status"][-1]  # the run's outcome
     print(
         f"Wrote {result.out_dir}: config.json, results.jsonl, summary.csv, report.md, figures",
         file=sys.stderr,
