@@ -7,7 +7,7 @@
   learning rate chosen per scheme on the validation split;
 - :mod:`~initlab.reports.tables`: the text and Markdown table, ``summary.csv``;
 - :mod:`~initlab.reports.markdown`: ``report.md``;
-- :mod:`~initlab.reports.figures`: the figures.
+- :mod:`~initlab.reports.figures`: the figures, drawn with :mod:`~initlab.reports.plotting`.
 
 The names of those modules are importable from here too, as they were when this module held
 them all. Every file is written atomically (:func:`initlab._files.atomic_write`: a temporary
@@ -23,12 +23,11 @@ from pathlib import Path
 
 from initlab._files import atomic_write
 from initlab.reports.figures import FAR_FACTOR, FIGURES, SEQUENCE_FIGURES, split_far, write_figures
-from initlab.reports.figures import _band as _band
 from initlab.reports.figures import _draw_errors as _draw_errors
 from initlab.reports.figures import _error_figure as _error_figure
 from initlab.reports.figures import _loss_figure as _loss_figure
-from initlab.reports.figures import _loss_points as _loss_points
 from initlab.reports.markdown import render_report
+from initlab.reports.plotting import band, loss_points
 from initlab.reports.summary import (
     METRICS,
     SummaryRow,
@@ -42,6 +41,9 @@ from initlab.reports.summary import (
     summarize,
 )
 from initlab.reports.tables import format_loss, format_table, write_summary
+
+# the names these had when this module held the figures too
+_band, _loss_points = band, loss_points
 
 __all__ = [
     "FAR_FACTOR",

@@ -1,8 +1,5 @@
-"""Figures of a comparison, drawn with matplotlib's object API (no pyplot: no global state).
-
-Every figure draws one line per scheme, the mean over seeds, and a band from the minimum to the
-maximum over seeds; each scheme has its own color, dash pattern and marker, so that coinciding
-curves stay visible; an ``x`` marks each diverged run's last finite point. Files:
+"""The figures of a comparison (drawn with :mod:`initlab.reports.plotting`: per scheme the mean
+over seeds, a min..max band, its own style, an ``x`` at each diverged run's last point). Files:
 
 - ``train_loss.png``: training loss against the optimizer step, log y, from the epoch lines'
   ``loss_curve`` windows (an epoch line without one, written before curves existed or with
@@ -25,21 +22,26 @@ half-written figure.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
 from matplotlib.figure import Figure
-from matplotlib.ticker import (
-    FuncFormatter,
-    LogLocator,
-    MaxNLocator,
-    NullFormatter,
-    PercentFormatter,
-)
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from initlab._files import atomic_write
+from initlab.reports.plotting import (
+    DIVERGED_MARKER,
+    band,
+    finish,
+    legend_extras,
+    loss_points,
+    mark_divergences,
+    percent_log_ticks,
+    plain_log_ticks,
+    plot_band,
+    save_png,
+    scheme_style,
+)
 from initlab.reports.summary import LN2
 
 __all__ = [
@@ -82,111 +84,6 @@ def write_figures(out: Path, runs: dict, config, *, bits: bool = False) -> None:
     _grad_norm_figure(out / SEQUENCE_FIGURES["gradient norm per parameter and epoch"], runs, config)
 
 
-def _loss_points(epochs: Sequence[dict]) -> list[tuple[int, float]]:
-    """Return one run's ``(step, mean training loss)`` points from its epoch lines.
-
-    An epoch's ``loss_curve`` windows where recorded; otherwise (older files, ``log_every=0``)
-    the epoch's mean loss as one window ending at its last step. Steps count from the start.
-    """
-    points, done = [], 0
-    for e in sorted(epochs, key=lambda e: e["epoch"]):
-        curve = e.get("loss_curve")
-        points += [(s, v) for s, v in curve] if curve else [(done + e["steps"], e["train_loss"])]
-        done += e["steps"]
-    return points
-
-
-def _band(series: Sequence[Sequence[tuple[float, float]]]) -> tuple[list, list, list, list]:
-    """Return ``(x, mean, min, max)`` over runs of ``(x, y)`` points, x ascending.
-
-    Each ``x`` aggregates the runs that have a point there (a diverged run stops early).
-    """
-    by_x: dict[float, list[float]] = {}
-    for points in series:
-        for x, y in points:
-            by_x.setdefault(x, []).append(y)
-    xs = sorted(by_x)
-    return (
-        xs,
-        [sum(by_x[x]) / len(by_x[x]) for x in xs],
-        [min(by_x[x]) for x in xs],
-        [max(by_x[x]) for x in xs],
-    )
-
-
-# One style per scheme: color, dash pattern and marker all change, so that overlapping curves
-# (schemes that train alike) stay distinguishable; "x" is kept for divergence marks.
-_LINESTYLES = ("-", "--", "-.", ":")
-_MARKERS = ("o", "s", "^", "D", "v", "P", "<", ">", "h", "*")
-DIVERGED_MARKER = "x"
-
-
-def _style(index: int) -> dict:
-    """Matplotlib line properties of the ``index``-th scheme."""
-    # markers shrink along the scheme order: where curves coincide, a later (smaller) marker
-    # sits inside an earlier one and both show
-    return {
-        "color": f"C{index % 10}",
-        "linestyle": _LINESTYLES[index % len(_LINESTYLES)],
-        "marker": _MARKERS[index % len(_MARKERS)],
-        "markersize": 8.0 - 1.5 * (index % 4),
-    }
-
-
-def _plot_band(ax, x, mean, low, high, label: str, style: dict, *, index: int = 0):
-    """Draw a scheme's mean line and its min..max band; return the line.
-
-    Markers are placed on about 8 points per line, shifted per scheme, so that coinciding
-    curves show every scheme's marker.
-    """
-    every = max(1, len(x) // 8)
-    (line,) = ax.plot(x, mean, label=label, markevery=(index % every, every), **style)
-    ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
-    return line
-
-
-def _mark_divergences(ax, marks: Sequence[tuple[float, float | None, str]]) -> None:
-    """Draw an ``x`` at each diverged run's last finite point ``(x, y, color)``.
-
-    ``y`` is ``None`` for a run that diverged before its first point: the mark then sits at the
-    top of the axes, at the divergence's ``x``; a ``y`` above the axes is drawn at the top.
-    """
-    if not marks:
-        return
-    top = ax.get_ylim()[1]
-    for x, y, color in marks:
-        if y is None or y > top:
-            ax.plot(
-                [x],
-                [0.97],
-                DIVERGED_MARKER,
-                color=color,
-                markersize=10,
-                mew=2.5,
-                transform=ax.get_xaxis_transform(),
-                clip_on=False,
-                zorder=5,
-            )
-        else:
-            ax.plot([x], [y], DIVERGED_MARKER, color=color, markersize=10, mew=2.5, zorder=5)
-
-
-def _legend_extras(ax, schemes_without_points: Sequence[tuple[str, dict]], diverged: bool):
-    """Legend entries for schemes with nothing to draw and for the divergence mark."""
-    for scheme, style in schemes_without_points:
-        ax.plot([], [], label=f"{scheme} (no epoch finished)", **style)
-    if diverged:
-        ax.plot(
-            [],
-            [],
-            DIVERGED_MARKER,
-            color="0.3",
-            markersize=8,
-            mew=2,
-            label="run diverged (its last finite point)",
-        )
-
-
 def _loss_figure(
     path: Path, runs: dict, config, *, log_step: bool = False, bits: bool = False
 ) -> Figure:
@@ -202,16 +99,16 @@ def _loss_figure(
     per = 1.0 / LN2 if bits else 1.0
 
     def points_of(epochs):
-        points = _loss_points(epochs)
+        points = loss_points(epochs)
         return [(s, per * v) for s, v in points] if bits else points
 
     for i, scheme in enumerate(config.schemes):
-        style = _style(i)
+        style = scheme_style(i)
         own = [r for r in runs.values() if r["scheme"] == scheme]
         epochs = [r["epochs"] for r in own if r["epochs"]]
         if epochs:
             steps_per_epoch = steps_per_epoch or epochs[0][0]["steps"]
-            _plot_band(ax, *_band([points_of(e) for e in epochs]), scheme, style, index=i)
+            plot_band(ax, *band([points_of(e) for e in epochs]), scheme, style, index=i)
         else:
             empty.append((scheme, style))
         for r in own:
@@ -236,7 +133,7 @@ def _loss_figure(
             ax.yaxis.set_minor_formatter(plain)
     if log_step:  # the first steps, where schemes differ most, get as much room as the rest
         ax.set_xscale("log", nonpositive="mask")
-        _plain_log_ticks(ax.xaxis)
+        plain_log_ticks(ax.xaxis)
         ax.set_xlabel(f"optimizer step (batches of {config.train.batch_size}, log scale)")
     else:
         ax.set_xlim(left=0)
@@ -249,9 +146,9 @@ def _loss_figure(
         )
         top.set_xlabel("epoch")
         if log_step:
-            _plain_log_ticks(top.xaxis)
-    _mark_divergences(ax, marks)
-    _legend_extras(ax, empty, bool(marks))
+            plain_log_ticks(top.xaxis)
+    mark_divergences(ax, marks)
+    legend_extras(ax, empty, bool(marks))
     # log_every=0 leaves the epoch means: windows of a whole epoch
     window = config.train.window(steps_per_epoch) or steps_per_epoch if steps_per_epoch else "N"
     what = "Training bits per character" if bits else "Training loss"
@@ -261,7 +158,7 @@ def _loss_figure(
         "(line: mean over seeds, band: min..max)",
         fontsize="medium",
     )
-    _finish(ax, path)
+    finish(ax, path)
     return fig
 
 
@@ -307,19 +204,19 @@ def _error_figure(path: Path, runs: dict, schemes: Sequence[str]) -> Figure:
     for scheme in schemes:
         series = _error_series(runs, scheme)
         if series:
-            mean = _band(series)[1]
+            mean = band(series)[1]
             levels[scheme] = (min(mean), max(mean))
     near, far = split_far(levels)
     if not far:
         fig = Figure(figsize=(9, 4.8), layout="constrained")
         ax = fig.add_subplot()
         _draw_errors(ax, runs, schemes)
-        _finish(ax, path)
+        finish(ax, path)
         return fig
     fig = Figure(figsize=(9, 6.4), layout="constrained")
     ax, ax_far = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
     _draw_errors(ax, runs, schemes, only=set(near) | (set(schemes) - set(levels)))
-    _draw_errors(ax_far, runs, schemes, only=set(far), legend_extras=False)
+    _draw_errors(ax_far, runs, schemes, only=set(far), extras=False)
     ax.set_xlabel("")
     ax_far.set_title(
         f"Schemes far above the others, on their own scale: {', '.join(far)}",
@@ -345,13 +242,11 @@ def _error_figure(path: Path, runs: dict, schemes: Sequence[str]) -> Figure:
         fontsize="small",
         title="scheme",
     )
-    _save(fig, path)
+    save_png(fig, path)
     return fig
 
 
-def _draw_errors(
-    ax, runs: dict, schemes: Sequence[str], only=None, *, legend_extras: bool = True
-) -> None:
+def _draw_errors(ax, runs: dict, schemes: Sequence[str], only=None, *, extras: bool = True) -> None:
     """Draw test error per epoch on ``ax``: log y in percent, whole epochs on x.
 
     ``only``: the schemes to draw (default all); styles stay those of the scheme's position.
@@ -360,10 +255,10 @@ def _draw_errors(
     for i, scheme in enumerate(schemes):
         if only is not None and scheme not in only:
             continue
-        style = _style(i)
+        style = scheme_style(i)
         series = _error_series(runs, scheme)
         if series:
-            _plot_band(ax, *_band(series), scheme, style, index=i)
+            plot_band(ax, *band(series), scheme, style, index=i)
             errors += [err for points in series for _, err in points if err > 0]
             last_epoch = max(last_epoch, *(epoch for points in series for epoch, _ in points))
         else:
@@ -381,7 +276,7 @@ def _draw_errors(
     # log y: 2.4% and 2.6% error separate, and a chance-level scheme (90%) still shows;
     # an error of exactly 0 (a tiny test subset) cannot be drawn there and is left out.
     ax.set_yscale("log", nonpositive="mask")
-    _percent_log_ticks(ax, errors)
+    percent_log_ticks(ax, errors)
     # whole epochs only (MaxNLocator's integer=True still picks 0.6, 0.7, ... on a span of one
     # epoch), with half an epoch of margin so that a single epoch is one centered column
     if last_epoch <= 20:
@@ -389,46 +284,17 @@ def _draw_errors(
     else:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlim(0.5, last_epoch + 0.5)
-    _mark_divergences(ax, marks)
-    if legend_extras:
+    mark_divergences(ax, marks)
+    if extras:
         diverged = bool(marks) or any(r.get("status") == "diverged" for r in runs.values())
-        _legend_extras(ax, empty, diverged)
+        legend_extras(ax, empty, diverged)
     elif empty:
-        _legend_extras(ax, empty, False)
+        legend_extras(ax, empty, False)
     ax.set_xlabel("epoch")
     ax.set_ylabel("test error = 1 - accuracy (%, log scale)")
     ax.set_title(
         "Test error after each epoch (line: mean over seeds, band: min..max)", fontsize="medium"
     )
-
-
-def _percent_log_ticks(ax, errors: Sequence[float]) -> None:
-    """Label a log y axis in percent only (no 6x10^-1) with room above the largest error."""
-    if errors:
-        # a factor 1.3 of margin on a log axis: the top point and its label stay inside
-        low, high = min(errors) / 1.3, max(errors) * 1.3
-        ax.set_ylim(low, high)
-        # under one decade, label every 1..9 x 10^k, else 1, 2, 3, 5, 7 (about 5 per decade)
-        few = math.log10(high / low) <= 1.0
-        subs = tuple(range(1, 10)) if few else (1.0, 2.0, 3.0, 5.0, 7.0)
-        ax.yaxis.set_major_locator(LogLocator(subs=subs))
-    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=None))
-    ax.yaxis.set_minor_formatter(NullFormatter())  # minor ticks mark, the majors carry labels
-
-
-def _plain_log_ticks(axis) -> None:
-    """Label a log axis at 1, 2 and 5 x 10^k as plain numbers (``20``, ``0.05``, ``1e+04``)."""
-    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
-    axis.set_minor_formatter(NullFormatter())
-
-
-def _finish(ax, path: Path) -> None:
-    """Grid, the legend outside the axes (it never covers a curve), and save."""
-    ax.grid(alpha=0.3, which="both")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", title="scheme")
-    _save(ax.figure, path)
 
 
 def _activation_figure(path: Path, runs: dict, schemes: Sequence[str]) -> None:
@@ -438,11 +304,11 @@ def _activation_figure(path: Path, runs: dict, schemes: Sequence[str]) -> None:
         stds = [r["activation_std"] for r in runs.values() if r["scheme"] == scheme]
         stds = [s for s in stds if s]
         if not stds:
-            ax.plot([], [], label=f"{scheme} (not recorded)", **_style(i))
+            ax.plot([], [], label=f"{scheme} (not recorded)", **scheme_style(i))
             continue
         layers = list(stds[0])
         mean = [sum(s[layer] for s in stds) / len(stds) for layer in layers]
-        ax.plot(range(len(layers)), mean, label=scheme, **_style(i))
+        ax.plot(range(len(layers)), mean, label=scheme, **scheme_style(i))
         ax.set_xticks(range(len(layers)), layers, rotation=30, fontsize="small")
     # symlog: the zeros scheme has std exactly 0, which a log axis cannot show.
     ax.set_yscale("symlog", linthresh=1e-3)
@@ -450,13 +316,7 @@ def _activation_figure(path: Path, runs: dict, schemes: Sequence[str]) -> None:
     ax.set_xlabel("layer output (forward order)")
     ax.set_ylabel("activation std at init (symlog scale)")
     ax.set_title("Per-layer activation std at initialization (mean over seeds)")
-    _finish(ax, path)
-
-
-def _save(fig: Figure, path: Path) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    atomic_write(path, buffer.getvalue())
+    finish(ax, path)
 
 
 # More panels than this would shrink each below reading size; deeper models show an evenly
@@ -503,11 +363,11 @@ def _grad_norm_figure(path: Path, runs: dict, config) -> Figure:
             series = [s for s in series if s]
             if not series:
                 continue
-            line = _plot_band(ax, *_band(series), scheme, _style(i), index=i)
+            line = plot_band(ax, *band(series), scheme, scheme_style(i), index=i)
             handles.setdefault(scheme, line)
             last_epoch = max(last_epoch, *(epoch for s in series for epoch, _ in s))
         ax.set_yscale("log", nonpositive="mask")  # an exactly zero gradient is not drawn
-        _plain_log_ticks(ax.yaxis)
+        plain_log_ticks(ax.yaxis)
         ax.set_title(name, fontsize="small")
         ax.grid(alpha=0.3, which="both")
         ax.tick_params(labelsize="x-small")
@@ -539,5 +399,5 @@ def _grad_norm_figure(path: Path, runs: dict, config) -> Figure:
         "(log scale; line: mean over seeds, band: min..max; a zero norm is not drawn)",
         fontsize="medium",
     )
-    _save(fig, path)
+    save_png(fig, path)
     return fig
