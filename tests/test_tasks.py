@@ -344,3 +344,21 @@ def test_cli_compare_refuses_a_model_that_does_not_fit_the_task(tmp_path, capsys
     assert status == 2
     assert "argument --model: model 'cnn' does not fit task 'char-lm'" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_train_task_char_lm_prints_bits_per_character(text_file, capsys):
+    args = ["train", "--task", "char-lm", "--text-file", text_file, "--seq-len", "16"]
+    args += ["--epochs", "2", "--max-steps", "3", "--model", "char-rnn", "--model-arg", "hidden=8"]
+    assert main([*args, "--scheme", "torch_default"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 4 and out[0].startswith("Epoch 1, Loss: ") and out[2].startswith("Epoch 2")
+    for line in (out[1], out[3]):  # "Validation BPC: 4.2200, Test BPC: 4.2182"
+        val, test = line.split(", ")
+        assert val.startswith("Validation BPC: ") and test.startswith("Test BPC: ")
+        # bits per character of a model that learned something: below log2 of the 21 characters
+        assert 0 < float(test.split(": ")[1]) < math.log2(21)
+
+
+def test_cli_train_refuses_a_language_model_for_the_image_task(capsys):
+    assert main(["train", "--model", "char-gpt"]) == 2
+    assert "argument --model: model 'char-gpt' does not fit task 'image'" in capsys.readouterr().err

@@ -96,15 +96,17 @@ def apply_task_defaults(args: argparse.Namespace) -> dict:
 
     Filled: ``model``, ``schemes`` (compare), ``epochs``, ``batch_size``, ``lr``,
     ``max_steps`` and, for a task on images, ``dataset`` (unless ``--dataset`` or ``--data``
-    was given). ``--task image`` fills nothing.
+    was given). ``--task image`` fills nothing. Then the model is checked against the task.
 
     Raises:
-        ArgumentError: (argument ``task``) an unknown task.
+        ArgumentError: (argument ``task``) an unknown task; (argument ``model``) a zoo model
+            that does not fit the task (:meth:`~initlab.experiments.tasks.Task.check_model`).
     """
     from initlab.experiments.tasks import resolve_task
 
     task = resolve_task(args.task)
     if task.name == "image":
+        task.check_model(args.model)
         return {}
     given = getattr(args, "given_dests", set())
     params = {}
@@ -123,6 +125,7 @@ def apply_task_defaults(args: argparse.Namespace) -> dict:
             setattr(args, dest, value)
     if task.kind != "lm" and not {"dataset", "data"} & given:
         args.dataset = task.dataset
+    task.check_model(args.model)
     return params
 
 
