@@ -362,3 +362,12 @@ def test_cli_train_task_char_lm_prints_bits_per_character(text_file, capsys):
 def test_cli_train_refuses_a_language_model_for_the_image_task(capsys):
     assert main(["train", "--model", "char-gpt"]) == 2
     assert "argument --model: model 'char-gpt' does not fit task 'image'" in capsys.readouterr().err
+
+
+def test_vit_without_its_files_says_the_task_needs_them(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    config = CompareConfig.for_task("vit", seeds=1, data_dir=str(empty))
+    with pytest.raises(FileNotFoundError, match=r"task 'vit' trains on 'fashion-mnist'") as e:
+        run_sweep(config, tmp_path / "out", progress=False)
+    assert e.value.argument == "data_dir" and not (tmp_path / "out").exists()

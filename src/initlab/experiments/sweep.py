@@ -397,12 +397,21 @@ def _prepare(saved: CompareConfig) -> tuple[CompareConfig, TensorData]:
     if task.kind == "lm":
         return _prepare_lm(saved)
     val = None
-    if saved.lr_grid is None:
-        dataset = load_data(saved.dataset, saved.data, **options)
-    else:  # the rates are chosen on a split held out of the training data, never on the test
-        dataset, val = load_split(
-            saved.dataset, saved.data, val_fraction=saved.val_fraction, **options
+    try:
+        if saved.lr_grid is None:
+            dataset = load_data(saved.dataset, saved.data, **options)
+        else:  # the rates are chosen on a split held out of the training data, never on the test
+            dataset, val = load_split(
+                saved.dataset, saved.data, val_fraction=saved.val_fraction, **options
+            )
+    except DataNotFoundError as error:
+        if not task.needs_files or saved.dataset != task.dataset:
+            raise
+        context = (
+            f"task {task.name!r} trains on {task.dataset!r}, which initlab does not embed "
+            "(give data_dir or download=True): "
         )
+        raise error.reworded(error.argument, fetchable=True, context=context) from None
     params = head_params(saved.model, saved.model_params, saved.dataset, dataset.num_classes)
     config = dataclasses.replace(saved, model_params=params)
     device = resolve_device(config.train.device)
