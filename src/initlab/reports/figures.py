@@ -16,8 +16,9 @@ over seeds, a min..max band, its own style, an ``x`` at each diverged run's last
   steps of each epoch (``grad_norms`` of the epoch lines; the first point is the first epoch),
   log y.
 
-Files are written atomically (:func:`initlab._files.atomic_write`), so a reader never sees a
-half-written figure.
+All five are written for every task; ``report.md`` shows :data:`FIGURES` and, for a task other
+than ``image``, :data:`SEQUENCE_FIGURES` too. Files are written atomically
+(:func:`initlab._files.atomic_write`), so a reader never sees a half-written figure.
 """
 
 from __future__ import annotations

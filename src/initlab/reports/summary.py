@@ -75,6 +75,7 @@ class Metric:
 
     @property
     def is_accuracy(self) -> bool:
+        """Whether the metric is an accuracy (a fraction, written in percent)."""
         return self.unit == "points"
 
     def amount(self, value: float) -> str:
