@@ -371,3 +371,21 @@ def test_vit_without_its_files_says_the_task_needs_them(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"task 'vit' trains on 'fashion-mnist'") as e:
         run_sweep(config, tmp_path / "out", progress=False)
     assert e.value.argument == "data_dir" and not (tmp_path / "out").exists()
+
+
+def test_an_interrupted_char_lm_sweep_resumes_to_the_same_lines(tmp_path, text_file):
+    config = lm_config(text_file, "char-rnn", {"embed": 4, "hidden": 8}, seeds=1)
+    run_sweep(config, tmp_path / "whole", progress=False, vectorize=True)
+
+    def stop(run, record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(config, tmp_path / "cut", progress=False, vectorize=True, on_epoch=stop)
+    # config.json alone gives the task, corpus and window back
+    run_sweep(None, tmp_path / "cut", resume=True, progress=False, vectorize=True)
+    whole, cut = epoch_lines(tmp_path / "whole"), epoch_lines(tmp_path / "cut")
+    assert whole.keys() == cut.keys() and len(whole) == 4
+    for key, line in whole.items():
+        assert cut[key]["train_loss"] == line["train_loss"], key  # deterministic: equal
+        assert cut[key]["test_bpc"] == line["test_bpc"], key

@@ -25,8 +25,6 @@ TASK_FLAGS = {
 
 def add_task_options(parser: argparse.ArgumentParser, *, metric: bool) -> None:
     """Add ``--task``, ``--text-file``, ``--seq-len`` and, with ``metric``, ``--metric``."""
-    from initlab.cli.train import positive_int
-
     add = parser.add_argument
     add(
         "--task",
@@ -47,7 +45,7 @@ def add_task_options(parser: argparse.ArgumentParser, *, metric: bool) -> None:
     )
     add(
         "--seq-len",
-        type=positive_int,
+        type=_positive_int,
         default=None,
         metavar="N",
         help="with --task char-lm: characters per training window (default: the task's, 64)",
@@ -60,6 +58,17 @@ def add_task_options(parser: argparse.ArgumentParser, *, metric: bool) -> None:
             help="what the comparison is judged by; bpc (bits per character) for char-lm "
             "only (default: bpc for char-lm, accuracy otherwise)",
         )
+
+
+def _positive_int(text: str) -> int:
+    """Parse a count of at least 1 (argparse names the option in its error message)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
+    return value
 
 
 def record_given(parser: argparse.ArgumentParser) -> None:
@@ -129,17 +138,24 @@ def apply_task_defaults(args: argparse.Namespace) -> dict:
     return params
 
 
-def train_lm(args: argparse.Namespace, task_params: dict, flags: dict) -> int:
+def train_lm(args: argparse.Namespace, config, given: dict, flags: dict) -> int:
     """``initlab train --task char-lm``: one language-model run, printing per epoch the
-    training loss and the validation and test bits per character."""
+    training loss and the validation and test bits per character.
+
+    Args:
+        args: the parsed options, the task's defaults applied (:func:`apply_task_defaults`).
+        config: the run's :class:`~initlab.experiments.config.TrainConfig`.
+        given: the model's parameters (the task's, then ``--model-arg``).
+        flags: library argument -> flag, for the error message.
+    """
     import os
 
     import torch
 
     from initlab.cli import print_error
     from initlab.cli._validate import scheme_applies
-    from initlab.cli.train import model_params, train_config
-    from initlab.experiments.tasks import check_fit, lm_data, lm_params, resolve_task
+    from initlab.experiments.data import check_fit, lm_data, lm_params
+    from initlab.experiments.tasks import resolve_task
     from initlab.experiments.trainer import resolve_device, train_scheme
     from initlab.reports.compare import format_loss
     from initlab.zoo.models import build_model
@@ -154,7 +170,6 @@ def train_lm(args: argparse.Namespace, task_params: dict, flags: dict) -> int:
             f"dataset={args.dataset!r}, data={args.data!r}",
         )
         return print_error("train", error, flags)
-    config = train_config(args, args.seed)
     seq_len = args.seq_len or task.seq_len
     device = resolve_device(args.device)
     text = None if args.text_file is None else os.path.abspath(args.text_file)
@@ -162,9 +177,7 @@ def train_lm(args: argparse.Namespace, task_params: dict, flags: dict) -> int:
     data, vocab = lm_data(
         text, seq_len, device, train_subset=args.train_subset, test_subset=args.test_subset
     )
-    params = lm_params(
-        args.model, {**task_params, **model_params(args.model_param)}, vocab, seq_len
-    )
+    params = lm_params(args.model, given, vocab, seq_len)
     scheme_applies(args.model, args.scheme, params)
     with torch.random.fork_rng(devices=[]):
         check_fit(task, build_model(args.model, **params).to(device), data, args.model)

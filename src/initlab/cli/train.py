@@ -330,7 +330,8 @@ def run(args: argparse.Namespace) -> int:
         if args.task == "char-lm" and args.out is None and args.resume is None:
             from initlab.cli._tasks import train_lm
 
-            return train_lm(args, {}, model_flags(FLAGS, args))
+            config, params = train_config(args, args.seed), model_params(args.model_param)
+            return train_lm(args, config, params, model_flags(FLAGS, args))
         if args.out is not None or args.resume is not None:
             return _train_into(args)
         return _train(args)

@@ -165,7 +165,7 @@ class CompareConfig:
             ``"seq-mnist-permuted"``, ``"vit"``. A zoo ``model`` must be one of the task's
             models. A language-model task reads no ``dataset``: its data are the corpus's
             windows of ``seq_len`` characters (``None``: the task's 64) with the fixed 5%
-            validation split (:func:`~initlab.experiments.tasks.lm_data`); ``model_params``
+            validation split (:func:`~initlab.experiments.data.lm_data`); ``model_params``
             get ``vocab_size`` (and char-gpt's ``seq_len``) from the corpus unless given.
         text_file, seq_len: a language-model task's corpus and window; refused for others.
         metric: what the comparison is judged by: ``"accuracy"``, ``"loss"`` or ``"bpc"``

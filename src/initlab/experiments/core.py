@@ -64,7 +64,7 @@ class TensorData:
     """A dataset on one device: images ``(N, 1, H, W)`` float32 in [0, 1], labels ``(N,)`` int64.
 
     Or a language model's windows: inputs ``(N, T)`` int64 tokens and targets ``(N, T)``, the
-    inputs shifted by one (:func:`initlab.experiments.tasks.lm_data`).
+    inputs shifted by one (:func:`initlab.experiments.data.lm_data`).
 
     ``val_x``, ``val_y``: an optional validation split held out from the training data
     (:func:`~initlab.datasets.split.hold_out`); the trainers then evaluate it after each epoch

@@ -1,5 +1,9 @@
 """Does a dataset fit a model: the checks a run's data pass before training, and the head size.
 
+A language-model task's data come from here too: :func:`lm_data` (a corpus's windows),
+:func:`lm_params` (the vocabulary filled in) and :func:`check_fit` (the model's ``(B, T, V)``
+output probed).
+
 :func:`check_data` finds, before anything is trained or written, what the training loop would
 find only when it reaches the offending batch (the test images after a whole epoch, a label
 beyond the head as a raw index error); :func:`head_params` gives a zoo model the number of
@@ -16,10 +20,20 @@ from initlab.datasets.arrays import standardize as standardize_dataset
 from initlab.datasets.families import DATASETS, Dataset, to_inputs
 from initlab.datasets.sources import is_user_data, load_source
 from initlab.datasets.split import hold_out
+from initlab.datasets.text import char_corpus, load_text, windows
 from initlab.experiments.core import TensorData
 from initlab.zoo.models import MODEL_ALIASES, MODELS, accepted_params, fit_classes
 
-__all__ = ["check_data", "head_params", "load_data", "load_split", "tensor_data"]
+__all__ = [
+    "check_data",
+    "check_fit",
+    "head_params",
+    "lm_data",
+    "lm_params",
+    "load_data",
+    "load_split",
+    "tensor_data",
+]
 
 
 def load_data(
@@ -252,3 +266,123 @@ def _input_hint(model_name: str | None, images: torch.Tensor) -> str:
     if "image_size" in accepted:
         return f"; model {model_name!r} takes square images only (image_size)"
     return f"; model {model_name!r} takes 28x28 images only"
+
+
+def lm_params(model: str, model_params: dict, vocab_size: int, seq_len: int) -> dict:
+    """A language model's parameters with ``vocab_size`` (and char-gpt's ``seq_len``) filled.
+
+    Values the user gave are kept (a ``vocab_size`` too small for the corpus is refused by
+    :func:`check_fit`); a factory model gets nothing added.
+    """
+    if model not in MODELS and model not in MODEL_ALIASES:
+        return dict(model_params)
+    accepted = accepted_params(model)
+    filled = dict(model_params)
+    if "vocab_size" in accepted:
+        filled.setdefault("vocab_size", vocab_size)
+    if "seq_len" in accepted:
+        filled.setdefault("seq_len", seq_len)
+    return filled
+
+
+def lm_data(
+    text_file: str | None,
+    seq_len: int,
+    device: str | torch.device = "cpu",
+    *,
+    train_subset: int | None = None,
+    test_subset: int | None = None,
+) -> tuple[TensorData, int]:
+    """Load a character corpus as the trainers take it: windows of ``seq_len`` tokens.
+
+    The corpus (:func:`initlab.datasets.text.load_text`: the embedded Shakespeare when
+    ``text_file`` is ``None``) is split into its fixed train, validation and test parts
+    (:func:`~initlab.datasets.text.char_corpus`, 5% each for validation and test, in text
+    order), each cut into non-overlapping windows (:func:`~initlab.datasets.text.windows`):
+    inputs ``(N, seq_len)`` int64 and targets the same characters shifted by one. The
+    validation split is always present (``val_x``, ``val_y``).
+
+    Args:
+        text_file: a UTF-8 text file, or ``None`` for the embedded corpus.
+        seq_len: characters per window, >= 1.
+        device: where the tensors go.
+        train_subset, test_subset: keep only the first this many training / test windows
+            (for quick runs).
+
+    Returns:
+        ``(data, vocab_size)``: a :class:`~initlab.experiments.core.TensorData` and an int.
+
+    Raises:
+        ArgumentError: (argument ``text_file``) a missing, empty, binary or too short file
+            (:func:`~initlab.datasets.text.load_text`); (argument ``seq_len``) a part too
+            short for one window (:func:`~initlab.datasets.text.windows`).
+    """
+    corpus = char_corpus(load_text(text_file))
+    parts = {}
+    for split in ("train", "val", "test"):
+        x, y = windows(getattr(corpus, split), seq_len, part=split)
+        parts[split] = (x.to(device), y.to(device))
+    (train_x, train_y), (val_x, val_y), (test_x, test_y) = (
+        parts["train"],
+        parts["val"],
+        parts["test"],
+    )
+    if train_subset is not None:
+        train_x, train_y = train_x[:train_subset], train_y[:train_subset]
+    if test_subset is not None:
+        test_x, test_y = test_x[:test_subset], test_y[:test_subset]
+    data = TensorData(train_x, train_y, test_x, test_y, val_x, val_y)
+    return data, corpus.vocab_size
+
+
+@torch.no_grad()
+def check_fit(task, model: nn.Module, data: TensorData, model_name: str) -> None:
+    """Probe ``model`` with two training inputs of ``data``; raise unless its output fits ``task``
+    (a :class:`~initlab.experiments.tasks.Task`).
+
+    For a language model the output must be logits ``(2, T, V)`` for tokens ``(2, T)`` with
+    ``V`` at least the corpus's vocabulary; a classifier's ``(B, classes)`` logits are checked
+    by :func:`~initlab.experiments.data.check_data`. One forward pass in eval mode (no
+    batch-statistics update, no dropout draw); the model's mode is restored.
+
+    Raises:
+        ValueError: the model fails on the batch or returns another shape (naming the model,
+            the task and what it needs).
+        ArgumentError: (argument ``model_params``) fewer logits than the vocabulary needs.
+    """
+    if task.kind != "lm":
+        return
+    x = data.train_x[:2]
+    vocab = int(torch.cat([data.train_y.flatten(), data.test_y.flatten()]).max()) + 1
+    declared = getattr(model, "vocab_size", None)  # the zoo's language models say theirs
+    if isinstance(declared, int) and declared < vocab:
+        raise ArgumentError(
+            "model_params",
+            f"model {model_name!r} has vocab_size={declared} but the corpus needs {vocab} (its "
+            f"characters' ids); build it with vocab_size={vocab}, or leave vocab_size out to "
+            "take the corpus's",
+        )
+    training = model.training
+    model.eval()
+    try:
+        out = model(x)
+    except (RuntimeError, ValueError, IndexError, TypeError) as error:
+        raise ValueError(
+            f"model {model_name!r} does not take the tokens of task {task.name!r} (a batch of "
+            f"shape {tuple(x.shape)}, int64): {error}"
+        ) from None
+    finally:
+        model.train(training)
+    expected = (*x.shape, "vocab")
+    if not isinstance(out, torch.Tensor) or out.ndim != 3 or tuple(out.shape[:2]) != x.shape:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"model {model_name!r} does not fit task {task.name!r}: for tokens of shape "
+            f"{tuple(x.shape)} it returned {got}, not next-token logits {expected}"
+        )
+    if out.shape[-1] < vocab:
+        raise ArgumentError(
+            "model_params",
+            f"model {model_name!r} returns {out.shape[-1]} logits per position but the corpus "
+            f"needs {vocab} (its characters); build it with vocab_size={vocab}",
+        )

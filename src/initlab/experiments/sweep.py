@@ -102,7 +102,16 @@ from initlab.experiments.core import (
     resolve_device,
     sequence_cross_entropy,
 )
-from initlab.experiments.data import check_data, head_params, load_data, load_split, tensor_data
+from initlab.experiments.data import (
+    check_data,
+    check_fit,
+    head_params,
+    lm_data,
+    lm_params,
+    load_data,
+    load_split,
+    tensor_data,
+)
 from initlab.experiments.diagnosis import init_record
 from initlab.experiments.pretrain import source_for_run
 from initlab.experiments.results import (
@@ -122,7 +131,7 @@ from initlab.experiments.results import (
     run_id,
 )
 from initlab.experiments.stacked import train_group, vectorizable
-from initlab.experiments.tasks import check_fit, lm_data, lm_params, resolve_task
+from initlab.experiments.tasks import resolve_task
 from initlab.experiments.trainer import TrainState, build_initialized, init_batch, train
 from initlab.reports import compare as report
 from initlab.schemes.registry import check_fits, parse_scheme
@@ -424,7 +433,7 @@ def _prepare(saved: CompareConfig) -> tuple[CompareConfig, TensorData]:
 
 def _prepare_lm(saved: CompareConfig) -> tuple[CompareConfig, TensorData]:
     """:func:`_prepare` for a language-model task: the corpus's windows, the vocabulary filled
-    in, the model probed (:func:`~initlab.experiments.tasks.check_fit`) and every scheme
+    in, the model probed (:func:`~initlab.experiments.data.check_fit`) and every scheme
     applied to a copy; nothing written."""
     device = resolve_device(saved.train.device)
     data, vocab = lm_data(
