@@ -55,8 +55,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from initlab.experiments.config import TrainConfig
 from initlab.experiments.core import TensorData
+from initlab.experiments.data import lm_data, lm_params
 from initlab.experiments.stacked import train_group
-from initlab.experiments.tasks import TASKS, lm_data, lm_params
+from initlab.experiments.tasks import TASKS
 from initlab.experiments.trainer import build_initialized, init_batch
 from initlab.zoo.recurrent import CharRNN
 
