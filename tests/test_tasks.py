@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -357,6 +358,19 @@ def test_cli_train_task_char_lm_prints_bits_per_character(text_file, capsys):
         assert val.startswith("Validation BPC: ") and test.startswith("Test BPC: ")
         # bits per character of a model that learned something: below log2 of the 21 characters
         assert 0 < float(test.split(": ")[1]) < math.log2(21)
+
+
+def test_cli_train_out_keeps_the_task_and_prints_the_same_lines(tmp_path, text_file, capsys):
+    args = ["train", "--task", "char-lm", "--text-file", text_file, "--seq-len", "16"]
+    args += ["--epochs", "1", "--max-steps", "3", "--model", "char-rnn", "--model-arg", "hidden=8"]
+    assert main([*args, "--scheme", "torch_default"]) == 0
+    alone = capsys.readouterr().out.splitlines()
+    assert main([*args, "--scheme", "torch_default", "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == alone  # the same run, the same two lines
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["task"] == "char-lm" and saved["seq_len"] == 16
+    assert saved["text_file"] == str(Path(text_file).resolve())
 
 
 def test_cli_train_refuses_a_language_model_for_the_image_task(capsys):

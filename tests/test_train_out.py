@@ -124,8 +124,8 @@ def test_interrupted_out_run_resumes_to_the_same_numbers_and_tensorboard(plain, 
     out, board = plain["root"] / "stopped", plain["root"] / "tb-stopped"
     show = cli_train.print_epoch
 
-    def stop_after_epoch_1(record):
-        show(record)
+    def stop_after_epoch_1(record, **options):
+        show(record, **options)
         raise KeyboardInterrupt  # Ctrl-C once epoch 1 is written and checkpointed
 
     monkeypatch.setattr(cli_train, "print_epoch", stop_after_epoch_1)
@@ -254,17 +254,6 @@ def test_run_sweep_logs_every_stacked_run_to_its_own_tensorboard_run(tmp_path):
         assert [s for s, _ in shown["loss/train_window"]] == [2, 4, 6, 8]
 
 
-def _compare_takes_tensorboard() -> bool:
-    from initlab.cli import build_parser
-
-    return "--tensorboard" in build_parser().commands["compare"]._option_string_actions
-
-
-@pytest.mark.skipif(
-    not _compare_takes_tensorboard(),
-    reason="cli/compare.py does not offer --tensorboard yet (add_tensorboard_option, "
-    "check_tensorboard, run_sweep(tensorboard=))",
-)
 def test_compare_tensorboard_logs_each_run_and_is_checked_up_front(tmp_path, monkeypatch):
     out, board = tmp_path / "out", tmp_path / "tb"
     argv = ["compare", "--schemes", "seed,zeros", "--seeds", "1", "--epochs", "1", "--no-progress"]

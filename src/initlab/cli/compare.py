@@ -14,6 +14,8 @@ from initlab.cli import print_error
 from initlab.cli._tasks import TASK_FLAGS, add_task_options, record_given
 from initlab.cli.train import (
     add_common_options,
+    add_tensorboard_option,
+    check_tensorboard,
     data_source,
     fraction,
     model_flags,
@@ -112,6 +114,7 @@ def register(subparsers) -> None:
     )
     add_pretrain_options(parser)
     add_common_options(parser)
+    add_tensorboard_option(parser)
     add_task_options(parser, metric=True)
     parser.set_defaults(func=run)
     record_given(parser)
@@ -158,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
         _warn_ignored(getattr(args, "given", []))
     out = args.resume or args.out or time.strftime("runs/compare-%Y%m%d-%H%M%S", time.gmtime())
     try:
+        check_tensorboard(args)  # before anything runs
         config = None
         if args.resume is not None:
             _check_saved_config(Path(out) / "config.json")
@@ -201,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume is not None,
             progress=not args.no_progress,
             vectorize=not args.no_vectorize,
+            tensorboard=args.tensorboard,
         )
     except KeyboardInterrupt:
         if (Path(out) / "config.json").is_file():
@@ -296,7 +301,8 @@ def _check_subsets(args: argparse.Namespace) -> None:
 
 def _warn_ignored(given: list[str]) -> None:
     """Log the options given with --resume that it ignores (the saved config.json rules)."""
-    ignored = [g for g in given if g not in ("--resume", "--no-progress", "--no-vectorize")]
+    kept = ("--resume", "--no-progress", "--no-vectorize", "--tensorboard")
+    ignored = [g for g in given if g not in kept]
     if ignored:
         logging.warning(
             "--resume uses the sweep's saved config.json; ignoring %s", ", ".join(ignored)

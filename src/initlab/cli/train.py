@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import math
 import sys
+from pathlib import Path
 
 from initlab.cli import FLAGS as COMMON_FLAGS
 from initlab.cli import print_error
@@ -408,15 +409,21 @@ def show_progress() -> bool:
     return sys.stderr.isatty()
 
 
-def print_epoch(record) -> None:
+def print_epoch(record, *, lm: bool = False) -> None:
     """Print the reference example's two lines of an epoch, above a progress bar if one is
-    drawn (``tqdm.write``: the bar is cleared, the lines printed, the bar redrawn)."""
+    drawn (``tqdm.write``: the bar is cleared, the lines printed, the bar redrawn); a language
+    model (``lm``) prints bits per character instead of the accuracy, as ``--task char-lm``
+    without ``--out`` does."""
     import tqdm
 
     from initlab.reports.compare import format_loss
 
     tqdm.tqdm.write(f"Epoch {record.epoch}, Loss: {format_loss(record.train_loss)}", sys.stdout)
-    tqdm.tqdm.write(f"Test Accuracy: {100 * record.test_accuracy:.2f}%", sys.stdout)
+    if lm:
+        line = f"Validation BPC: {record.val_bpc:.4f}, Test BPC: {record.test_bpc:.4f}"
+    else:
+        line = f"Test Accuracy: {100 * record.test_accuracy:.2f}%"
+    tqdm.tqdm.write(line, sys.stdout)
     sys.stdout.flush()
 
 
@@ -442,13 +449,14 @@ def _train_into(args: argparse.Namespace) -> int:
     if resume:
         _check_resumable(out)
     config = None if resume else _sweep_config(args)  # a resumed run reads its config.json
+    lm = _saved_task(out) == "char-lm" if resume else args.task == "char-lm"
     try:
         result = run_sweep(
             config,
             out,
             resume=resume,
             progress=show_progress(),
-            on_epoch=lambda run, record: print_epoch(record),
+            on_epoch=lambda run, record: print_epoch(record, lm=lm),
             tensorboard=args.tensorboard,
         )
     except KeyboardInterrupt:
@@ -506,9 +514,11 @@ def _sweep_config(args: argparse.Namespace):
     params = model_params(args.model_param)
     scheme_applies(args.model, args.scheme, params)  # the same refusals as without --out
     dataset, data = data_source(args)
-    if args.train_subset is not None or args.test_subset is not None:
+    lm = args.task == "char-lm"  # a corpus, not a dataset: its windows are checked by the sweep
+    if not lm and (args.train_subset is not None or args.test_subset is not None):
         loaded = load_source(dataset, data, data_dir=args.data_dir, download=args.download)
         subset_sizes(loaded, args.train_subset, args.test_subset)
+    text_file = None if args.text_file is None else str(Path(args.text_file).resolve())
     return CompareConfig(
         schemes=(args.scheme,),
         seeds=1,
@@ -524,7 +534,20 @@ def _sweep_config(args: argparse.Namespace):
         train_subset=args.train_subset,
         test_subset=args.test_subset,
         train=train_config(args, args.seed),
+        task=args.task,
+        text_file=text_file,
+        seq_len=args.seq_len,
     )
+
+
+def _saved_task(out) -> str:
+    """The task of the run saved in ``out`` (``"image"`` when its config.json names none)."""
+    from initlab.experiments.sweep import CompareConfig
+
+    try:
+        return CompareConfig.from_json((out / "config.json").read_text()).task
+    except (OSError, ValueError):  # run_sweep says what is wrong with the directory
+        return "image"
 
 
 def _check_resumable(out) -> None:

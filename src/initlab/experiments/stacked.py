@@ -182,7 +182,13 @@ def _probe_reason(models: Sequence[nn.Module], x: torch.Tensor) -> str | None:
 
 
 def _forward(template: nn.Module) -> Callable:
+    # A recurrent model's F.linear calls run plain: W @ h^T per time step made its stacked
+    # step 1.6x slower (char-rnn, seq-rnn; benchmarks/bench_sequence.py).
+    recurrent = any(isinstance(m, nn.RNNBase) for m in template.modules())
+
     def forward(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        if recurrent:
+            return functional_call(template, params, (x,))
         with _WeightTimesInput():
             return functional_call(template, params, (x,))
 
@@ -202,7 +208,10 @@ class _WeightTimesInput(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func is F.linear and args[0].ndim >= 2:
+        # Only a per-run batch of vectors (B, in): for (B, T, in), W @ x^T broadcasts W over
+        # B (an (R * B)-batch of small products and a copy of W per sample), 1.2x to 3.7x slower
+        # than F.linear's own batching (char-gpt, vit).
+        if func is F.linear and args[0].ndim == 2:
             x, weight = args[0], args[1]
             bias = args[2] if len(args) > 2 else kwargs.get("bias")
             y = (weight @ x.mT).mT  # (..., B, in) -> (..., B, out)

@@ -132,6 +132,7 @@ from initlab.experiments.results import (
 )
 from initlab.experiments.stacked import train_group, vectorizable
 from initlab.experiments.tasks import resolve_task
+from initlab.experiments.tensorboard import TensorBoardLog
 from initlab.experiments.trainer import TrainState, build_initialized, init_batch, train
 from initlab.reports import compare as report
 from initlab.schemes.registry import check_fits, parse_scheme
@@ -174,6 +175,7 @@ def run_sweep(
     progress: bool = True,
     on_epoch: Callable[[str, EpochRecord], None] | None = None,
     vectorize: bool = False,
+    tensorboard: str | os.PathLike | None = None,
 ) -> SweepResult:
     """Run (or resume) a comparison into ``out_dir`` and write its summary, report and figures.
 
@@ -197,6 +199,10 @@ def run_sweep(
             interrupt.
         vectorize: train all runs together, stacked, when the model allows it (see the module
             docstring); ``initlab compare`` turns it on unless ``--no-vectorize``.
+        tensorboard: a TensorBoard log directory: each epoch's record is also written there as
+            scalars, before ``on_epoch`` is called, one TensorBoard run per run id
+            (:class:`~initlab.experiments.tensorboard.TensorBoardLog`; under torchrun each
+            rank writes its own runs). ``None`` (the default): no TensorBoard logging.
 
     Returns:
         A :class:`SweepResult`; its rows (one per scheme) are those of ``summary.csv``.
@@ -210,6 +216,8 @@ def run_sweep(
             ``FileNotFoundError`` naming ``out_dir``).
         DataNotFoundError: the dataset's files are missing (argument ``data_dir``, or
             ``pretrain.data_dir`` for the ``pretrained`` scheme's source).
+        ArgumentError: (argument ``tensorboard``) the ``tensorboard`` package is not
+            installed; raised before anything is read or written.
         ValueError: the data do not fit the model (see :func:`check_data`; an
             ``ArgumentError`` naming ``model_params`` when the head is too small), and the
             errors of :func:`~initlab.datasets.families.load_dataset`; raised before anything
@@ -218,9 +226,13 @@ def run_sweep(
             runs stay in ``results.jsonl`` (under torchrun, ranks > 0's in their rank files,
             gathered on resume), checkpoints in ``checkpoints/``.
     """
+    # before anything runs: a missing tensorboard package is refused up front
+    board = None if tensorboard is None else TensorBoardLog(tensorboard, argument="tensorboard")
     with distributed.session() as ranks, contextlib.ExitStack() as held:
         # torchrun ranks may have computed different default names (timestamps): use rank 0's
         out = Path(ranks.from_main(lambda: out_dir))
+        if board is not None:  # closed (flushed) when the sweep ends, however it ends
+            on_epoch = held.enter_context(board).then(on_epoch)
 
         def lock() -> None:  # rank 0 holds the directory for every rank, until the end
             held.enter_context(lock_out_dir(out))
