@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -144,17 +143,12 @@ def _open_fraction(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    from initlab.cli._sweep import call_sweep
     from initlab.cli._tasks import apply_task_defaults
     from initlab.cli._validate import output_dir, split_schemes
     from initlab.experiments.distributed import is_main_process
     from initlab.experiments.pretrain import PretrainConfig
-    from initlab.experiments.sweep import (
-        CompareConfig,
-        NothingToResumeError,
-        OutDirInUseError,
-        ResultsExistError,
-        run_sweep,
-    )
+    from initlab.experiments.sweep import CompareConfig, run_sweep
     from initlab.reports.compare import format_conclusions, format_table
 
     if args.resume is not None:
@@ -199,47 +193,21 @@ def run(args: argparse.Namespace) -> int:
                 seq_len=args.seq_len,
                 metric=args.metric,
             )
-        result = run_sweep(
-            config,
+        result = call_sweep(
+            "compare",
             out,
-            resume=args.resume is not None,
-            progress=not args.no_progress,
-            vectorize=not args.no_vectorize,
-            tensorboard=args.tensorboard,
+            args.resume is not None,
+            lambda: run_sweep(
+                config,
+                out,
+                resume=args.resume is not None,
+                progress=not args.no_progress,
+                vectorize=not args.no_vectorize,
+                tensorboard=args.tensorboard,
+            ),
         )
-    except KeyboardInterrupt:
-        if (Path(out) / "config.json").is_file():
-            message = (
-                "Interrupted; finished epochs are kept in results.jsonl, unfinished runs "
-                f"continue from their last finished epoch with: initlab compare --resume {out}"
-            )
-        else:  # stopped before the sweep wrote anything: there is nothing to resume
-            message = "Interrupted before anything was written; run the same command again"
-        print(f"\n{message}", file=sys.stderr)
-        return 130
-    except OutDirInUseError as error:  # the library's message names out_dir, not the flag
-        flag = "--resume" if args.resume is not None else "--out"
-        print(
-            f"initlab compare: error: {flag} {out} is in use by another initlab compare "
-            f"({error.describe_holder()}); nothing was changed. Wait for it to end, or stop "
-            f"it and continue it with initlab compare --resume {out}, or give another --out",
-            file=sys.stderr,
-        )
-        return 2
-    except ResultsExistError:  # the library names resume=True and out_dir: say the flags
-        print(
-            f"initlab compare: error: {Path(out) / 'results.jsonl'} exists; resume it with "
-            f"--resume {out} or pick another --out",
-            file=sys.stderr,
-        )
-        return 2
-    except NothingToResumeError:
-        print(
-            f"initlab compare: error: argument --resume: {out} has no config.json, so there is "
-            f"no sweep to resume; start one with initlab compare --out {out}",
-            file=sys.stderr,
-        )
-        return 2
+        if isinstance(result, int):  # stopped, and said why
+            return result
     except (ValueError, TypeError, OSError) as error:  # OSError: DownloadError, missing files
         return print_error("compare", error, model_flags(FLAGS, args))
     if not is_main_process():  # under torchrun, rank 0 prints for all

@@ -436,12 +436,8 @@ def _train_into(args: argparse.Namespace) -> int:
     """``--out DIR`` or ``--resume DIR``: the run as a comparison of one scheme and one seed."""
     from pathlib import Path
 
-    from initlab.experiments.results import (
-        NothingToResumeError,
-        OutDirInUseError,
-        ResultsExistError,
-        read_results,
-    )
+    from initlab.cli._sweep import call_sweep
+    from initlab.experiments.results import read_results
     from initlab.experiments.sweep import run_sweep
 
     resume = args.resume is not None
@@ -450,47 +446,22 @@ def _train_into(args: argparse.Namespace) -> int:
         _check_resumable(out)
     config = None if resume else _sweep_config(args)  # a resumed run reads its config.json
     lm = _saved_task(out) == "char-lm" if resume else args.task == "char-lm"
-    try:
-        result = run_sweep(
+    result = call_sweep(
+        "train",
+        out,
+        resume,
+        lambda: run_sweep(
             config,
             out,
             resume=resume,
             progress=show_progress(),
             on_epoch=lambda run, record: print_epoch(record, lm=lm),
             tensorboard=args.tensorboard,
-        )
-    except KeyboardInterrupt:
-        if (out / "config.json").is_file():
-            message = (
-                "Interrupted; finished epochs are kept in results.jsonl; continue from the last "
-                f"finished epoch with: initlab train --resume {out}"
-            )
-        else:  # stopped before the sweep wrote anything: there is nothing to resume
-            message = "Interrupted before anything was written; run the same command again"
-        print(f"\n{message}", file=sys.stderr)
-        return 130
-    except OutDirInUseError as error:  # the library's message names out_dir, not the flag
-        flag = "--resume" if resume else "--out"
-        print(
-            f"initlab train: error: {flag} {out} is in use by another initlab run "
-            f"({error.describe_holder()}); nothing was changed",
-            file=sys.stderr,
-        )
-        return 2
-    except ResultsExistError:  # the library names resume=True and out_dir: say the flags
-        print(
-            f"initlab train: error: {out / 'results.jsonl'} exists; resume it with --resume "
-            f"{out} or pick another --out",
-            file=sys.stderr,
-        )
-        return 2
-    except NothingToResumeError:
-        print(
-            f"initlab train: error: argument --resume: {out} has no config.json, so there is "
-            f"no run to resume; start one with initlab train --out {out}",
-            file=sys.stderr,
-        )
-        return 2
+        ),
+        what="run",
+    )
+    if isinstance(result, int):  # stopped, and said why
+        return result
     lines = read_results(result.out_dir / "results.jsonl")
     status = [line for line in lines if line["type"] == "status"][-1]  # the run's outcome
     print(
