@@ -156,7 +156,13 @@ def test_cli_reports_non_finite_for_an_overflowing_scheme(capsys, tmp_path):
     argv += ["--batch-size", "16", "--out", str(tmp_path / "d")]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "verdicts: normal:std=1e30: non_finite\n" in out
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("verdicts: ")]
+    codes = line.removeprefix("verdicts: normal:std=1e30: ").split(", ")
+    assert codes[0] == "non_finite"
+    # No verdict read from NaN ratios. dead_layers may follow: which of the overflowing
+    # units come out as -inf (dead after ReLU) rather than NaN depends on the CPU's vector
+    # units (54% of a layer on one Intel Xeon, none on an AMD EPYC).
+    assert not {"exploding_activations", "exploding_gradients", "large_output"} & set(codes)
     assert "non_finite: NaN or inf first in the output of layer" in out
 
 

@@ -133,7 +133,7 @@ def test_interrupted_out_run_resumes_to_the_same_numbers_and_tensorboard(plain, 
     status, printed, err = call([*argv, "--tensorboard", str(board)])
     assert status == 130
     assert printed == "".join(plain["printed"].splitlines(keepends=True)[:2])
-    assert f"continue from the last finished epoch with: initlab train --resume {out}" in err
+    assert f"continue from their last finished epoch with: initlab train --resume {out}" in err
     monkeypatch.undo()
 
     status, printed, _ = call(["train", "--resume", str(out), "--tensorboard", str(board)])
