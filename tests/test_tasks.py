@@ -373,6 +373,25 @@ def test_cli_train_out_keeps_the_task_and_prints_the_same_lines(tmp_path, text_f
     assert saved["text_file"] == str(Path(text_file).resolve())
 
 
+def test_the_task_picks_schemes_that_fit_the_model_and_train_runs_the_first(tmp_path, text_file):
+    from initlab.cli import build_parser
+    from initlab.cli._tasks import apply_task_defaults
+
+    def filled(argv):
+        args = build_parser().parse_args(argv)
+        apply_task_defaults(args)
+        return args
+
+    lm = ["--task", "char-lm", "--text-file", text_file]
+    assert filled(["compare", *lm]).schemes == "torch_default,xavier_uniform,gpt2,small_init"
+    rnn = filled(["compare", *lm, "--model", "char-rnn"]).schemes  # gpt2 needs attention
+    assert rnn == "torch_default,xavier_uniform,rnn_orthogonal,orthogonal"
+    assert filled(["train", *lm]).scheme == "torch_default"  # not the MNIST example's scheme
+    assert filled(["train", *lm, "--scheme", "gpt2"]).scheme == "gpt2"  # typed: kept
+    assert filled(["train", "--task", "vit"]).scheme == "trunc_normal"
+    assert filled(["train"]).scheme == "xavier-then-he"  # the image task fills nothing
+
+
 def test_cli_train_refuses_a_language_model_for_the_image_task(capsys):
     assert main(["train", "--model", "char-gpt"]) == 2
     assert "argument --model: model 'char-gpt' does not fit task 'image'" in capsys.readouterr().err

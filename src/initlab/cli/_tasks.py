@@ -103,7 +103,9 @@ def apply_task_defaults(args: argparse.Namespace) -> dict:
     """Fill ``args`` from ``args.task`` where the user gave no value; return the task's model
     parameters to use (empty unless the model is the task's own default).
 
-    Filled: ``model``, ``schemes`` (compare), ``epochs``, ``batch_size``, ``lr``,
+    Filled: ``model``, ``schemes`` (compare; the task's schemes for the model given, see
+    :meth:`~initlab.experiments.tasks.Task.schemes_for`), ``scheme`` (train: the first of
+    them), ``epochs``, ``batch_size``, ``lr``,
     ``max_steps`` and, for a task on images, ``dataset`` (unless ``--dataset`` or ``--data``
     was given). ``--task image`` fills nothing. Then the model is checked against the task.
 
@@ -122,8 +124,10 @@ def apply_task_defaults(args: argparse.Namespace) -> dict:
     if "model" not in given:
         args.model = task.model
         params = dict(task.model_params)
+    schemes = task.schemes_for(resolve_model(args.model)) if "model" in given else task.schemes
     fills = {
-        "schemes": ",".join(task.schemes),
+        "schemes": ",".join(schemes),
+        "scheme": schemes[0],  # initlab train: one run, under the task's first scheme
         "epochs": task.epochs,
         "batch_size": task.batch_size,
         "lr": task.lr,
@@ -136,6 +140,13 @@ def apply_task_defaults(args: argparse.Namespace) -> dict:
         args.dataset = task.dataset
     task.check_model(args.model)
     return params
+
+
+def resolve_model(name: str) -> str:
+    """The zoo name of ``name`` (an alias resolved), or ``name`` itself (a factory, unknown)."""
+    from initlab.zoo.models import MODEL_ALIASES
+
+    return MODEL_ALIASES.get(name, name)
 
 
 def train_lm(args: argparse.Namespace, config, given: dict, flags: dict) -> int:

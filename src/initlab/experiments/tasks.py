@@ -66,6 +66,8 @@ class Task:
             models (:data:`LM_MODELS`).
         seq_len: a language model's default window length in characters; ``None`` otherwise.
         needs_files: the dataset is not embedded: ``data_dir`` or ``download`` must supply it.
+        model_schemes: default schemes for the task's other models, where the task's own do
+            not fit them (``char-rnn`` under ``char-lm`` has no attention for ``gpt2``).
     """
 
     name: str
@@ -82,6 +84,12 @@ class Task:
     models: tuple[str, ...] | None = None
     seq_len: int | None = None
     needs_files: bool = False
+    model_schemes: dict = field(default_factory=dict)
+
+    def schemes_for(self, model: str) -> tuple[str, ...]:
+        """The default schemes for ``model``: its own entry of ``model_schemes``, else the
+        task's ``schemes``."""
+        return self.model_schemes.get(model, self.schemes)
 
     @property
     def metric(self) -> str:
@@ -162,6 +170,9 @@ TASKS: dict[str, Task] = {
             max_steps=250,
             model_params={"d_model": 64, "n_layer": 2, "n_head": 4},
             models=LM_MODELS,
+            model_schemes={
+                "char-rnn": ("torch_default", "xavier_uniform", "rnn_orthogonal", "orthogonal")
+            },
             seq_len=64,
         ),
         Task(
@@ -206,6 +217,7 @@ TASKS: dict[str, Task] = {
             max_steps=300,
             model_params={"patch": 7, "d_model": 64, "depth": 4, "n_head": 4},
             models=("vit", "transformer"),
+            model_schemes={"transformer": ("trunc_normal", "xavier_uniform")},
             needs_files=True,
         ),
     )
