@@ -29,9 +29,11 @@ def register(subparsers) -> None:
         help=HELP,
         description=(
             "Train a zoo model or your own (--model MODULE:FUNCTION with --model-arg "
-            "NAME=VALUE) on an MNIST-like dataset under one initialization scheme. "
-            "After every epoch print 'Epoch N, Loss: L' (mean training loss) and "
-            "'Test Accuracy: A%', exactly as the seed's example does. With --out DIR, DIR "
+            "NAME=VALUE) on an MNIST-like dataset, or on a --task (a character-level "
+            "language model, sequential MNIST, a ViT), under one initialization scheme. "
+            "After every epoch print 'Epoch N, Loss: L' (mean training loss, nats) and "
+            "'Test Accuracy: A%', exactly as the seed's example does (a language model: "
+            "'Validation BPC: v, Test BPC: t', bits per character). With --out DIR, DIR "
             "also gets what initlab compare writes (config.json, results.jsonl, summary.csv, "
             "report.md, figures; checkpoints while it trains), and --resume DIR continues an "
             "interrupted run from its last finished epoch."
