@@ -22,8 +22,9 @@ import torch
 from torch import nn
 
 from initlab._checks import ArgumentError, finite, non_negative
-from initlab.fans import layer_fans
-from initlab.initializers import identity_, normal_, orthogonal_, per_block_, xavier_uniform_
+from initlab.initializers import identity_, normal_
+from initlab.schemes import weights as w
+from initlab.schemes.weights import fill_weight
 
 __all__ = ["IdentityRNN", "RecurrentOrthogonal", "recurrent_layers"]
 
@@ -113,13 +114,8 @@ class RecurrentOrthogonal:
         for _, module in _layers_or_raise(model, self.name):
             with torch.no_grad():
                 for name, param, kind in _parameters(module, _WEIGHT):
-                    fans = layer_fans(module, name)
-                    if kind == "ih":
-                        per_block_(
-                            param, fans.blocks, xavier_uniform_, fans=fans.fans, generator=generator
-                        )
-                    else:
-                        per_block_(param, fans.blocks, orthogonal_, generator=generator)
+                    rule = w.xavier_uniform if kind == "ih" else w.orthogonal  # per gate block
+                    fill_weight(module, name, param, rule, generator, {"gain": 1.0})
                 lstm = _mode(module) == "LSTM"
                 for _, param, kind in _parameters(module, _BIAS):
                     param.zero_()
