@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	# mup: the peer oracle of tests/test_parameterize_mup.py; its declared torchvision dependency
+	# does not import beside the torch wheel and mup never imports it, so it goes in without deps.
+	$(BIN)/pip install -q --no-deps -c constraints.txt mup==1.0.0
 	touch $(STAMP)
 
 run: $(STAMP)
