@@ -14,6 +14,12 @@ over the test set's target elements (its images, or its tokens for a language mo
 :func:`sequence_cross_entropy`) and the accuracy the fraction of them predicted right. A NaN
 or infinite training loss diverges the run: losses are checked every :data:`CHECK_EVERY`
 steps and at an epoch's last.
+
+A sequence model (:func:`traced`: a recurrent layer, or an attention ``score`` hook point) also
+records a trace in its epoch records (:attr:`EpochRecord.trace`): every parameter's gradient
+norm at each of the first :data:`TRACE_STEPS` optimizer steps, and every :data:`TRACE_EVERY`
+steps (and at step 0, before training) the logit scales of a fixed probe batch, the first
+:data:`TRACE_BATCH` training examples (:func:`logit_scales`).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
 
 from initlab._checks import one_of
 from initlab.experiments.config import TrainConfig
@@ -34,6 +42,9 @@ from initlab.experiments.config import TrainConfig
 __all__ = [
     "CHECK_EVERY",
     "PROGRESS_EVERY",
+    "TRACE_BATCH",
+    "TRACE_EVERY",
+    "TRACE_STEPS",
     "EpochRecord",
     "RunResult",
     "TensorData",
@@ -42,12 +53,16 @@ __all__ = [
     "first_non_finite",
     "flush_denormals",
     "grad_norms",
+    "has_attention",
+    "logit_scales",
     "loss_curve",
     "make_optimizer",
     "progress_due",
     "resolve_device",
     "run_seeds",
     "sequence_cross_entropy",
+    "trace_lines",
+    "traced",
 ]
 
 # How often (in steps) the loss is checked for NaN/inf: checking every step would force a
@@ -57,6 +72,14 @@ CHECK_EVERY = 50
 # How often (in steps) a trainer reports its progress (``on_step``): often enough for a bar to
 # move within an epoch, rarely enough to cost nothing next to a step.
 PROGRESS_EVERY = 10
+
+# The trace of a sequence model (see the module docstring): per-step gradient norms over the
+# first TRACE_STEPS steps, where schemes differ most (the per-epoch mean hides them); logit
+# scales every TRACE_EVERY steps on TRACE_BATCH examples: one small forward per run every ten
+# steps, about 1% of a char-lm epoch's time.
+TRACE_STEPS = 50
+TRACE_EVERY = 10
+TRACE_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -109,6 +132,7 @@ class EpochRecord:
     start of training (epoch 2's first window ends at ``steps + log_every``); an epoch's last
     window may be shorter. Empty when ``log_every=0``. ``val_loss`` and ``val_accuracy``: the
     same measures on the validation split, ``None`` without one (:class:`TensorData`).
+    ``trace``: a sequence model's trace of this epoch (:func:`trace_lines`), empty otherwise.
     """
 
     epoch: int
@@ -121,6 +145,7 @@ class EpochRecord:
     loss_curve: tuple[tuple[int, float], ...] = ()
     val_loss: float | None = None
     val_accuracy: float | None = None
+    trace: dict = field(default_factory=dict)
 
     @property
     def test_bpc(self) -> float:
@@ -138,6 +163,8 @@ class EpochRecord:
         fields = dataclasses.asdict(self)
         if self.val_accuracy is None:
             del fields["val_loss"], fields["val_accuracy"]
+        if not self.trace:
+            del fields["trace"]
         return fields
 
 
@@ -381,3 +408,118 @@ def flush_denormals() -> Iterator[None]:
         yield
     finally:
         torch.set_flush_denormal(False)
+
+
+def traced(model: nn.Module) -> bool:
+    """Whether the trainers record a trace for ``model`` (see the module docstring).
+
+    True for a sequence model: one with a recurrent layer (``nn.RNNBase``) or an attention
+    score hook point (a submodule with an ``nn.Identity`` called ``score``, as the zoo's
+    :class:`~initlab.zoo.transformer.Attention`).
+    """
+    return bool(_score_points(model)) or any(isinstance(m, nn.RNNBase) for m in model.modules())
+
+
+def has_attention(model: nn.Module) -> bool:
+    """Whether ``model`` has an attention score hook point (see :func:`traced`)."""
+    return bool(_score_points(model))
+
+
+def _score_points(model: nn.Module) -> list[tuple[nn.Module, bool]]:
+    """``(score hook module, causal)`` of every attention in ``model``, in model order."""
+    return [
+        (m.score, bool(getattr(m, "causal", False)))
+        for m in model.modules()
+        if isinstance(getattr(m, "score", None), nn.Identity)
+    ]
+
+
+@torch.no_grad()
+def logit_scales(
+    model: nn.Module, x: torch.Tensor, params: dict[str, torch.Tensor] | None = None
+) -> torch.Tensor:
+    """Return ``(largest attention logit, output logit RMS, largest |output logit|)`` for ``x``.
+
+    The largest attention logit is ``max |q k^T / sqrt(d_head)|`` over every layer, head and
+    attended position pair (a causal attention's masked pairs left out), read through each
+    attention's ``score`` hook point; NaN for a model without one. The output logits are the
+    model's output ``(B, ..., classes)``: their root mean square over all entries,
+    ``sqrt(mean(z^2))``, and their largest absolute value. Attention logits that grow during
+    training saturate the softmax, and output logits that drift make the loss diverge (Wortsman
+    et al. 2024, "Small-scale proxies for large-scale Transformer training instabilities",
+    Sec. 3.1 attention logit growth, Sec. 3.2 output logit divergence; Dehghani et al. 2023,
+    "Scaling Vision Transformers to 22 Billion Parameters", QK normalization against the first).
+
+    Args:
+        model: the model (its forward is run under no_grad, in its current mode).
+        x: an input batch ``(B, ...)``.
+        params: parameters to run with instead of the model's own (a stacked run's slice,
+            through ``torch.func.functional_call``); ``None``: the model's.
+
+    Returns:
+        A float32 tensor ``(3,)`` on ``x``'s device.
+    """
+    largest: list[torch.Tensor] = []
+
+    def hook(causal: bool):
+        def read(module, inputs, scores):  # (B, H, T, T)
+            size = scores.abs()
+            if causal:
+                T = scores.shape[-1]
+                mask = torch.ones(T, T, dtype=torch.bool, device=scores.device).tril()
+                size = size.masked_fill(~mask, 0.0)
+            largest.append(size.amax().float())
+
+        return read
+
+    handles = [m.register_forward_hook(hook(c)) for m, c in _score_points(model)]
+    try:
+        out = model(x) if params is None else functional_call(model, params, (x,))
+    finally:
+        for handle in handles:
+            handle.remove()
+    out = out.float()
+    attention = torch.stack(largest).amax() if largest else out.new_tensor(math.nan)
+    return torch.stack([attention, out.square().mean().sqrt(), out.abs().amax()])
+
+
+def trace_lines(
+    names: Sequence[str],
+    grad_steps: Sequence[int],
+    grads: Sequence[torch.Tensor],
+    probe_steps: Sequence[int],
+    probes: Sequence[torch.Tensor],
+    *,
+    attention: bool,
+) -> list[dict]:
+    """Each run's :attr:`EpochRecord.trace` from one epoch's per-step measurements.
+
+    Args:
+        names: the ``P`` parameter names, in the order of the gradient norms.
+        grad_steps: the steps (1-based, counted from the start of training) whose gradient
+            norms were kept; ``grads`` their norms, one ``(R, P)`` tensor per step.
+        probe_steps: the steps of the probes (0: before training); ``probes`` one ``(R, 3)``
+            tensor per probe (:func:`logit_scales` per run).
+        attention: the model has attention (else the attention column, NaN, is left out).
+
+    Returns:
+        One dict per run: ``grad_steps`` and ``grad_norms`` (``{name: [norm per step]}``)
+        when gradient steps were kept, ``logit_steps``, ``attn_logit_max`` (with
+        ``attention``), ``logit_rms`` and ``logit_max`` when probes were taken; ``{}`` when
+        neither.
+    """
+    runs = (grads[0] if grads else probes[0]).shape[0] if (grads or probes) else 0
+    lines: list[dict] = [{} for _ in range(runs)]
+    if grads:
+        per_run = torch.stack(list(grads)).permute(1, 2, 0).tolist()  # (R, P, steps)
+        for line, rows in zip(lines, per_run, strict=True):
+            line["grad_steps"] = list(grad_steps)
+            line["grad_norms"] = dict(zip(names, rows, strict=True))
+    if probes:
+        per_run = torch.stack(list(probes)).permute(1, 2, 0).tolist()  # (R, 3, probes)
+        for line, (attn, rms, top) in zip(lines, per_run, strict=True):
+            line["logit_steps"] = list(probe_steps)
+            if attention:
+                line["attn_logit_max"] = attn
+            line["logit_rms"], line["logit_max"] = rms, top
+    return lines

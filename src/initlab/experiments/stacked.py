@@ -68,6 +68,9 @@ from initlab.experiments.checkpoint import TrainState, cpu_copy, load_optimizer_
 from initlab.experiments.config import TrainConfig
 from initlab.experiments.core import (
     CHECK_EVERY,
+    TRACE_BATCH,
+    TRACE_EVERY,
+    TRACE_STEPS,
     EpochRecord,
     RunResult,
     TensorData,
@@ -76,12 +79,16 @@ from initlab.experiments.core import (
     first_non_finite,
     flush_denormals,
     grad_norms,
+    has_attention,
+    logit_scales,
     loss_curve,
     make_optimizer,
     progress_due,
     resolve_device,
     run_seeds,
     sequence_cross_entropy,
+    trace_lines,
+    traced,
 )
 from initlab.zoo.models import OneHiddenLayerMLP
 
@@ -344,6 +351,9 @@ class _Group:
         self.loss = vmap(lambda p, x, y: sequence_cross_entropy(forward(p, x), y))
         # mlp-784-128-10 (784 -> 128 -> ReLU -> 10) gets a hand-written step without vmap.
         self.direct = type(models[0]) is OneHiddenLayerMLP
+        # a sequence model's trace (core's module docstring): early gradient norms, logit scales
+        self.tracing = traced(models[0])
+        self.attention = has_attention(models[0])
         if start is not None:
             self.done = start[0].steps
             load_optimizer_state(self.optimizer, list(self.params), _stack_states(start))
@@ -401,6 +411,7 @@ class _Group:
                 outcome.curves[row],
                 val[0][row],
                 val[1][row],
+                outcome.traces[row],
             )
             self.records[r].append(record)
             if on_epoch is not None:
@@ -420,11 +431,23 @@ class _Group:
         losses: list[torch.Tensor] = []  # (R,) per step
         diverged: dict[int, int] = {}
         reported = 0  # steps already passed to on_step
+        # the trace: (steps, (R, P) norms) of the first steps, (steps, (R, 3) logit scales)
+        grad_steps, grads, probe_steps, probes = [], [], [], []
+        if self.tracing and self.done == 0:
+            probe_steps.append(0)
+            probes.append(self.probe(data))
         for step in range(steps):
             index = orders[:, step * size : (step + 1) * size]  # (R, B)
             loss = self.loss_and_grads(*_gather(data, index))  # (R,)
-            grad_sum += grad_norms(list(self.params.values()), len(self.active))
+            norms = grad_norms(list(self.params.values()), len(self.active))  # (R, P)
+            grad_sum += norms
+            if self.tracing and self.done + step < TRACE_STEPS:
+                grad_steps.append(self.done + step + 1)
+                grads.append(norms)
             self.optimizer.step()
+            if self.tracing and (self.done + step + 1) % TRACE_EVERY == 0:
+                probe_steps.append(self.done + step + 1)
+                probes.append(self.probe(data))
             losses.append(loss)
             if self.on_step is not None and (progress_due(step, steps) or check_due(step, steps)):
                 # before a check: steps taken with runs about to leave count for them too
@@ -438,6 +461,8 @@ class _Group:
                     self._remove(bad)
                     orders, grad_sum = orders[keep], grad_sum[keep]
                     losses = [step_losses[keep] for step_losses in losses]
+                    grads = [norms[keep] for norms in grads]
+                    probes = [scales[keep] for scales in probes]
                     if not self.active:
                         break
         per_step = torch.stack(losses) if self.active else torch.zeros(steps, 0)  # (steps, R)
@@ -446,7 +471,24 @@ class _Group:
         norms = (grad_sum / steps).tolist()
         names = list(self.params)
         per_run = [dict(zip(names, row, strict=True)) for row in norms]
-        return _EpochOutcome(mean, per_run, curves, steps, diverged)
+        traces = [{} for _ in self.active]
+        if self.active and (grads or probes):
+            traces = trace_lines(
+                names, grad_steps, grads, probe_steps, probes, attention=self.attention
+            )
+        return _EpochOutcome(mean, per_run, curves, steps, diverged, traces)
+
+    @torch.no_grad()
+    def probe(self, data: TensorData) -> torch.Tensor:
+        """Each active run's :func:`~initlab.experiments.core.logit_scales` on the probe batch
+        (the first :data:`~initlab.experiments.core.TRACE_BATCH` training examples): ``(R, 3)``.
+        """
+        x = data.train_x[:TRACE_BATCH]
+        template = self.models[0]
+        rows = range(len(self.active))
+        return torch.stack(
+            [logit_scales(template, x, {n: p[r] for n, p in self.params.items()}) for r in rows]
+        )
 
     def _remove(self, rows: dict[int, int]) -> None:
         """Write the parameters of ``rows`` back to their models and drop them from the stack."""
@@ -520,6 +562,7 @@ class _EpochOutcome:
     curves: list[tuple[tuple[int, float], ...]]
     steps: int
     diverged: dict[int, int]  # run index -> 1-based step of its first non-finite loss
+    traces: list[dict]  # EpochRecord.trace per active run
 
 
 def _gather(data: TensorData, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

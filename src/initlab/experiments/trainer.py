@@ -41,6 +41,9 @@ from initlab.experiments.checkpoint import (
 from initlab.experiments.config import TrainConfig
 from initlab.experiments.core import (
     CHECK_EVERY,
+    TRACE_BATCH,
+    TRACE_EVERY,
+    TRACE_STEPS,
     EpochRecord,
     RunResult,
     TensorData,
@@ -49,12 +52,16 @@ from initlab.experiments.core import (
     first_non_finite,
     flush_denormals,
     grad_norms,
+    has_attention,
+    logit_scales,
     loss_curve,
     make_optimizer,
     progress_due,
     resolve_device,
     run_seeds,
     sequence_cross_entropy,
+    trace_lines,
+    traced,
 )
 from initlab.schemes.registry import initialize
 from initlab.zoo.models import build_model
@@ -237,10 +244,10 @@ def train(
             _set_rng(start.rng, device)
         for epoch in range(1 if start is None else start.epoch + 1, config.epochs + 1):
             begin = time.perf_counter()
-            outcome = _train_epoch(model, optimizer, data, config, shuffle, on_step)
+            outcome = _train_epoch(model, optimizer, data, config, shuffle, on_step, done)
             if isinstance(outcome, int):
                 return RunResult("diverged", tuple(records), epoch, outcome)
-            train_loss, norms, losses = outcome
+            train_loss, norms, losses, trace = outcome
             steps = len(losses)
             test_loss, accuracy = evaluate(model, data, config.eval_batch_size)
             val = (None, None)
@@ -256,6 +263,7 @@ def train(
                 steps,
                 loss_curve(losses, config.window(steps), done)[0],
                 *val,
+                trace,
             )
             done += steps
             records.append(record)
@@ -303,10 +311,12 @@ def _set_rng(rng: dict[str, torch.Tensor], device: torch.device) -> None:
         torch.cuda.set_rng_state(rng["cuda"], device)
 
 
-def _train_epoch(model, optimizer, data, config, shuffle, on_step=None):
-    """Run one epoch; return ``(mean loss, grad norms, losses (steps,))`` or the diverged step.
+def _train_epoch(model, optimizer, data, config, shuffle, on_step=None, done=0):
+    """Run one epoch; return ``(mean loss, grad norms, losses (steps,), trace)`` or the diverged
+    step.
 
-    The diverged step is 1-based within the epoch.
+    The diverged step is 1-based within the epoch; ``done`` counts the steps before it (the
+    trace's steps count from the start: :func:`~initlab.experiments.core.trace_lines`).
     """
     model.train()
     n = data.train_x.shape[0]
@@ -317,13 +327,25 @@ def _train_epoch(model, optimizer, data, config, shuffle, on_step=None):
     grad_sum = torch.zeros(len(named), device=data.train_x.device)
     losses: list[torch.Tensor] = []
     reported = 0  # steps already passed to on_step
+    tracing, probe_x = traced(model), data.train_x[:TRACE_BATCH]
+    grad_steps, grads, probe_steps, probes = [], [], [], []  # as the stacked trainer's trace
+    if tracing and done == 0:
+        probe_steps.append(0)
+        probes.append(_probe(model, probe_x))
     for step in range(steps):
         index = order[step * config.batch_size : (step + 1) * config.batch_size]
         loss = sequence_cross_entropy(model(data.train_x[index]), data.train_y[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_sum += grad_norms(params)
+        norms = grad_norms(params)
+        grad_sum += norms
+        if tracing and done + step < TRACE_STEPS:
+            grad_steps.append(done + step + 1)
+            grads.append(norms[None])
         optimizer.step()
+        if tracing and (done + step + 1) % TRACE_EVERY == 0:
+            probe_steps.append(done + step + 1)
+            probes.append(_probe(model, probe_x))
         losses.append(loss.detach())
         if on_step is not None and (progress_due(step, steps) or check_due(step, steps)):
             on_step(len(losses) - reported)
@@ -336,7 +358,21 @@ def _train_epoch(model, optimizer, data, config, shuffle, on_step=None):
     norms = {
         name: float(g) for (name, _), g in zip(named, (grad_sum / steps).tolist(), strict=True)
     }
-    return float(per_step.mean()), norms, per_step
+    names = [name for name, _ in named]
+    trace = trace_lines(
+        names, grad_steps, grads, probe_steps, probes, attention=has_attention(model)
+    )
+    return float(per_step.mean()), norms, per_step, trace[0] if trace else {}
+
+
+def _probe(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """:func:`~initlab.experiments.core.logit_scales` ``(1, 3)`` in eval mode (no dropout
+    draw: the run's random stream stays that of an untraced run)."""
+    model.eval()
+    try:
+        return logit_scales(model, x)[None]
+    finally:
+        model.train()
 
 
 def evaluate(model: nn.Module, data: TensorData, batch_size: int = 1000) -> tuple[float, float]:
