@@ -189,12 +189,14 @@ _SEQUENCE = {*POLICIES, "rnn_orthogonal", "irnn"}
 
 @pytest.mark.parametrize("scheme", sorted(set(SCHEMES) - _SEQUENCE))
 def test_every_scheme_is_reproducible_and_uses_only_its_generator(scheme, tmp_path):
-    # fixup needs a model with residual blocks; the others take any model.
-    model = "resmlp" if scheme == "fixup" else "mlp"
-    a, b = build_model(model, depth=2, width=32), build_model(model, depth=2, width=32)
+    # fixup needs a model with residual blocks, zero_gamma with norms in them; the others take
+    # any model.
+    model = "resmlp" if scheme in ("fixup", "zero_gamma") else "mlp"
+    extra = {"norm": "batch"} if scheme == "zero_gamma" else {}
+    a, b = (build_model(model, depth=2, width=32, **extra) for _ in range(2))
     batch = torch.rand(64, 784, generator=_gen(8))  # for data-dependent schemes (lsuv)
     source = tmp_path / "source.pt"  # for schemes that load a checkpoint (pretrained)
-    torch.save(build_model(model, depth=2, width=32).state_dict(), source)
+    torch.save(build_model(model, depth=2, width=32, **extra).state_dict(), source)
     state = torch.get_rng_state()
     initialize(a, scheme, generator=_gen(4), batch=batch, source=source)
     initialize(b, scheme, generator=_gen(4), batch=batch, source=source)

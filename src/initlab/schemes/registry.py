@@ -6,6 +6,8 @@ Each entry of :data:`SCHEMES` is a :class:`~initlab.schemes.scheme.Scheme`: a we
 (:data:`SCHEME_ALIASES`); every function here accepts them.
 
 Scheme options: ``name:key=value[:key=value]``, e.g. ``normal:std=0.1``, ``uniform:bound=0.1``.
+Every scheme also takes ``forget_bias`` (``xavier_uniform:forget_bias=1``): the LSTM forget-gate
+(GRU update-gate) bias set after the scheme (:func:`initlab.schemes.classic.set_forget_bias_`).
 To add a scheme, add one :class:`~initlab.schemes.scheme.Scheme` to :data:`SCHEMES`.
 """
 
@@ -20,6 +22,7 @@ from torch import nn
 from initlab._checks import ArgumentError, one_of
 from initlab.schemes import weights as w
 from initlab.schemes.auto import Preset
+from initlab.schemes.classic import FORGET_BIAS, ZeroGamma, with_forget_bias
 from initlab.schemes.recurrent import IdentityRNN, RecurrentOrthogonal
 from initlab.schemes.scheme import BiasInit, Scheme, number, parse_bias_init
 from initlab.schemes.steps import LSUV, Fixup, LoadPretrained
@@ -137,6 +140,13 @@ SCHEMES: dict[str, Scheme] = {
             "zero (Zhang et al. 2019); residual models only",
             EveryWeight(w.kaiming_normal_relu),
             steps=(Fixup(),),
+        ),
+        Scheme(
+            "zero_gamma",
+            "He normal N(0, 2/fan_in), norm layers 1/0 but the last norm weight (gamma) of each "
+            "residual branch 0 (Goyal et al. 2017 Sec. 5.1); residual models with norms only",
+            EveryWeight(w.kaiming_normal_relu),
+            steps=(ZeroGamma(),),
         ),
         Scheme(
             "auto",
@@ -269,6 +279,11 @@ def parse_scheme(text: str) -> tuple[Scheme, dict[str, float]]:
         ArgumentError: unknown scheme or option (close matches suggested), or a non-numeric
             value (argument ``scheme``).
 
+    ``forget_bias=VALUE`` is accepted by every scheme: unless the scheme owns that option
+    (``rnn_orthogonal``), the returned scheme is a copy with a
+    :class:`~initlab.schemes.classic.ForgetBias` step appended
+    (:func:`~initlab.schemes.classic.with_forget_bias`), and ``options`` leaves it out.
+
     Example:
         >>> parse_scheme("normal:std=0.1")[1]
         {'std': 0.1}
@@ -279,12 +294,16 @@ def parse_scheme(text: str) -> tuple[Scheme, dict[str, float]]:
     except ValueError as error:
         raise ArgumentError("scheme", str(error)) from None
     options = dict(scheme.options)
+    forget_bias = None  # the option every scheme takes (initlab.schemes.classic)
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
             raise ArgumentError(
                 "scheme", f"scheme options are key=value; got {pair!r} in scheme={text!r}"
             )
+        if key == FORGET_BIAS and key not in scheme.options:
+            forget_bias = number(value, f"{key} in scheme={text!r}", "scheme")
+            continue
         if not scheme.takes_options:  # one_of would say "must be one of []"
             why = " (its weights come from the source checkpoint)" if scheme.needs_source else ""
             raise ArgumentError(
@@ -296,6 +315,11 @@ def parse_scheme(text: str) -> tuple[Scheme, dict[str, float]]:
         except ValueError as error:
             raise ArgumentError("scheme", str(error)) from None
         options[key] = number(value, f"{key} in scheme={text!r}", "scheme")
+    if forget_bias is not None:
+        try:
+            scheme = with_forget_bias(scheme, forget_bias)
+        except ArgumentError as error:
+            raise ArgumentError("scheme", f"{error} in scheme={text!r}") from None
     return scheme, options
 
 

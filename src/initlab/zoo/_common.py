@@ -24,6 +24,9 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "selu": nn.SELU,
     "gelu": nn.GELU,
     "silu": nn.SiLU,
+    # No nonlinearity: a deep linear network (Saxe, McClelland and Ganguli 2014), whose
+    # learning dynamics are solvable; an nn.Identity, so tracing sees no activation (gain 1).
+    "linear": nn.Identity,
 }
 #: Norm names the zoo's MLPs accept (``norm=``), each mapped to its class (called with the width).
 NORMS: dict[str, Callable[[int], nn.Module]] = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm}

@@ -91,7 +91,8 @@ class MLP(nn.Module):
     Args:
         depth: number of hidden layers, >= 1.
         width: units per hidden layer, >= 1.
-        activation: one of ``relu, leaky_relu, tanh, sigmoid, selu, gelu, silu``.
+        activation: one of ``relu, leaky_relu, tanh, sigmoid, selu, gelu, silu, linear``
+            (``linear``: no nonlinearity, a deep linear network as in Saxe et al. 2014).
         norm: ``"batch"`` (BatchNorm1d), ``"layer"`` (LayerNorm) or ``None``, placed after each
             hidden Linear.
         dropout: dropout probability after each activation, in [0, 1); 0 adds no Dropout layer.

@@ -10,6 +10,12 @@ scalar starts at 0 under any scheme's bias rule (the paper's multiplier initiali
 ``head: Linear(width, classes)``. With ``norm`` a normalization layer follows each of fc1 and fc2
 inside the branch. Each block implements the residual-branch protocol of
 :mod:`initlab.datadriven.fixup`.
+
+With ``post_activation=False`` the outer ``act`` is left out, ``y = x + (1 + s) * branch + b2``:
+the identity path of He, Zhang, Ren and Sun, "Identity Mappings in Deep Residual Networks"
+(ECCV 2016), Sec. 3, eq. 4, where the stream at block ``L`` is the input plus the sum of the
+branch outputs, so at initialization (each branch uncorrelated with its input) its variance is
+the input's plus the sum of the branches' variances.
 """
 
 from __future__ import annotations
@@ -30,10 +36,15 @@ class ResidualBlock(nn.Module):
         width: features in and out.
         activation: a key of :data:`initlab.zoo.models.ACTIVATIONS`.
         norm: ``None``, ``"batch"`` or ``"layer"``.
+        post_activation: apply ``act`` after the add (the default); ``False`` returns
+            ``x + branch(x)`` (He et al. 2016, "Identity Mappings", eq. 4).
     """
 
-    def __init__(self, width: int, activation: str, norm: str | None) -> None:
+    def __init__(
+        self, width: int, activation: str, norm: str | None, post_activation: bool = True
+    ) -> None:
         super().__init__()
+        self.post_activation = post_activation
         self.fc1 = nn.Linear(width, width)
         self.fc2 = nn.Linear(width, width)
         self.norm1 = NORMS[norm](width) if norm else nn.Identity()
@@ -51,7 +62,8 @@ class ResidualBlock(nn.Module):
         a1, b1, a2, b2, s = self.branch_scalars
         out = self.act(self.norm1(self.fc1(x + a1)) + b1)  # (B, width)
         out = self.norm2(self.fc2(out + a2))
-        return self.act(x + (1 + s) * out + b2)
+        out = x + (1 + s) * out + b2
+        return self.act(out) if self.post_activation else out
 
 
 class ResidualMLP(nn.Module):
@@ -62,14 +74,17 @@ class ResidualMLP(nn.Module):
     Args:
         depth: number of residual blocks, >= 1.
         width: features of the stem and of every block, >= 1.
-        activation: one of ``relu, leaky_relu, tanh, sigmoid, selu, gelu, silu``.
+        activation: one of ``relu, leaky_relu, tanh, sigmoid, selu, gelu, silu, linear``.
         norm: ``None`` (Fixup's setting), ``"batch"`` or ``"layer"`` inside each branch.
+        post_activation: ``True`` (default) applies the activation after each block's add;
+            ``False`` leaves the stream linear, ``x + branch(x)`` (He et al. 2016, "Identity
+            Mappings in Deep Residual Networks", eq. 4; the stem's activation stays).
         in_features: flattened input size (784 for 28x28 images).
         num_classes: number of output logits.
 
     Raises:
         ArgumentError: unknown activation or norm, or a size below 1 (a ``ValueError``).
-        TypeError: a size is not an int.
+        TypeError: a size is not an int, or ``post_activation`` is not a bool.
 
     Example:
         >>> ResidualMLP(depth=2, width=8)(torch.zeros(3, 1, 28, 28)).shape
@@ -84,8 +99,13 @@ class ResidualMLP(nn.Module):
         norm: str | None = None,
         in_features: int = 784,
         num_classes: int = 10,
+        post_activation: bool = True,
     ) -> None:
         super().__init__()
+        if not isinstance(post_activation, bool):
+            raise TypeError(
+                f"post_activation must be a bool; got post_activation={post_activation!r}"
+            )
         positive("depth", depth)
         positive("width", width)
         _activation(activation)  # validates the name before anything is built
@@ -93,7 +113,9 @@ class ResidualMLP(nn.Module):
             choice("norm", norm, NORMS)
         self.in_features = in_features
         self.stem = nn.Sequential(nn.Linear(in_features, width), _activation(activation))
-        self.blocks = nn.Sequential(*(ResidualBlock(width, activation, norm) for _ in range(depth)))
+        self.blocks = nn.Sequential(
+            *(ResidualBlock(width, activation, norm, post_activation) for _ in range(depth))
+        )
         self.head = nn.Linear(width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,167 @@
+"""The parts the classic experiments need (issue 16, item 3): the linear activation, the residual
+block without post-activation, zero-gamma, forget bias for any scheme, the Jacobian spectrum and
+the synthetic tasks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from initlab._checks import ArgumentError
+from initlab.schemes.classic import ForgetBias, set_forget_bias_
+from initlab.schemes.registry import initialize, parse_scheme
+from initlab.zoo.models import build_model
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# --- the linear activation ------------------------------------------------------------------
+
+
+def test_linear_mlp_is_the_product_of_its_matrices():
+    net = build_model("mlp", depth=3, width=6, activation="linear", in_features=5, num_classes=4)
+    initialize(net, "orthogonal", generator=_gen())  # biases 0
+    x = torch.randn(7, 5, generator=_gen(1))
+    product = net.head.weight @ net.hidden[2][0].weight @ net.hidden[1][0].weight
+    product = product @ net.hidden[0][0].weight  # (4, 5)
+    torch.testing.assert_close(net(x), x @ product.T)
+    assert all(not isinstance(m, nn.ReLU | nn.Tanh) for m in net.modules())
+
+
+# --- the residual block without post-activation ----------------------------------------------
+
+
+def _second_moments(net, x):
+    """Per-unit mean square of the stream entering each block and leaving the last one, and of
+    each block's branch output (fc2's), with ``x`` fed to the blocks directly."""
+    stream, branch = [], []
+    hooks = [b.register_forward_pre_hook(lambda m, a: stream.append(a[0])) for b in net.blocks]
+    hooks += [b.fc2.register_forward_hook(lambda m, a, o: branch.append(o)) for b in net.blocks]
+    with torch.no_grad():
+        stream.append(net.blocks(x))
+    for hook in hooks:
+        hook.remove()
+    return [float(s.square().mean()) for s in stream], [float(b.square().mean()) for b in branch]
+
+
+def test_no_post_activation_stream_adds_the_branch_variances():
+    # He normal, biases 0: z = fc1(x) has E[z^2] = 2 q (q = E[x^2] per unit), relu halves it
+    # (z is symmetric), fc2 doubles it: each branch's second moment is 2 q, so the stream grows
+    # q -> q + 2 q = 3 q per block, 27x over 3 blocks (He et al. 2016, eq. 4: variances add,
+    # the branch being uncorrelated with its input at initialization).
+    depth, width, batch, seeds = 3, 1024, 512, 4
+    growth = []
+    for seed in range(seeds):
+        net = build_model(
+            "resmlp", depth=depth, width=width, in_features=width, post_activation=False
+        )
+        initialize(net, "kaiming_normal", generator=_gen(seed))
+        stream, branch = _second_moments(net, torch.randn(batch, width, generator=_gen(99 + seed)))
+        for layer in range(depth):
+            # The cross term 2 E[x . branch] is what is left: its size is set by the overlap of
+            # the mean directions of the stream and of relu's output after a random n x n
+            # matrix, relative std about 1/sqrt(n) = 3%; measured 1% (18 blocks, 6 seeds), so
+            # 5% is beyond 4 sigma.
+            assert stream[layer + 1] == pytest.approx(stream[layer] + branch[layer], rel=0.05)
+        growth.append(stream[-1] / stream[0])
+    # One draw's growth scatters by 4% (measured over 6 seeds: relu's mean direction carries
+    # 1/pi of the branch power and its norm after a random matrix varies by sqrt(2/n)); the mean
+    # of 4 seeds by 2%: 8% is 4 sigma. The default block (ReLU after the add) would not add.
+    assert sum(growth) / seeds == pytest.approx(3.0**depth, rel=0.08)
+    post = build_model("resmlp", depth=depth, width=8, post_activation=True)
+    x = torch.randn(16, 8, generator=_gen(1))
+    with torch.no_grad():
+        assert float(post.blocks(x).min()) >= 0  # the default stream is rectified
+        assert float(net.blocks(x[:, :8].repeat(1, width // 8)).min()) < 0
+
+
+def test_post_activation_must_be_a_bool():
+    with pytest.raises(TypeError, match="post_activation must be a bool; got post_activation=1"):
+        build_model("resmlp", depth=1, width=4, post_activation=1)
+
+
+# --- zero-gamma --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "last"),
+    [
+        ("resmlp", {"depth": 3, "width": 8, "norm": "batch"}, "norm2"),
+        ("resnet", {}, "bn2"),
+    ],
+)
+def test_zero_gamma_zeroes_exactly_the_last_norm_weight_of_each_block(model, params, last):
+    net = build_model(model, **params)
+    initialize(net, "zero_gamma", generator=_gen(3))
+    reference = build_model(model, **params)
+    initialize(reference, "kaiming_normal", generator=_gen(3))  # the same draws, no step
+    norms = [n for n, m in net.named_modules() if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d)]
+    expected = {f"{n}.weight" for n in norms if n.endswith(last)}
+    assert len(expected) == params.get("depth", 3)  # one per residual block
+    before = dict(reference.named_parameters())
+    for name, param in net.named_parameters():
+        if name in expected:
+            assert not param.detach().any(), name
+        else:  # every other tensor as He normal drew it; other norm weights (shortcut too) 1
+            assert torch.equal(param, before[name]), name
+    assert all(float(before[n].detach().min()) == 1.0 for n in expected)  # the step changed them
+
+
+def test_zero_gamma_refuses_a_model_without_norm_in_its_blocks():
+    with pytest.raises(ValueError, match="zero_norm needs an affine normalization layer"):
+        initialize(build_model("resmlp", depth=2, width=4), "zero_gamma", generator=_gen())
+
+
+# --- forget bias -------------------------------------------------------------------------------
+
+
+class _Gated(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(3, 4, num_layers=2, bidirectional=True)
+        self.gru = nn.GRU(3, 5)
+        self.cell = nn.LSTMCell(3, 2)
+        self.rnn = nn.RNN(3, 4)
+        self.head = nn.Linear(4, 2)
+
+
+def test_forget_bias_option_sets_exactly_the_forget_gate_slice():
+    scheme, options = parse_scheme("xavier_uniform:forget_bias=1.5")
+    assert options == {"gain": 1.0} and scheme.steps == (ForgetBias(1.5),)
+    net, plain = _Gated(), _Gated()
+    initialize(net, "xavier_uniform:forget_bias=1.5", generator=_gen(), bias_init="constant:0.25")
+    initialize(plain, "xavier_uniform", generator=_gen(), bias_init="constant:0.25")
+    touched = 0
+    for (name, param), (_, before) in zip(
+        net.named_parameters(), plain.named_parameters(), strict=True
+    ):
+        layer = name.split(".")[0]
+        if layer in ("lstm", "gru", "cell") and ".bias_" in name:
+            hidden = getattr(net, layer).hidden_size
+            f = slice(hidden, 2 * hidden)  # LSTM gates i, f, g, o; GRU r, z, n
+            value = 1.5 if ".bias_ih" in name else 0.0
+            assert torch.equal(param[f], torch.full((hidden,), value)), name
+            rest = torch.cat([param[:hidden], param[2 * hidden :]])
+            assert torch.equal(rest, torch.full_like(rest, 0.25)), name
+            touched += 1
+        else:  # weights, the plain RNN, the head: as the scheme drew them without the option
+            assert torch.equal(param, before), name
+    assert touched == 2 * 2 * 2 + 2 + 2  # lstm: 2 layers x 2 directions x (ih, hh); gru; cell
+
+
+def test_set_forget_bias_reports_and_refuses():
+    lstm = nn.LSTM(2, 3)
+    assert set_forget_bias_(lstm, 2.0) == ["bias_ih_l0", "bias_hh_l0"]
+    assert set_forget_bias_(nn.RNN(2, 3), 2.0) == []
+    with pytest.raises(ArgumentError, match="forget_bias must be a finite number; got"):
+        set_forget_bias_(lstm, float("inf"))
+    with pytest.raises(ArgumentError, match="forget_bias must be a finite number"):
+        parse_scheme("normal:forget_bias=nan")
+
+
+def test_forget_bias_of_rnn_orthogonal_stays_its_own_option():
+    scheme, options = parse_scheme("rnn_orthogonal:forget_bias=2")
+    assert options == {"forget_bias": 2.0} and scheme.steps == ()
