@@ -20,7 +20,14 @@ from initlab.cli._tasks import TASK_FLAGS, add_task_options, apply_task_defaults
 
 HELP = "train one model under one initialization scheme and print the seed's lines per epoch"
 #: The flag that sets each library argument an error of this command may name.
-FLAGS = {**COMMON_FLAGS, "scheme": "--scheme", "tensorboard": "--tensorboard", **TASK_FLAGS}
+FLAGS = {
+    **COMMON_FLAGS,
+    "scheme": "--scheme",
+    "tensorboard": "--tensorboard",
+    "lr_grid": "--lr-grid",
+    "val_fraction": "--val-fraction",
+    **TASK_FLAGS,
+}
 
 
 def register(subparsers) -> None:
@@ -36,7 +43,10 @@ def register(subparsers) -> None:
             "'Validation BPC: v, Test BPC: t', bits per character). With --out DIR, DIR "
             "also gets what initlab compare writes (config.json, results.jsonl, summary.csv, "
             "report.md, figures; checkpoints while it trains), and --resume DIR continues an "
-            "interrupted run from its last finished epoch."
+            "interrupted run from its last finished epoch. With --lr-grid the run trains at "
+            "each rate on the training data less a validation split, "
+            "prints each rate's validation numbers per epoch, chooses the rate as initlab "
+            "compare does and prints the chosen run's lines."
         ),
     )
     parser.add_argument(
@@ -64,10 +74,58 @@ def register(subparsers) -> None:
         "(default: none, start a new run)",
     )
     add_tensorboard_option(parser)
+    add_lr_grid_options(parser)
     add_common_options(parser)
     add_task_options(parser, metric=False)
     parser.set_defaults(func=run)
     record_given(parser)  # --task fills only what was not typed
+
+
+def add_lr_grid_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--lr-grid`` and ``--val-fraction`` (one run per rate, the rate chosen on the
+    validation split as :func:`~initlab.reports.compare.choose_rates` does)."""
+    parser.add_argument(
+        "--lr-grid",
+        type=learning_rates,
+        default=None,
+        metavar="LR,LR,...",
+        help="comma-separated learning rates, e.g. 1e-4,3e-4,1e-3,3e-3: train at each and keep "
+        "the rate of the highest validation accuracy after the final epoch (the "
+        "lowest validation bits per character for --task char-lm), as initlab compare "
+        "--lr-grid chooses; prints the chosen rate and its run's test lines (default: none, "
+        "one run at --lr)",
+    )
+    parser.add_argument(
+        "--val-fraction",
+        type=open_fraction,
+        default=0.1,
+        help="with --lr-grid: the fraction of the training data held out (seeded with --seed) to "
+        "choose the rate on; refused with --task char-lm, whose corpus has a fixed validation "
+        "part (default: %(default)s)",
+    )
+
+
+def learning_rates(text: str) -> tuple[float, ...]:
+    """Parse ``--lr-grid``'s ``1e-4,3e-4,...``: at least one finite rate > 0, no repeats."""
+    try:
+        rates = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated learning rates such as 1e-4,3e-4,1e-3; got {text!r}"
+        ) from None
+    if not all(0.0 < r < math.inf for r in rates):
+        raise argparse.ArgumentTypeError(f"every rate must be a finite number > 0; got {text}")
+    if len(set(rates)) != len(rates):
+        raise argparse.ArgumentTypeError(f"a rate is repeated; got {text}")
+    return rates
+
+
+def open_fraction(text: str) -> float:
+    """Parse a fraction in the open interval (0, 1), such as ``--val-fraction``."""
+    value = fraction(text)
+    if value >= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1), e.g. 0.1; got {text}")
+    return value
 
 
 def add_tensorboard_option(parser: argparse.ArgumentParser) -> None:
@@ -325,17 +383,28 @@ def model_params(pairs: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from initlab._checks import ArgumentError
+
     try:
         check_tensorboard(args)
         if args.resume is None:  # the task's model parameters first: typed ones override them
             task_params = apply_task_defaults(args)
             args.model_param = [f"{k}={v!r}" for k, v in task_params.items()] + args.model_param
-        if args.task == "char-lm" and args.out is None and args.resume is None:
+        grid = args.resume is None and args.lr_grid is not None
+        if grid and "lr" in getattr(args, "given_dests", ()):
+            raise ArgumentError(
+                "lr_grid",
+                f"--lr-grid tries every rate it lists and --lr gives one rate; give one of "
+                f"them, not both (got --lr {args.lr} and --lr-grid "
+                f"{','.join(f'{r:g}' for r in args.lr_grid)})",
+            )
+        plain = args.out is None and args.resume is None and not grid
+        if args.task == "char-lm" and plain:
             from initlab.cli._tasks import train_lm
 
             config, params = train_config(args, args.seed), model_params(args.model_param)
             return train_lm(args, config, params, model_flags(FLAGS, args))
-        if args.out is not None or args.resume is not None:
+        if not plain:
             return _train_into(args)
         return _train(args)
     except KeyboardInterrupt:
@@ -435,45 +504,135 @@ def print_diverged(epoch: int, step: int) -> None:
 
 
 def _train_into(args: argparse.Namespace) -> int:
-    """``--out DIR`` or ``--resume DIR``: the run as a comparison of one scheme and one seed."""
-    from pathlib import Path
+    """``--out DIR``, ``--resume DIR`` or ``--lr-grid``: the run as a comparison of one scheme
+    and one seed (at every rate of a grid). A grid without ``--out`` trains into a temporary
+    directory, removed when the command ends: nothing is kept, so nothing can be resumed."""
+    import tempfile
 
     from initlab.cli._sweep import call_sweep
-    from initlab.experiments.results import read_results
     from initlab.experiments.sweep import run_sweep
 
     resume = args.resume is not None
-    out = Path(args.resume if resume else args.out)
     if resume:
-        _check_resumable(out)
+        _check_resumable(Path(args.resume))
     config = None if resume else _sweep_config(args)  # a resumed run reads its config.json
-    lm = _saved_task(out) == "char-lm" if resume else args.task == "char-lm"
-    result = call_sweep(
-        "train",
-        out,
-        resume,
-        lambda: run_sweep(
+    saved = _saved_config(Path(args.resume)) if resume else config
+    show = _epoch_printer(saved)
+
+    def sweep(out: Path):
+        return run_sweep(
             config,
             out,
             resume=resume,
             progress=show_progress(),
-            on_epoch=lambda run, record: print_epoch(record, lm=lm),
+            on_epoch=show,
             tensorboard=args.tensorboard,
-        ),
-        what="run",
-    )
+            vectorize=saved is not None and saved.lr_grid is not None,  # the rates stacked
+        )
+
+    if args.out is None and not resume:  # --lr-grid alone
+        with tempfile.TemporaryDirectory(prefix="initlab-train-") as tmp:
+            return _conclude(sweep(Path(tmp) / "run"), wrote=False)
+    out = Path(args.resume if resume else args.out)
+    result = call_sweep("train", out, resume, lambda: sweep(out), what="run")
     if isinstance(result, int):  # stopped, and said why
         return result
+    return _conclude(result, wrote=True)
+
+
+def _epoch_printer(config):
+    """The ``on_epoch`` of :func:`_train_into`: the seed's two lines per epoch; with a grid
+    one line per rate and epoch, ``lr 0.001: Epoch 1, Loss: L, Validation Accuracy: A%``
+    (a language model: ``Validation BPC: B``), since the test numbers count only at the chosen
+    rate. ``config``: the run's :class:`CompareConfig` (``None``: unreadable, the sweep says
+    why)."""
+    import tqdm
+
+    from initlab.experiments.results import run_id
+    from initlab.reports.compare import format_loss
+
+    lm = config is not None and config.task == "char-lm"
+    if config is None or config.lr_grid is None:
+        return lambda run, record: print_epoch(record, lm=lm)
+    rates = {run_id(config.schemes[0], config.first_seed, lr): lr for lr in config.lr_grid}
+
+    def show(run, record) -> None:
+        if lm:
+            val = f"Validation BPC: {record.val_bpc:.4f}"
+        else:
+            val = f"Validation Accuracy: {100 * record.val_accuracy:.2f}%"
+        line = f"lr {rates[run]:g}: Epoch {record.epoch}, Loss: {format_loss(record.train_loss)}"
+        tqdm.tqdm.write(f"{line}, {val}", sys.stdout)
+        sys.stdout.flush()
+
+    return show
+
+
+def _conclude(result, *, wrote: bool) -> int:
+    """Print what a finished :func:`_train_into` sweep leaves to say; return the exit status.
+
+    With a grid: the chosen rate and every rate's validation value
+    (:func:`~initlab.reports.compare.choose_rates`, the rule of ``initlab compare``), then the
+    chosen run's epochs in the seed's two lines. ``wrote``: say where the files are.
+    """
+    from initlab.experiments.results import read_results
+
     lines = read_results(result.out_dir / "results.jsonl")
+    if result.config.lr_grid is not None:
+        lines = _print_choice(lines, result.config)
     status = [line for line in lines if line["type"] == "status"][-1]  # the run's outcome
-    print(
-        f"Wrote {result.out_dir}: config.json, results.jsonl, summary.csv, report.md, figures",
-        file=sys.stderr,
-    )
+    if wrote:
+        print(
+            f"Wrote {result.out_dir}: config.json, results.jsonl, summary.csv, report.md, figures",
+            file=sys.stderr,
+        )
     if status["status"] == "diverged":
         print_diverged(status["epoch"], status["step"])
         return 1
     return 0
+
+
+def _print_choice(lines: list[dict], config) -> list[dict]:
+    """Print the rate chosen on the validation data and the chosen run's epochs; return the
+    chosen run's lines (``results.jsonl``'s, as parsed)."""
+    import types
+
+    from initlab.reports.compare import at_chosen_rates, choose_rates, config_metric
+
+    metric = config_metric(config)
+    chosen, means = choose_rates(lines, config.schemes, config.lr_grid, metric=metric)
+    scheme = config.schemes[0]
+    lm = config.task == "char-lm"
+    if metric in ("final_accuracy", "best_accuracy"):
+        rule = "the highest validation accuracy"
+        cell = lambda m: f"{100 * m:.2f}%"  # noqa: E731
+    else:
+        unit = "bits per character" if metric == "final_bpc" else "loss (nats)"
+        rule = f"the lowest validation {unit}"
+        cell = lambda m: "diverged" if m == math.inf else f"{m:.4f}"  # noqa: E731
+    where = (
+        "the corpus's fixed validation part (5% of the text, after the training part)"
+        if lm
+        else f"{100 * config.val_fraction:g}% of the training data held out (seeded with "
+        f"--seed {config.first_seed})"
+    )
+    values = ", ".join(
+        f"lr {lr:g}: {'-' if means[scheme][lr] is None else cell(means[scheme][lr])}"
+        for lr in config.lr_grid
+    )
+    print(
+        f"Chosen learning rate: {chosen[scheme]:g}, {rule} after the final epoch on {where} "
+        f"({values}); the chosen run's test results:"
+    )
+    mine = at_chosen_rates(lines, chosen)
+    for line in mine:
+        if line["type"] == "epoch":
+            record = types.SimpleNamespace(**line)
+            if lm:
+                record.val_bpc = line["val_loss"] / math.log(2)
+                record.test_bpc = line["test_loss"] / math.log(2)
+            print_epoch(record, lm=lm)
+    return mine
 
 
 def _sweep_config(args: argparse.Namespace):
@@ -483,7 +642,8 @@ def _sweep_config(args: argparse.Namespace):
     from initlab.datasets.sources import load_source
     from initlab.experiments.sweep import CompareConfig
 
-    output_dir(args.out)
+    if args.out is not None:  # --lr-grid alone trains into a temporary directory
+        output_dir(args.out)
     params = model_params(args.model_param)
     scheme_applies(args.model, args.scheme, params)  # the same refusals as without --out
     dataset, data = data_source(args)
@@ -507,24 +667,28 @@ def _sweep_config(args: argparse.Namespace):
         train_subset=args.train_subset,
         test_subset=args.test_subset,
         train=train_config(args, args.seed),
+        lr_grid=args.lr_grid,
+        val_fraction=args.val_fraction,
         task=args.task,
         text_file=text_file,
         seq_len=args.seq_len,
     )
 
 
-def _saved_task(out) -> str:
-    """The task of the run saved in ``out`` (``"image"`` when its config.json names none)."""
+def _saved_config(out):
+    """The :class:`CompareConfig` of the run saved in ``out``; ``None`` when unreadable (then
+    :func:`~initlab.experiments.sweep.run_sweep` says what is wrong with the directory)."""
     from initlab.experiments.sweep import CompareConfig
 
     try:
-        return CompareConfig.from_json((out / "config.json").read_text()).task
-    except (OSError, ValueError):  # run_sweep says what is wrong with the directory
-        return "image"
+        return CompareConfig.from_json((out / "config.json").read_text())
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
 
 
 def _check_resumable(out) -> None:
-    """Check that ``out`` holds one run (``initlab train --out``), not a comparison of several.
+    """Check that ``out`` holds one scheme and one seed (``initlab train --out``: one run, or
+    one per rate of ``--lr-grid``), not a comparison of several.
 
     A missing ``config.json`` is left to :func:`~initlab.experiments.sweep.run_sweep`, which
     says there is nothing to resume.
@@ -545,7 +709,7 @@ def _check_resumable(out) -> None:
             "train --out wrote"
         ) from None
     runs = len(config.schemes) * config.seeds * len(config.rates())
-    if runs != 1:
+    if len(config.schemes) * config.seeds != 1:  # one run, or one per rate of a grid
         raise ValueError(
             f"--resume {out} is a comparison of {runs} runs, not one; continue it with "
             f"initlab compare --resume {out}"
