@@ -64,15 +64,19 @@ def diagnose_schemes(
     *,
     model_params: dict | None = None,
     seed: int = 0,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> list[SchemeDiagnosis]:
     """Build zoo ``model`` once per scheme (same construction seed), initialize, diagnose.
 
     Args:
         model: zoo model name (``mlp``, ``resmlp``, ``cnn``, ...).
         schemes: scheme names with options, e.g. ``["normal", "xavier_normal", "lsuv"]``.
-        batch: ``(inputs, labels)``; the loss is cross-entropy.
+        batch: ``(inputs, labels)``.
         model_params: the model's keyword arguments.
         seed: seeds both the model's construction and the scheme's generator.
+        loss_fn: the loss of ``(output, labels)`` whose backward pass is diagnosed; ``None``:
+            cross-entropy of ``(B, classes)`` logits (a language model's ``(B, T, V)`` needs
+            :func:`~initlab.experiments.core.sequence_cross_entropy`).
 
     Returns:
         One :class:`SchemeDiagnosis` per scheme, in order.
@@ -86,7 +90,7 @@ def diagnose_schemes(
             torch.manual_seed(seed)
             net = build_model(model, **(model_params or {}))
         initialize(net, scheme, generator=torch.Generator().manual_seed(seed), batch=batch)
-        d = diagnose(net, batch, loss_fn=nn.functional.cross_entropy)
+        d = diagnose(net, batch, loss_fn=loss_fn or nn.functional.cross_entropy)
         activation = (model_params or {}).get("activation", "relu")
         mf = mlp_mean_field(net, activation) if model == "mlp" else None
         results.append(SchemeDiagnosis(scheme, d, mf))
