@@ -4,11 +4,20 @@ the synthetic tasks."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
 
 from initlab._checks import ArgumentError
+from initlab.diagnostics.jacobian import (
+    input_output_jacobian,
+    jacobian_spectrum,
+    plot_jacobian_spectra,
+    spread_decades,
+    within_factor_of_median,
+)
 from initlab.schemes.classic import ForgetBias, set_forget_bias_
 from initlab.schemes.registry import initialize, parse_scheme
 from initlab.zoo.models import build_model
@@ -165,3 +174,62 @@ def test_set_forget_bias_reports_and_refuses():
 def test_forget_bias_of_rnn_orthogonal_stays_its_own_option():
     scheme, options = parse_scheme("rnn_orthogonal:forget_bias=2")
     assert options == {"forget_bias": 2.0} and scheme.steps == ()
+
+
+# --- Jacobian spectra ----------------------------------------------------------------------
+
+
+def test_jacobian_of_a_linear_map_is_its_matrix():
+    layer = nn.Linear(5, 7)
+    x = torch.randn(3, 5, generator=_gen(2))
+    jac = input_output_jacobian(layer, x)
+    assert jac.shape == (3, 7, 5)
+    for e in range(3):  # one-hot output gradients times W: exactly W's rows
+        assert torch.equal(jac[e], layer.weight.detach())
+    spectrum = jacobian_spectrum(layer, x)
+    expected = torch.linalg.svdvals(layer.weight.detach().double())
+    assert torch.equal(spectrum.singular_values, expected.expand(3, -1))
+
+
+def test_orthogonal_deep_linear_net_is_an_isometry_and_gaussian_is_not():
+    def net(scheme):
+        model = build_model(
+            "mlp", depth=8, width=32, activation="linear", in_features=32, num_classes=32
+        )
+        return initialize(model, scheme, generator=_gen(5))
+
+    x = torch.randn(4, 32, generator=_gen(6))
+    # Spread 0 up to rounding: each float32 orthogonal factor is orthogonal to about
+    # n * eps32 = 32 * 6e-8 = 2e-6 relative, 9 factors to 2e-5 at worst, log10(1 + 2e-5) = 1e-5.
+    for dtype in (None, torch.float64):  # the float64 copy computes with the same float32 draws
+        spectrum = jacobian_spectrum(net("orthogonal"), x, dtype=dtype)
+        assert spectrum.spread_decades < 1e-5 and spectrum.within_3x_median == 1.0
+        torch.testing.assert_close(
+            spectrum.singular_values, torch.ones(4, 32, dtype=torch.float64), rtol=2e-5, atol=0
+        )
+    # N(0, 1/n) weights (LeCun): the product of 9 square Gaussian matrices; its smallest
+    # singular values fall like n^(-1/2) per factor while the largest stay O(1): many decades.
+    gaussian = jacobian_spectrum(net("lecun_normal"), x, dtype=torch.float64)
+    assert gaussian.spread_decades > 3 and gaussian.within_3x_median < 0.9
+
+
+def test_spectrum_statistics_by_hand():
+    values = torch.tensor([0.1, 1.0, 2.0, 3.0, 50.0])
+    assert spread_decades(values) == pytest.approx(math.log10(500))
+    assert within_factor_of_median(values) == 0.6  # median 2: 1, 2, 3 in [2/3, 6]
+    assert within_factor_of_median(values, 20.0) == 0.8  # [0.1, 40]: all but 50
+    assert spread_decades(torch.tensor([0.0, 1.0])) == math.inf
+    with pytest.raises(ArgumentError, match="factor must be a number >= 1; got factor=0.5"):
+        within_factor_of_median(values, 0.5)
+
+
+def test_jacobian_leaves_the_model_as_it_was_and_refuses_tokens(tmp_path):
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Tanh(), nn.Linear(6, 3))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    spectrum = jacobian_spectrum(model, torch.randn(8, 4, generator=_gen(7)), max_examples=5)
+    assert model.training and spectrum.singular_values.shape == (5, 3)
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    with pytest.raises(ArgumentError, match="inputs must be a floating-point tensor"):
+        jacobian_spectrum(model, torch.zeros(2, 4, dtype=torch.int64))
+    path = plot_jacobian_spectra({"tanh+bn": spectrum}, tmp_path / "fig" / "spectra.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

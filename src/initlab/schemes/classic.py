@@ -82,7 +82,7 @@ def set_forget_bias_(model: nn.Module, value: float) -> list[str]:
         >>> lstm = nn.LSTM(3, 4)
         >>> set_forget_bias_(lstm, 1.0)
         ['bias_ih_l0', 'bias_hh_l0']
-        >>> lstm.bias_ih_l0[4:8].tolist(), float(lstm.bias_hh_l0[4:8].abs().sum())
+        >>> lstm.bias_ih_l0[4:8].tolist(), float(lstm.bias_hh_l0[4:8].detach().abs().sum())
         ([1.0, 1.0, 1.0, 1.0], 0.0)
     """
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
