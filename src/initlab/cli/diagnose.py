@@ -10,9 +10,10 @@ import time
 
 from initlab._files import atomic_write
 from initlab.cli import print_error
+from initlab.cli._tasks import TASK_FLAGS, add_task_options, record_given
 from initlab.cli.train import add_model_options, model_flags, model_params, positive_int
 
-HELP = "diagnose a zoo model at initialization under several schemes: tables, verdicts, figure"
+HELP = "diagnose a model at initialization under several schemes: tables, verdicts, figure"
 DEFAULT_SCHEMES = "normal,xavier_normal,kaiming_normal,orthogonal,lsuv"
 
 #: The flag that sets each library argument an ArgumentError may name (the data and model
@@ -20,14 +21,17 @@ DEFAULT_SCHEMES = "normal,xavier_normal,kaiming_normal,orthogonal,lsuv"
 #: prints the flag before the library's message, unchanged.
 FLAGS = {
     "dataset": "--dataset",
+    "data": "--data",
     "data_dir": "--data-dir",
     "download": "--download",
+    "standardize": "--standardize",
     "model": "--model",
     "model_params": "--model-arg",
     "depth": "--depth",
     "width": "--width",
     "activation": "--activation",
     "scheme": "--schemes",
+    **TASK_FLAGS,
 }
 
 
@@ -36,13 +40,16 @@ def register(subparsers) -> None:
         "diagnose",
         help=HELP,
         description=(
-            "Build a zoo model, initialize it by each scheme and run one forward and backward "
-            "pass of cross-entropy on a batch of real data. Prints, per scheme, every layer's "
-            "output mean and std, dead and saturated fractions, observed/predicted variance "
-            "and output-gradient RMS; every parameter's gradient norm, extreme singular values "
-            "and symmetry; the verdicts with hints; and, for mlp, the mean-field depth up to "
-            "which the init should train (6 xi_c). Writes depth_profiles.png and "
-            "diagnoses.json into --out."
+            "Build a zoo model or your own (--model MODULE:FUNCTION), initialize it by each "
+            "scheme and run one forward and backward pass of cross-entropy on a batch of real "
+            "data: the first --batch-size training examples of MNIST, of your data (--dataset, "
+            "--data, --standardize, as initlab compare reads them) or of a --task (a "
+            "language model's: windows of its corpus, next-character cross-entropy). Prints, "
+            "per scheme, every layer's output mean and std, dead and saturated fractions, "
+            "observed/predicted variance and output-gradient RMS; every parameter's gradient "
+            "norm, extreme singular values and symmetry; the verdicts with hints; and, for mlp, "
+            "the mean-field depth up to which the init should train (6 xi_c). Writes "
+            "depth_profiles.png and diagnoses.json into --out."
         ),
     )
     add_model_options(
@@ -69,8 +76,35 @@ def register(subparsers) -> None:
         help="e.g. relu, tanh; mlp, resmlp only (default: the model's)",
     )
     add("--schemes", default=DEFAULT_SCHEMES, help="comma-separated (default: %(default)s)")
-    add("--batch-size", type=positive_int, default=256, help="examples in the batch (default: 256)")
-    add("--dataset", default="mnist", help="dataset name (default: %(default)s, embedded)")
+    add(
+        "--batch-size",
+        type=positive_int,
+        default=256,
+        help="training examples in the batch, the first ones of the training split (default: "
+        "256; a --task's batch size when --task is given)",
+    )
+    add(
+        "--dataset",
+        default=None,
+        metavar="NAME|npz|folder|MODULE:FUNCTION",
+        help="an IDX dataset name (mnist, fashion-mnist, kmnist, emnist-<split>; with --data-dir "
+        "any name); npz or folder, read from --data; or your own dataset factory "
+        "MODULE:FUNCTION (default: mnist, embedded; with --data: npz for a file, folder for a "
+        "directory)",
+    )
+    add(
+        "--data",
+        default=None,
+        metavar="PATH",
+        help="your data: an .npz file with x_train, y_train, x_test, y_test, or an image folder "
+        "DIR/train/<class>/*.png and DIR/test/<class>/*.png (Pillow) (default: none)",
+    )
+    add(
+        "--standardize",
+        action="store_true",
+        help="standardize the inputs per channel with the whole training split's mean and std, "
+        "as training does (default: off, pixels / 255)",
+    )
     add("--data-dir", default=None, help="directory of the dataset's IDX files (default: none)")
     add(
         "--download",
@@ -79,7 +113,9 @@ def register(subparsers) -> None:
     )
     add("--seed", type=int, default=0, help="construction and init seed (default: 0)")
     add("--out", default=None, help="output directory (default: runs/diagnose-<UTC timestamp>)")
+    add_task_options(parser, metric=False)
     parser.set_defaults(func=run)
+    record_given(parser)  # --task fills only what was not typed
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,24 +126,29 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _diagnose(args: argparse.Namespace) -> int:
+    from initlab.cli._tasks import apply_task_defaults
     from initlab.cli._validate import output_dir, split_schemes
     from initlab.diagnostics.plots import plot_depth_profiles
-    from initlab.experiments.diagnosis import diagnose_schemes, format_mean_field, load_batch
+    from initlab.experiments.diagnosis import diagnose_schemes, format_mean_field
     from initlab.schemes.registry import SCHEMES
 
+    task_params = apply_task_defaults(args)  # --task image (the default) fills nothing
     given = (("depth", args.depth), ("width", args.width), ("activation", args.activation))
-    params = {**model_params(args.model_param), **{k: v for k, v in given if v is not None}}
+    params = {
+        **task_params,
+        **model_params(args.model_param),
+        **{k: v for k, v in given if v is not None},
+    }
     unsupported = _unsupported(args.model, params)
     if unsupported:
         raise ValueError(unsupported)
     schemes = split_schemes(args.schemes, SCHEMES)
     # checked before the work, which otherwise ended in a FileExistsError traceback
     out = output_dir(args.out or time.strftime("runs/diagnose-%Y%m%d-%H%M%S", time.gmtime()))
-    batch = load_batch(
-        args.dataset, size=args.batch_size, data_dir=args.data_dir, download=args.download
+    batch, params, what, loss_fn = _batch(args, params)
+    results = diagnose_schemes(
+        args.model, schemes, batch, model_params=params, seed=args.seed, loss_fn=loss_fn
     )
-    _check_model(args.model, params, batch)
-    results = diagnose_schemes(args.model, schemes, batch, model_params=params, seed=args.seed)
     for r in results:
         print(f"== {r.scheme} ==")
         print(r.diagnosis.table())
@@ -116,7 +157,7 @@ def _diagnose(args: argparse.Namespace) -> int:
             print(_mean_field_gradient(r.mean_field, r.diagnosis))
         print()
     print("verdicts: " + "; ".join(f"{r.scheme}: {_codes(r)}" for r in results))
-    title = _title(args.model, params, args.dataset, len(batch[0]))
+    title = _title(args.model, params, *what)
     figure = plot_depth_profiles(
         {r.scheme: r.diagnosis for r in results}, out / "depth_profiles.png", title=title
     )
@@ -128,11 +169,93 @@ def _diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
-def _title(model: str, params: dict, dataset: str, size: int) -> str:
-    """The figure's title: ``mlp (depth=50, activation=tanh), 256 mnist examples``; strings
-    unquoted, other values as Python writes them."""
+def _batch(args: argparse.Namespace, params: dict):
+    """The batch to diagnose on, read as ``initlab train`` reads its data, and the model
+    checked against it before any output.
+
+    A classification task: the first ``--batch-size`` training examples of ``--dataset`` /
+    ``--data`` (:func:`~initlab.experiments.data.load_data`; ``--standardize`` with the whole
+    training split's statistics, as training uses them), as the model takes them
+    (:meth:`~initlab.datasets.families.Dataset.inputs`: uint8 pixels / 255), the head fitted
+    to the data's classes (:func:`~initlab.experiments.data.head_params`), the loss
+    cross-entropy. A language-model task: the first training windows of its corpus
+    (:func:`~initlab.experiments.data.lm_data`), the loss
+    :func:`~initlab.experiments.core.sequence_cross_entropy`.
+
+    Returns:
+        ``(batch, params, what, loss_fn)``: ``(inputs, labels)``, the model's parameters
+        (head or vocabulary filled), ``(source, size, kind)`` for the figure's title
+        (:func:`_title`), and the loss (``None``: cross-entropy).
+
+    Raises:
+        ArgumentError: a data option the task does not take, or the library's refusals of the
+            data (missing files, bad arrays) and of the model (its output does not fit).
+    """
+    import os
+
+    import torch
+
+    from initlab._checks import ArgumentError
+    from initlab.cli.train import data_source
+    from initlab.datasets.arrays import standardize
+    from initlab.datasets.families import to_inputs
+    from initlab.datasets.sources import is_user_data
+    from initlab.experiments.core import sequence_cross_entropy
+    from initlab.experiments.data import check_fit, head_params, lm_data, lm_params, load_data
+    from initlab.experiments.diagnosis import load_batch
+    from initlab.experiments.tasks import resolve_task
+    from initlab.zoo.models import build_model
+
+    task = resolve_task(args.task)
+    size = args.batch_size
+    if task.kind == "lm":
+        if args.dataset is not None or args.data is not None or args.standardize:
+            raise ArgumentError(
+                "dataset",
+                f"task {task.name!r} reads a text corpus (--text-file), not a dataset; drop "
+                "--dataset, --data and --standardize",
+            )
+        seq_len = args.seq_len or task.seq_len
+        text = None if args.text_file is None else os.path.abspath(args.text_file)
+        data, vocab = lm_data(text, seq_len, train_subset=size)
+        params = lm_params(args.model, params, vocab, seq_len)
+        with torch.random.fork_rng(devices=[]):
+            check_fit(task, build_model(args.model, **params), data, args.model)
+        corpus = "Shakespeare" if text is None else os.path.basename(text)
+        what = (corpus, len(data.train_y), f"windows of {seq_len} characters")
+        return (data.train_x, data.train_y), params, what, sequence_cross_entropy
+    if args.text_file is not None or args.seq_len is not None:
+        flag = "--text-file" if args.text_file is not None else "--seq-len"
+        raise ArgumentError(
+            "text_file" if args.text_file is not None else "seq_len",
+            f"{flag} is for --task char-lm; task {task.name!r} reads --dataset / --data",
+        )
+    name, source = data_source(args)
+    if source is None and not args.standardize and not is_user_data(name):
+        # an IDX family: its first images only, as before --data existed
+        x, y = load_batch(name, size=size, data_dir=args.data_dir, download=args.download)
+        num_classes = None  # head_params knows a known family's classes
+    else:
+        dataset = load_data(
+            name, source, data_dir=args.data_dir, download=args.download, standardize=False
+        )
+        if args.standardize:  # the whole training split's statistics, as training uses them
+            dataset = standardize(dataset)
+        x, y = to_inputs(dataset.train_images[:size]), dataset.train_labels[:size]
+        num_classes = dataset.num_classes
+    params = head_params(args.model, params, name, num_classes)
+    _check_model(args.model, params, (x, y))
+    shown = name if source is None else os.path.basename(source.rstrip(os.sep))
+    kind = "examples" + (", standardized" if args.standardize else "")
+    return (x, y), params, (shown, len(y), kind), None
+
+
+def _title(model: str, params: dict, dataset: str, size: int, kind: str = "examples") -> str:
+    """The figure's title: ``mlp (depth=50, activation=tanh), 256 mnist examples`` (``kind``:
+    what the batch holds, e.g. ``windows of 64 characters``); strings unquoted, other values as
+    Python writes them."""
     args = ", ".join(f"{k}={v if isinstance(v, str) else repr(v)}" for k, v in params.items())
-    return f"{model}{f' ({args})' if args else ''}, {size} {dataset} examples"
+    return f"{model}{f' ({args})' if args else ''}, {size} {dataset} {kind}"
 
 
 def _mean_field_gradient(mf, diagnosis) -> str:
