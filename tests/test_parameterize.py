@@ -129,6 +129,33 @@ def test_applied_weights_have_the_planned_std(name):
     p.remove()
 
 
+def test_char_gpt_applied_weights_have_the_planned_std():
+    model = gpt(64)
+    p = parametrize(model, "mup", base=gpt(16).to("meta"), example_input=TOKENS).apply_(seed=0)
+    checked = 0
+    for row in p.rows:
+        if not row.init_std:
+            continue
+        w = model.get_parameter(row.name).detach()
+        distribution = p.plan[row.name].distribution
+        # truncated at +-2 absolute, 100 std for pos_emb: in effect normal
+        kurtosis = {"normal": 3.0, "truncated_normal": 3.0, "uniform": 1.8}[distribution]
+        assert w.std().item() == pytest.approx(
+            row.init_std, rel=_std_tolerance(w.numel(), kurtosis)
+        )
+        checked += 1
+    assert checked == 2 * 6 + 3  # q, k, v, proj, fc, mlp.proj per block; embeddings, head
+    p.remove()
+
+
+def test_delta_finds_a_width_where_model_and_base_agree():
+    # model and base both 32 wide: only the delta (64) shows the hidden layer's widths
+    p = parametrize(mlp(BASE), "mup", base=mlp(BASE), delta=mlp(64))
+    assert p["hidden.1.0.weight"].role == "hidden" and p["head.weight"].role == "output"
+    assert p["head.weight"].multiplier == 1.0  # m = 32 / 32
+    assert parametrize(mlp(BASE), "mup", base=mlp(BASE))["head.weight"].role == "fixed"
+
+
 def test_apply_is_seeded_and_the_readout_multiplier_scales_the_input_not_the_bias():
     model, twin = mlp(64), mlp(64)
     p = parametrize(model, "mup", base=mlp(BASE)).apply_(seed=3)
