@@ -203,8 +203,9 @@ def critical_weight_variance(
         1.76
     """
     bias_var = non_negative("bias_var", bias_var)
+    _, phi = _resolve(activation)
     lo, hi = 0.0, 1.0
-    while mean_field(activation, hi, bias_var).chi_1 < 1.0:
+    while _chi_1(phi, hi, bias_var) < 1.0:
         lo, hi = hi, 2.0 * hi
         if hi > 1e4:
             raise ValueError(
@@ -213,8 +214,14 @@ def critical_weight_variance(
             )
     while hi - lo > tol:
         mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if mean_field(activation, mid, bias_var).chi_1 < 1.0 else (lo, mid)
+        lo, hi = (mid, hi) if _chi_1(phi, mid, bias_var) < 1.0 else (lo, mid)
     return 0.5 * (lo + hi)
+
+
+def _chi_1(phi, weight_var: float, bias_var: float) -> float:
+    """``chi_1`` as :func:`mean_field` computes it, without the correlation map (fast)."""
+    _, q_eval = _variance_fixed_point(phi, weight_var, bias_var, 1.0)
+    return weight_var * float(np.dot(_W, _derivative(phi, math.sqrt(q_eval) * _Z) ** 2))
 
 
 def _gauss_hermite(n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,171 @@
+"""``initlab sweep``: train a model family over a grid of axes; phase diagrams and a report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from initlab.cli import FLAGS as COMMON_FLAGS
+from initlab.cli import print_error
+from initlab.cli.train import (
+    add_common_options,
+    data_source,
+    model_flags,
+    model_params,
+    non_negative_int,
+    positive_int,
+    train_config,
+)
+
+HELP = "train a model over a grid (depth, width, activation, sw2, sb2, scheme, lr, optimizer)"
+FLAGS = {
+    **COMMON_FLAGS,
+    "grid": "--grid",
+    "grid axis": "--grid",
+    "budget_minutes": "--budget-minutes",
+    "metric": "--metric",
+    "seeds": "--seeds",
+    "scheme": "--scheme",
+    "schemes": "--scheme",
+    "train_subset": "--train-subset",
+    "test_subset": "--test-subset",
+}
+METRICS = ("test_accuracy", "test_loss", "train_loss")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "sweep",
+        help=HELP,
+        description=(
+            "Train a model family (default: the zoo's mlp) over the product of --grid axes, "
+            "every cell over --seeds seeds. Cells that differ only in sw2, sb2 or scheme train "
+            "together, stacked; each other combination (depth, width, activation, optimizer, "
+            "lr) is a group, run as an `initlab compare` into OUT/groups/NAME. Writes "
+            "grid.json, cells.jsonl (a line per run as its group ends), report.md and heatmaps "
+            "with the mean-field overlays (order-to-chaos line, 6 xi_c trainable depth). "
+            "sw2/sb2 cells use the mean-field Gaussian scheme meanfield:sw2=..:sb2=.. "
+            "(weights N(0, sw2/fan_in), biases N(0, sb2)). Ctrl-C keeps finished epochs; "
+            "--resume OUT continues. With --budget-minutes a grid estimated to take longer "
+            "is refused before anything runs."
+        ),
+    )
+    add = parser.add_argument
+    add(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2,...",
+        help="an axis and its values, repeatable: depth, width (ints), activation, sw2, sb2 "
+        "(variances), scheme, lr, optimizer; e.g. --grid depth=10,20,40 --grid sw2=1,1.5,2 "
+        "--grid sb2=0.05 (a single value fixes it)",
+    )
+    add("--seeds", type=positive_int, default=3, help="seeds per cell (default: %(default)s)")
+    add("--first-seed", type=int, default=0, help="first run seed (default: %(default)s)")
+    add(
+        "--scheme",
+        default="auto",
+        help="the scheme of cells without a scheme/sw2/sb2 axis (default: %(default)s)",
+    )
+    add(
+        "--budget-minutes",
+        type=float,
+        default=None,
+        help="refuse, before anything runs, a grid whose estimated time (a timed probe of the "
+        "largest model's training steps, scaled by parameter count) exceeds this (default: none)",
+    )
+    add(
+        "--metric",
+        choices=METRICS,
+        default="test_accuracy",
+        help="what the heatmaps show (default: %(default)s)",
+    )
+    add(
+        "--step",
+        type=non_negative_int,
+        default=None,
+        help="show each run's last evaluation at or before this optimizer step (evaluations "
+        "are at the end of each epoch; default: the last)",
+    )
+    add("--out", default=None, help="output directory (default: runs/sweep-<UTC timestamp>)")
+    add(
+        "--resume",
+        default=None,
+        metavar="DIR",
+        help="continue the grid in DIR with its saved grid.json (other options are ignored)",
+    )
+    add("--no-progress", action="store_true", help="hide the progress bars")
+    add(
+        "--no-vectorize",
+        action="store_true",
+        help="train runs one after the other instead of stacked (default: stacked)",
+    )
+    add_common_options(parser)
+    parser.set_defaults(func=run, model="mlp")
+
+
+def run(args: argparse.Namespace) -> int:
+    from initlab.experiments.config import CompareConfig
+    from initlab.experiments.grid import GridConfig, GridExistsError, parse_axis, run_grid
+    from initlab.experiments.results import OutDirInUseError
+
+    out = args.resume or args.out or time.strftime("runs/sweep-%Y%m%d-%H%M%S", time.gmtime())
+    try:
+        config = None
+        if args.resume is None:
+            if not args.grid:
+                raise _argument("grid", "give at least one axis, e.g. --grid depth=10,20")
+            axes = dict(parse_axis(text) for text in args.grid)
+            if len(axes) != len(args.grid):
+                raise _argument("grid", f"an axis is given twice: {args.grid}")
+            dataset, data = data_source(args)
+            base = CompareConfig(
+                schemes=(args.scheme,),
+                seeds=args.seeds,
+                first_seed=args.first_seed,
+                model=args.model,
+                model_params=model_params(args.model_param),
+                dataset=dataset,
+                data=data,
+                standardize=args.standardize,
+                data_dir=args.data_dir,
+                download=args.download,
+                bias_init=args.bias_init,
+                train_subset=args.train_subset,
+                test_subset=args.test_subset,
+                train=train_config(args, args.first_seed),
+            )
+            config = GridConfig(axes, base, args.budget_minutes)
+        path = run_grid(
+            config,
+            out,
+            resume=args.resume is not None,
+            progress=not args.no_progress,
+            vectorize=not args.no_vectorize,
+            metric=args.metric,
+            step=args.step,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"\nInterrupted; finished epochs are kept. Continue with: initlab sweep --resume {out}",
+            file=sys.stderr,
+        )
+        return 130
+    except (GridExistsError, OutDirInUseError) as error:
+        print(f"initlab sweep: error: {error}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, OSError) as error:
+        return print_error("sweep", error, model_flags(FLAGS, args))
+    figures = sorted(p.name for p in Path(path).glob("*.png"))
+    print(f"Wrote {path}: grid.json, cells.jsonl, groups/, report.md, {len(figures)} heatmaps")
+    for name in figures:
+        print(f"  {name}")
+    return 0
+
+
+def _argument(argument: str, message: str):
+    from initlab._checks import ArgumentError
+
+    return ArgumentError(argument, message)

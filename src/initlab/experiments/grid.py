@@ -1,0 +1,492 @@
+"""Grids: one model family trained over the product of several axes, stacked where shapes allow.
+
+A grid (:class:`GridConfig`) varies any of :data:`AXES` around a base
+:class:`~initlab.experiments.config.CompareConfig` (model, data, optimization, seeds):
+
+- ``depth``, ``width``, ``activation``: keyword arguments of the model (the zoo's ``mlp``);
+- ``sw2``, ``sb2``: the mean-field Gaussian scheme's weight and bias variances
+  (:data:`initlab.schemes.meanfield.MEANFIELD`, ``meanfield:sw2=..:sb2=..``); an axis left out
+  takes the scheme's default (sw2 = 1, sb2 = 0). Not together with ``scheme``;
+- ``scheme``: any scheme name of :mod:`initlab.schemes.registry`;
+- ``lr``, ``optimizer``: the training settings.
+
+Cells that differ only in ``sw2``, ``sb2``, ``scheme`` (and seed) share the model's shapes and
+the optimizer's hyperparameters, so they form one *group*, run as one comparison
+(:func:`~initlab.experiments.sweep.run_sweep`, stacked) whose schemes are the cells; every other
+axis (:data:`GROUP_AXES`) starts a new group.
+
+Output directory layout:
+
+- ``grid.json``: the :class:`GridConfig`;
+- ``groups/<name>/``: each group's comparison directory (its ``config.json``, ``results.jsonl``
+  written epoch by epoch as training goes, ``report.md``); ``<name>`` spells the group's values,
+  e.g. ``depth=20_lr=0.01``;
+- ``cells.jsonl``: one line per run (cell x seed), appended once its group has finished
+  (:func:`cell_lines`): the cell's axis values, seed, status and per-epoch metrics;
+- ``report.md`` and the heatmaps (:func:`initlab.reports.phase.write_grid_report`).
+
+Resuming (``resume=True``) skips finished groups, continues an unfinished one from its
+checkpoints (:func:`~initlab.experiments.sweep.run_sweep` with ``resume=True``) and starts the
+rest. A grid whose estimated time (:func:`estimate_seconds`: a timed probe of training steps of
+its largest model, scaled by parameter count) exceeds ``budget_minutes`` is refused before
+anything is written (:class:`GridTooLargeError`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from initlab._checks import ArgumentError, one_of
+from initlab._files import atomic_write
+from initlab.datasets.families import to_inputs
+from initlab.experiments.config import CompareConfig
+from initlab.experiments.data import load_data
+from initlab.experiments.results import RESULTS, append_line, read_results
+from initlab.experiments.sweep import run_sweep
+from initlab.reports.phase import METRICS, write_grid_report
+from initlab.schemes.meanfield import meanfield_name
+from initlab.zoo.models import build_model
+
+__all__ = [
+    "AXES",
+    "GROUP_AXES",
+    "Estimate",
+    "GridConfig",
+    "GridExistsError",
+    "GridTooLargeError",
+    "cell_lines",
+    "estimate_seconds",
+    "parse_axis",
+    "run_grid",
+]
+
+log = logging.getLogger(__name__)
+
+#: The axes a grid may vary, and how each value is read from text.
+AXES: dict[str, type] = {
+    "depth": int,
+    "width": int,
+    "activation": str,
+    "sw2": float,
+    "sb2": float,
+    "scheme": str,
+    "lr": float,
+    "optimizer": str,
+}
+#: The axes that separate groups (model shapes, optimizer hyperparameters); the others
+#: (``sw2``, ``sb2``, ``scheme``) are the schemes of one stacked comparison.
+GROUP_AXES = ("depth", "width", "activation", "optimizer", "lr")
+GRID_FILE, CELLS, GROUPS = "grid.json", "cells.jsonl", "groups"
+_PROBE_STEPS = 3
+
+
+class GridExistsError(FileExistsError):
+    """A new grid into a directory that already holds one (``grid.json``)."""
+
+
+class GridTooLargeError(ArgumentError):
+    """A grid whose estimated time exceeds its budget (argument ``budget_minutes``)."""
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """A grid: ``axes`` (name -> values, in order) around the comparison ``base``.
+
+    Attributes:
+        axes: each of :data:`AXES` that varies, with at least one value and no repeats;
+            ``depth``/``width`` ints >= 1, ``sw2``/``sb2`` floats >= 0, ``lr`` floats > 0.
+        base: everything else (model, its other parameters, data, optimization, seeds, the
+            scheme of cells without a ``scheme``/``sw2``/``sb2`` axis: ``base.schemes[0]``).
+        budget_minutes: refuse to start when the estimated time exceeds it (``None``: no limit).
+
+    Raises:
+        ArgumentError: (argument ``grid``) an unknown axis, an empty or repeated value list, a
+            value of the wrong type, ``scheme`` together with ``sw2``/``sb2``, or a model axis
+            the model does not take; (``budget_minutes``) a budget that is not > 0. The group
+            configs are built here, so an unknown scheme, optimizer or activation is refused too.
+    """
+
+    axes: dict[str, tuple]
+    base: CompareConfig = field(default_factory=lambda: CompareConfig(model="mlp"))
+    budget_minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        axes = {}
+        for name, values in self.axes.items():
+            _axis(name)
+            values = tuple(values)
+            if not values or len(set(values)) != len(values):
+                raise ArgumentError(
+                    "grid", f"axis {name} needs distinct values; got {name}={list(values)}"
+                )
+            axes[name] = tuple(_value(name, v) for v in values)
+        if "scheme" in axes and ({"sw2", "sb2"} & axes.keys()):
+            raise ArgumentError(
+                "grid", "axis scheme cannot be combined with sw2/sb2 (they set the scheme)"
+            )
+        object.__setattr__(self, "axes", axes)
+        if self.budget_minutes is not None and not 0 < self.budget_minutes < math.inf:
+            raise ArgumentError(
+                "budget_minutes", f"must be a number > 0; got budget_minutes={self.budget_minutes}"
+            )
+        try:
+            self.groups()
+        except (TypeError, ValueError) as error:
+            if isinstance(error, ArgumentError):
+                raise
+            raise ArgumentError("grid", str(error)) from None
+
+    def cells(self) -> list[dict]:
+        """Every cell's axis values, in product order (the first axis varies slowest)."""
+        names = list(self.axes)
+        return [dict(zip(names, v, strict=True)) for v in itertools.product(*self.axes.values())]
+
+    def scheme_of(self, cell: dict) -> str:
+        """The scheme a cell trains under."""
+        if "sw2" in cell or "sb2" in cell:
+            return meanfield_name(cell.get("sw2", 1.0), cell.get("sb2", 0.0))
+        return cell.get("scheme", self.base.schemes[0])
+
+    def groups(self) -> dict[str, tuple[CompareConfig, dict[str, dict]]]:
+        """Each group's name -> (its comparison config, scheme -> the cell it trains).
+
+        Raises:
+            ValueError, TypeError: as :class:`CompareConfig` for a group's settings.
+        """
+        out: dict[str, tuple[CompareConfig, dict[str, dict]]] = {}
+        for cell in self.cells():
+            key = {k: cell[k] for k in GROUP_AXES if k in cell}
+            name = "_".join(
+                f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}" for k, v in key.items()
+            )
+            out.setdefault(name or "all", (key, {}))[1][self.scheme_of(cell)] = cell
+        return {name: (self._group_config(key, list(by)), by) for name, (key, by) in out.items()}
+
+    def _group_config(self, key: dict, schemes: list[str]) -> CompareConfig:
+        base = self.base
+        params = {
+            **base.model_params,
+            **{k: key[k] for k in ("depth", "width", "activation") if k in key},
+        }
+        train = dataclasses.replace(
+            base.train, **{k: key[k] for k in ("lr", "optimizer") if k in key}
+        )
+        return dataclasses.replace(base, schemes=tuple(schemes), model_params=params, train=train)
+
+    def runs(self) -> int:
+        """The number of runs: cells x seeds."""
+        return len(self.cells()) * self.base.seeds
+
+    def to_json(self) -> str:
+        """The config as JSON (round-trips through :meth:`from_json`)."""
+        raw = {
+            "axes": {k: list(v) for k, v in self.axes.items()},
+            "base": json.loads(self.base.to_json()),
+            "budget_minutes": self.budget_minutes,
+        }
+        return json.dumps(raw, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> GridConfig:
+        """Rebuild a config written by :meth:`to_json`."""
+        raw = json.loads(text)
+        base = CompareConfig.from_json(json.dumps(raw["base"]))
+        return cls({k: tuple(v) for k, v in raw["axes"].items()}, base, raw["budget_minutes"])
+
+
+def _axis(name: str) -> None:
+    try:
+        one_of("grid axis", name, AXES)
+    except ValueError as error:
+        raise ArgumentError("grid", str(error)) from None
+
+
+def _value(name: str, value):
+    kind = AXES[name]
+    if kind is str:
+        if not isinstance(value, str) or not value:
+            raise ArgumentError("grid", f"axis {name} takes names; got {name}={value!r}")
+        return value
+    bad = isinstance(value, bool) or not isinstance(value, (int, float))
+    if kind is int and (bad or value != int(value) or value < 1):
+        raise ArgumentError("grid", f"axis {name} takes integers >= 1; got {name}={value!r}")
+    if kind is float and (bad or not 0 <= value < math.inf or (name == "lr" and value == 0)):
+        lower = "> 0" if name == "lr" else ">= 0"
+        raise ArgumentError(
+            "grid", f"axis {name} takes finite numbers {lower}; got {name}={value!r}"
+        )
+    return kind(value)
+
+
+def parse_axis(text: str) -> tuple[str, tuple]:
+    """Parse ``"name=v1,v2,..."`` (the ``--grid`` syntax) into ``(name, values)``.
+
+    Raises:
+        ArgumentError: (argument ``grid``) no ``=``, an unknown axis, or a value that is not
+            of the axis's type.
+
+    Example:
+        >>> parse_axis("depth=10,20")
+        ('depth', (10, 20))
+    """
+    name, sep, rest = text.partition("=")
+    if not sep or not rest:
+        raise ArgumentError("grid", f"expected NAME=V1,V2,... e.g. depth=10,20; got {text!r}")
+    _axis(name)
+    kind = AXES[name]
+    values = []
+    for part in rest.split(","):
+        try:
+            values.append(part if kind is str else kind(part))
+        except ValueError:
+            raise ArgumentError(
+                "grid", f"axis {name} takes {kind.__name__} values; got {part!r} in {text!r}"
+            ) from None
+    return name, tuple(_value(name, v) for v in values)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A grid's estimated wall time and how it was estimated.
+
+    Attributes:
+        seconds: estimated wall time of the whole grid, one run after another.
+        seconds_per_step: measured seconds of one training step of ``probe_params`` parameters.
+        probe_params: parameters of the probed (largest) model.
+        run_steps: optimizer steps summed over runs.
+    """
+
+    seconds: float
+    seconds_per_step: float
+    probe_params: int
+    run_steps: int
+
+    def describe(self) -> str:
+        return (
+            f"about {self.seconds / 60:.1f} min for {self.run_steps} run-steps, estimated from a "
+            f"timed probe of {_PROBE_STEPS} training steps of the largest model "
+            f"({self.probe_params} parameters: {self.seconds_per_step * 1e3:.1f} ms/step), "
+            "scaled by each group's parameter count, test passes included"
+        )
+
+
+def estimate_seconds(config: GridConfig) -> Estimate:
+    """Estimate the grid's wall time from a timed probe of training steps (nothing written).
+
+    The largest model of the grid trains :data:`_PROBE_STEPS` steps on a batch of the grid's
+    data (after one untimed step); each group's time is that step time x its parameters /
+    the probe's x its runs x steps, plus the test passes (a forward pass costs about a third of
+    a training step: one matmul of the three per layer). Stacked training is usually faster
+    than this one-run-at-a-time figure.
+    """
+    base = config.base
+    data = load_data(
+        base.dataset,
+        base.data,
+        data_dir=base.data_dir,
+        download=base.download,
+        train_subset=base.train_subset,
+        test_subset=base.test_subset,
+        seed=base.first_seed,
+    )
+    n_train, n_test = len(data.train_labels), len(data.test_labels)
+    groups = list(config.groups().values())
+    with torch.random.fork_rng(devices=[]):
+        sizes = [_params(cfg) for cfg, _ in groups]
+        big = groups[max(range(len(groups)), key=sizes.__getitem__)][0]
+        per_step = _probe(big, to_inputs(data.train_images[: big.train.batch_size]))
+    seconds, run_steps = 0.0, 0
+    for (cfg, cells), size in zip(groups, sizes, strict=True):
+        steps = cfg.train.epochs * cfg.train.steps_per_epoch(n_train)
+        tests = cfg.train.epochs * n_test / cfg.train.batch_size / 3
+        runs = len(cells) * cfg.seeds
+        run_steps += runs * steps
+        seconds += runs * (steps + tests) * per_step * size / max(sizes)
+    return Estimate(seconds, per_step, max(sizes), run_steps)
+
+
+def _params(cfg: CompareConfig) -> int:
+    model = build_model(cfg.model, **cfg.model_params)
+    return sum(p.numel() for p in model.parameters())
+
+
+def _probe(cfg: CompareConfig, x: torch.Tensor) -> float:
+    model = build_model(cfg.model, **cfg.model_params)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    times = []
+    for _ in range(_PROBE_STEPS + 1):
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        model(x).logsumexp(-1).mean().backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return sum(times[1:]) / _PROBE_STEPS
+
+
+def run_grid(
+    config: GridConfig | None,
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    vectorize: bool = True,
+    metric: str = "test_accuracy",
+    step: int | None = None,
+) -> Path:
+    """Run (or resume) a grid into ``out_dir``; write ``cells.jsonl``, the report and heatmaps.
+
+    Args:
+        config: the grid; ``None`` when resuming (read from ``out_dir/grid.json``).
+        out_dir: output directory (see the module docstring for its layout).
+        resume: continue the grid in ``out_dir``: finished groups are kept, an unfinished one
+            continues from its checkpoints, the rest start.
+        progress: show each group's progress bar.
+        vectorize: train each group's runs stacked (as ``initlab compare`` does by default).
+        metric, step: what the heatmaps show (:func:`~initlab.reports.phase.write_grid_report`).
+
+    Returns:
+        ``out_dir`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        GridTooLargeError: the estimated time exceeds ``config.budget_minutes``; raised before
+            anything is written, its message gives the grid's size and the estimate.
+        GridExistsError: a new grid into a directory that already holds ``grid.json``.
+        FileNotFoundError: resuming a directory without ``grid.json``.
+        And the errors of :func:`~initlab.experiments.sweep.run_sweep`.
+    """
+    out = Path(out_dir)
+    try:
+        one_of("metric", metric, METRICS)
+    except ValueError as error:
+        raise ArgumentError("metric", str(error)) from None
+    if resume:
+        if not (out / GRID_FILE).is_file():
+            raise FileNotFoundError(f"{out} has no {GRID_FILE}: there is no grid to resume")
+        config = GridConfig.from_json((out / GRID_FILE).read_text())
+    else:
+        if (out / GRID_FILE).exists():
+            raise GridExistsError(f"{out / GRID_FILE} exists; resume it or pick another out_dir")
+        _check_budget(config)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(out / GRID_FILE, config.to_json() + "\n")
+    groups = config.groups()
+    written = {line["group"] for line in read_results(out / CELLS)}
+    for index, (name, (cfg, cells)) in enumerate(groups.items(), 1):
+        sub = out / GROUPS / name
+        if name not in written:
+            done = (sub / "summary.csv").is_file()
+            if not done:
+                log.info(
+                    "group %d of %d: %s (%d runs)", index, len(groups), name, len(cells) * cfg.seeds
+                )
+                again = (sub / "config.json").is_file()
+                run_sweep(
+                    None if again else cfg,
+                    sub,
+                    resume=again,
+                    progress=progress,
+                    vectorize=vectorize,
+                )
+            with open(out / CELLS, "a", encoding="utf-8") as sink:
+                for line in cell_lines(name, cells, read_results(sub / RESULTS)):
+                    append_line(sink, line)
+    write_grid_report(
+        out,
+        config.axes,
+        read_results(out / CELLS),
+        defaults=_defaults(config),
+        metric=metric,
+        step=step,
+    )
+    return out
+
+
+def _defaults(config: GridConfig) -> dict:
+    """The values of the overlay's axes that the grid does not vary: the model's activation
+    and depth (its parameters, else its constructor's defaults), and sb2 = 0 (the scheme's)."""
+    import inspect
+
+    from initlab.zoo.models import MODELS
+
+    found = {"sb2": 0.0}
+    factory = MODELS.get(config.base.model)
+    if factory is not None:
+        for name, p in inspect.signature(factory).parameters.items():
+            if name in ("activation", "depth") and p.default is not inspect.Parameter.empty:
+                found[name] = p.default
+    found.update(
+        {k: v for k, v in config.base.model_params.items() if k in ("activation", "depth")}
+    )
+    return found
+
+
+def _check_budget(config: GridConfig) -> None:
+    if config.budget_minutes is None:
+        return
+    estimate = estimate_seconds(config)
+    if estimate.seconds > config.budget_minutes * 60:
+        raise GridTooLargeError(
+            "budget_minutes",
+            f"the grid has {len(config.cells())} cells x {config.base.seeds} seeds = "
+            f"{config.runs()} runs in {len(config.groups())} groups; {estimate.describe()}: over "
+            f"the budget of {config.budget_minutes:g} min. Nothing was run: use fewer values, "
+            "seeds or steps, or a larger budget",
+        )
+    log.info("grid estimate: %s", estimate.describe())
+
+
+def cell_lines(group: str, cells: dict[str, dict], results: list[dict]) -> list[dict]:
+    """One ``cells.jsonl`` line per run of a finished group, from its ``results.jsonl`` lines.
+
+    Each line: ``type`` ``"cell"``, ``group``, the cell's axis values, ``scheme``, ``seed``,
+    ``status`` (``finished`` or ``diverged``), ``diverged_step`` (optimizer steps from the start
+    to the first non-finite loss, or ``None``) and ``epochs``: per epoch ``step`` (steps from
+    the start at its end), ``test_accuracy``, ``test_loss``, ``train_loss``.
+    """
+    epochs: dict[tuple, list[dict]] = {}
+    status: dict[tuple, dict] = {}
+    for line in results:
+        key = (line.get("scheme"), line.get("seed"))
+        if line.get("type") == "epoch":
+            epochs.setdefault(key, []).append(line)
+        elif line.get("type") == "status":
+            status[key] = line
+    out = []
+    for key, end in status.items():
+        scheme, seed = key
+        records, step = [], 0
+        for record in sorted(epochs.get(key, []), key=lambda r: r["epoch"]):
+            step += record["steps"]
+            records.append(
+                {
+                    "epoch": record["epoch"],
+                    "step": step,
+                    **{k: record[k] for k in ("test_accuracy", "test_loss", "train_loss")},
+                }
+            )
+        diverged = None
+        if end["status"] == "diverged":
+            diverged = step + end["step"]
+        out.append(
+            {
+                "type": "cell",
+                "group": group,
+                **cells[scheme],
+                "scheme": scheme,
+                "seed": seed,
+                "status": end["status"],
+                "diverged_step": diverged,
+                "epochs": records,
+            }
+        )
+    return out
