@@ -212,9 +212,13 @@ def test_lm_report_names_task_bpc_divergence_and_sequence_figures(tmp_path):
     assert "Ranked by final bpc on the test set, lower is better." in text
     assert "| 1 | gpt2 | 1.020 | +0.000 bits per character | best |" in text
     assert "- `normal`: 1 of 3 runs diverged (at step 13)." in text
-    for file in [*FIGURES.values(), *SEQUENCE_FIGURES.values()]:
+    # a language model's test figure is in bits per character, not 1 - next-char accuracy
+    shown = [*FIGURES.values(), *SEQUENCE_FIGURES.values(), "test_bpc.png"]
+    shown.remove("test_error.png")
+    for file in shown:
         assert f"]({file})" in text
         assert (tmp_path / file).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "test_error.png" not in text and not (tmp_path / "test_error.png").exists()
 
 
 def test_a_default_report_keeps_its_columns_and_figures(tmp_path):

@@ -14,10 +14,17 @@ over seeds, a min..max band, its own style, an ``x`` at each diverged run's last
 - ``grad_norms.png``: small multiples, one panel per parameter tensor (at most
   :data:`MAX_PANELS`, evenly spaced in model order): the mean L2 norm of its gradient over the
   steps of each epoch (``grad_norms`` of the epoch lines; the first point is the first epoch),
-  log y.
+  log y;
+- ``grad_norms_first_steps.png`` and ``logit_scales.png``: a sequence model's trace, the
+  gradient norms at each of the first steps and the attention and output logit scales against
+  the step (:mod:`initlab.reports.trace_figures`);
+- ``test_bpc.png``, for a language model (task ``char-lm``) in place of ``test_error.png``
+  (1 - next-character accuracy says little about a language model): test bits per character
+  after each epoch.
 
-All five are written for every task; ``report.md`` shows :data:`FIGURES` and, for a task other
-than ``image``, :data:`SEQUENCE_FIGURES` too. Files are written atomically
+The others are written for every task; ``report.md`` shows :func:`report_figures`:
+:data:`FIGURES` and, for a task other than ``image``, :data:`SEQUENCE_FIGURES` too, with a
+language model's test figure in bits per character. Files are written atomically
 (:func:`initlab._files.atomic_write`), so a reader never sees a half-written figure.
 """
 
@@ -44,13 +51,16 @@ from initlab.reports.plotting import (
     scheme_style,
 )
 from initlab.reports.summary import LN2
+from initlab.reports.trace_figures import draw_first_steps, draw_logit_scales, draw_test_bpc
 
 __all__ = [
     "DIVERGED_MARKER",
     "FAR_FACTOR",
     "FIGURES",
+    "LM_TEST_FIGURE",
     "MAX_PANELS",
     "SEQUENCE_FIGURES",
+    "report_figures",
     "split_far",
     "write_figures",
 ]
@@ -64,11 +74,36 @@ FIGURES = {
 SEQUENCE_FIGURES = {
     "training loss against step, log step axis": "train_loss_log_step.png",
     "gradient norm per parameter and epoch": "grad_norms.png",
+    "gradient norm per parameter over the first steps": "grad_norms_first_steps.png",
+    "largest attention logit and output logit scale against step": "logit_scales.png",
 }
+# a language model's test figure, in place of FIGURES' test error
+LM_TEST_FIGURE = {"test bits per character per epoch": "test_bpc.png"}
+
+
+def _language_model(config) -> bool:
+    """Whether the comparison trains a language model (task ``char-lm``)."""
+    return getattr(config, "task", "image") == "char-lm"
+
+
+def report_figures(config) -> dict[str, str]:
+    """The figures ``report.md`` shows for ``config``, name -> file, in order.
+
+    :data:`FIGURES`; for a task other than ``image`` :data:`SEQUENCE_FIGURES` too; for a
+    language model :data:`LM_TEST_FIGURE` in place of the test error.
+    """
+    task = getattr(config, "task", "image")
+    shown = dict(FIGURES) if task == "image" else {**FIGURES, **SEQUENCE_FIGURES}
+    if not _language_model(config):
+        return shown
+    (test,) = LM_TEST_FIGURE.items()  # in the test error's place
+    return dict(test if k == "test error per epoch" else (k, v) for k, v in shown.items())
 
 
 def write_figures(out: Path, runs: dict, config, *, bits: bool = False) -> None:
     """Write every figure of :data:`FIGURES` and :data:`SEQUENCE_FIGURES` into ``out``.
+
+    A language model (task ``char-lm``) gets ``test_bpc.png`` instead of ``test_error.png``.
 
     Args:
         out: the comparison's directory.
@@ -78,11 +113,20 @@ def write_figures(out: Path, runs: dict, config, *, bits: bool = False) -> None:
         bits: draw the log-step training curve in bits per character (nats / ln 2).
     """
     _loss_figure(out / FIGURES["training loss against step"], runs, config)
-    _error_figure(out / FIGURES["test error per epoch"], runs, config.schemes)
+    if _language_model(config):
+        draw_test_bpc(
+            out / LM_TEST_FIGURE["test bits per character per epoch"], runs, config.schemes
+        )
+    else:
+        _error_figure(out / FIGURES["test error per epoch"], runs, config.schemes)
     _activation_figure(out / FIGURES["activations"], runs, config.schemes)
     name = "training loss against step, log step axis"
     _loss_figure(out / SEQUENCE_FIGURES[name], runs, config, log_step=True, bits=bits)
     _grad_norm_figure(out / SEQUENCE_FIGURES["gradient norm per parameter and epoch"], runs, config)
+    first = SEQUENCE_FIGURES["gradient norm per parameter over the first steps"]
+    draw_first_steps(out / first, runs, config.schemes, _panel_names)
+    scales = SEQUENCE_FIGURES["largest attention logit and output logit scale against step"]
+    draw_logit_scales(out / scales, runs, config.schemes)
 
 
 def _loss_figure(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from initlab.reports.figures import FIGURES, SEQUENCE_FIGURES
+from initlab.reports.figures import report_figures
 from initlab.reports.summary import METRICS, Metric, SummaryRow, conclusions, count
 from initlab.reports.tables import diverged_steps_words, format_table
 
@@ -131,8 +131,7 @@ def _markdown(config, rows: Sequence[SummaryRow], metric: str = "final_accuracy"
     task = getattr(config, "task", "image")
     if task != "image":
         settings = f"task `{task}`, {settings}"
-    shown = dict(FIGURES) if task == "image" else {**FIGURES, **SEQUENCE_FIGURES}
-    figures = "\n".join(f"![{name}]({file})" for name, file in shown.items())
+    figures = "\n".join(f"![{name}]({file})" for name, file in report_figures(config).items())
     final = {
         "final_loss": "The final loss",
         "final_bpc": "The final bpc (test cross-entropy in nats / ln 2)",
@@ -144,9 +143,32 @@ def _markdown(config, rows: Sequence[SummaryRow], metric: str = "final_accuracy"
         f"{_ranking(rows, METRICS[metric])}"
         f"{final} excludes diverged runs; std is over seeds (ddof=1). Bands in the curves "
         "span min to max over seeds; the line is the mean. The training loss is the mean over "
-        f"windows of {_window_words(t)} (`loss_curve` in `results.jsonl`); test error is "
-        "1 - accuracy, both on log axes.\n\n"
+        f"windows of {_window_words(t)} (`loss_curve` in `results.jsonl`); "
+        f"{_test_words(config)}{_trace_words(task)}\n\n"
         f"{figures}\n"
+    )
+
+
+def _test_words(config) -> str:
+    if getattr(config, "task", "image") == "char-lm":
+        return (
+            "the test curve is in bits per character (test cross-entropy in nats / ln 2) after "
+            "each epoch; the training loss is on a log axis."
+        )
+    return "test error is 1 - accuracy, both on log axes."
+
+
+def _trace_words(task: str) -> str:
+    """How a sequence model's trace figures are made (none for the image task)."""
+    if task == "image":
+        return ""
+    return (
+        " A sequence model's trace (`trace` in `results.jsonl`'s epoch lines): every "
+        "parameter's gradient L2 norm at each of the first 50 optimizer steps, and, every 10 "
+        "steps and at step 0, on a fixed probe batch (the first 8 training examples), the "
+        "largest attention logit max |q k^T / sqrt(d_head)| over layers, heads and attended "
+        "positions (transformers), and the root mean square and largest absolute value of the "
+        "output logits."
     )
 
 
