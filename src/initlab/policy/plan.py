@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from torch import nn
 from initlab._checks import warn_zero_element
 from initlab.policy.distributed import local_box
 from initlab.policy.own_init import run_own_inits, storage_key
+from initlab.policy.receipt import plan_source, record_model
 from initlab.policy.streams import fill_box_
 
 __all__ = ["InitPlan", "PlanRow", "uncompiled"]
@@ -73,6 +75,8 @@ class InitPlan:
             the plan was made (``plan``, ``from_dict``): :meth:`apply` restores those it does
             not draw. (A tensor of such a model built off the meta device, e.g. by the legacy
             ``torch.Tensor(n)``, is restored too if ``to_empty`` re-allocated it.)
+        receipt: the :class:`~initlab.policy.receipt.Receipt` of the last
+            ``apply(..., receipt=True or path)``, else None.
         lsuv: the :class:`~initlab.datadriven.LSUVReport` of
             ``initlab.init_model(..., lsuv=batch)`` (:mod:`initlab.schemes.compose`), else None.
 
@@ -86,6 +90,7 @@ class InitPlan:
         self.source = source
         self.policy = policy
         self.uncovered = [r.name for r in self.rows if r.distribution == "none"]
+        self.receipt = None  # the Receipt of the last apply(..., receipt=...)
         self.lsuv = None  # the LSUVReport when initlab.init_model(..., lsuv=batch) calibrated it
         params = [n for n, p in self.model.named_parameters() if p.is_meta]
         self._meta_buffers = tuple(
@@ -121,6 +126,7 @@ class InitPlan:
         seed: int | None = None,
         generator: torch.Generator | None = None,
         restore: bool = True,
+        receipt=None,
     ):
         """Write every planned parameter in place and return this plan.
 
@@ -162,9 +168,16 @@ class InitPlan:
             restore: False leaves the tensors of :attr:`on_meta` that the plan does not draw as
                 ``to_empty`` left them (uninitialized memory), for a caller that sets them
                 itself right after, e.g. from a checkpoint.
+            receipt: None (default) records nothing; True sets :attr:`receipt` to a
+                :class:`~initlab.policy.receipt.Receipt` of every parameter and buffer after the
+                write (source: the row's rule and distribution, its own init, or the module for
+                buffers; the base seed; statistics; SHA-256); a path also writes it there as
+                JSON, atomically. :func:`initlab.policy.verify.verify` checks a model against it.
 
         Raises:
-            TypeError: if ``seed`` is not an int or ``generator`` not a ``torch.Generator``.
+            TypeError: if ``seed`` is not an int or ``generator`` not a ``torch.Generator``,
+                or ``receipt`` is not None, True or a path.
+            OSError: the receipt file cannot be written (the model is written by then).
             ValueError: if a tensor to write is on the meta device (call ``model.to_empty()``
                 first) or a parameter (or a tied alias) no longer has the planned shape; or,
                 naming each of them and how to fix it, if a tensor of :attr:`on_meta` cannot be
@@ -181,6 +194,8 @@ class InitPlan:
         base = _base_seed(seed, generator)
         if not isinstance(restore, bool):
             raise TypeError(f"restore must be True or False; got restore={restore!r}")
+        if not (receipt is None or receipt is True or isinstance(receipt, (str, os.PathLike))):
+            raise TypeError(f"receipt must be None, True or a path; got receipt={receipt!r}")
         drawn = [r for r in self.rows if r.distribution not in {"keep", "skip", "none"}]
         empty = [r.name for r in drawn if 0 in r.shape]
         if empty:  # as torch.nn.init does (a kept own init warns itself): once per call
@@ -193,7 +208,15 @@ class InitPlan:
             for row in self.rows:
                 if row.distribution not in {"keep", "skip", "none"}:
                     _write(self.model, row, base)
+        if receipt is not None:
+            self.receipt = self._receipt(base)
+            if receipt is not True:
+                self.receipt.save(receipt)
         return self
+
+    def _receipt(self, base: int):
+        sources = {n: plan_source(r) for r in self.rows for n in (r.name, *r.tied)}
+        return record_model(self.model, sources, origin="plan", seed=base)
 
     def _running_stats(self) -> dict[str, str]:
         """Name -> ``"buffer"`` for the buffers of each module with running statistics (it has

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -10,6 +11,7 @@ import torch
 from torch import nn
 
 from initlab._checks import one_of
+from initlab.policy.receipt import plan_source, record_model
 from initlab.pretrained.adapt import adapt_input_channels, first_conv_weight
 from initlab.pretrained.keys import align, apply_key_map, matches_any, weight_norm_names
 from initlab.pretrained.report import (
@@ -54,6 +56,7 @@ def load_pretrained(
     generator: torch.Generator | None = None,
     freeze: bool | str | Iterable[str] | None = None,
     trust_pickle: bool = False,
+    receipt=None,
 ) -> LoadReport:
     r"""Load pretrained tensors into ``model`` in place; initialize only what was not loaded.
 
@@ -134,6 +137,13 @@ def load_pretrained(
             (glob or module prefix, e.g. ``"bert.embeddings"``) freeze the loaded parameters
             they match; ``None`` freezes nothing.
         trust_pickle: fully unpickle PyTorch files (can run code; warns). Default False.
+        receipt: None (default) records nothing; True attaches a
+            :class:`~initlab.policy.receipt.Receipt` of every parameter and buffer after the
+            load to the report as ``report.receipt`` (source: the checkpoint tensor and file, the
+            adapted tensor and rule, the policy's rule for re-initialized parameters; hashes of
+            the values as written, so that :func:`initlab.verify` can tell a tensor that is no
+            longer its checkpoint's bytes); a path also writes it there, atomically (an
+            ``OSError`` then comes after the model is loaded).
 
     Returns:
         The :class:`LoadReport`: loaded, missing, unexpected, mismatched (both shapes), adapted,
@@ -153,7 +163,8 @@ def load_pretrained(
             ``trust_pickle`` is False; nothing in it ran.
         CheckpointReadError: (a ValueError) a file is truncated or corrupted; names the file.
         TypeError: ``model`` is not an ``nn.Module``, ``source`` is unsupported, ``seed`` is
-            not an int or ``generator`` not a ``torch.Generator``.
+            not an int, ``generator`` not a ``torch.Generator`` or ``receipt`` not None, True
+            or a path.
         RuntimeError: the plan for the rest includes a loaded tensor (nothing written).
 
     Example:
@@ -167,6 +178,8 @@ def load_pretrained(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     one_of("on_mismatch", on_mismatch, _ON_MISMATCH)
+    if not (receipt is None or receipt is True or isinstance(receipt, (str, os.PathLike))):
+        raise TypeError(f"receipt must be None, True or a path; got receipt={receipt!r}")
     _check_seed(seed, generator)
     targets = model.state_dict(keep_vars=True)
     if any(t.is_meta for t in targets.values()):
@@ -220,7 +233,31 @@ def load_pretrained(
         init_plan=None if init_plan is None else init_plan.to_dict(),
     )
     logger.info("load_pretrained from %s: %s", description, report.summary())
+    if receipt is not None:
+        made = _receipt(model, report, init_plan, seed)
+        # LoadReport is frozen; the receipt rides along as an extra attribute
+        object.__setattr__(report, "receipt", made)
+        if receipt is not True:
+            made.save(receipt)
     return report
+
+
+def _receipt(model, report: LoadReport, init_plan, seed):
+    """The receipt of a finished load: each tensor's source from the report's rows."""
+    sources = {}
+    for row in report.loaded:
+        sources[row.name] = {"kind": "checkpoint", "file": report.source,
+                             "tensor": row.source_key, "dtype": row.source_dtype}  # fmt: skip
+    for row in report.adapted:
+        sources[row.name] = {"kind": "adapted", "file": report.source,
+                             "tensor": row.source_key, "rule": row.rule}  # fmt: skip
+    written = {row.name for row in report.reinitialized}
+    if init_plan is not None:
+        for row in init_plan.rows:
+            for name in (row.name, *row.tied):
+                if name in written:
+                    sources[name] = plan_source(row)
+    return record_model(model, sources, origin="load_pretrained", seed=seed)
 
 
 def _check_seed(seed, generator) -> None:
