@@ -334,6 +334,20 @@ def test_depth_parameterizations(name, alpha):
     p.remove()
 
 
+def test_depth_against_a_base_of_another_width_and_depth():
+    # the zoo's residual MLP: blocks.i.{fc1, fc2} and 0-dim Fixup scalars; the base has 2
+    # blocks of width 32, the model 8 of width 64: its blocks match the base's by block name
+    model = build_model("resmlp", width=64, depth=8)
+    base = build_model("resmlp", width=32, depth=2).to("meta")
+    p = parametrize(model, "depth-mup", base=base, example_input=torch.zeros(2, 784))
+    assert (p.depth, p.base_depth) == (8, 2)
+    assert p["blocks.7.fc1.weight"].base_shape == (32, 32)
+    assert p["blocks.7.fc1.weight"].lr_scale == pytest.approx(0.5 * 4**-0.5)
+    assert p["blocks.7.branch_scalars.0"].role == "fixed"
+    assert p.branches and all(v == pytest.approx(0.5) for v in p.branches.values())  # 4^-1/2
+    assert p["stem.0.weight"].lr_scale == 1 and p["stem.0.weight"].block is None
+
+
 def test_depth_given_explicitly():
     p = parametrize(gpt(32, n_layer=2), "completep", base=gpt(16, n_layer=2),
                     example_input=TOKENS, depth=8, base_depth=2)  # fmt: skip

@@ -36,6 +36,7 @@ _OPTIMIZER_NAMES = {"adam": "adam", "adamw": "adam", "sgd": "sgd"}
 _OPTIMIZER_CLASSES = ((torch.optim.AdamW, "adam"), (torch.optim.Adam, "adam"),
                       (torch.optim.SGD, "sgd"))  # fmt: skip
 _HOOKED = (nn.Linear, nn.modules.conv._ConvNd)
+_RANDOM = frozenset({"normal", "uniform", "truncated_normal", "orthogonal"})
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,10 @@ class ParamRow:
         shape, base_shape: in the model and in the base model.
         width_dims: which dims are widths (``"out,in"``, ``"out"``, ``"in"``, ``"0"``, ``"-"``).
         m_in, m_out: fan-in and fan-out width multipliers (model / base; 1 if not a width).
-        init_std: standard deviation of the initial draw (None: a constant or the module's
-            own init, unscaled).
+        init_std: standard deviation of the initial random draw (None: not a random draw, a
+            constant, the module's own init or left untouched).
+        init: the initial distribution as text (``N(0, 0.05^2)``, ``U(+-0.1)``, ``= 1``,
+            ``keep``).
         multiplier: forward multiplier of the parameter (a Linear/conv weight: its input is
             scaled, the bias is not, as ``mup``'s ``MuReadout``).
         branch_multiplier: multiplier of the output of the residual branch this parameter's
@@ -70,6 +73,7 @@ class ParamRow:
     m_in: float
     m_out: float
     init_std: float | None
+    init: str
     multiplier: float
     branch_multiplier: float
     lr_scale: float
@@ -295,7 +299,7 @@ class Parameterization:
 
     def table(self) -> str:
         """Return the parameterization as a fixed-width text table, one line per parameter."""
-        header = ("parameter", "role", "width dims", "m_in", "init std", "mult", "branch",
+        header = ("parameter", "role", "width dims", "m_in", "init", "mult", "branch",
                   f"lr x ({self.optimizer_kind})", "wd x", "eps x")  # fmt: skip
         lines = [header]
         for r in self.rows:
@@ -305,7 +309,7 @@ class Parameterization:
                     r.role,
                     r.width_dims,
                     f"{r.m_in:g}",
-                    "-" if r.init_std is None else f"{r.init_std:.4g}",
+                    r.init,
                     f"{r.multiplier:.4g}",
                     f"{r.branch_multiplier:.4g}",
                     f"{r.lr_scale:.4g}",
@@ -480,7 +484,8 @@ def parametrize(
                 width_dims=width.dims_text(),
                 m_in=width.m_in,
                 m_out=width.m_out,
-                init_std=std,
+                init_std=std if new_row is not None and new_row.distribution in _RANDOM else None,
+                init=_draw(new_row if new_row is not None else prow),
                 multiplier=evaluate(scaling.multiplier, values),
                 branch_multiplier=branches.get(owner_name, 1.0),
                 lr_scale=lr_scale,
@@ -507,6 +512,23 @@ def parametrize(
         attention=attention,
         notes=notes,
     )
+
+
+def _draw(row: PlanRow | None) -> str:
+    """A plan row's distribution as short text."""
+    if row is None:
+        return "-"
+    if row.distribution == "normal":
+        return f"N(0, {row.std:.4g}^2)"
+    if row.distribution == "uniform":
+        return f"U(+-{row.bound:.4g})"
+    if row.distribution == "truncated_normal":
+        return f"TN(0, {row.std:.4g}^2, +-{row.bound:.4g})"
+    if row.distribution == "orthogonal":
+        return f"orthogonal std {row.std:.4g}"
+    if row.distribution == "constant" and row.value:
+        return "= " + ",".join(f"{v:g}" for v in sorted(set(row.value)))
+    return row.distribution
 
 
 def _values(width: WidthInfo, prow: PlanRow | None) -> dict[str, float]:
