@@ -221,6 +221,13 @@ SCHEMES: dict[str, Scheme] = {
             "(Wang et al. 2022 DeepNet Sec. 3, Fig. 2); LN 1/0, biases 0",
         ),
         _transformer(
+            "tfixup",
+            "T-Fixup, decoder-only: every weight xavier_uniform, token embedding and positions "
+            "N(0, (d^-1/2 (9L)^-1/4)^2), v, attn.proj, mlp.fc, mlp.proj xavier_uniform times "
+            "(9L)^-1/4 (Huang et al. 2020 Sec. 3); derived without LayerNorm or warm-up (with "
+            "LN only a depth scaling); causal models only; LN 1/0, biases 0",
+        ),
+        _transformer(
             "rezero",
             "residual gates 0, every weight (embeddings, positions, head) xavier_uniform "
             "(Bachlechner et al. 2020; SkipInit, De & Smith 2020); LN 1/0, biases 0; gated "

@@ -60,6 +60,7 @@ __all__ = [
     "deepnorm_constants",
     "layerscale_eps",
     "mimetic_attention_",
+    "tfixup_scale",
     "transformer_parts",
 ]
 
@@ -420,6 +421,59 @@ def _deepnorm(parts: TransformerParts, g: torch.Generator) -> Rules:
     return Rules(fills, residual_scale=alpha)
 
 
+def tfixup_scale(n_layer: int) -> float:
+    """T-Fixup's decoder factor ``(9 N)^(-1/4)`` for N decoder layers.
+
+    Source: Huang, Perez, Ba and Volkovs, "Improving Transformer Optimization Through Better
+    Initialization" (ICML 2020), Sec. 3 (the T-Fixup procedure, decoder scaling).
+    """
+    return (9 * n_layer) ** -0.25
+
+
+def _tfixup(parts: TransformerParts, g: torch.Generator) -> Rules:
+    """T-Fixup for a decoder-only transformer of N layers (Huang et al. 2020, Sec. 3): every
+    weight xavier_uniform (U(-b, b), b = sqrt(6 / (fan_in + fan_out)), as fairseq, which the
+    paper's code builds on, draws it); the token embedding N(0, d^(-1/2)) in the paper's
+    N(mean, std) notation (std d^(-1/2), fairseq's embedding init); then the decoder's v, the
+    attention output projection, both MLP weights and the input embedding multiplied by
+    (9N)^(-1/4). A learned position table is part of the input embedding x = token + position:
+    it is drawn and scaled as the token embedding. q, k and the head stay unscaled Xavier.
+
+    Where it applies: the derivation is for a transformer without LayerNorm and trained without
+    learning-rate warm-up (its point is to remove both). On a model with LayerNorm, as the zoo's
+    char-gpt, it is a depth-scaled initialization whose bound no longer holds. The encoder's
+    own factor 0.67 N^(-1/4) is for the encoder of an encoder-decoder pair whose input
+    embeddings take the decoder's factor, so a bidirectional (encoder-only) model is refused.
+
+    Raises:
+        ValueError: the model has no token embedding or its attention is not causal.
+    """
+    causal = all(getattr(block.attn, "causal", False) for block in parts.blocks)
+    if parts.embedding[0] != "tok_emb" or not causal:
+        raise ValueError(
+            "scheme 'tfixup' is T-Fixup's decoder rule (Huang et al. 2020): it needs a "
+            "decoder-only transformer, causal attention (blocks[i].attn.causal) and a token "
+            f"embedding model.tok_emb (zoo: char-gpt); {type(parts.model).__name__} has "
+            f"{parts.embedding[0]} and causal={causal}"
+        )
+    scale = tfixup_scale(parts.n_layer)
+
+    def scaled_xavier(t: torch.Tensor, i: int) -> None:
+        xavier_uniform_(t, gain=scale, generator=g)
+
+    embedding = _normal(g, scale * parts.d_model**-0.5)
+    fills = _every(
+        _xavier_uniform(g),
+        tok_emb=embedding,
+        pos_emb=embedding,
+        v=scaled_xavier,
+        attn_proj=scaled_xavier,
+        mlp_fc=scaled_xavier,
+        mlp_proj=scaled_xavier,
+    )
+    return Rules(fills)
+
+
 def _rezero(parts: TransformerParts, g: torch.Generator) -> Rules:
     """ReZero: gates 0, every weight xavier_uniform. Bachlechner et al., "ReZero is All You
     Need: Fast Convergence at Large Depth" (2020), Sec. 3 (alpha_i = 0 at initialization); the
@@ -575,6 +629,7 @@ POLICIES: dict[str, TransformerPolicy] = {
         TransformerPolicy("llama_depth", _llama_depth),
         TransformerPolicy("zero_proj", _zero_proj),
         TransformerPolicy("deepnorm", _deepnorm, needs=("post_ln",)),
+        TransformerPolicy("tfixup", _tfixup),
         TransformerPolicy("rezero", _rezero, needs=("gates",)),
         TransformerPolicy("layerscale", _layerscale, needs=("gates",)),
         TransformerPolicy("mimetic", _mimetic),
