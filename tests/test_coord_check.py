@@ -17,7 +17,7 @@ from torch import nn
 
 from initlab._checks import ArgumentError
 from initlab.datasets import load_dataset
-from initlab.parameterize.coord_check import coord_check, loglog_slope, verdict_of
+from initlab.parameterize.coord_check import coord_check, loglog_slope, mlp_builder, verdict_of
 
 # ----------------------------------------------------------------------------- the fit
 
@@ -199,6 +199,41 @@ def test_table_dict_and_plot(sp_and_mup, tmp_path):
     assert len(data["rows"]) == len(sp.rows) and "w64-dNone-s0" in data["losses"]
     path = sp.plot(tmp_path / "fig" / "coord.png", title="SP")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def library_sp_and_mup(mnist_batches):
+    # the same MLP under initlab's own parameterizations (initlab.parameterize.parametrize)
+    return {
+        name: coord_check(mlp_builder(name, 49, 10, base_width=BASE), WIDTHS, mnist_batches)
+        for name in ("sp", "mup")
+    }
+
+
+def test_library_parameterizations_pass_check_a(library_sp_and_mup):
+    # Measured (seeds 0..2, steps 1..3): SP hidden slope 0.79..0.81 (stderr 0.03..0.04), SP
+    # readout 0.97..1.01; muP every layer within 0.05 of 0 (stderr <= 0.09, the readout's
+    # activation at step 0 the noisiest). Thresholds 0.5 and 0.15 as in the test above.
+    sp, mup = library_sp_and_mup["sp"], library_sp_and_mup["mup"]
+    for step in (1, 2, 3):
+        (row,) = sp.select(role="hidden", quantity="change", step=step)
+        assert row.slope >= 0.5, sp.table()
+    assert all(r.verdict == "stable" for r in mup.rows), mup.table()
+    assert all(abs(r.slope) <= 0.15 for r in mup.rows)
+
+
+def test_mlp_builder_builds_what_it_says():
+    build = mlp_builder("mup", 5, 3, base_width=8, hidden_layers=3, optimizer="sgd", lr=0.5)
+    model, optimizer, loss_fn = build(32, 0)
+    shapes = [tuple(m.weight.shape) for m in model if isinstance(m, nn.Linear)]
+    assert shapes == [(32, 5), (32, 32), (32, 32), (3, 32)]
+    assert isinstance(optimizer, torch.optim.SGD) and loss_fn is F.cross_entropy
+    # muP with SGD scales the learning rate per group: more than one rate, all from lr = 0.5
+    assert len({g["lr"] for g in optimizer.param_groups}) > 1
+    with pytest.raises(ArgumentError, match=r"optimizer must be one of \['adam', 'adamw', 'sgd'\]"):
+        mlp_builder("mup", 5, 3, optimizer="rmsprop")
+    with pytest.raises(ArgumentError, match="lr must be > 0; got lr=0"):
+        mlp_builder("mup", 5, 3, lr=0)
 
 
 # ----------------------------------------------------------------------------- depths

@@ -29,8 +29,9 @@ from torch.nn.utils import parametrize as torch_parametrize
 
 from initlab._checks import ArgumentError, finite, positive_int
 from initlab.introspect.hooks import forward_hooks, preserved_modes
+from initlab.parameterize.parametrize import parametrize
 
-__all__ = ["CoordCheck", "CoordRow", "coord_check", "loglog_slope"]
+__all__ = ["CoordCheck", "CoordRow", "coord_check", "loglog_slope", "mlp_builder"]
 
 #: Verdicts of a slope (see :func:`verdict_of`).
 VERDICTS = ("stable", "grows", "shrinks", "undetermined")
@@ -638,3 +639,76 @@ def _check_same_layers(order: dict, depth, width: int, names: list[str]) -> None
             f"{sorted(set(names) ^ set(order[depth]))}; record the "
             "same modules at every width (layers=[...])",
         )
+
+
+_OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+
+def mlp_builder(
+    parameterization: str,
+    in_features: int,
+    out_features: int,
+    *,
+    base_width: int = 64,
+    hidden_layers: int = 2,
+    lr: float = 1e-3,
+    optimizer: str = "adam",
+) -> Callable[[int, int], tuple]:
+    """Return ``build(width, seed)`` for :func:`coord_check`: a ReLU MLP under a parameterization.
+
+    The model is ``in_features -> width (-> width) x (hidden_layers - 1) -> out_features``
+    (``nn.Sequential`` of ``nn.Linear`` and ``nn.ReLU``), parameterized by
+    :func:`~initlab.parameterize.parametrize` against the same MLP at ``base_width`` (built on
+    the meta device), starting from PyTorch's default init (``policy="torch"``, what ``mup``
+    assumes), initialized with ``seed``; the optimizer is built from the parameterization's
+    groups at base rate ``lr``; the loss is cross-entropy (targets are class indices).
+
+    Issue 15's check a is ``coord_check(mlp_builder(name, 784, 10), [64, ..., 1024], mnist)``
+    for ``name`` in ``("sp", "mup")`` (see ``docs/parameterize_checks.md`` for the command).
+
+    Args:
+        parameterization: a name :func:`~initlab.parameterize.parametrize` accepts.
+        in_features, out_features: the input and class dimensions (> 0).
+        base_width: the width the parameterization is relative to (> 0).
+        hidden_layers: hidden layers of width ``width`` (>= 1).
+        lr: base learning rate (> 0).
+        optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"``.
+
+    Raises:
+        ArgumentError: ``optimizer`` unknown (lists the accepted ones), ``lr`` not > 0; the
+            parameterization's own errors when the builder runs.
+        TypeError, ValueError: a non-positive-int size (naming it).
+    """
+    from torch.nn import functional as F  # noqa: N812 (PyTorch's own spelling)
+
+    for name, value in (
+        ("in_features", in_features),
+        ("out_features", out_features),
+        ("base_width", base_width),
+        ("hidden_layers", hidden_layers),
+    ):
+        positive_int(name, value)
+    if optimizer not in _OPTIMIZERS:
+        raise ArgumentError(
+            "optimizer",
+            f"optimizer must be one of {sorted(_OPTIMIZERS)}; got optimizer={optimizer!r}",
+        )
+    if not finite("lr", lr) > 0:
+        raise ArgumentError("lr", f"lr must be > 0; got lr={lr!r}")
+
+    def mlp(width: int) -> nn.Sequential:
+        layers: list[nn.Module] = [nn.Linear(in_features, width), nn.ReLU()]
+        for _ in range(hidden_layers - 1):
+            layers += [nn.Linear(width, width), nn.ReLU()]
+        return nn.Sequential(*layers, nn.Linear(width, out_features))
+
+    def build(width: int, seed: int):
+        model = mlp(width)
+        with torch.device("meta"):
+            base = mlp(base_width)
+        scaled = parametrize(
+            model, parameterization, base=base, optimizer=optimizer, policy="torch"
+        ).apply_(seed=seed)
+        return model, scaled.optimizer(_OPTIMIZERS[optimizer], lr=lr), F.cross_entropy
+
+    return build
