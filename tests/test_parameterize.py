@@ -411,3 +411,39 @@ def test_table_lists_every_parameter_and_the_notes():
     assert all(r.name in text for r in p.rows)
     assert "attention 'attn' exposes no logit hook" in text
     assert p["out.weight"].role == "output"
+
+
+class TiedLM(nn.Module):
+    """Embedding and output layer share one weight (Press and Wolf 2017)."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(11, d)
+        self.mix = nn.Linear(d, d)
+        self.head = nn.Linear(d, 11, bias=False)
+        self.head.weight = self.emb.weight
+
+    def forward(self, tokens):
+        return self.head(torch.relu(self.mix(self.emb(tokens))))
+
+
+def test_tied_readout_takes_the_output_multiplier_on_its_input():
+    model = TiedLM(64)
+    p = parametrize(model, "mup", base=TiedLM(16), example_input=TOKENS)
+    assert p["emb.weight"].role == "embedding" and p["emb.weight"].multiplier == 1
+    assert p.readouts == {"head": pytest.approx(0.25)}  # 1 / (64 / 16)
+    assert any("head.weight is emb.weight (tied)" in n for n in p.notes)
+    p.apply_(seed=0)
+    with torch.no_grad():
+        features = torch.relu(model.mix(model.emb(TOKENS)))
+        assert torch.allclose(model(TOKENS), features @ model.emb.weight.T / 4, atol=1e-6)
+    p.remove()
+
+
+def test_to_dict_is_json():
+    import json
+
+    p = parametrize(gpt(32), "completep", base=gpt(16), example_input=TOKENS)
+    data = json.loads(json.dumps(p.to_dict()))
+    assert data["name"] == "completep" and len(data["rows"]) == len(p.rows)
+    assert data["rows"][0]["name"] == p.rows[0].name

@@ -25,7 +25,7 @@ from torch.nn.utils import parametrize as torch_parametrize
 from initlab._checks import ArgumentError, one_of, positive_int
 from initlab.introspect.trace import analyze
 from initlab.parameterize.shapes import WidthInfo, block_of, count_blocks, template, widths
-from initlab.parameterize.tables import ATTENTION, DEPTH, TABLES, describe, evaluate
+from initlab.parameterize.tables import ATTENTION, DEPTH, TABLES, Scaling, describe, evaluate
 from initlab.policy import InitPlan, PlanRow, plan
 
 __all__ = ["PARAMETERIZATIONS", "ParamRow", "Parameterization", "parametrize"]
@@ -109,12 +109,14 @@ class Parameterization:
     :class:`~initlab.policy.InitPlan` whose rows hold the scaled distributions), ``rows``
     (:class:`ParamRow` per parameter, ``named_parameters`` order), ``optimizer_kind``
     (``"adam"`` or ``"sgd"``), ``depth`` and ``base_depth`` (residual blocks; None for width-only
-    parameterizations), ``attention`` (score module name -> logit multiplier) and ``notes``
-    (what the model gives no hook for, and other remarks).
+    parameterizations), ``branches`` (module ending a residual branch -> branch multiplier),
+    ``attention`` (score module name -> logit multiplier), ``readouts`` (a Linear whose weight
+    is tied to an embedding -> its readout multiplier, on its input) and ``notes`` (what the
+    model gives no hook for, and other remarks).
     """
 
     def __init__(self, *, name, model, plan_, rows, optimizer_kind, scales, depth, base_depth,
-                 branches, attention, notes):  # fmt: skip
+                 branches, attention, readouts, notes):  # fmt: skip
         self.name = name
         self.model = model
         self.plan = plan_
@@ -124,6 +126,7 @@ class Parameterization:
         self.base_depth = base_depth
         self.branches = branches
         self.attention = attention
+        self.readouts = readouts
         self.notes = notes
         self._scales = scales
         self._handles: list = []
@@ -183,6 +186,10 @@ class Parameterization:
             else:
                 torch_parametrize.register_parametrization(owner, leaf, _Scale(row.multiplier))
                 self._parametrized.append((owner, leaf))
+        for module_name, factor in self.readouts.items():
+            hook = functools.partial(_scale_input, factor)
+            module = self.model.get_submodule(module_name)
+            self._handles.append(module.register_forward_pre_hook(hook))
         for module_name, factor in (*self.branches.items(), *self.attention.items()):
             if factor != 1.0:
                 hook = functools.partial(_scale_output, factor)
@@ -296,6 +303,24 @@ class Parameterization:
                 f"{self.name} covers optimizers {_covered(self.name)}; got optimizer={optimizer!r}",
             )
         return kind
+
+    def to_dict(self) -> dict:
+        """Return the parameterization as JSON-ready data: name, optimizer family, depths,
+        hooks, notes and the rows (``json.dumps`` works on it; the plan has its own
+        ``to_dict``)."""
+        return {
+            "format": "initlab.Parameterization",
+            "version": 1,
+            "name": self.name,
+            "optimizer": self.optimizer_kind,
+            "depth": self.depth,
+            "base_depth": self.base_depth,
+            "branches": dict(self.branches),
+            "attention": dict(self.attention),
+            "readouts": dict(self.readouts),
+            "notes": list(self.notes),
+            "rows": [dataclasses.asdict(r) for r in self.rows],
+        }
 
     def table(self) -> str:
         """Return the parameterization as a fixed-width text table, one line per parameter."""
@@ -496,7 +521,8 @@ def parametrize(
             )
         )
     attention, notes = _attention(model, base, info, ATTENTION.get(name))
-    notes = [*([base_note] if base_note else []), *notes]
+    readouts, tie_notes = _tied_readouts(model, info, table["output"])
+    notes = [*([base_note] if base_note else []), *notes, *tie_notes]
     scaled_plan = InitPlan(model, new_rows, source=model_plan.source,
                            policy=f"{name} ({model_plan.policy})")  # fmt: skip
     return Parameterization(
@@ -509,6 +535,7 @@ def parametrize(
         depth=depth if depth_table is not None else None,
         base_depth=base_depth if depth_table is not None else None,
         branches=branches,
+        readouts=readouts,
         attention=attention,
         notes=notes,
     )
@@ -529,6 +556,31 @@ def _draw(row: PlanRow | None) -> str:
     if row.distribution == "constant" and row.value:
         return "= " + ",".join(f"{v:g}" for v in sorted(set(row.value)))
     return row.distribution
+
+
+def _tied_readouts(model: nn.Module, info: dict[str, WidthInfo], output: Scaling):
+    """A Linear whose weight is another parameter's (an output layer tied to the embedding,
+    Press and Wolf 2017): as a readout its input takes the output multiplier (``mup``'s
+    ``MuSharedReadout``); its init and lr stay those of the parameter it shares."""
+    readouts, notes = {}, []
+    primary = {id(q): n for n, q in model.named_parameters()}
+    for alias, param in model.named_parameters(remove_duplicate=False):
+        if alias in info:
+            continue
+        owner_name, _, leaf = alias.rpartition(".")
+        width = info[primary[id(param)]]
+        owner = model.get_submodule(owner_name)
+        if not (isinstance(owner, _HOOKED) and leaf == "weight" and width.infinite[1:2] == (True,)
+                and not width.infinite[0]):  # fmt: skip
+            continue
+        factor = evaluate(output.multiplier, _values(width, None))
+        if factor != 1.0:
+            readouts[owner_name] = factor
+            notes.append(
+                f"{alias} is {primary[id(param)]} (tied): as a readout, its input is scaled by "
+                f"{factor:.4g}; init and lr are {primary[id(param)]}'s"
+            )
+    return readouts, notes
 
 
 def _values(width: WidthInfo, prow: PlanRow | None) -> dict[str, float]:
