@@ -447,3 +447,13 @@ def test_to_dict_is_json():
     data = json.loads(json.dumps(p.to_dict()))
     assert data["name"] == "completep" and len(data["rows"]) == len(p.rows)
     assert data["rows"][0]["name"] == p.rows[0].name
+
+
+def test_depth_mup_sgd_keeps_the_lr_in_depth_and_a_meta_model_is_traced_on_meta():
+    with torch.device("meta"):  # nothing allocated: the trace runs on meta tensors
+        model, base = gpt(32, n_layer=4), gpt(16, n_layer=2)
+    p = parametrize(model, "depth-mup", base=base, example_input=TOKENS, optimizer="sgd")
+    assert p.depth == 4 and p.branches["blocks.3.mlp.proj"] == pytest.approx(2**-0.5)
+    # SGD: muP's width factors only (hidden m_out / m_in = 1, vectors x m = 2)
+    assert p["blocks.3.attn.q.weight"].lr_scale == 1
+    assert p["blocks.3.ln1.weight"].lr_scale == pytest.approx(2)

@@ -411,7 +411,9 @@ def parametrize(
         policy: the :func:`initlab.plan` preset the initial distributions start from
             (``"torch"`` reproduces PyTorch's default init, what ``mup`` assumes).
         example_input: one input batch; required by ``depth-mup`` and ``completep`` (residual
-            branches are found by tracing) and used by the plan.
+            branches are found by tracing) and used by the plan. Its tensors are moved to the
+            device of the model's (and the base's) parameters for the trace: a model on the
+            meta device is traced on meta tensors.
 
     Returns:
         A :class:`Parameterization`.
@@ -453,6 +455,8 @@ def parametrize(
             positive_int(arg, value)
     owners = {n: model.get_submodule(n.rpartition(".")[0]) for n, _ in model.named_parameters()}
     info = widths(model, base, delta, owners)
+    if example_input is not None:  # a meta model traces on meta tensors (nothing allocated)
+        example_input = _on(example_input, _device(model))
     model_plan = plan(model, policy, example_input=example_input)
     base_plan, base_note = _plan_base(base, policy, example_input)
     base_rows = _base_rows(base_plan)
@@ -593,6 +597,10 @@ def _values(width: WidthInfo, prow: PlanRow | None) -> dict[str, float]:
             "width": width.width}  # fmt: skip
 
 
+def _device(model: nn.Module) -> torch.device:
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
 def _on(example_input, device):
     if isinstance(example_input, torch.Tensor):
         return example_input.to(device)
@@ -610,9 +618,8 @@ def _plan_base(base: nn.Module, policy: str, example_input) -> tuple[InitPlan, s
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if example_input is not None:
-            device = next((p.device for p in base.parameters()), torch.device("cpu"))
             try:
-                return plan(base, policy, example_input=_on(example_input, device)), ""
+                return plan(base, policy, example_input=_on(example_input, _device(base))), ""
             except ArgumentError as error:
                 note = f"the base was planned from its structure: its trace failed ({error})"
                 return plan(base, policy), note

@@ -41,7 +41,9 @@ Sources:
     * depth-muP: Yang et al. 2023, "Tensor Programs VI: Feature Learning in Infinite-Depth
       Neural Networks", and Bordelon et al. 2023, "Depthwise Hyperparameter Transfer in
       Residual Networks": residual branch multiplier (L/L_base)^(-1/2); Adam lr of the
-      parameters inside residual blocks (L/L_base)^(-1/2) (the alpha = 1/2 column below).
+      parameters inside residual blocks (L/L_base)^(-1/2) (the alpha = 1/2 column below);
+      SGD lr unchanged in depth (Yang et al. 2023: the SGD learning rate of depth-muP is
+      constant in L), width as muP for both.
     * CompleteP: Dey et al. 2025, "Don't be lazy: CompleteP enables compute-efficient deep
       transformers", Table 1 for general alpha, alpha = 1: branch multiplier (L/L_base)^-alpha,
       block Adam lr (L/L_base)^(alpha-1), AdamW epsilon of hidden weights m_in^-1
@@ -148,7 +150,7 @@ TABLES: dict[str, dict[str, Scaling]] = {
         "vector": Scaling(sgd_lr=None),
         "fixed": Scaling(sgd_lr=None),
     },
-    "depth-mup": {role: Scaling(**{**s.__dict__, "sgd_lr": None}) for role, s in _MUP.items()},
+    "depth-mup": _MUP,  # SGD: lr unchanged in depth (Yang et al. 2023)
     "completep": {
         role: Scaling(**{**s.__dict__, "sgd_lr": None}) for role, s in _COMPLETEP.items()
     },
