@@ -70,10 +70,19 @@ def _grid_section(config, chosen: dict[str, float], means: dict, metric: Metric)
         unit = "bits per character" if metric.key == "final_bpc" else "nats"
         rule = f"the lowest mean validation loss (in {unit})"
         worst, what = "infinite", f"Mean validation loss ({unit})"
+    if getattr(config, "task", "image") == "char-lm":  # the corpus's split is fixed, unseeded
+        where = (
+            "the corpus's training part; the rate is chosen on its fixed validation part (the "
+            "5% of the text after the training part)"
+        )
+    else:
+        where = (
+            "the training data less a validation split of "
+            f"{100 * config.val_fraction:g}% (seeded with the first seed)"
+        )
     return (
         "\n## Learning rate per scheme\n\n"
-        f"Each scheme trained at every rate of the grid on the training data less a validation "
-        f"split of {100 * config.val_fraction:g}% (seeded with the first seed). Its rate is the "
+        f"Each scheme trained at every rate of the grid on {where}. Its rate is the "
         f"one with {rule} over seeds after the final epoch (a "
         f"diverged run counts as {worst}; ties go to the rate listed first); the test set plays "
         "no part in the choice, and the numbers above are the test results of the runs at the "
