@@ -1,7 +1,7 @@
 """The quantitative coordinate check (issue 15, item 2 and check a).
 
 Exact values on a model whose updates are computed by hand; the log-log fit against hand
-arithmetic; standard parameterization against muP on MNIST (Tensor Programs V, sec. 7.2);
+arithmetic; standard parameterization against muP on MNIST (Tensor Programs V);
 the result's table, dict and figure; bad input.
 """
 
@@ -160,9 +160,9 @@ def sp_and_mup(mnist_batches):
 
 
 def test_hidden_layer_change_grows_under_sp_and_is_flat_under_mup(sp_and_mup):
-    # Tensor Programs V, sec. 7.2 and fig. 5: under SP with Adam a hidden layer's change grows
-    # about like width, under muP it is width-independent. Measured (seeds 0..2, steps 1..3):
-    # SP slope 0.76..0.79, muP 0.03, standard errors 0.02..0.03 from 12 points each; the
+    # Tensor Programs V and mup's coord check (README): under SP with Adam a hidden layer's
+    # change grows about like width, under muP it is width-independent. Measured (seeds 0..2,
+    # steps 1..3): SP slope 0.76..0.79, muP 0.03, standard errors 0.02..0.03 from 12 points; the
     # thresholds (0.5 and 0.15, the issue's) are 9 and 6 standard errors from the measurements.
     sp, mup = sp_and_mup
     for step in (1, 2, 3):
@@ -175,7 +175,7 @@ def test_hidden_layer_change_grows_under_sp_and_is_flat_under_mup(sp_and_mup):
 
 def test_input_layer_is_stable_under_both(sp_and_mup):
     # The input layer's fan-in (49) does not grow: its update's effect is width-independent
-    # under SP too (TP V fig. 5, the embedding stays flat); both slopes measured within 0.05.
+    # under SP too (flat in mup's SP coord check); both slopes measured within 0.05 of 0.
     for check in sp_and_mup:
         for row in check.select(role="input"):
             assert row.verdict == "stable", check.table()

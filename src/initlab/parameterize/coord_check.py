@@ -2,14 +2,20 @@
 
 Train a few steps at several widths, record per layer the size of its output at step 0 and the
 size of its change since step 0 (on one fixed probe batch), fit the log-log slope of each size
-against width and give a verdict per layer. Theory (Yang & Hu 2021, "Tensor Programs IV:
-Feature Learning in Infinite-Width Neural Networks", sec. 5 and 6; Yang et al. 2022, "Tensor
-Programs V: Tuning Large Neural Networks via Zero-Shot Hyperparameter Transfer", sec. 7.2
-"Coordinate check" and fig. 5): under the standard parameterization (SP) trained with Adam at a
-fixed learning rate, a hidden layer's output changes by an amount whose typical coordinate grows
-about linearly in width (slope about +1), because the update of a width x width matrix is
-correlated with the input it multiplies, so the width terms of the matrix-vector product add
-up; under muP the change stays constant (slope about 0).
+against width and give a verdict per layer.
+
+Theory: Yang & Hu 2021, "Tensor Programs IV: Feature Learning in Infinite-Width Neural
+Networks" (abc-parametrizations, muP); Yang et al. 2022, "Tensor Programs V: Tuning Large Neural
+Networks via Zero-Shot Hyperparameter Transfer", and the coordinate check of its reference
+implementation ``mup`` (its README shows it for SP and muP MLPs under Adam at lr 1e-3). Under
+the standard parameterization (SP) with Adam at a fixed learning rate, a hidden layer's output
+changes by an amount whose typical coordinate grows about linearly in width (slope about +1):
+the update of a width x width matrix is correlated with the input it multiplies, so the width
+terms of the matrix-vector product add up. Under muP the change stays constant (slope about 0).
+At finite width a hidden layer's change also holds a width-independent term, its weights times
+the change of its input; the slope nears +1 only once the first term dominates (for an MLP on
+784 MNIST pixels under Adam the local slope passes 0.5 near width 1000 and 0.9 near 4000: see
+``docs/parameterize_checks.md``).
 
 The module also holds what :mod:`initlab.parameterize.spectral` shares with it: running a
 builder at several widths and seeds, probing layer outputs, and the log-log fit.
@@ -49,8 +55,8 @@ def loglog_slope(widths: Sequence[float], values: Sequence[Sequence[float]]) -> 
     slope equals that of the line through the per-width means of ``log(value)`` (the geometric
     mean over seeds); pooling the points lets the standard error include the seeds' spread:
     ``stderr = sqrt(RSS / (n - 2) / Sxx)``, the ordinary least-squares standard error of a
-    slope (e.g. Draper & Smith, "Applied Regression Analysis", sec. 1.4), with ``n`` points,
-    ``RSS`` the residual sum of squares and ``Sxx = sum (log w - mean log w)^2``.
+    slope (any regression text, e.g. Draper & Smith, "Applied Regression Analysis"), with
+    ``n`` points, ``RSS`` the residual sum of squares and ``Sxx = sum (log w - mean log w)^2``.
 
     Args:
         widths: one width (> 0) per entry of ``values``.
@@ -267,7 +273,7 @@ def shape_role(shapes: Sequence[tuple[int, ...] | None]) -> str:
     ``"hidden"``: both the output and input dimension grow with width; ``"input"``: only the
     output dimension does; ``"output"``: only the input dimension (the readout); ``"vector"``:
     a 1-D weight that grows (norm gains); ``"fixed"``: nothing grows; ``"-"``: no weight. This
-    is Tensor Programs V's base-shape rule (sec. "base shapes", dims that differ between two
+    is Tensor Programs V's base-shape rule (dims that differ between two
     widths are infinite), read from ``(out, in, *kernel)`` shapes as :func:`weight_shape`
     gives them.
     """
@@ -442,10 +448,11 @@ class CoordCheck:
     def plot(self, path: str | os.PathLike, *, title: str | None = None) -> Path:
         """Draw the output change against width per layer on log-log axes, one panel per step.
 
-        One line per layer (and depth), at the geometric mean over seeds; a dotted grey line of
-        slope 1 through each panel's first point of the first layer shows what SP's hidden
-        layers do under Adam (Tensor Programs V, fig. 5). Exact zeros are left out (a log axis
-        cannot show them). The format follows ``path``'s suffix; parent directories are created.
+        One line per layer (and depth), at the geometric mean over seeds, labeled with its role
+        and slope; a dotted grey line of slope 1 through the panel's first point shows what
+        SP's hidden layers tend to under Adam (Tensor Programs V; ``mup``'s coord-check
+        figures). Exact zeros are left out (a log axis cannot show them). The format follows
+        ``path``'s suffix; parent directories are created.
 
         Returns:
             ``path`` as a :class:`~pathlib.Path`.
@@ -462,9 +469,9 @@ class CoordCheck:
                 ]
                 if not points:
                     continue
-                label = r.layer or "(model)"
-                label += f" (d={r.depth})" if r.depth is not None else ""
-                label += f" {r.slope:+.2f}"
+                label = f"{r.layer or '(model)'} ({r.role})"
+                label += f" d={r.depth}" if r.depth is not None else ""
+                label += f": slope {r.slope:+.2f}"
                 ax.plot(*zip(*points, strict=True), marker="o", label=label)
             start = next((r for r in rows if r.values and 0 < r.values[0] < math.inf), None)
             if start is not None:
@@ -507,8 +514,8 @@ def coord_check(
     ``log RMS = a + s log width`` (:func:`loglog_slope`) for the output at step 0
     (``"activation"``) and for the change ``output(t) - output(0)`` (``"change"``).
 
-    Theory (Yang et al. 2022, Tensor Programs V, sec. 7.2 and fig. 5; Yang & Hu 2021, Tensor
-    Programs IV, sec. 5): under the standard parameterization with Adam the change of a hidden
+    Theory (Yang et al. 2022, Tensor Programs V, and its ``mup`` coordinate check; Yang & Hu
+    2021, Tensor Programs IV): under the standard parameterization with Adam the change of a hidden
     layer grows about linearly in width (slope about +1); under muP every layer's change is
     width-independent (slope about 0). An input layer (fixed fan-in) is stable under both.
 
