@@ -94,7 +94,7 @@ def test_mlp_rows_follow_the_table(name, width):
     # the plan the model is drawn from holds the same std
     assert p.plan["hidden.1.0.weight"].std == pytest.approx(p["hidden.1.0.weight"].init_std)
     # biases: zero under the auto policy; the head's bias (10 logits) has no width dim
-    assert p["head.bias"].role == "fixed" and p["hidden.1.0.bias"].role == "vector"
+    assert p["head.bias"].role == "fixed" and p["hidden.1.0.bias"].role == "bias"
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -270,7 +270,8 @@ def test_char_gpt_mup_rows(d_model):
     emb = p["tok_emb.weight"]
     assert emb.role == "embedding" and emb.init_std == 1.0 and emb.lr_scale == 1
     assert p["pos_emb"].role == "embedding" and p["pos_emb"].init_std == pytest.approx(0.02)
-    assert p["blocks.0.ln1.weight"].role == "vector" and p["blocks.0.ln1.weight"].lr_scale == 1
+    assert p["blocks.0.ln1.weight"].role == "norm" and p["blocks.0.ln1.weight"].lr_scale == 1
+    assert p["blocks.0.attn.q.bias"].role == "bias"
     assert p.attention == {f"blocks.{i}.attn.score": pytest.approx(m**-0.5) for i in (0, 1)}
 
 

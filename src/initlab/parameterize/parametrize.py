@@ -45,8 +45,8 @@ class ParamRow:
 
     Attributes:
         name: the parameter's name in ``model.named_parameters()``.
-        role: ``input``, ``embedding``, ``hidden``, ``output``, ``vector`` or ``fixed``
-            (:mod:`initlab.parameterize.shapes`).
+        role: ``input``, ``embedding``, ``hidden``, ``output``, ``bias``, ``norm``,
+            ``vector`` or ``fixed`` (:mod:`initlab.parameterize.shapes`).
         shape, base_shape: in the model and in the base model.
         width_dims: which dims are widths (``"out,in"``, ``"out"``, ``"in"``, ``"0"``, ``"-"``).
         m_in, m_out: fan-in and fan-out width multipliers (model / base; 1 if not a width).

@@ -7,7 +7,8 @@ in model and base is still found). The role of a parameter follows from which of
 dimensions are widths, as in ``mup``'s ``InfShape.ninf()``: two widths -> hidden; the fan-out
 only -> input; the fan-in only -> output (a readout: a Linear or convolution whose input is a
 width); an embedding table or raw tensor whose last dim only is a width -> embedding;
-a 1-D tensor with a width -> vector; none -> fixed.
+a 1-D tensor with a width -> norm (a norm layer's gain or bias), bias (a layer's bias) or
+vector (any other); none -> fixed.
 
 Parameters of blocks at another depth are matched by their name with the block index replaced
 (``blocks.7.attn.q.weight`` -> the base's ``blocks.*.attn.q.weight``), so a base model may
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from initlab._checks import ArgumentError
+from initlab.introspect.kinds import is_norm
 
 __all__ = ["WidthInfo", "block_of", "count_blocks", "template", "widths"]
 
@@ -40,7 +42,8 @@ class WidthInfo:
         m_in, m_out: width multipliers (model size / base size) of dims 1 and 0; 1 where the
             dimension is not a width or does not exist.
         m: multiplier of the last width dimension (1 if none); ``width``: its size in the model.
-        role: ``input``, ``embedding``, ``hidden``, ``output``, ``vector`` or ``fixed``.
+        role: ``input``, ``embedding``, ``hidden``, ``output``, ``bias``, ``norm``, ``vector``
+            or ``fixed``.
     """
 
     shape: tuple[int, ...]
@@ -157,19 +160,21 @@ def widths(
             m_out=ratio[0] if shape else 1.0,
             m=1.0 if last is None else ratio[last],
             width=1 if last is None else shape[last],
-            role=_role(infinite, owner),
+            role=_role(infinite, owner, name.rpartition(".")[2]),
         )
     return out
 
 
-def _role(infinite: tuple[bool, ...], owner: nn.Module) -> str:
+def _role(infinite: tuple[bool, ...], owner: nn.Module, leaf: str) -> str:
     n = sum(infinite)
     if n == 0:
         return "fixed"
     if n == 2:
         return "hidden"
     if len(infinite) < 2:
-        return "vector"
+        if is_norm(owner):
+            return "norm"
+        return "bias" if leaf == "bias" else "vector"
     if isinstance(owner, _WEIGHT_LAYERS):
         return "output" if infinite[1] else "input"
     return "embedding"

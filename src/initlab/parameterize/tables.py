@@ -21,8 +21,9 @@ parameterization is standard parameterization) or ``"unit"`` (1: u-muP).
 
 Roles (:mod:`initlab.parameterize.shapes`): ``input`` (weights whose fan-out only is a width:
 first layers), ``embedding`` (lookup tables and raw tensors whose last dim only is a width),
-``hidden`` (two width dims), ``output`` (fan-in only is a width: readout), ``vector`` (biases,
-norm gains and other tensors with one width dim), ``fixed`` (no width dim).
+``hidden`` (two width dims), ``output`` (fan-in only is a width: readout), ``bias``, ``norm``
+(a norm layer's gain and bias) and ``vector`` (other 1-D tensors with a width: all three
+scale alike, as ``mup``'s vector-like tensors), ``fixed`` (no width dim).
 
 Sources:
     * SP, NTK, muP: Yang and Hu 2021, "Tensor Programs IV: Feature Learning in Infinite-Width
@@ -68,7 +69,9 @@ __all__ = [
 
 Monomial = tuple[tuple[str, float], ...]
 
-ROLES = ("input", "embedding", "hidden", "output", "vector", "fixed")
+ROLES = ("input", "embedding", "hidden", "output", "bias", "norm", "vector", "fixed")
+#: Roles that every table scales as ``vector`` (tensors with one width dim).
+_AS_VECTOR = ("bias", "norm")
 #: Optimizer families a table may cover: entry-wise normalized updates (Adam, AdamW) and SGD.
 OPTIMIZERS = ("adam", "sgd")
 
@@ -155,6 +158,10 @@ TABLES: dict[str, dict[str, Scaling]] = {
         role: Scaling(**{**s.__dict__, "sgd_lr": None}) for role, s in _COMPLETEP.items()
     },
 }  # fmt: skip
+
+for _table in TABLES.values():
+    for _role in _AS_VECTOR:
+        _table.setdefault(_role, _table["vector"])
 
 #: The depth part of the depth parameterizations.
 DEPTH: dict[str, DepthScaling] = {
