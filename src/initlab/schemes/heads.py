@@ -1,13 +1,15 @@
-"""Embedding and head rules shared by the transformer schemes, and the class-prior head bias.
+"""Embedding and head rules shared by the schemes, and the class-prior head bias.
 
 :func:`scaled_embedding_` (token embedding N(0, 1/d)) is the transformer schemes' option
 ``scaled_embedding=1``; a zero head weight is their option ``zero_head=1``. The class-prior bias
 ``b_c = log p_c`` needs the training labels, so it is a step, :class:`ClassPriorBias`, over
-:func:`class_prior_bias_`.
+:func:`class_prior_bias_`, on the model's :func:`output_layer`; every scheme runs it after its
+own initialization with the option ``class_prior=1`` (:func:`with_class_prior`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -16,9 +18,21 @@ from torch import nn
 
 from initlab._checks import ArgumentError, non_negative
 from initlab.initializers import normal_
+from initlab.schemes.scheme import Scheme
 from initlab.schemes.steps import Step
 
-__all__ = ["ClassPriorBias", "class_prior_bias_", "scaled_embedding_"]
+__all__ = [
+    "CLASS_PRIOR",
+    "ClassPriorBias",
+    "class_prior_bias_",
+    "output_layer",
+    "scaled_embedding_",
+    "with_class_prior",
+]
+
+#: The option name every scheme (but one that loads a source checkpoint) accepts
+#: (:func:`with_class_prior`).
+CLASS_PRIOR = "class_prior"
 
 
 def scaled_embedding_(
@@ -108,34 +122,95 @@ def class_prior_bias_(
     return bias
 
 
+def output_layer(model: nn.Module) -> nn.Linear:
+    """Return the classifier layer whose bias the class prior sets.
+
+    ``model.head`` when it is an ``nn.Linear`` (the zoo's transformers, recurrent models and
+    ViT), else the last ``nn.Linear`` in ``model.modules()`` order (``fc2`` of
+    ``mlp-784-128-10``, an ``nn.Sequential``'s last layer).
+
+    Raises:
+        ValueError: no such layer, or it has no bias (the message names the layer).
+    """
+    head = getattr(model, "head", None)
+    name = "head"
+    if not isinstance(head, nn.Linear):
+        linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise ValueError(
+                f"the class prior needs an output nn.Linear with a bias (model.head, else the "
+                f"last nn.Linear); {type(model).__name__} has none"
+            )
+        name, head = linears[-1]
+    if head.bias is None:
+        raise ValueError(
+            f"the class prior needs an output nn.Linear with a bias; {type(model).__name__}'s "
+            f"{name} (Linear({head.in_features}, {head.out_features})) has bias=False"
+        )
+    return head
+
+
 @dataclass(frozen=True)
 class ClassPriorBias(Step):
-    """A step: set ``model.head.bias`` to the log class prior of a training batch's labels.
+    """A step: set the output layer's bias to the log class prior of a training batch's labels.
 
     Runs :func:`class_prior_bias_` on ``batch[1]`` (the labels; next tokens for a language
-    model) with add-one smoothing. Returns ``{"classes": C, "labels": N}``.
+    model) with add-one smoothing, on :func:`output_layer` (``model.head``, else the last
+    ``nn.Linear``). Returns ``{"classes": C, "labels": N}``.
+
+    Why only from labels: a bias of ``-log C`` on every class, the balanced prior, adds one
+    constant to every logit, which a softmax ignores; the prior matters when the classes are
+    imbalanced (next characters are: a space is some 15% of English text).
 
     Raises:
         ArgumentError: ``batch`` has no labels (argument ``batch``).
-        ValueError: the model has no ``head`` ``nn.Linear`` with a bias, or bad labels.
+        ValueError: the model has no output ``nn.Linear`` with a bias, or bad labels.
     """
 
     name: ClassVar[str] = "class_prior_bias"
     needs_batch: ClassVar[bool] = True
-    misfit_hint: ClassVar[str] = "the class prior needs model.head, an nn.Linear with a bias"
+    misfit_hint: ClassVar[str] = "the class prior needs an output nn.Linear with a bias"
+
+    def check_model(self, model: nn.Module) -> None:
+        """Raise ValueError unless ``model`` has an output layer with a bias (before any data)."""
+        output_layer(model)
 
     def __call__(self, model, *, generator, batch=None, source=None) -> dict[str, int]:
-        head = getattr(model, "head", None)
-        if not isinstance(head, nn.Linear) or head.bias is None:
-            raise ValueError(
-                f"step {self.name!r} needs model.head, an nn.Linear with a bias; "
-                f"{type(model).__name__} has head={type(head).__name__}"
-                + (" without a bias" if isinstance(head, nn.Linear) else "")
-            )
+        head = output_layer(model)
+        labels = self.labels(batch)
+        class_prior_bias_(head.bias, labels)
+        return {"classes": head.bias.numel(), "labels": labels.numel()}
+
+    def labels(self, batch) -> torch.Tensor:
+        """``batch[1]`` as a tensor.
+
+        Raises:
+            ArgumentError: ``batch`` is not ``(inputs, labels, ...)`` (argument ``batch``).
+        """
         if not isinstance(batch, (tuple, list)) or len(batch) < 2:
             raise ArgumentError(
                 "batch", f"step {self.name!r} needs labels: pass batch=(inputs, labels, ...)"
             )
-        labels = torch.as_tensor(batch[1])
-        class_prior_bias_(head.bias, labels)
-        return {"classes": head.bias.numel(), "labels": labels.numel()}
+        return torch.as_tensor(batch[1])
+
+
+def with_class_prior(scheme: Scheme, value: float) -> Scheme:
+    """Return ``scheme`` with a :class:`ClassPriorBias` step appended (``value`` 1), or itself (0).
+
+    The copy keeps the scheme's name, policy, options and steps, so the draws of every other
+    tensor are those of ``scheme`` (the step draws nothing); it then needs a training batch
+    ``(inputs, labels, ...)``.
+
+    Raises:
+        ArgumentError: ``value`` is not 0 or 1 (argument ``class_prior``).
+
+    Example:
+        >>> from initlab.schemes.registry import SCHEMES
+        >>> with_class_prior(SCHEMES["xavier_uniform"], 1).steps
+        (ClassPriorBias(),)
+    """
+    if isinstance(value, bool) or value not in (0, 1):
+        raise ArgumentError(CLASS_PRIOR, f"class_prior must be 0 or 1; got class_prior={value!r}")
+    if not value:
+        return scheme
+    return dataclasses.replace(scheme, steps=(*scheme.steps, ClassPriorBias()))

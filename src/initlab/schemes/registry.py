@@ -7,7 +7,10 @@ Each entry of :data:`SCHEMES` is a :class:`~initlab.schemes.scheme.Scheme`: a we
 
 Scheme options: ``name:key=value[:key=value]``, e.g. ``normal:std=0.1``, ``uniform:bound=0.1``.
 Every scheme also takes ``forget_bias`` (``xavier_uniform:forget_bias=1``): the LSTM forget-gate
-(GRU update-gate) bias set after the scheme (:func:`initlab.schemes.classic.set_forget_bias_`).
+(GRU update-gate) bias set after the scheme (:func:`initlab.schemes.classic.set_forget_bias_`);
+and, but one that loads a source checkpoint, ``class_prior=1``: the output layer's bias set to
+the log class prior of the training batch's labels after the scheme
+(:class:`initlab.schemes.heads.ClassPriorBias`; the batch is ``(inputs, labels, ...)``).
 To add a scheme, add one :class:`~initlab.schemes.scheme.Scheme` to :data:`SCHEMES`.
 """
 
@@ -23,6 +26,7 @@ from initlab._checks import ArgumentError, one_of
 from initlab.schemes import weights as w
 from initlab.schemes.auto import Preset
 from initlab.schemes.classic import FORGET_BIAS, ZeroGamma, with_forget_bias
+from initlab.schemes.heads import CLASS_PRIOR, with_class_prior
 from initlab.schemes.recurrent import IdentityRNN, RecurrentOrthogonal
 from initlab.schemes.scheme import BiasInit, Scheme, number, parse_bias_init
 from initlab.schemes.steps import LSUV, Fixup, LoadPretrained
@@ -290,6 +294,9 @@ def parse_scheme(text: str) -> tuple[Scheme, dict[str, float]]:
     (``rnn_orthogonal``), the returned scheme is a copy with a
     :class:`~initlab.schemes.classic.ForgetBias` step appended
     (:func:`~initlab.schemes.classic.with_forget_bias`), and ``options`` leaves it out.
+    ``class_prior=1`` likewise, by every scheme but one that loads a source checkpoint: a copy
+    with a :class:`~initlab.schemes.heads.ClassPriorBias` step appended
+    (:func:`~initlab.schemes.heads.with_class_prior`); ``class_prior=0`` changes nothing.
 
     Example:
         >>> parse_scheme("normal:std=0.1")[1]
@@ -302,6 +309,7 @@ def parse_scheme(text: str) -> tuple[Scheme, dict[str, float]]:
         raise ArgumentError("scheme", str(error)) from None
     options = dict(scheme.options)
     forget_bias = None  # the option every scheme takes (initlab.schemes.classic)
+    class_prior = None  # likewise (initlab.schemes.heads), but not a source-loading scheme
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
@@ -310,6 +318,9 @@ def parse_scheme(text: str) -> tuple[Scheme, dict[str, float]]:
             )
         if key == FORGET_BIAS and key not in scheme.options:
             forget_bias = number(value, f"{key} in scheme={text!r}", "scheme")
+            continue
+        if key == CLASS_PRIOR and not scheme.needs_source:
+            class_prior = number(value, f"{key} in scheme={text!r}", "scheme")
             continue
         if not scheme.takes_options:  # one_of would say "must be one of []"
             why = " (its weights come from the source checkpoint)" if scheme.needs_source else ""
@@ -325,6 +336,11 @@ def parse_scheme(text: str) -> tuple[Scheme, dict[str, float]]:
     if forget_bias is not None:
         try:
             scheme = with_forget_bias(scheme, forget_bias)
+        except ArgumentError as error:
+            raise ArgumentError("scheme", f"{error} in scheme={text!r}") from None
+    if class_prior is not None:
+        try:
+            scheme = with_class_prior(scheme, class_prior)
         except ArgumentError as error:
             raise ArgumentError("scheme", f"{error} in scheme={text!r}") from None
     return scheme, options
@@ -391,12 +407,16 @@ def check_fits(model: nn.Module, scheme: str, model_name: str) -> None:
     """
     spec, options = parse_scheme(scheme)
     offline = tuple(s for s in spec.steps if not (s.needs_batch or s.needs_source))
+    # a step that needs data may still check the model now (ClassPriorBias: an output layer)
+    checks = [s for s in spec.steps if s not in offline and hasattr(s, "check_model")]
     try:
         dataclasses.replace(spec, steps=offline).apply(
             copy.deepcopy(model), options, generator=torch.Generator().manual_seed(0)
         )
+        for step in checks:
+            step.check_model(model)
     except ValueError as error:
-        hints = [s.misfit_hint for s in offline if s.misfit_hint]
+        hints = [s.misfit_hint for s in (*offline, *checks) if s.misfit_hint]
         hint = f" ({'; '.join(hints)})" if hints else ""
         raise ArgumentError(
             "model", f"scheme {scheme!r} does not apply to model {model_name!r}{hint}: {error}"
