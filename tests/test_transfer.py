@@ -31,7 +31,7 @@ from initlab.reports.transfer import format_lr, summarize
 class _Fake:
     """The parametrize contract for an MLP (``hidden.0.0`` input layer, ``head`` readout)."""
 
-    def __init__(self, model, name, *, base, optimizer="adam"):
+    def __init__(self, model, name, *, base, optimizer="adam", example_input=None):
         self.model, self.name = model, name
         self.mult = model.head.in_features / base.head.in_features
         self.handle = None
@@ -72,7 +72,7 @@ def _small_data(request, mnist_slice, monkeypatch):
         monkeypatch.setattr(transfer, "_load_data", lambda config: mnist_slice)
 
 
-def fake(model, name, *, base, optimizer="adam"):
+def fake(model, name, *, base, optimizer="adam", example_input=None):
     return _Fake(model, name, base=base, optimizer=optimizer)
 
 
@@ -245,7 +245,7 @@ def test_a_new_sweep_refuses_a_directory_with_results(tmp_path):
 
 
 def test_a_refused_parameterization_stops_the_sweep_before_anything_is_written(tmp_path):
-    def refusing(model, name, *, base, optimizer="adam"):
+    def refusing(model, name, *, base, optimizer="adam", example_input=None):
         if model.head.in_features == 16:
             raise ArgumentError(
                 "model", "parameter 'hidden.1.0.weight' has shape (16, 16), the base (8, 9)"
@@ -409,3 +409,22 @@ def test_the_real_parametrize_runs_a_tiny_sweep(tmp_path):
     for lr in config.lrs:
         assert by[("mup", 16, lr)] == pytest.approx(by[("sp", 16, lr)], rel=1e-6)
         assert by[("mup", 32, lr)] != pytest.approx(by[("sp", 32, lr)], rel=1e-4)
+
+
+def test_char_gpt_sweeps_width_and_depth_under_completep(tmp_path, monkeypatch):
+    # The depth cells: every width at the base depth, then the other depths at the base width,
+    # each parameterized against the base (two blocks) by the real parametrize.
+    if getattr(initlab.parameterize, "parametrize", None) is None:
+        pytest.skip("initlab.parameterize.parametrize has not landed")
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, transfer._vocab_size(), (40, 9), generator=g)
+    data = TensorData(tokens[:32, :8], tokens[:32, 1:], tokens[32:, :8], tokens[32:, 1:])
+    monkeypatch.setattr(transfer, "_load_data", lambda config: data)
+    config = TransferConfig(model="char-gpt", parameterizations=("completep",), widths=(16, 32),
+                            depths=(2, 3), lrs=(1e-3,), seeds=(0,), steps=2, batch_size=4,
+                            seq_len=8)  # fmt: skip
+    result = run_transfer(config, tmp_path, coord_check=False)
+    cells = [(line["width"], line["depth"]) for line in result.lines]
+    assert cells == [(16, 2), (32, 2), (16, 3)]
+    assert {line["status"] for line in result.lines} == {"finished"}
+    assert [s.axis for s in result.summary.shifts] == ["width", "depth"]

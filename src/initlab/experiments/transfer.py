@@ -35,6 +35,7 @@ rounding of a stack of another size.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -283,7 +284,8 @@ def run_transfer(
         resume: continue the sweep in ``out_dir``: runs with a line are kept, the others
             trained.
         parametrize: the parameterization function, called as
-            ``parametrize(model, name, base=base_model, optimizer=...)``; ``None``:
+            ``parametrize(model, name, base=base_model, optimizer=..., example_input=...)``;
+            ``None``:
             :func:`initlab.parameterize.parametrize`. Tests pass their own.
         on_cell: called with ``(parameterization, width, depth)`` after a cell's lines are
             written (tests interrupt there).
@@ -316,7 +318,7 @@ def run_transfer(
         # every cell's parameterization is checked (built on meta) before a line is written
         for name in config.parameterizations:
             for width, depth in config.cells(name):
-                _check_cell(config, parametrize, name, width, depth)
+                _check_cell(config, parametrize, name, width, depth, data.train_x[:2])
         if not resume:
             atomic_write(out / CONFIG, _dumps(config.to_dict()))
         if coord_check and not all(
@@ -387,7 +389,8 @@ def run_coord_checks(
 
         def build_one(width: int, seed: int, name: str = name):
             model = build(config, width, config.resolved_base_depth).to(data.train_x.device)
-            p = _parametrized(config, parametrize, name, model).apply_(seed=run_seeds(seed)[0])
+            p = _parametrized(config, parametrize, name, model, batches[0][0][:2])
+            p.apply_(seed=run_seeds(seed)[0])
             groups = p.param_groups(lr=lr, weight_decay=config.weight_decay, eps=config.eps)
             extra = {"momentum": config.momentum} if config.optimizer == "sgd" else {}
             return model, factory[config.optimizer](groups, lr=lr, **extra), sequence_cross_entropy
@@ -426,7 +429,7 @@ def build(config: TransferConfig, width: int, depth: int | None) -> nn.Module:
             params[depth_key] = depth
         if config.model == "char-gpt":
             params.setdefault("n_head", 4)
-            params = lm_params("char-gpt", params, _vocab_size(config), config.seq_len)
+            params = lm_params("char-gpt", params, _vocab_size(), config.seq_len)
     else:
         params["width"] = width
         if depth is not None and config.depths:
@@ -435,7 +438,9 @@ def build(config: TransferConfig, width: int, depth: int | None) -> nn.Module:
         return build_model(config.model, **params)
 
 
-def _vocab_size(config: TransferConfig) -> int:
+@functools.cache
+def _vocab_size() -> int:
+    """The embedded corpus's vocabulary size (read once per process)."""
     from initlab.datasets.text import char_corpus, load_text
 
     return char_corpus(load_text(None)).vocab_size
@@ -454,18 +459,19 @@ def _load_data(config: TransferConfig) -> TensorData:
     )
 
 
-def _parametrized(config, parametrize, name, model):
-    """``parametrize(model, name, base=...)`` against the base model, built on the meta device
-    (depths are counted by the parameterization from the two models' residual blocks)."""
+def _parametrized(config, parametrize, name, model, example):
+    """``parametrize(model, name, base=..., example_input=...)`` against the base model, built
+    on the meta device. Depths are counted by the parameterization from the two models'
+    residual blocks, which it finds by tracing ``example`` (two training inputs)."""
     with torch.device("meta"):
         base = build(config, config.resolved_base_width, config.resolved_base_depth)
-    return parametrize(model, name, base=base, optimizer=config.optimizer)
+    return parametrize(model, name, base=base, optimizer=config.optimizer, example_input=example)
 
 
-def _check_cell(config, parametrize, name, width, depth) -> None:
+def _check_cell(config, parametrize, name, width, depth, example) -> None:
     with torch.device("meta"):
         model = build(config, width, depth)
-    _parametrized(config, parametrize, name, model)
+    _parametrized(config, parametrize, name, model, example)
 
 
 # ----------------------------------------------------------------------------- one cell
@@ -478,7 +484,7 @@ def _train_cell(config, data, parametrize, name, width, depth, runs) -> list[dic
     models, groups = [], []
     for lr, seed in runs:
         model = build(config, width, depth).to(device)
-        p = _parametrized(config, parametrize, name, model)
+        p = _parametrized(config, parametrize, name, model, data.train_x[:2])
         p.apply_(seed=run_seeds(seed)[0])
         models.append(model)
         groups.append(p.param_groups(lr=lr, weight_decay=config.weight_decay, eps=config.eps))
