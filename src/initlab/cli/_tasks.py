@@ -13,7 +13,7 @@ import sys
 
 #: The tasks' names, for ``--help`` without importing the library (a test keeps it equal to
 #: ``initlab.experiments.tasks.TASKS``).
-TASK_NAMES = ("image", "char-lm", "seq-mnist", "seq-mnist-permuted", "vit")
+TASK_NAMES = ("image", "char-lm", "seq-mnist", "seq-mnist-permuted", "vit", "first-token")
 #: The flag that sets each task argument an ArgumentError may name.
 TASK_FLAGS = {
     "task": "--task",
@@ -109,21 +109,28 @@ def apply_task_defaults(args: argparse.Namespace) -> dict:
     ``max_steps`` and, for a task on images, ``dataset`` (unless ``--dataset`` or ``--data``
     was given). ``--task image`` fills nothing. Then the model is checked against the task.
 
+    A language-model task also refuses what does not apply to it (:func:`_check_lm_options`):
+    ``--val-fraction`` typed, and a ``--model-arg seq_len`` that is not a context length
+    covering the training windows (``--seq-len``).
+
     Raises:
         ArgumentError: (argument ``task``) an unknown task; (argument ``model``) a zoo model
-            that does not fit the task (:meth:`~initlab.experiments.tasks.Task.check_model`).
+            that does not fit the task (:meth:`~initlab.experiments.tasks.Task.check_model`);
+            (argument ``val_fraction``, ``model_params``) see :func:`_check_lm_options`.
     """
     from initlab.experiments.tasks import resolve_task
 
     task = resolve_task(args.task)
+    given = getattr(args, "given_dests", set())
     if task.name == "image":
         task.check_model(args.model)
         return {}
-    given = getattr(args, "given_dests", set())
     params = {}
     if "model" not in given:
         args.model = task.model
         params = dict(task.model_params)
+    if task.kind == "lm":
+        _check_lm_options(args, task, given)
     schemes = task.schemes_for(resolve_model(args.model)) if "model" in given else task.schemes
     fills = {
         "schemes": ",".join(schemes),
@@ -140,6 +147,61 @@ def apply_task_defaults(args: argparse.Namespace) -> dict:
         args.dataset = task.dataset
     task.check_model(args.model)
     return params
+
+
+def _check_lm_options(args: argparse.Namespace, task, given: set) -> None:
+    """Refuse the options a language-model task would ignore or trip over, in its flags.
+
+    - ``--val-fraction`` typed: the corpus's validation part is fixed (the 5% of the text after
+      the training part, :func:`~initlab.datasets.text.char_corpus`), so a fraction typed
+      would be ignored while ``--lr-grid`` chooses on that part.
+    - ``--model-arg seq_len=N``: the model's context length (char-gpt's positions), which
+      follows the training window ``--seq-len`` when not given; it must be an integer at
+      least that window, and a model without one (char-rnn) takes its window from
+      ``--seq-len`` alone.
+
+    Raises:
+        ArgumentError: (argument ``val_fraction``) ``--val-fraction`` typed; (argument
+            ``model_params``) a ``seq_len`` model argument that is not an int >= the window,
+            or one given to a zoo model that takes none.
+    """
+    from initlab._checks import ArgumentError
+    from initlab.zoo.factory import parse_model_args
+    from initlab.zoo.models import MODEL_ALIASES, MODELS, accepted_params
+
+    if "val_fraction" in given:
+        raise ArgumentError(
+            "val_fraction",
+            f"task {task.name!r} holds out a fixed validation part of its corpus (the 5% of "
+            "the text after the training part), so --val-fraction does not apply; drop it "
+            "(--lr-grid chooses on that part)",
+        )
+    typed = parse_model_args(getattr(args, "model_param", None) or [], "model_params")
+    if "seq_len" not in typed:
+        return
+    value = typed["seq_len"]
+    window = args.seq_len or task.seq_len
+    where = "--seq-len" if args.seq_len else f"--seq-len, the task's default {task.seq_len}"
+    zoo = args.model in MODELS or args.model in MODEL_ALIASES
+    if zoo and "seq_len" not in accepted_params(args.model):
+        raise ArgumentError(
+            "model_params",
+            f"model {args.model!r} takes no seq_len; the windows it trains on are set with "
+            f"--seq-len; got seq_len={value!r}",
+        )
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ArgumentError(
+            "model_params",
+            f"seq_len is the model's context length, an integer >= 1 that defaults to the "
+            f"training window ({where}); got seq_len={value!r}",
+        )
+    if value < window:
+        raise ArgumentError(
+            "model_params",
+            f"seq_len={value} (the model's context length) is shorter than the "
+            f"training windows of {window} characters ({where}); give --seq-len {value}, or "
+            "leave seq_len out of --model-arg: it follows --seq-len",
+        )
 
 
 def resolve_model(name: str) -> str:

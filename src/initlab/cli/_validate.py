@@ -7,7 +7,7 @@ the end of a run. Commands import this module inside their ``run``, so ``--help`
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
@@ -135,3 +135,44 @@ def scheme_applies(model: str, scheme: str, params: dict) -> None:
     with torch.random.fork_rng(devices=[]):  # construction draws from the global RNG
         net = build_model(model, **params)
     check_fits(net, scheme, model)
+
+
+def in_flags(error: BaseException, flags: Mapping[str, str], task: str = "image") -> BaseException:
+    """``error`` as the command line says it: missing IDX files told in the flags.
+
+    :class:`~initlab.datasets.families.DataNotFoundError` words its advice in library
+    arguments ("give their directory as data_dir or fetch them with download=True"); from its
+    fields (the dataset, what was searched, whether the files can be fetched, the hint) this
+    builds the same message in the flags (``--data-dir DIR``, ``--download``), led by what the
+    ``task`` needs when it trains on the missing dataset (``--task vit``: Fashion-MNIST, not
+    embedded). Any other error, or one whose argument has no flag in ``flags``, is returned
+    unchanged.
+
+    Args:
+        error: the error a command caught.
+        flags: library argument -> flag, the command's (``data_dir`` -> ``--data-dir``).
+        task: the ``--task`` given.
+
+    Returns:
+        An :class:`~initlab._checks.ArgumentError` naming the same argument, or ``error``.
+    """
+    from initlab._checks import ArgumentError
+    from initlab.datasets.families import DataNotFoundError
+    from initlab.experiments.tasks import TASKS
+
+    if not isinstance(error, DataNotFoundError) or error.argument not in flags:
+        return error
+    if error.searched is None:  # a --data-dir that is no directory: the message says so
+        return error
+    fetch = ""
+    if error.fetchable and error.argument == "data_dir" and "download" in flags:
+        fetch = f" or fetch them with {flags['download']}"
+    spec = TASKS.get(task)
+    context = ""
+    if spec is not None and spec.needs_files and error.dataset == spec.dataset:
+        context = f"--task {spec.name} trains on {spec.dataset!r}, which initlab does not embed: "
+    return ArgumentError(
+        error.argument,
+        f"{context}dataset {error.dataset!r}: {error.searched}\nGive their directory with "
+        f"{flags[error.argument]} DIR{fetch}{error.hint}.",
+    )

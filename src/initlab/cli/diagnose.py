@@ -122,7 +122,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _diagnose(args)
     except (ValueError, TypeError, OSError) as error:  # OSError: DownloadError, missing files
-        return print_error("diagnose", error, model_flags(FLAGS, args))
+        from initlab.cli._validate import in_flags
+
+        flags = model_flags(FLAGS, args)
+        return print_error("diagnose", in_flags(error, flags, args.task), flags)
 
 
 def _diagnose(args: argparse.Namespace) -> int:

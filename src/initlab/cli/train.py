@@ -412,7 +412,10 @@ def run(args: argparse.Namespace) -> int:
         print("\ninitlab train: interrupted", file=sys.stderr)
         return 130
     except (ValueError, TypeError, OSError) as error:  # OSError: DownloadError, missing files
-        return print_error("train", error, model_flags(FLAGS, args))
+        from initlab.cli._validate import in_flags
+
+        flags = model_flags(FLAGS, args)
+        return print_error("train", in_flags(error, flags, args.task), flags)
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -118,8 +118,8 @@ def load_text(path: str | os.PathLike | None = None) -> str:
         raise ArgumentError(
             "text_file",
             f"text_file {str(file)!r} has {len(text)} characters; at least {MIN_CHARS} are "
-            "needed so that the validation and test parts (5% each) hold a few windows of "
-            "256 characters",
+            "needed, so that its validation and test parts (5% of the text each, at least "
+            f"{round(0.05 * MIN_CHARS)} characters) are more than a sample of a few words",
         )
     return text
 
