@@ -10,7 +10,9 @@ flax), ``build`` (``plan`` and ``init_model``: inspect a model, match rules, mak
 ``plan`` (the data model: ``InitPlan``, ``PlanRow``, apply, table, JSON), ``streams`` (the
 chunked random streams apply draws from), ``distributed`` (DTensor shards, filled alone),
 ``own_init`` (modules' own init re-run, seeded, for ``keep`` rows and for the tensors of a
-meta-device model that the plan does not draw).
+meta-device model that the plan does not draw), ``receipt`` (init receipts: per tensor its
+source, seed, statistics and hash, written by ``apply(receipt=...)``) and ``verify`` (check a
+model at step zero against a receipt or alone).
 """
 
 from initlab.introspect.activations import Activation
@@ -18,7 +20,9 @@ from initlab.introspect.trace import analyze
 from initlab.policy.build import init_model, plan
 from initlab.policy.plan import InitPlan, PlanRow
 from initlab.policy.presets import PRESETS, PolicyOptions, preset_rules
+from initlab.policy.receipt import Receipt, ReceiptError, read_receipt, record_model
 from initlab.policy.rules import Rule, RuleSet
+from initlab.policy.verify import VerifyReport, verify
 
 __all__ = [
     "PRESETS",
@@ -26,10 +30,16 @@ __all__ = [
     "InitPlan",
     "PlanRow",
     "PolicyOptions",
+    "Receipt",
+    "ReceiptError",
     "Rule",
     "RuleSet",
+    "VerifyReport",
     "analyze",
     "init_model",
     "plan",
     "preset_rules",
+    "read_receipt",
+    "record_model",
+    "verify",
 ]
