@@ -71,6 +71,12 @@ def test_in_flags_rewords_only_missing_files_of_an_argument_with_a_flag():
         == "dataset 'kmnist': not found:\n  /x: none\nGive their directory with --data-dir DIR."
     )
     assert in_flags(error, {}) is error  # no flag for data_dir: the library's words stay
+    source = error.reworded("pretrain.data_dir", fetchable=False, context="scheme 'p' needs: ")
+    worded = in_flags(source, {"pretrain.data_dir": "--pretrain-data-dir"}, "vit")
+    assert str(worded) == (  # the library's context kept: no task trains on kmnist
+        "scheme 'p' needs: dataset 'kmnist': not found:\n  /x: none\nGive their directory with "
+        "--pretrain-data-dir DIR."
+    )
     missing_dir = DataNotFoundError("mnist", directory="/nope")  # its message names the path
     assert in_flags(missing_dir, {"data_dir": "--data-dir"}) is missing_dir
     other = ValueError("x")

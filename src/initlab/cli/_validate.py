@@ -145,8 +145,9 @@ def in_flags(error: BaseException, flags: Mapping[str, str], task: str = "image"
     fields (the dataset, what was searched, whether the files can be fetched, the hint) this
     builds the same message in the flags (``--data-dir DIR``, ``--download``), led by what the
     ``task`` needs when it trains on the missing dataset (``--task vit``: Fashion-MNIST, not
-    embedded). Any other error, or one whose argument has no flag in ``flags``, is returned
-    unchanged.
+    embedded), else by the library's own context (``scheme 'pretrained' pretrains on ...``).
+    Any other error, one whose argument has no flag in ``flags``, or a directory that does not
+    exist (its message names the path) is returned unchanged.
 
     Args:
         error: the error a command caught.
@@ -168,8 +169,9 @@ def in_flags(error: BaseException, flags: Mapping[str, str], task: str = "image"
     if error.fetchable and error.argument == "data_dir" and "download" in flags:
         fetch = f" or fetch them with {flags['download']}"
     spec = TASKS.get(task)
-    context = ""
+    context = error.context  # what the library was loading (the pretrained scheme's source)
     if spec is not None and spec.needs_files and error.dataset == spec.dataset:
+        # the task's own words, in flags (the sweep's context names data_dir, download=True)
         context = f"--task {spec.name} trains on {spec.dataset!r}, which initlab does not embed: "
     return ArgumentError(
         error.argument,
