@@ -63,6 +63,18 @@ def test_a_char_lm_report_draws_the_trace_and_bpc_and_no_test_error(sweep):
     assert "largest attention logit" in text
 
 
+def test_a_char_lm_config_json_records_its_corpus_and_no_image_settings(sweep):
+    saved = json.loads((sweep / "config.json").read_text())
+    assert saved["corpus"] == saved["text_file"] and saved["corpus"].endswith("corpus.txt")
+    image_only = {"dataset", "data", "data_dir", "download", "standardize", "target_accuracy"}
+    assert not (image_only | {"pretrain"}) & saved.keys()
+    config = CompareConfig.from_json((sweep / "config.json").read_text())
+    assert CompareConfig.from_json(config.to_json()) == config  # what resume reads back
+    embedded = json.loads(CompareConfig.for_task("char-lm").to_json())
+    assert embedded["corpus"] == "shakespeare (embedded)" and "text_file" not in embedded
+    assert json.loads(CompareConfig.for_task("vit").to_json())["dataset"] == "fashion-mnist"
+
+
 def test_the_trace_has_every_early_step_and_a_probe_every_ten_steps(sweep):
     lines = epoch_lines(sweep)
     assert lines.keys() == {"gpt2/0", "xavier_uniform/0"}

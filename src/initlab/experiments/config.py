@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from initlab._checks import ArgumentError, non_negative, one_of, positive_int
 from initlab.datasets.sources import resolve_source
 from initlab.datasets.split import check_fraction
+from initlab.datasets.text import DEFAULT_CORPUS
 from initlab.experiments.tasks import IMAGE_SCHEMES, METRICS, resolve_task
 from initlab.schemes.registry import canonical_scheme, parse_bias_init, parse_scheme
 from initlab.zoo.models import resolve_model
@@ -172,7 +173,11 @@ class CompareConfig:
             (bits per character, language-model tasks only); ``None``: the task's default
             (:attr:`~initlab.experiments.tasks.Task.metric`).
         ``config.json`` records ``task``, ``text_file``, ``seq_len`` and ``metric`` only when
-        they are not the defaults, so the default comparison's file is as before.
+        they are not the defaults, so the default comparison's file is as before. A
+        language-model task's file records its ``corpus`` (``text_file`` or the embedded
+        Shakespeare) and leaves out what it does not read at its default (``dataset``,
+        ``data``, ``data_dir``, ``download``, ``standardize``, ``target_accuracy``; ``pretrain``
+        unless a scheme loads a source checkpoint).
 
     Raises:
         ValueError: no scheme, a repeated or unknown scheme or model, a count below 1, a
@@ -317,12 +322,15 @@ class CompareConfig:
             del raw["lr_grid"], raw["val_fraction"]
         else:
             raw["lr_grid"] = list(self.lr_grid)
+        if resolve_task(self.task).kind == "lm":
+            _language_model_json(raw, self)
         return json.dumps(raw, indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> CompareConfig:
         """Rebuild a config written by :meth:`to_json`."""
         raw = json.loads(text)
+        raw.pop("corpus", None)  # a language model's record of its text (see to_json)
         raw["schemes"] = tuple(raw["schemes"])
         raw["train"] = TrainConfig(**raw["train"])
         raw["pretrain"] = PretrainConfig(**raw.get("pretrain", {}))
@@ -337,6 +345,34 @@ class CompareConfig:
     def seed_list(self) -> list[int]:
         """Return the run seeds."""
         return list(range(self.first_seed, self.first_seed + self.seeds))
+
+
+# What a language-model task does not read, with the defaults it then has: left out of its
+# config.json (from_json restores them).
+_IMAGE_ONLY = {
+    "dataset": "mnist",
+    "data": None,
+    "data_dir": None,
+    "download": False,
+    "standardize": False,
+    "target_accuracy": 0.97,
+}
+
+
+def _language_model_json(raw: dict, config: CompareConfig) -> None:
+    """Shape a language-model task's ``config.json``: its corpus in place of a dataset.
+
+    ``corpus`` names the text: ``text_file``, or the embedded one
+    (:data:`~initlab.datasets.text.DEFAULT_CORPUS`). The image options and the target
+    accuracy are left out at their defaults (a language model is judged in bits per character
+    or nats), and ``pretrain`` unless a scheme loads a source checkpoint.
+    """
+    raw["corpus"] = config.text_file or f"{DEFAULT_CORPUS} (embedded)"
+    for name, default in _IMAGE_ONLY.items():
+        if raw[name] == default:
+            del raw[name]
+    if not any(parse_scheme(s)[0].needs_source for s in config.schemes):
+        del raw["pretrain"]
 
 
 def _check_grid(grid) -> tuple[float, ...]:
