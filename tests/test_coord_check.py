@@ -255,6 +255,32 @@ def test_depths_are_passed_to_the_builder_and_fitted_each():
     assert "depth" in check.table().splitlines()[0]
 
 
+class _Attention(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.embed = nn.Linear(3, width)
+        self.attn = nn.MultiheadAttention(width, 1, batch_first=True)
+
+    def forward(self, x):
+        h = self.embed(x)
+        return self.attn(h, h, h, need_weights=False)[0].sum(1)
+
+
+def test_default_layers_skip_modules_the_forward_never_calls():
+    # nn.MultiheadAttention reads out_proj's weight without calling it: by default it is left
+    # out (the attention module itself is recorded); named explicitly, it is an error.
+    def build(width, seed):
+        torch.manual_seed(seed)
+        model = _Attention(width)
+        return model, torch.optim.SGD(model.parameters(), lr=0.1), lambda o, y: o.sum()
+
+    batch = (torch.randn(2, 4, 3, generator=torch.Generator().manual_seed(0)), torch.zeros(2))
+    check = coord_check(build, [8, 16], batch, steps=(1,), seeds=(0,))
+    assert [r.layer for r in check.select(quantity="activation")] == ["embed", "attn"]
+    with pytest.raises(ArgumentError, match=r"\['attn.out_proj'\] gave no tensor output"):
+        coord_check(build, [8, 16], batch, steps=(1,), seeds=(0,), layers=["attn.out_proj"])
+
+
 # ----------------------------------------------------------------------------- bad input
 
 
@@ -307,4 +333,5 @@ def test_a_layer_that_is_never_called_is_named():
         return model, torch.optim.SGD(model.parameters(), lr=0.1), lambda o, y: o.sum()
 
     with pytest.raises(ArgumentError, match=r"\['unused'\] gave no tensor output"):
-        coord_check(build, [8, 16], BATCH3)
+        coord_check(build, [8, 16], BATCH3, layers=["used", "unused"])
+    assert {r.layer for r in coord_check(build, [8, 16], BATCH3).rows} == {"used"}

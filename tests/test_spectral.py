@@ -52,6 +52,12 @@ def test_effective_weight_includes_a_parametrization():
     torch.testing.assert_close(effective_weight(layer), 3.0 * raw)
 
 
+def test_effective_weight_of_a_wide_input_is_read_in_blocks():
+    torch.manual_seed(0)
+    layer = nn.Linear(2500, 3)  # 1024 + 1024 + 452 identity rows
+    torch.testing.assert_close(effective_weight(layer), layer.weight.detach())
+
+
 def test_effective_weight_refuses_other_modules():
     with pytest.raises(TypeError, match="linear layers only; got Conv1d"):
         effective_weight(nn.Conv1d(2, 2, 1))

@@ -304,15 +304,19 @@ def weight_shape(module: nn.Module) -> tuple[int, ...] | None:
     return tuple(params[0].shape) if params else None
 
 
-def probe_outputs(model: nn.Module, inputs: torch.Tensor, layers: Sequence[str]) -> dict:
+def probe_outputs(
+    model: nn.Module, inputs: torch.Tensor, layers: Sequence[str], *, strict: bool = True
+) -> dict:
     """Each named module's output on ``inputs`` (eval mode, no grad), flattened to 1-D float64.
 
-    A module called several times in one forward contributes all its outputs, concatenated; a
-    tuple output (an LSTM's) contributes its first tensor. The model's train/eval flags are
-    restored afterwards.
+    Eval mode: dropout is off and batch norm uses its running statistics. A module called
+    several times in one forward contributes all its outputs, concatenated; a tuple output (an
+    LSTM's) contributes its first tensor. The model's train/eval flags are restored afterwards.
+    With ``strict=False`` a module that gives no tensor output (one the forward never calls,
+    such as ``nn.MultiheadAttention.out_proj``, whose weight is read directly) is left out.
 
     Raises:
-        ArgumentError: a named module is not called by the forward pass (``layers``).
+        ArgumentError: with ``strict``, a named module gives no tensor output (``layers``).
     """
     modules = dict(model.named_modules())
     seen: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
@@ -328,13 +332,13 @@ def probe_outputs(model: nn.Module, inputs: torch.Tensor, layers: Sequence[str])
         with forward_hooks([(name, modules[name]) for name in layers], hook):
             model(inputs)
     silent = [name for name, outs in seen.items() if not outs]
-    if silent:
+    if silent and strict:
         raise ArgumentError(
             "layers",
             f"modules {silent} gave no tensor output in the forward "
             "pass; record other layers (layers=[...])",
         )
-    return {name: torch.cat(outs) for name, outs in seen.items()}
+    return {name: torch.cat(outs) for name, outs in seen.items() if outs}
 
 
 def train_step(model: nn.Module, optimizer, loss_fn, batch: Batch) -> float:
@@ -530,7 +534,7 @@ def coord_check(
         depths: depths to build at; each gets its own fits against width.
         layers: qualified module names to record; default :func:`default_layers` (each module
             owning or parametrizing a parameter, so forward multipliers attached to it by hooks
-            or parametrizations are in its output).
+            or parametrizations are in its output), less those the forward never calls.
         grows_above, shrinks_below: verdict thresholds on the slope (defaults +-0.15, the
             issue's tolerance for muP's slope 0).
 
@@ -572,11 +576,12 @@ def coord_check(
                     build, width, depth, seed, what="coord_check"
                 )
                 names = resolve_layers(model, layers, what="coord_check")
+                start = probe_outputs(model, probe, names, strict=layers is not None)
+                names = [name for name in names if name in start]
                 _check_same_layers(order, depth, width, names)
                 modules = dict(model.named_modules())
                 for name in names:
                     shapes.setdefault((depth, name), {})[width] = weight_shape(modules[name])
-                start = probe_outputs(model, probe, names)
                 for name in names:
                     act.setdefault((depth, name), {}).setdefault(width, []).append(rms(start[name]))
                 run_losses = []

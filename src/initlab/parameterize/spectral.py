@@ -44,6 +44,9 @@ from initlab.parameterize.coord_check import (
 
 __all__ = ["Scaling", "SpectralAudit", "SpectralRow", "effective_weight", "spectral_audit"]
 
+# Identity rows fed to a layer at once by effective_weight (bounds its memory to 1024 x fan_in).
+_CHUNK = 1024
+
 #: Per-layer verdicts of the audit (see :func:`spectral_audit`).
 VERDICTS = ("ok", "lazy", "update too large", "readout too large", "undetermined")
 
@@ -138,10 +141,11 @@ class SpectralAudit:
 def effective_weight(module: nn.Module) -> torch.Tensor:
     """Return the ``(out, in)`` matrix a linear module applies, multipliers included.
 
-    Computed as ``(module(I) - module(0))^T`` with ``I`` the identity batch of ``in`` rows, in
-    the module's dtype and device, under ``no_grad``; the bias cancels, and a forward hook or
-    parametrization that scales the output or the weight is part of the result. For a plain
-    ``nn.Linear`` this is ``module.weight`` up to rounding.
+    Computed as ``(module(I) - module(0))^T`` with ``I`` the identity batch of ``in`` rows (fed
+    1024 rows at a time), in the module's dtype and device, under ``no_grad``; the bias
+    cancels, and a forward hook or parametrization that scales the input, the output or the
+    weight is part of the result. For a plain ``nn.Linear`` this is ``module.weight`` up to
+    rounding.
 
     Raises:
         TypeError: ``module`` is not an ``nn.Linear``.
@@ -149,10 +153,16 @@ def effective_weight(module: nn.Module) -> torch.Tensor:
     if not isinstance(module, nn.Linear):
         raise TypeError(f"effective_weight reads linear layers only; got {type(module).__name__}")
     weight = module.weight
-    eye = torch.eye(module.in_features, dtype=weight.dtype, device=weight.device)
+    n = module.in_features
+    columns = []
     with torch.no_grad():
-        zero = module(torch.zeros(1, module.in_features, dtype=weight.dtype, device=weight.device))
-        return (module(eye) - zero).T.contiguous()
+        zero = module(torch.zeros(1, n, dtype=weight.dtype, device=weight.device))
+        for start in range(0, n, _CHUNK):  # identity rows in blocks: memory _CHUNK x n
+            rows = torch.arange(start, min(start + _CHUNK, n), device=weight.device)
+            basis = torch.zeros(len(rows), n, dtype=weight.dtype, device=weight.device)
+            basis[torch.arange(len(rows), device=weight.device), rows] = 1.0
+            columns.append(module(basis) - zero)
+    return torch.cat(columns).T.contiguous()
 
 
 def spectral_audit(
@@ -229,20 +239,20 @@ def spectral_audit(
         for seed in spec.seeds:
             model, optimizer, loss_fn = call_build(build, width, None, seed, what="spectral_audit")
             names = _linear_layers(model, wanted)
+            start = probe_outputs(model, probe, names, strict=wanted is not None)
+            names = [name for name in names if name in start]
             if order is None:
                 order = names
             elif names != order:
                 raise ArgumentError(
                     "layers",
-                    f"the model built at width {width} has other "
-                    "linear layers than at the first width: "
-                    f"{sorted(set(names) ^ set(order))}",
+                    f"the model built at width {width} has other linear layers than at the "
+                    f"first width: {sorted(set(names) ^ set(order))}",
                 )
             modules = dict(model.named_modules())
             for name in names:
                 shapes.setdefault(name, {})[width] = weight_shape(modules[name])
             before = _weights(model, names)
-            start = probe_outputs(model, probe, names)
             for t in range(1, steps + 1):
                 train_step(model, optimizer, loss_fn, spec.batches[(t - 1) % len(spec.batches)])
             after = _weights(model, names)
