@@ -159,3 +159,31 @@ def test_cli_verify_exit_codes_and_json(tmp_path, capsys):
     assert f"receipt file '{tmp_path / 'bad.json'}' is not valid JSON" in capsys.readouterr().err
     args = _parse(["mlp", "--model-arg", "depth=1"])  # a zoo model alone: PyTorch's init
     assert args.func(args) == 0
+
+
+def test_running_statistics_warn_without_a_receipt_and_fail_against_one():
+    model = build_model("resnet", widths=(4, 8))
+    receipt = plan(model).apply(seed=0, receipt=True).receipt
+    with torch.no_grad():
+        model.stem[1].running_mean.fill_(0.5)  # as if loaded, or trained a step
+    alone = verify(model)["stem.1.running_mean"]
+    assert alone.status == "warn" and "in 4 of 4 entries" in alone.evidence()
+    against = verify(model, receipt)["stem.1.running_mean"]
+    assert against.status == "fail"
+    assert {f.check for f in against.findings if f.status == "fail"} == {"constructor", "receipt"}
+
+
+def test_hugging_face_buffers_are_recomputed_on_a_copy_and_left_alone():
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.LlamaConfig(
+        vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, intermediate_size=37, max_position_embeddings=16,
+    )  # fmt: skip
+    model = transformers.LlamaForCausalLM(cfg)
+    before = snapshot(model)
+    report = verify(model)
+    assert report["model.rotary_emb.inv_freq"].findings[0].check == "constructor"
+    assert report.ok
+    after = snapshot(model)
+    for n, (value, ptr, _) in before.items():
+        assert torch.equal(value, after[n][0]) and ptr == after[n][1], n
