@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from initlab._checks import ArgumentError
+from initlab.datasets.synthetic import first_token, first_token_dataset
 from initlab.diagnostics.jacobian import (
     input_output_jacobian,
     jacobian_spectrum,
@@ -18,6 +19,8 @@ from initlab.diagnostics.jacobian import (
     spread_decades,
     within_factor_of_median,
 )
+from initlab.experiments.config import CompareConfig
+from initlab.experiments.data import head_params, load_data
 from initlab.schemes.classic import ForgetBias, set_forget_bias_
 from initlab.schemes.registry import initialize, parse_scheme
 from initlab.zoo.models import build_model
@@ -233,3 +236,47 @@ def test_jacobian_leaves_the_model_as_it_was_and_refuses_tokens(tmp_path):
         jacobian_spectrum(model, torch.zeros(2, 4, dtype=torch.int64))
     path = plot_jacobian_spectra({"tanh+bn": spectrum}, tmp_path / "fig" / "spectra.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- remember the first token ------------------------------------------------------------------
+
+
+def test_first_token_labels_are_the_first_tokens():
+    data = first_token_dataset(side=5, vocab=4, n_train=300, n_test=100, seed=3)
+    assert data.train_images.shape == (300, 5, 5) and data.num_classes == 4
+    for images, labels in (
+        (data.train_images, data.train_labels),
+        (data.test_images, data.test_labels),
+    ):
+        tokens = torch.round(images.double() * 3 / 255).long()  # pixels 0, 85, 170, 255
+        assert set(images.unique().tolist()) == {0, 85, 170, 255}
+        assert torch.equal(labels, tokens[:, 0, 0])  # step 0 of the row-major sequence
+    # The last token is independent of the label: it matches 1/4 of the time; over 300 pairs
+    # the count is binomial, 75 +- sqrt(300 * 3/16) = 7.5, so within 30 is 4 sigma.
+    later = torch.round(data.train_images[:, 4, 4].double() * 3 / 255).long()
+    assert abs(int((later == data.train_labels).sum()) - 75) < 30
+    assert torch.equal(first_token().train_images, first_token_dataset().train_images)
+    with pytest.raises(ArgumentError, match="vocab must be an int >= 2; got vocab=1"):
+        first_token_dataset(vocab=1)
+
+
+def test_first_token_task_builds_its_data_model_and_schemes():
+    # What run_sweep does for the task, without training (a 2-step sweep spends 15 s drawing
+    # the report's figures): the factory's data, the head fitted to its 4 classes, each scheme.
+    config = CompareConfig.for_task("first-token", seeds=1)
+    assert config.dataset == "initlab.datasets.synthetic:first_token"
+    data = load_data(config.dataset, train_subset=64, test_subset=32)
+    params = head_params(config.model, config.model_params, config.dataset, data.num_classes)
+    assert params["num_classes"] == 4 and params["image_size"] ** 2 == 49
+    x = data.inputs("train")[:8]
+    for scheme in config.schemes:
+        model = initialize(build_model(config.model, **params), scheme, generator=_gen())
+        logits = model(x)
+        assert logits.shape == (8, 4)
+        loss = nn.functional.cross_entropy(logits, data.train_labels[:8])
+        loss.backward()
+        assert all(p.grad is not None for p in model.parameters())
+        if scheme.startswith("rnn_orthogonal"):  # forget_bias: the option, else 1
+            value = float(scheme.partition("=")[2] or 1.0)
+            forget = model.rnn.bias_ih_l0.detach()[32:64]  # hidden 32: gates i, f, g, o
+            assert torch.equal(forget, torch.full((32,), value))

@@ -162,7 +162,9 @@ def test_for_task_fills_the_tasks_defaults():
 
 
 def test_unknown_task_lists_the_tasks():
-    with pytest.raises(ArgumentError, match=r"task must be one of \['char-lm', 'image'") as info:
+    with pytest.raises(
+        ArgumentError, match=r"task must be one of \['char-lm', 'first-token', 'image'"
+    ) as info:
         resolve_task("char_lm")
     assert info.value.argument == "task"
     assert set(TASK_NAMES) == set(TASKS)  # the CLI's list, kept without importing the library
