@@ -17,7 +17,14 @@ from torch import nn
 
 from initlab._checks import ArgumentError
 from initlab.datasets import load_dataset
-from initlab.parameterize.coord_check import coord_check, loglog_slope, mlp_builder, verdict_of
+from initlab.parameterize.coord_check import (
+    coord_check,
+    loglog_slope,
+    mlp_builder,
+    shape_role,
+    verdict_of,
+    weight_shape,
+)
 
 # ----------------------------------------------------------------------------- the fit
 
@@ -55,6 +62,30 @@ def test_verdict_thresholds():
         "undetermined",
     ]
     assert verdict_of(0.3, 0.5, -0.15) == "stable"
+
+
+class _Positions(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.pos = nn.Parameter(torch.zeros(1, 8, width))
+
+
+@pytest.mark.parametrize(
+    ("make", "role"),
+    [
+        (lambda w: nn.Linear(3, w), "input"),
+        (lambda w: nn.Linear(w, w), "hidden"),
+        (lambda w: nn.Linear(w, 3), "output"),
+        (lambda w: nn.Embedding(50, w), "input"),  # stored (num, dim): read as (dim, num)
+        (lambda w: nn.Conv2d(w, w, 3), "hidden"),
+        (lambda w: nn.LayerNorm(w), "vector"),
+        (lambda w: nn.LayerNorm(4), "fixed"),
+        (lambda w: nn.MultiheadAttention(w, 1), "hidden"),
+        (lambda w: _Positions(w), "-"),
+    ],
+)
+def test_roles_from_the_weight_shapes_at_two_widths(make, role):
+    assert shape_role([weight_shape(make(8)), weight_shape(make(16))]) == role
 
 
 # ----------------------------------------------------------------------------- exact values
@@ -276,7 +307,8 @@ def test_default_layers_skip_modules_the_forward_never_calls():
 
     batch = (torch.randn(2, 4, 3, generator=torch.Generator().manual_seed(0)), torch.zeros(2))
     check = coord_check(build, [8, 16], batch, steps=(1,), seeds=(0,))
-    assert [r.layer for r in check.select(quantity="activation")] == ["embed", "attn"]
+    rows = check.select(quantity="activation")
+    assert [(r.layer, r.role) for r in rows] == [("embed", "input"), ("attn", "hidden")]
     with pytest.raises(ArgumentError, match=r"\['attn.out_proj'\] gave no tensor output"):
         coord_check(build, [8, 16], batch, steps=(1,), seeds=(0,), layers=["attn.out_proj"])
 

@@ -272,10 +272,10 @@ def shape_role(shapes: Sequence[tuple[int, ...] | None]) -> str:
 
     ``"hidden"``: both the output and input dimension grow with width; ``"input"``: only the
     output dimension does; ``"output"``: only the input dimension (the readout); ``"vector"``:
-    a 1-D weight that grows (norm gains); ``"fixed"``: nothing grows; ``"-"``: no weight. This
-    is Tensor Programs V's base-shape rule (dims that differ between two
-    widths are infinite), read from ``(out, in, *kernel)`` shapes as :func:`weight_shape`
-    gives them.
+    a 1-D weight that grows (norm gains); ``"fixed"``: nothing grows; ``"-"``: no weight
+    (e.g. a module holding only a positional embedding). This is Tensor Programs V's base-shape
+    rule (dims that differ between two widths are infinite), read from ``(out, in, *kernel)``
+    shapes as :func:`weight_shape` gives them.
     """
     first, last = shapes[0], shapes[-1]
     if first is None or last is None:
@@ -293,15 +293,17 @@ def shape_role(shapes: Sequence[tuple[int, ...] | None]) -> str:
 
 def weight_shape(module: nn.Module) -> tuple[int, ...] | None:
     """The ``(out, in, *kernel)`` shape of ``module.weight`` (parametrized or not; an
-    ``nn.Embedding``'s ``(num, dim)`` is read as ``(dim, num)``), else of its first parameter."""
+    ``nn.Embedding``'s ``(num, dim)`` is read as ``(dim, num)``; ``nn.MultiheadAttention``'s
+    ``in_proj_weight``), or None for a module without such a weight (its role is ``"-"``)."""
     weight = getattr(module, "weight", None)
-    if isinstance(weight, torch.Tensor):
-        shape = tuple(weight.shape)
-        if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and len(shape) == 2:
-            return shape[::-1]
-        return shape
-    params = list(module.parameters())
-    return tuple(params[0].shape) if params else None
+    if not isinstance(weight, torch.Tensor):
+        weight = getattr(module, "in_proj_weight", None)
+    if not isinstance(weight, torch.Tensor):
+        return None
+    shape = tuple(weight.shape)
+    if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and len(shape) == 2:
+        return shape[::-1]
+    return shape
 
 
 def probe_outputs(
