@@ -187,3 +187,17 @@ def test_hugging_face_buffers_are_recomputed_on_a_copy_and_left_alone():
     after = snapshot(model)
     for n, (value, ptr, _) in before.items():
         assert torch.equal(value, after[n][0]) and ptr == after[n][1], n
+
+
+def test_duplicates_by_design_are_no_alarm():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4))
+    with torch.no_grad():
+        for m in model[:2]:
+            m.weight.copy_(torch.eye(4))  # identity: 12 of 16 entries are 0
+        for m in model[2:]:
+            m.weight.copy_(torch.arange(16.0).view(4, 4).sin())  # a fixed table, frozen
+            m.weight.requires_grad_(False)
+    assert verify(model).ok
+    model[3].weight.requires_grad_(True)
+    model[2].weight.requires_grad_(True)
+    assert "identical to 3.weight" in verify(model)["2.weight"].evidence()

@@ -189,7 +189,9 @@ def verify(model, receipt=None) -> VerifyReport:
       name may be absent (safetensors stores shared tensors once) or hold equal values.
     * **duplicate**: no two parameters that were drawn independently (or, without a receipt,
       no two parameters at all) hold identical non-constant values: a re-seeded or reused
-      initializer. Tensors loaded from a checkpoint are exempt (the checkpoint decides).
+      initializer. Exempt: tensors loaded from a checkpoint (the checkpoint decides), frozen
+      parameters and tensors at least half zeros (identity, dirac and sinusoid tables are
+      equal by design).
     * **shards**: no parameter consists of 2, 4 or 8 identical blocks along its first or last
       dimension: what ranks that each initialize their shard with the same seed produce.
     * **constructor** (buffers of an ``nn.Module``): the buffer equals what its module's
@@ -582,6 +584,8 @@ def _duplicate_findings(verdicts, stats, hashes, has_receipt) -> None:
         st = stats[name]
         if kind not in ("parameter", "tensor") or t.numel() < 2 or st["min"] == st["max"]:
             continue
+        if st["zeros"] >= 0.5 or (kind == "parameter" and not t.requires_grad):
+            continue  # structured (identity, dirac) or frozen (sinusoid tables): by design
         if record is not None and record.source.get("kind") not in ("plan", "own_init"):
             continue  # loaded or untouched: the checkpoint or the constructor decides
         groups.setdefault(hashes[name], []).append(v)
