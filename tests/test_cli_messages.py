@@ -11,7 +11,7 @@ import pytest
 
 from initlab.cli import main
 from initlab.cli._validate import in_flags
-from initlab.datasets.families import DataNotFoundError
+from initlab.datasets.families import DATASETS, DataNotFoundError
 from initlab.datasets.text import MIN_CHARS
 from initlab.experiments.config import CompareConfig
 from initlab.experiments.tasks import TASKS
@@ -210,3 +210,21 @@ def test_models_task_lists_the_tasks_models_with_its_values():
 def test_models_refuses_a_factory_with_a_task(tmp_path):
     err = refused(["models", "tests.factories:tiny", "--task", "vit"], tmp_path)
     assert err.startswith("argument --task: --task lists the zoo models of a task")
+
+
+@pytest.mark.parametrize("name", [n for n, t in TASKS.items() if t.kind == "classify"])
+def test_models_task_shows_the_head_fitted_to_the_tasks_data(name):
+    status, printed, err = call(["models", "--task", name])
+    assert status == 0, err
+    task = TASKS[name]
+    section = printed.split("\n")[1:]
+    first = section[: next(i for i, ln in enumerate(section[1:], 1) if not ln.startswith(" "))]
+    (line,) = [ln for ln in first if ln.lstrip().startswith("num_classes ")]
+    zoo = model_defaults(task.model)["num_classes"]
+    info = DATASETS.get(task.dataset)
+    if "num_classes" in task.model_params:
+        want = task.model_params["num_classes"]
+    else:
+        want = info.num_classes if info is not None else f"the classes of {task.dataset}"
+    shown = want if isinstance(want, str) else repr(want)
+    assert line.split("= ", 1)[1] == (shown if want == zoo else f"{shown}  (task; zoo: {zoo!r})")

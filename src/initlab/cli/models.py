@@ -58,10 +58,12 @@ def format_models(factory: str | None = None, *, task: str | None = None) -> str
     With ``task`` (a name of :data:`~initlab.experiments.tasks.TASKS`), only the task's models
     (:meth:`~initlab.experiments.tasks.Task.model_names`, its default model first), each
     parameter with the value the task trains with: the task's ``model_params`` for its default
-    model (typed ``--model-arg`` values override them), and for a language model the corpus's
+    model (typed ``--model-arg`` values override them); for a language model the corpus's
     vocabulary (``vocab_size``) and the window (``seq_len``: ``--seq-len``, default the
     task's), as :func:`initlab.cli._tasks.apply_task_defaults` and
-    :func:`~initlab.experiments.data.lm_params` fill them. A value that differs from the zoo's
+    :func:`~initlab.experiments.data.lm_params` fill them; for a classifier the head's
+    ``num_classes``, fitted to the task's dataset
+    (:func:`~initlab.experiments.data.head_params`). A value that differs from the zoo's
     says so: ``d_model = 64  (task; zoo: 128)``.
 
     Raises:
@@ -102,6 +104,7 @@ def format_models(factory: str | None = None, *, task: str | None = None) -> str
 
 def _task_models(name: str) -> str:
     """:func:`format_models` for ``--task NAME``."""
+    from initlab.datasets.families import DATASETS
     from initlab.experiments.tasks import resolve_task
     from initlab.zoo.models import MODELS, model_aliases, model_defaults
 
@@ -120,6 +123,12 @@ def _task_models(name: str) -> str:
         if task.kind == "lm":
             described["vocab_size"] = "the corpus's characters (--text-file)"
             described["seq_len"] = f"--seq-len ({task.seq_len})"
+        elif "num_classes" not in used:  # the head is fitted to the data (data.head_params)
+            info = DATASETS.get(task.dataset)
+            if info is not None:
+                used["num_classes"] = info.num_classes
+            else:
+                described["num_classes"] = f"the classes of {task.dataset}"
         lines.extend(_params(defaults, used, described))
     lines.append(
         f"\nWith --task {task.name}, --model picks one of these (default: {task.model}); "
