@@ -125,6 +125,24 @@ def test_stacked_and_sequential_trainers_record_the_same_trace():
     assert (epoch2["grad_steps"], epoch2["logit_steps"]) == ([7, 8, 9, 10, 11, 12], [10])
 
 
+def test_a_run_that_diverges_leaves_the_stack_and_the_others_keep_their_trace():
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 7, (64, 9), generator=g)
+    data = TensorData(tokens[:48, :-1], tokens[:48, 1:], tokens[48:, :-1], tokens[48:, 1:])
+    torch.manual_seed(1)
+    models = [CharTransformer(7, 8, d_model=8, n_layer=1, n_head=2) for _ in range(3)]
+    with torch.no_grad():
+        models[1].head.weight.fill_(math.inf)  # every logit inf or nan: the first loss is nan
+    config = TrainConfig(epochs=1, batch_size=8, max_steps=6)
+    ok, bad, also_ok = train_group(models, data, config, [0, 1, 2])
+    assert bad.status == "diverged" and bad.epochs == () and bad.diverged_step == 1
+    for result in (ok, also_ok):
+        (record,) = result.epochs
+        assert record.trace["grad_steps"] == [1, 2, 3, 4, 5, 6]
+        assert record.trace["logit_steps"] == [0]
+        assert all(math.isfinite(v) for v in record.trace["logit_rms"])
+
+
 def hand_model() -> CharTransformer:
     """d = 2, one head, one pre-LN block whose branches add nothing: every number by hand.
 
