@@ -155,3 +155,11 @@ def test_load_pretrained_receipt_names_checkpoint_tensors_and_the_policy(tmp_pat
     assert isinstance(Receipt.load(tmp_path / "load.json"), Receipt)
     with pytest.raises(TypeError, match="receipt must be"):
         il.load_pretrained(mlp(), source, receipt=1.5)
+
+
+def test_stats_of_half_precision_and_integers():
+    x = torch.tensor([0.5, -1.5, 2.0, 0.0], dtype=torch.bfloat16)  # exact in bfloat16
+    assert tensor_stats(x) == tensor_stats(x.float())
+    st = tensor_stats(torch.arange(5))  # 0..4: mean 2, population variance 2
+    assert (st["mean"], st["zeros"], st["subnormal"]) == (2.0, 0.2, 0.0)
+    assert st["std"] == pytest.approx(math.sqrt(2), rel=1e-12)  # by torch.var: mean not small

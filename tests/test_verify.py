@@ -201,3 +201,10 @@ def test_duplicates_by_design_are_no_alarm():
     model[3].weight.requires_grad_(True)
     model[2].weight.requires_grad_(True)
     assert "identical to 3.weight" in verify(model)["2.weight"].evidence()
+
+
+def test_a_model_on_the_meta_device_is_an_error():
+    with torch.device("meta"):
+        model = nn.Linear(4, 4)
+    with pytest.raises(ValueError, match=r"tensors \['weight', 'bias'\] are on the meta device"):
+        verify(model)

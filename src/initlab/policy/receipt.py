@@ -302,8 +302,11 @@ def tensor_stats(tensor: torch.Tensor) -> dict[str, float]:
     if t.dtype == torch.bool:
         t = t.to(torch.uint8)
     flat = t.reshape(-1)
-    zeros = 1.0 - int(torch.count_nonzero(flat)) / n
-    values = flat if flat.dtype in (torch.float32, torch.float64) else flat.to(torch.float64)
+    zeros = (n - int(torch.count_nonzero(flat))) / n
+    if flat.dtype in (torch.float32, torch.float64):
+        values = flat
+    else:  # float16/bfloat16 exactly in float32; integers in float64
+        values = flat.float() if flat.is_floating_point() else flat.to(torch.float64)
     lo, hi = (float(v) for v in torch.aminmax(values))
     total = float(values.sum())
     nonfinite = 0

@@ -218,7 +218,8 @@ def verify(model, receipt=None) -> VerifyReport:
         ReceiptError: (a ValueError) the receipt file cannot be read or is damaged; names the
             file and what is wrong.
         ValueError: the receipt is another model's: the message names the first tensors that
-            are missing from the model, not in the receipt, or of another shape.
+            are missing from the model, not in the receipt, or of another shape; or a tensor
+            is on the meta device.
         TypeError: ``model`` is neither an ``nn.Module`` nor a mapping of tensors, or
             ``receipt`` of an unsupported type.
 
@@ -236,6 +237,12 @@ def verify(model, receipt=None) -> VerifyReport:
         )
     rec, description = _as_receipt(receipt)
     tensors, kinds, aliases = named_tensors(model)
+    on_meta = [n for n, t in tensors.items() if t.is_meta]
+    if on_meta:
+        raise ValueError(
+            f"tensors {on_meta[:5]} are on the meta device and hold no values to verify: "
+            "materialize the model (model.to_empty(device=...)) and initialize it first"
+        )
     names = {} if rec is None else _fit(rec, tensors, aliases, is_module, description)
     stats = {n: tensor_stats(t) for n, t in tensors.items()}
     hashes = {n: tensor_hash(t) for n, t in tensors.items()}
