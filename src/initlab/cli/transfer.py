@@ -44,7 +44,7 @@ def register(subparsers) -> None:
             "results.jsonl (as it goes), summary.csv, report.md and figures into --out; "
             "--resume DIR trains only the runs without a line. The default (MLP 784-w-w-10 on "
             "MNIST, sp and mup, widths 64..1024, 9 rates, 3 seeds, 200 Adam steps) takes about "
-            "10 minutes on 2 CPU cores; its coordinate check alone (--coord-check-only) about "
+            "5 minutes on 2 idle CPU cores; its coordinate check alone (--coord-check-only) about "
             "15 seconds."
         ),
     )

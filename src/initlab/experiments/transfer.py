@@ -298,7 +298,8 @@ def run_transfer(
     Raises:
         OutDirInUseError, ResultsExistError, NothingToResumeError: as
             :func:`~initlab.experiments.sweep.run_sweep`, before anything is written.
-        ArgumentError: the config's (see :class:`TransferConfig`), and the
+        ArgumentError: no config for a new sweep; the config's (see
+            :class:`TransferConfig`), and the
             parameterization's own refusals (widths that match no base shape, an optimizer
             it does not cover), raised before any line is written.
         KeyboardInterrupt: re-raised; finished cells' lines stay in ``results.jsonl``.
@@ -306,12 +307,13 @@ def run_transfer(
     out = Path(out_dir)
     if resume:
         require_config(out)
+    elif config is None:
+        raise ArgumentError("config", "give a TransferConfig, or resume=True")
     with lock_out_dir(out):
         if resume:
             config = TransferConfig.from_dict(_read_json(out / CONFIG))
         else:
             refuse_existing(out)
-        assert config is not None
         if parametrize is None:
             from initlab.parameterize import parametrize
         data = _load_data(config)
