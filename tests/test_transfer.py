@@ -428,3 +428,42 @@ def test_char_gpt_sweeps_width_and_depth_under_completep(tmp_path, monkeypatch):
     assert cells == [(16, 2), (32, 2), (16, 3)]
     assert {line["status"] for line in result.lines} == {"finished"}
     assert [s.axis for s in result.summary.shifts] == ["width", "depth"]
+
+
+ODD_MODEL = """
+import torch
+from torch import nn
+
+
+class Cube(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.head = nn.Linear(784, 10)
+        self.cube = nn.Parameter(torch.zeros(width, width, width))
+
+    def forward(self, x):
+        return self.head(x.flatten(1)) + 0 * self.cube.sum()
+
+
+def build(width):
+    return Cube(width)
+"""
+
+
+@pytest.mark.filterwarnings("ignore:no rule covers")  # the plan's note on 'cube', beside the point
+def test_cli_prints_the_parameterizations_refusal_of_unmatchable_widths(
+    tmp_path, monkeypatch, capsys
+):
+    # A parameter with three width dimensions: no parameterization covers it, and parametrize
+    # says so naming the parameter and both shapes; the command prints it and exits 2.
+    if getattr(initlab.parameterize, "parametrize", None) is None:
+        pytest.skip("initlab.parameterize.parametrize has not landed")
+    (tmp_path / "odd_transfer_model.py").write_text(ODD_MODEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    real = initlab.parameterize.parametrize
+    argv = [*TINY_ARGS, "--model", "odd_transfer_model:build", "--out", str(tmp_path / "o")]
+    assert _cli(argv, monkeypatch, parametrize=real) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("initlab transfer: error: argument --base-width: parameter 'cube'"), err
+    assert "(16, 16, 16)" in err and "(8, 8, 8)" in err
+    assert not (tmp_path / "o" / "results.jsonl").exists()

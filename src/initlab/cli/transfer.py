@@ -19,6 +19,7 @@ FLAGS = {
     "widths": "--widths",
     "depths": "--depths",
     "base_width": "--base-width",
+    "base": "--base-width",
     "base_depth": "--base-depth",
     "lrs": "--lr-grid",
     "steps": "--steps",
