@@ -136,3 +136,19 @@ def test_a_bad_grid_is_refused_by_the_parser(value, message, capsys):
         main(["train", "--lr-grid", value])
     assert exit_.value.code == 2
     assert f"argument --lr-grid: {message}" in capsys.readouterr().err
+
+
+def test_without_out_the_log_names_no_temporary_directory(tmp_path, caplog, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    argv = ["train", "--lr-grid", "1e-3,1e-2", "--train-subset", "64", "--test-subset", "16"]
+    argv += ["--epochs", "1", "--max-steps", "1"]
+    with caplog.at_level("INFO"):
+        assert call([*argv, "--out", str(tmp_path / "kept")])[0] == 0
+        # with --out the sweep says where it writes (so the capture works) ...
+        assert [r for r in caplog.records if str(tmp_path / "kept") in r.getMessage()]
+        caplog.clear()
+        assert call(argv)[0] == 0
+    # ... without, it writes into a temporary directory that the log does not name
+    assert not [r for r in caplog.records if str(scratch) in r.getMessage()]

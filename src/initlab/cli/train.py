@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import math
 import sys
 from pathlib import Path
@@ -530,17 +531,32 @@ def _train_into(args: argparse.Namespace) -> int:
             progress=show_progress(),
             on_epoch=show,
             tensorboard=args.tensorboard,
-            vectorize=saved is not None and saved.lr_grid is not None,  # the rates stacked
-        )
+        )  # not stacked: the sweep stacks the runs of one rate, and a rate has one run here
 
     if args.out is None and not resume:  # --lr-grid alone
         with tempfile.TemporaryDirectory(prefix="initlab-train-") as tmp:
-            return _conclude(sweep(Path(tmp) / "run"), wrote=False)
+            hidden = _HideLines(tmp)  # the sweep logs where it writes: nowhere the user keeps
+            logging.getLogger("initlab.experiments.sweep").addFilter(hidden)
+            try:
+                return _conclude(sweep(Path(tmp) / "run"), wrote=False)
+            finally:
+                logging.getLogger("initlab.experiments.sweep").removeFilter(hidden)
     out = Path(args.resume if resume else args.out)
     result = call_sweep("train", out, resume, lambda: sweep(out), what="run")
     if isinstance(result, int):  # stopped, and said why
         return result
     return _conclude(result, wrote=True)
+
+
+class _HideLines(logging.Filter):
+    """Drop the log records that name ``text`` (a temporary directory's path)."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
 
 
 def _epoch_printer(config):
