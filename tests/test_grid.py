@@ -245,7 +245,7 @@ def test_budget_refusal_before_anything_runs(tmp_path):
     message = str(error.value)
     assert error.value.argument == "budget_minutes"
     assert "4 cells x 2 seeds = 8 runs in 1 groups" in message
-    assert "estimated from a timed probe of 3 training steps" in message
+    assert "estimated from a timed probe of 5 training steps" in message
     assert "over the budget of 1e-06 min. Nothing was run" in message
     assert not (tmp_path / "g").exists()
 
@@ -255,7 +255,7 @@ def test_estimate_scales_with_steps():
     one = estimate_seconds(GridConfig({"sw2": (1.0, 2.0)}, _base(epochs=1)))
     two = estimate_seconds(GridConfig({"sw2": (1.0, 2.0)}, _base(epochs=2)))
     assert one.run_steps == 2 * 2 * 3 and two.run_steps == 2 * one.run_steps
-    assert one.seconds > one.run_steps * one.seconds_per_step  # test passes added
+    assert one.seconds > one.run_steps * one.seconds_per_run_step + 10  # tests, group costs
 
 
 def test_existing_grid_is_refused(finished):
@@ -310,3 +310,10 @@ def test_cli_sweep_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "initlab sweep: error: argument --budget-minutes: the grid has 2 cells" in err
     assert not (tmp_path / "c").exists()
+
+
+def test_model_axis_the_model_does_not_take_is_refused():
+    base = CompareConfig(schemes=("meanfield",), model="mlp-784-128-10")
+    with pytest.raises(ArgumentError, match="axis depth is a model argument, and model") as error:
+        GridConfig({"depth": (1, 2)}, base)
+    assert error.value.argument == "grid"

@@ -48,14 +48,16 @@ import torch
 
 from initlab._checks import ArgumentError, one_of
 from initlab._files import atomic_write
-from initlab.datasets.families import to_inputs
 from initlab.experiments.config import CompareConfig
-from initlab.experiments.data import load_data
+from initlab.experiments.core import PROGRESS_EVERY, TensorData
+from initlab.experiments.data import head_params, load_data, tensor_data
 from initlab.experiments.results import RESULTS, append_line, read_results
+from initlab.experiments.stacked import train_group, vectorizable
 from initlab.experiments.sweep import run_sweep
+from initlab.experiments.trainer import train as train_step
 from initlab.reports.phase import METRICS, write_grid_report
 from initlab.schemes.meanfield import meanfield_name
-from initlab.zoo.models import build_model
+from initlab.zoo.models import build_model, model_defaults
 
 __all__ = [
     "AXES",
@@ -87,7 +89,13 @@ AXES: dict[str, type] = {
 #: (``sw2``, ``sb2``, ``scheme``) are the schemes of one stacked comparison.
 GROUP_AXES = ("depth", "width", "activation", "optimizer", "lr")
 GRID_FILE, CELLS, GROUPS = "grid.json", "cells.jsonl", "groups"
-_PROBE_STEPS = 3
+# The probe trains this many steps; progress is reported after PROGRESS_EVERY and after the
+# last, and the steps between the two reports are timed (the first ones warm up).
+_PROBE_STEPS = 15
+# Seconds of a group besides its training steps and test passes: loading and standardizing
+# MNIST, the initialization diagnosis of each run, the group's report.md and figures (8 to 12
+# s per group of 13 runs measured on a shared 2-core x86-64, 1 thread).
+_GROUP_SECONDS = 10.0
 
 
 class GridExistsError(FileExistsError):
@@ -135,6 +143,14 @@ class GridConfig:
                 "grid", "axis scheme cannot be combined with sw2/sb2 (they set the scheme)"
             )
         object.__setattr__(self, "axes", axes)
+        takes = model_defaults(self.base.model)
+        for name in ("depth", "width", "activation"):
+            if name in axes and name not in takes:
+                raise ArgumentError(
+                    "grid",
+                    f"axis {name} is a model argument, and model {self.base.model!r} takes none "
+                    f"of that name (it takes: {', '.join(takes) or 'nothing'})",
+                )
         if self.budget_minutes is not None and not 0 < self.budget_minutes < math.inf:
             raise ArgumentError(
                 "budget_minutes", f"must be a number > 0; got budget_minutes={self.budget_minutes}"
@@ -260,34 +276,39 @@ class Estimate:
     """A grid's estimated wall time and how it was estimated.
 
     Attributes:
-        seconds: estimated wall time of the whole grid, one run after another.
-        seconds_per_step: measured seconds of one training step of ``probe_params`` parameters.
+        seconds: estimated wall time of the whole grid.
+        seconds_per_run_step: measured seconds of one run's training step in the probed stack.
         probe_params: parameters of the probed (largest) model.
+        probe_runs: runs in the probed stack (1 when the model cannot be stacked).
         run_steps: optimizer steps summed over runs.
     """
 
     seconds: float
-    seconds_per_step: float
+    seconds_per_run_step: float
     probe_params: int
+    probe_runs: int
     run_steps: int
 
     def describe(self) -> str:
         return (
             f"about {self.seconds / 60:.1f} min for {self.run_steps} run-steps, estimated from a "
-            f"timed probe of {_PROBE_STEPS} training steps of the largest model "
-            f"({self.probe_params} parameters: {self.seconds_per_step * 1e3:.1f} ms/step), "
-            "scaled by each group's parameter count, test passes included"
+            f"timed probe of {_PROBE_STEPS - PROGRESS_EVERY} training steps of the largest "
+            f"model ({self.probe_params} parameters, {self.probe_runs} runs stacked: "
+            f"{self.seconds_per_run_step * 1e3:.2f} ms per run-step), scaled by each group's "
+            f"parameter count, plus test passes and {_GROUP_SECONDS:g} s per group"
         )
 
 
 def estimate_seconds(config: GridConfig) -> Estimate:
     """Estimate the grid's wall time from a timed probe of training steps (nothing written).
 
-    The largest model of the grid trains :data:`_PROBE_STEPS` steps on a batch of the grid's
-    data (after one untimed step); each group's time is that step time x its parameters /
-    the probe's x its runs x steps, plus the test passes (a forward pass costs about a third of
-    a training step: one matmul of the three per layer). Stacked training is usually faster
-    than this one-run-at-a-time figure.
+    The largest group trains as the grid will train it (stacked when its model allows, else
+    one run) for :data:`_PROBE_STEPS` steps at learning rate 0 on a subset of the grid's data;
+    the steps after the first :data:`~initlab.experiments.core.PROGRESS_EVERY` (warm-up) are
+    timed. Each group then costs ``runs x (steps + test passes) x`` that time per run-step
+    ``x`` its parameters / the probe's, plus :data:`_GROUP_SECONDS` (data loading,
+    initialization diagnosis, the group's report). A test pass over ``n`` images counts as
+    ``n / batch / 3`` steps (a forward pass is one of a step's three matrix products per layer).
     """
     base = config.base
     data = load_data(
@@ -302,35 +323,50 @@ def estimate_seconds(config: GridConfig) -> Estimate:
     n_train, n_test = len(data.train_labels), len(data.test_labels)
     groups = list(config.groups().values())
     with torch.random.fork_rng(devices=[]):
-        sizes = [_params(cfg) for cfg, _ in groups]
-        big = groups[max(range(len(groups)), key=sizes.__getitem__)][0]
-        per_step = _probe(big, to_inputs(data.train_images[: big.train.batch_size]))
+        sizes = [_params(cfg, data.num_classes) for cfg, _ in groups]
+        big, cells = groups[max(range(len(groups)), key=sizes.__getitem__)]
+        per_step, runs = _probe(big, len(cells) * big.seeds, data)
     seconds, run_steps = 0.0, 0
     for (cfg, cells), size in zip(groups, sizes, strict=True):
         steps = cfg.train.epochs * cfg.train.steps_per_epoch(n_train)
         tests = cfg.train.epochs * n_test / cfg.train.batch_size / 3
-        runs = len(cells) * cfg.seeds
-        run_steps += runs * steps
-        seconds += runs * (steps + tests) * per_step * size / max(sizes)
-    return Estimate(seconds, per_step, max(sizes), run_steps)
+        run_steps += len(cells) * cfg.seeds * steps
+        group = len(cells) * cfg.seeds * (steps + tests) * per_step * size / max(sizes)
+        seconds += group + _GROUP_SECONDS
+    return Estimate(seconds, per_step, max(sizes), runs, run_steps)
 
 
-def _params(cfg: CompareConfig) -> int:
-    model = build_model(cfg.model, **cfg.model_params)
-    return sum(p.numel() for p in model.parameters())
+def _params(cfg: CompareConfig, classes: int) -> int:
+    params = head_params(cfg.model, cfg.model_params, cfg.dataset, classes)
+    return sum(p.numel() for p in build_model(cfg.model, **params).parameters())
 
 
-def _probe(cfg: CompareConfig, x: torch.Tensor) -> float:
-    model = build_model(cfg.model, **cfg.model_params)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+def _probe(cfg: CompareConfig, runs: int, dataset) -> tuple[float, int]:
+    """Seconds per run-step of ``runs`` runs of ``cfg``'s model trained as a sweep trains
+    them, and the runs stacked (1 if the model cannot be stacked)."""
+    batch = cfg.train.batch_size
+    n_train, n_test = len(dataset.train_labels), len(dataset.test_labels)
+    full = tensor_data(
+        dataset.subset(min(n_train, batch * _PROBE_STEPS), min(n_test, batch), seed=0)
+    )
+    take = torch.arange(batch * _PROBE_STEPS) % len(full.train_y)  # repeated if it is small
+    data = TensorData(
+        full.train_x[take], full.train_y[take], full.test_x[:batch], full.test_y[:batch]
+    )
+    params = head_params(cfg.model, cfg.model_params, cfg.dataset, dataset.num_classes)
+    models = [build_model(cfg.model, **params) for _ in range(runs)]
+    train = dataclasses.replace(cfg.train, lr=0.0, epochs=1, max_steps=_PROBE_STEPS, log_every=0)
     times = []
-    for _ in range(_PROBE_STEPS + 1):
-        start = time.perf_counter()
-        optimizer.zero_grad()
-        model(x).logsumexp(-1).mean().backward()
-        optimizer.step()
-        times.append(time.perf_counter() - start)
-    return sum(times[1:]) / _PROBE_STEPS
+    if vectorizable(models, data.train_x[:2]) is None:
+        train_group(models, data, train, list(range(runs)), on_step=lambda _: times.append(_now()))
+    else:
+        runs = 1
+        train_step(models[0], data, train, on_step=lambda _: times.append(_now()))
+    return (times[-1] - times[0]) / (_PROBE_STEPS - PROGRESS_EVERY) / runs, runs
+
+
+def _now() -> float:
+    return time.perf_counter()
 
 
 def run_grid(
@@ -414,19 +450,11 @@ def run_grid(
 def _defaults(config: GridConfig) -> dict:
     """The values of the overlay's axes that the grid does not vary: the model's activation
     and depth (its parameters, else its constructor's defaults), and sb2 = 0 (the scheme's)."""
-    import inspect
-
-    from initlab.zoo.models import MODELS
-
     found = {"sb2": 0.0}
-    factory = MODELS.get(config.base.model)
-    if factory is not None:
-        for name, p in inspect.signature(factory).parameters.items():
-            if name in ("activation", "depth") and p.default is not inspect.Parameter.empty:
-                found[name] = p.default
     found.update(
-        {k: v for k, v in config.base.model_params.items() if k in ("activation", "depth")}
+        {k: v for k, v in model_defaults(config.base.model).items() if k in ("activation", "depth")}
     )
+    found.update({k: v for k, v in config.base.model_params.items() if k in found})
     return found
 
 

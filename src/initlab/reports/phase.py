@@ -246,7 +246,7 @@ def _overlays(x: str, y: str, xs, ys, fixed: dict, defaults: dict) -> list:
         return []
     try:
         return _curves(y, xs, ys, setting, activation)
-    except ValueError:  # unknown activation, or no edge of chaos (chi_1 < 1 for every sw2)
+    except (TypeError, ValueError):  # unknown activation, or no edge of chaos (chi_1 < 1)
         return []
 
 
