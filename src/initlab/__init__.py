@@ -47,7 +47,21 @@ from initlab.initializers.deprecated import (
     xavier_normal,
     xavier_uniform,
 )
-from initlab.policy import InitPlan, PlanRow, PolicyOptions, Rule, plan, preset_rules
+from initlab.parameterize import PARAMETERIZATIONS, Parameterization, ParamRow, parametrize
+from initlab.policy import (
+    InitPlan,
+    PlanRow,
+    PolicyOptions,
+    Receipt,
+    ReceiptError,
+    Rule,
+    VerifyReport,
+    plan,
+    preset_rules,
+    read_receipt,
+    record_model,
+    verify,
+)
 from initlab.pretrained import LoadReport, PickleRefusedError, load_pretrained
 from initlab.schemes.compose import init_model
 
@@ -103,6 +117,18 @@ __all__ = [
     "Rule",
     "PolicyOptions",
     "preset_rules",
+    # integrity: receipts of what was drawn or loaded, and the verifier
+    "Receipt",
+    "ReceiptError",
+    "read_receipt",
+    "record_model",
+    "verify",
+    "VerifyReport",
+    # parameterizations: init scale, multipliers and optimizer groups over width and depth
+    "parametrize",
+    "Parameterization",
+    "ParamRow",
+    "PARAMETERIZATIONS",
     # pretrained: load safely, report, initialize only the rest
     "load_pretrained",
     "LoadReport",

@@ -22,6 +22,7 @@ COMMANDS: tuple[str, ...] = (
     "gain",
     "plan",
     "models",
+    "verify",
 )
 
 
