@@ -313,6 +313,36 @@ def test_default_layers_skip_modules_the_forward_never_calls():
         coord_check(build, [8, 16], batch, steps=(1,), seeds=(0,), layers=["attn.out_proj"])
 
 
+def _deep_readout(width: int, depth: int, seed: int):
+    # As _summing_readout_any_width with W = depth / w: the output at step 0 is `depth` (slope 1
+    # against depth), its gradient does not involve W, so the change after t steps is
+    # t * ETA * BATCH * w at every depth (slope 0).
+    model, optimizer, loss = _summing_readout_any_width(width, seed)
+    with torch.no_grad():
+        model[1].weight.mul_(depth)
+    return model, optimizer, loss
+
+
+def test_against_depth_by_hand():
+    batch = (torch.ones(BATCH, 64), torch.zeros(BATCH))
+    check = coord_check(
+        _deep_readout, [16, 64], batch, steps=(2,), seeds=(0, 1), depths=(1, 2, 4), layers=["1"]
+    )
+    act, change = check.against_depth()  # at the largest width, 64
+    assert (act.quantity, act.width, act.depths) == ("activation", 64, (1, 2, 4))
+    assert act.values == pytest.approx([1.0, 2.0, 4.0], rel=1e-6)
+    assert act.slope == pytest.approx(1.0, abs=1e-6) and act.verdict == "grows"
+    assert change.values == pytest.approx([2 * ETA * BATCH * 64] * 3, rel=1e-5)
+    assert change.slope == pytest.approx(0.0, abs=1e-6) and change.verdict == "stable"
+    (_, narrow) = check.against_depth(16)
+    assert narrow.values == pytest.approx([2 * ETA * BATCH * 16] * 3, rel=1e-5)
+    with pytest.raises(ArgumentError, match=r"width must be one of the widths run \[16, 64\]"):
+        check.against_depth(32)
+    flat = coord_check(_summing_readout_any_width, [8, 16], batch, steps=(1,), seeds=(0,))
+    with pytest.raises(ArgumentError, match="needs at least 2 depths"):
+        flat.against_depth()
+
+
 # ----------------------------------------------------------------------------- bad input
 
 

@@ -37,7 +37,7 @@ from initlab._checks import ArgumentError, finite, positive_int
 from initlab.introspect.hooks import forward_hooks, preserved_modes
 from initlab.parameterize.parametrize import parametrize
 
-__all__ = ["CoordCheck", "CoordRow", "coord_check", "loglog_slope", "mlp_builder"]
+__all__ = ["CoordCheck", "CoordRow", "DepthRow", "coord_check", "loglog_slope", "mlp_builder"]
 
 #: Verdicts of a slope (see :func:`verdict_of`).
 VERDICTS = ("stable", "grows", "shrinks", "undetermined")
@@ -378,6 +378,7 @@ class CoordRow:
         slope: least-squares slope of log RMS against log width (see :func:`loglog_slope`).
         stderr: its standard error.
         verdict: ``"stable"``, ``"grows"``, ``"shrinks"`` or ``"undetermined"`` (NaN slope).
+        samples: per width, the RMS of each seed (what the fit used).
     """
 
     layer: str
@@ -386,6 +387,32 @@ class CoordRow:
     step: int
     depth: int | None
     widths: tuple[int, ...]
+    values: tuple[float, ...]
+    slope: float
+    stderr: float
+    verdict: str
+    samples: tuple[tuple[float, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class DepthRow:
+    """One layer's size against depth at one width (:meth:`CoordCheck.against_depth`).
+
+    Attributes:
+        layer, role, quantity, step: as in :class:`CoordRow`.
+        width: the width of the models compared.
+        depths: the depths, in the order run.
+        values: per depth, the geometric mean over seeds of the RMS.
+        slope, stderr: least-squares slope of log RMS against log depth and its error.
+        verdict: as in :class:`CoordRow`, with the same thresholds.
+    """
+
+    layer: str
+    role: str
+    quantity: str
+    step: int
+    width: int
+    depths: tuple[int, ...]
     values: tuple[float, ...]
     slope: float
     stderr: float
@@ -426,6 +453,59 @@ class CoordCheck:
         return [
             r for r in self.rows if all(v is None or getattr(r, k) == v for k, v in wanted.items())
         ]
+
+    def against_depth(self, width: int | None = None) -> list[DepthRow]:
+        """Fit each layer's sizes against depth at one width, for the layers every depth has.
+
+        The same fit as against width (:func:`loglog_slope` over every (depth, seed) point)
+        with log depth as x: under a depth parameterization (depth-muP, CompleteP) the layers
+        shared by all depths, such as the input layer, the final norm and the readout, should
+        keep their change as the model gets deeper (slope about 0).
+
+        Args:
+            width: one of :attr:`widths`; default the largest.
+
+        Returns:
+            One :class:`DepthRow` per layer (named alike at every depth), quantity and step, in
+            the order of the rows at the first depth.
+
+        Raises:
+            ArgumentError: fewer than 2 depths were run (``depths``), or ``width`` was not run.
+        """
+        if None in self.depths or len(self.depths) < 2:
+            raise ArgumentError(
+                "depths", f"a fit against depth needs at least 2 depths; got depths={self.depths}"
+            )
+        width = self.widths[-1] if width is None else width
+        if width not in self.widths:
+            raise ArgumentError(
+                "width", f"width must be one of the widths run {list(self.widths)}; got {width!r}"
+            )
+        index = self.widths.index(width)
+        rows = {(r.depth, r.layer, r.quantity, r.step): r for r in self.rows}
+        out = []
+        for first in self.select(depth=self.depths[0]):
+            key = (first.layer, first.quantity, first.step)
+            same = [rows.get((d, *key)) for d in self.depths]
+            if any(r is None for r in same):
+                continue
+            samples = [r.samples[index] for r in same]
+            slope, stderr = loglog_slope(self.depths, samples)
+            out.append(
+                DepthRow(
+                    layer=first.layer,
+                    role=first.role,
+                    quantity=first.quantity,
+                    step=first.step,
+                    width=width,
+                    depths=self.depths,
+                    values=tuple(geometric_mean(v) for v in samples),
+                    slope=slope,
+                    stderr=stderr,
+                    verdict=verdict_of(slope, self.grows_above, self.shrinks_below),
+                )
+            )
+        return out
 
     def table(self) -> str:
         """A plain-text table: one line per row, with the value at each width and the slope."""
@@ -533,7 +613,8 @@ def coord_check(
         batches: ``(inputs, targets)`` pairs, or one pair; inputs as the model takes them.
         steps: the steps (>= 1) after which the change is measured; training runs to the last.
         seeds: the seeds per width; slopes pool them.
-        depths: depths to build at; each gets its own fits against width.
+        depths: depths to build at; each gets its own fits against width, and
+            :meth:`CoordCheck.against_depth` fits the layers they share against depth.
         layers: qualified module names to record; default :func:`default_layers` (each module
             owning or parametrizing a parameter, so forward multipliers attached to it by hooks
             or parametrizations are in its output), less those the forward never calls.
@@ -620,6 +701,7 @@ def coord_check(
                         slope=slope,
                         stderr=stderr,
                         verdict=verdict_of(slope, grows_above, shrinks_below),
+                        samples=tuple(tuple(v) for v in values),
                     )
                 )
     rows.sort(
