@@ -172,7 +172,8 @@ def mup_without_readout_multiplier(width, seed):
 
 
 # Per layer (input 0, hidden 2, readout 4), what Condition 1 of Yang, Simon & Bernstein 2023
-# predicts, with the exponents measured (seeds 0..2, one step, standard errors <= 0.04):
+# predicts, with the exponents measured (seeds 0..2, one step; the standard errors of the
+# quantities the verdicts read are at most 0.04):
 # - standard + Adam: hidden ||dW|| grows like w (Adam's step has entries ~lr in a rank-one
 #   pattern, ||dW|| ~ lr w, target 1; measured +1.02); readout ||W|| ~ 1 against target
 #   sqrt(10/w) (+0.43) and ||dW|| ~ lr sqrt(10 w) (+0.95).
