@@ -467,3 +467,26 @@ def test_cli_prints_the_parameterizations_refusal_of_unmatchable_widths(
     assert err.startswith("initlab transfer: error: argument --base-width: parameter 'cube'"), err
     assert "(16, 16, 16)" in err and "(8, 8, 8)" in err
     assert not (tmp_path / "o" / "results.jsonl").exists()
+
+
+def test_cli_ctrl_c_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    def stop(*args, **kwargs):
+        (tmp_path / "o").mkdir()
+        (tmp_path / "o" / "config.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(transfer, "run_transfer", stop)
+    assert _cli([*TINY_ARGS, "--out", str(tmp_path / "o")], monkeypatch) == 130
+    assert f"initlab transfer --resume {tmp_path / 'o'}" in capsys.readouterr().err
+
+
+def test_cli_help_names_every_flag_of_the_issue(capsys):
+    parser = argparse.ArgumentParser(prog="initlab")
+    cli_transfer.register(parser.add_subparsers(dest="command"))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["transfer", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--model", "--parameterizations", "--widths", "--depths", "--lr-grid",
+                 "--steps", "--seeds", "--optimizer", "--out", "--resume", "--coord-check-only",
+                 "--task"):  # fmt: skip
+        assert flag in text, flag

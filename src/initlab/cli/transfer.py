@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 
 from initlab.cli import print_error
@@ -137,6 +138,26 @@ def _rates(text: str) -> tuple[float, ...]:
     return tuple(rates)
 
 
+def _sweep(config, out: str, args: argparse.Namespace):
+    """Run the sweep; after Ctrl-C say what is kept and how to go on, and return 130."""
+    from pathlib import Path
+
+    from initlab.experiments.transfer import run_transfer
+
+    try:
+        return run_transfer(config, out, resume=args.resume is not None)
+    except KeyboardInterrupt:
+        if (Path(out) / "config.json").is_file():
+            message = (
+                "Interrupted; the runs of finished cells are kept in results.jsonl; the others "
+                f"train with: initlab transfer --resume {out}"
+            )
+        else:
+            message = "Interrupted before anything was written; run the same command again"
+        print(f"\n{message}", file=sys.stderr)
+        return 130
+
+
 def run(args: argparse.Namespace) -> int:
     from initlab._checks import ArgumentError
     from initlab.cli._sweep import call_sweep
@@ -145,7 +166,6 @@ def run(args: argparse.Namespace) -> int:
         TransferConfig,
         default_lrs,
         run_coord_checks,
-        run_transfer,
     )
     from initlab.reports.transfer import format_table
 
@@ -181,10 +201,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"Wrote {out}: coord_check_<parameterization>.json and .png")
             return 0
         result = call_sweep(
-            "transfer",
-            out,
-            args.resume is not None,
-            lambda: run_transfer(config, out, resume=args.resume is not None),
+            "transfer", out, args.resume is not None, lambda: _sweep(config, out, args)
         )
     except (ArgumentError, ValueError, TypeError) as error:
         return print_error("transfer", error, FLAGS)
