@@ -47,7 +47,16 @@ from initlab.initializers.deprecated import (
     xavier_normal,
     xavier_uniform,
 )
-from initlab.parameterize import PARAMETERIZATIONS, Parameterization, ParamRow, parametrize
+from initlab.parameterize import (
+    PARAMETERIZATIONS,
+    CoordCheck,
+    Parameterization,
+    ParamRow,
+    SpectralAudit,
+    coord_check,
+    parametrize,
+    spectral_audit,
+)
 from initlab.policy import (
     InitPlan,
     PlanRow,
@@ -129,6 +138,10 @@ __all__ = [
     "Parameterization",
     "ParamRow",
     "PARAMETERIZATIONS",
+    "coord_check",
+    "CoordCheck",
+    "spectral_audit",
+    "SpectralAudit",
     # pretrained: load safely, report, initialize only the rest
     "load_pretrained",
     "LoadReport",
