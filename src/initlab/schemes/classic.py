@@ -47,7 +47,7 @@ class ZeroGamma(Step):
     name: ClassVar[str] = "zero_gamma"
     misfit_hint: ClassVar[str] = (
         "zero_gamma needs residual blocks with a norm layer: use model 'resnet', or 'resmlp' "
-        "with --model-arg norm='\"batch\"'"
+        "with --model-arg norm=batch"
     )
 
     def __call__(self, model, *, generator, batch=None, source=None) -> FixupReport:
