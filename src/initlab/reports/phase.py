@@ -231,7 +231,7 @@ def heatmap(
     ax.set_ylabel(_LABELS.get(y, y))
     ax.set_title(title, fontsize="medium")
     if overlays:
-        fig.legend(loc="outside lower center", fontsize="small", ncols=2)
+        fig.legend(loc="outside lower center", fontsize="small", ncols=2, facecolor="0.7")
     save_png(fig, path)
     return fig
 
