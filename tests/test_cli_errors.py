@@ -355,7 +355,7 @@ def test_the_pretrained_sources_directory_is_named_by_its_own_flag(tmp_path, cap
         "argument --pretrain-data-dir: scheme 'pretrained' pretrains on 'fashion-mnist': "
         "dataset 'fashion-mnist': the four IDX files were not found"
     )
-    assert "Give their directory as pretrain.data_dir" in err and "download" not in err
+    assert "Give their directory with --pretrain-data-dir DIR" in err and "download" not in err
     assert not (tmp_path / "o").exists()
 
 

@@ -44,7 +44,7 @@ def refused(argv: list[str], tmp_path) -> str:
 # --task vit without Fashion-MNIST's files: the advice names the flags --------------------------
 
 
-@pytest.mark.parametrize("command", ["train", "diagnose"])
+@pytest.mark.parametrize("command", ["train", "diagnose", "compare"])
 def test_task_vit_without_its_files_names_data_dir_and_download(command, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

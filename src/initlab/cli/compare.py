@@ -209,7 +209,10 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(result, int):  # stopped, and said why
             return result
     except (ValueError, TypeError, OSError) as error:  # OSError: DownloadError, missing files
-        return print_error("compare", error, model_flags(FLAGS, args))
+        from initlab.cli._validate import in_flags
+
+        flags = model_flags(FLAGS, args)
+        return print_error("compare", in_flags(error, flags, args.task), flags)
     if not is_main_process():  # under torchrun, rank 0 prints for all
         return 0
     print(format_table(result.rows, result.config.target_accuracy))
