@@ -149,6 +149,13 @@ def test_groups_stack_what_shares_shapes_and_optimizer():
     )
     assert cells["meanfield:sw2=2.0:sb2=0.1"] == {"depth": 2, "sw2": 2.0, "sb2": 0.1, "lr": 0.01}
     assert grid.runs() == 16 * 2
+    by_scheme = GridConfig(
+        {"scheme": ("auto", "orthogonal"), "optimizer": ("sgd", "adamw")}, _base()
+    )
+    assert {name: cfg.schemes for name, (cfg, _) in by_scheme.groups().items()} == {
+        "optimizer=sgd": ("auto", "orthogonal"),
+        "optimizer=adamw": ("auto", "orthogonal"),
+    }
     assert GridConfig.from_json(grid.to_json()) == grid
 
 
@@ -236,6 +243,31 @@ def test_resume_skips_finished_groups_and_reruns_the_missing_one(finished, tmp_p
     # a second resume has nothing left to train and adds no line
     run_grid(None, copy, resume=True, progress=False)
     assert read_results(copy / "cells.jsonl") == again
+
+
+def test_resume_continues_a_group_stopped_mid_training(finished, tmp_path, monkeypatch):
+    """Ctrl-C after the first epoch of the second group; the resumed grid continues that group
+    from its checkpoint and ends with the uninterrupted grid's numbers."""
+    from initlab.experiments import grid as grid_module
+
+    grid, out = finished
+    real = grid_module.run_sweep
+
+    def stop_in_depth_2(config, sub, **kwargs):
+        def stop(run, record):
+            raise KeyboardInterrupt
+
+        hook = stop if sub.name == "depth=2" and not kwargs["resume"] else None
+        return real(config, sub, on_epoch=hook, **kwargs)
+
+    monkeypatch.setattr(grid_module, "run_sweep", stop_in_depth_2)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(grid, tmp_path / "g", progress=False)
+    assert {c["group"] for c in read_results(tmp_path / "g" / "cells.jsonl")} == {"depth=1"}
+    run_grid(None, tmp_path / "g", resume=True, progress=False)
+    key = lambda c: (c["depth"], c["sw2"], c["seed"])  # noqa: E731
+    expected = sorted(read_results(out / "cells.jsonl"), key=key)
+    assert sorted(read_results(tmp_path / "g" / "cells.jsonl"), key=key) == expected
 
 
 def test_budget_refusal_before_anything_runs(tmp_path):
