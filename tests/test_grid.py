@@ -316,20 +316,35 @@ COMMON = [
 ]  # fmt: skip
 
 
-def test_cli_sweep_sw2_by_sb2(tmp_path, capsys):
+def test_cli_sweep_sw2_by_sb2_with_diverged_cells(tmp_path, capsys):
+    """ReLU with sw2 = 10^8 and SGD at lr 100 overflows in its first epoch: a result (status
+    diverged, no value, hatched) beside the cells that train."""
     out = tmp_path / "s"
-    argv = ["--grid", "sw2=1.0,3.0", "--grid", "sb2=0,0.5", *COMMON, "--out", str(out)]
+    argv = ["--grid", "sw2=1.0,1e8", "--grid", "sb2=0,0.5", *COMMON, "--out", str(out)]
+    argv += [
+        "--model-arg",
+        "activation=relu",
+        "--model-arg",
+        "depth=3",
+        "--lr",
+        "100",
+    ]  # later wins
     assert _cli(argv) == 0
     printed = capsys.readouterr().out
     assert f"Wrote {out}" in printed and "sb2_vs_sw2.png" in printed
     cells = read_results(out / "cells.jsonl")
     assert sorted((c["sw2"], c["sb2"]) for c in cells) == sorted(
-        [(w, b) for w in (1.0, 3.0) for b in (0.0, 0.5)] * 2
+        [(w, b) for w in (1.0, 1e8) for b in (0.0, 0.5)] * 2
     )
+    for c in cells:
+        assert c["status"] == ("diverged" if c["sw2"] == 1e8 else "finished")
     assert list((out / "groups").iterdir()) == [out / "groups" / "all"]
+    report = (out / "report.md").read_text()
+    assert "| 100000000.0 | 0.5 | 2 | 2 | - |" in report  # both seeds diverged: no value
     # --resume of a finished grid trains nothing and rewrites the report
     assert _cli(["--resume", str(out), "--no-progress", "--metric", "test_loss"]) == 0
     assert "test loss" in (out / "report.md").read_text()
+    assert read_results(out / "cells.jsonl") == cells
 
 
 def test_cli_sweep_errors(tmp_path, capsys):
