@@ -4,6 +4,7 @@ the synthetic tasks."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -19,7 +20,8 @@ from initlab.diagnostics.jacobian import (
     spread_decades,
     within_factor_of_median,
 )
-from initlab.experiments.config import CompareConfig
+from initlab.experiments.config import CompareConfig, TrainConfig
+from initlab.experiments.core import TensorData, training_view
 from initlab.experiments.data import head_params, load_data
 from initlab.experiments.deep_linear import (
     format_learning_times,
@@ -27,6 +29,8 @@ from initlab.experiments.deep_linear import (
     learning_time_table,
     steps_to_threshold,
 )
+from initlab.experiments.stacked import train_group
+from initlab.experiments.trainer import evaluate, train
 from initlab.schemes.classic import ForgetBias, set_forget_bias_
 from initlab.schemes.registry import initialize, parse_scheme
 from initlab.zoo.models import build_model
@@ -319,3 +323,63 @@ def test_orthogonal_learning_time_does_not_grow_with_depth_and_gaussian_does():
     deep = by["lecun_normal", 8]
     assert deep["learned"] == 0 or deep["min"] > 1.8 * by["lecun_normal", 2]["max"]
     assert "orthogonal" in format_learning_times(rows)
+
+
+# --- training loss and accuracy at chosen steps ------------------------------------------------
+
+
+def _tiny_data():
+    g = _gen(11)
+    x = torch.rand(96, 1, 28, 28, generator=g)
+    y = torch.randint(0, 10, (96,), generator=g)
+    return TensorData(x, y, x[:32], y[:32])
+
+
+def test_eval_steps_record_the_full_training_loss_and_accuracy_at_those_steps():
+    data = _tiny_data()
+    config = TrainConfig(epochs=2, batch_size=16, max_steps=4, eval_steps=[6, 3, 3])
+    assert config.eval_steps == (3, 6)  # sorted, once each
+    net = initialize(build_model("mlp", depth=1, width=16), "kaiming_uniform", generator=_gen())
+    reference = copy.deepcopy(net)
+    records = train(net, data, config).epochs
+    assert [[e[0] for e in r.train_evals] for r in records] == [[3], [6]]
+    assert (
+        "train_evals"
+        not in train(
+            copy.deepcopy(reference), data, TrainConfig(epochs=1, batch_size=16, max_steps=2)
+        )
+        .epochs[0]
+        .line()
+    )
+    # The same run stopped after 3 steps, then evaluated on the training set: the same numbers
+    # (the evaluation draws nothing, so the run goes on as without it).
+    short = train(reference, data, TrainConfig(epochs=1, batch_size=16, max_steps=3))
+    loss, accuracy = evaluate(reference, training_view(data))
+    assert records[0].train_evals[0] == (3, loss, accuracy)
+    plain = train(
+        initialize(build_model("mlp", depth=1, width=16), "kaiming_uniform", generator=_gen()),
+        data,
+        TrainConfig(epochs=2, batch_size=16, max_steps=4),
+    )
+    assert [r.train_loss for r in plain.epochs] == [r.train_loss for r in records]
+    assert short.status == "finished"
+
+
+def test_eval_steps_under_stacking_match_the_runs_alone():
+    data = _tiny_data()
+    config = TrainConfig(epochs=2, batch_size=16, max_steps=4, eval_steps=(2, 7))
+    models = [
+        initialize(build_model("mlp", depth=1, width=16), "kaiming_uniform", generator=_gen(s))
+        for s in (0, 1)
+    ]
+    alone = [train(copy.deepcopy(m), data, config).epochs for m in models]
+    stacked = train_group(models, data, config, seeds=[config.seed, config.seed])
+    for single, together in zip(alone, (r.epochs for r in stacked), strict=True):
+        for a, b in zip(single, together, strict=True):
+            assert [e[0] for e in a.train_evals] == [e[0] for e in b.train_evals]
+            for (_, la, aa), (_, lb, ab) in zip(a.train_evals, b.train_evals, strict=True):
+                # stacked and single runs agree up to float rounding (batched matmuls): the
+                # loss to 1e-5, the accuracy but for a prediction flipped by a near tie (1/96)
+                assert lb == pytest.approx(la, rel=1e-5) and abs(ab - aa) <= 1 / 96 + 1e-12
+    with pytest.raises(ValueError, match="eval_steps must be"):
+        TrainConfig(eval_steps=(0,))

@@ -54,6 +54,11 @@ class TrainConfig:
         log_every: steps per window of the loss curve
             (:attr:`~initlab.experiments.core.EpochRecord.loss_curve`); ``None``:
             ``ceil(steps per epoch / 10)``, about ten windows per epoch; ``0``: none.
+        eval_steps: optimizer steps, counted from the start of training (>= 1), after which
+            the training accuracy and the full-training-set loss are measured
+            (:attr:`~initlab.experiments.core.EpochRecord.train_evals`), besides the per-epoch
+            test pass; stored sorted without repeats; ``()``: none (the default). A list is
+            taken as a tuple.
 
     Raises:
         ValueError: a name that is not accepted, a negative rate, a count below 1.
@@ -71,8 +76,16 @@ class TrainConfig:
     max_steps: int | None = None
     eval_batch_size: int = 1000
     log_every: int | None = None
+    eval_steps: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        if not isinstance(self.eval_steps, tuple | list):
+            raise TypeError(
+                f"eval_steps must be a tuple of optimizer steps; got eval_steps={self.eval_steps!r}"
+            )
+        for step in self.eval_steps:
+            positive_int("eval_steps", step)
+        object.__setattr__(self, "eval_steps", tuple(sorted(set(self.eval_steps))))
         one_of("optimizer", self.optimizer, ("adamw", "adam", "sgd"))
         one_of("device", self.device, ("cpu", "cuda", "auto"))
         for name in ("lr", "weight_decay", "momentum"):
@@ -318,6 +331,10 @@ class CompareConfig:
         for name, default in defaults.items():  # as written before tasks existed
             if raw[name] == default:
                 del raw[name]
+        if not self.train.eval_steps:  # as written before step evaluations existed
+            del raw["train"]["eval_steps"]
+        else:
+            raw["train"]["eval_steps"] = list(self.train.eval_steps)
         if self.lr_grid is None:  # as written before grids existed
             del raw["lr_grid"], raw["val_fraction"]
         else:

@@ -61,6 +61,7 @@ __all__ = [
     "resolve_device",
     "run_seeds",
     "sequence_cross_entropy",
+    "training_view",
     "trace_lines",
     "traced",
 ]
@@ -133,6 +134,10 @@ class EpochRecord:
     window may be shorter. Empty when ``log_every=0``. ``val_loss`` and ``val_accuracy``: the
     same measures on the validation split, ``None`` without one (:class:`TensorData`).
     ``trace``: a sequence model's trace of this epoch (:func:`trace_lines`), empty otherwise.
+    ``train_evals``: ``(step, full-training-set loss, training accuracy)`` after each of this
+    epoch's steps listed in :attr:`~initlab.experiments.config.TrainConfig.eval_steps` (steps
+    counted from the start of training), measured as the test pass measures (eval mode, the
+    mean cross-entropy and the fraction right over every training example); empty otherwise.
     """
 
     epoch: int
@@ -146,6 +151,7 @@ class EpochRecord:
     val_loss: float | None = None
     val_accuracy: float | None = None
     trace: dict = field(default_factory=dict)
+    train_evals: tuple[tuple[int, float, float], ...] = ()
 
     @property
     def test_bpc(self) -> float:
@@ -165,6 +171,8 @@ class EpochRecord:
             del fields["val_loss"], fields["val_accuracy"]
         if not self.trace:
             del fields["trace"]
+        if not self.train_evals:
+            del fields["train_evals"]
         return fields
 
 
@@ -367,6 +375,12 @@ def evaluate_logits(
             correct += (logits.argmax(dim=-1) == every).flatten(1).sum(1)
     n = data.test_y.numel()
     return [s / n for s in loss_sum.tolist()], [c / n for c in correct.tolist()]
+
+
+def training_view(data: TensorData) -> TensorData:
+    """``data`` with its training split as the test split: what :func:`evaluate_logits` reads
+    for the full-training-set loss and accuracy of :attr:`EpochRecord.train_evals`."""
+    return TensorData(data.train_x, data.train_y, data.train_x, data.train_y)
 
 
 def loss_curve(losses: torch.Tensor, every: int, done: int) -> list[tuple[tuple[int, float], ...]]:

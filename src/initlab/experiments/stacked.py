@@ -89,6 +89,7 @@ from initlab.experiments.core import (
     sequence_cross_entropy,
     trace_lines,
     traced,
+    training_view,
 )
 from initlab.zoo.models import OneHiddenLayerMLP
 
@@ -412,6 +413,7 @@ class _Group:
                 val[0][row],
                 val[1][row],
                 outcome.traces[row],
+                outcome.train_evals[row],
             )
             self.records[r].append(record)
             if on_epoch is not None:
@@ -436,6 +438,8 @@ class _Group:
         if self.tracing and self.done == 0:
             probe_steps.append(0)
             probes.append(self.probe(data))
+        # EpochRecord.train_evals: (step, ([loss per row], [accuracy per row])) per eval step
+        evals: list[tuple[int, tuple[list[float], list[float]]]] = []
         for step in range(steps):
             index = orders[:, step * size : (step + 1) * size]  # (R, B)
             loss = self.loss_and_grads(*_gather(data, index))  # (R,)
@@ -448,6 +452,8 @@ class _Group:
             if self.tracing and (self.done + step + 1) % TRACE_EVERY == 0:
                 probe_steps.append(self.done + step + 1)
                 probes.append(self.probe(data))
+            if self.done + step + 1 in self.config.eval_steps:
+                evals.append((self.done + step + 1, _evaluate(self, training_view(data))))
             losses.append(loss)
             if self.on_step is not None and (progress_due(step, steps) or check_due(step, steps)):
                 # before a check: steps taken with runs about to leave count for them too
@@ -463,6 +469,10 @@ class _Group:
                     losses = [step_losses[keep] for step_losses in losses]
                     grads = [norms[keep] for norms in grads]
                     probes = [scales[keep] for scales in probes]
+                    evals = [
+                        (at, ([loss[r] for r in keep], [acc[r] for r in keep]))
+                        for at, (loss, acc) in evals
+                    ]
                     if not self.active:
                         break
         per_step = torch.stack(losses) if self.active else torch.zeros(steps, 0)  # (steps, R)
@@ -476,7 +486,11 @@ class _Group:
             traces = trace_lines(
                 names, grad_steps, grads, probe_steps, probes, attention=self.attention
             )
-        return _EpochOutcome(mean, per_run, curves, steps, diverged, traces)
+        train_evals = [
+            tuple((at, loss[row], acc[row]) for at, (loss, acc) in evals)
+            for row in range(len(self.active))
+        ]
+        return _EpochOutcome(mean, per_run, curves, steps, diverged, traces, train_evals)
 
     @torch.no_grad()
     def probe(self, data: TensorData) -> torch.Tensor:
@@ -563,6 +577,7 @@ class _EpochOutcome:
     steps: int
     diverged: dict[int, int]  # run index -> 1-based step of its first non-finite loss
     traces: list[dict]  # EpochRecord.trace per active run
+    train_evals: list[tuple]  # EpochRecord.train_evals per active run
 
 
 def _gather(data: TensorData, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

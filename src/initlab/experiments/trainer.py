@@ -62,6 +62,7 @@ from initlab.experiments.core import (
     sequence_cross_entropy,
     trace_lines,
     traced,
+    training_view,
 )
 from initlab.schemes.registry import initialize
 from initlab.zoo.models import build_model
@@ -247,7 +248,7 @@ def train(
             outcome = _train_epoch(model, optimizer, data, config, shuffle, on_step, done)
             if isinstance(outcome, int):
                 return RunResult("diverged", tuple(records), epoch, outcome)
-            train_loss, norms, losses, trace = outcome
+            train_loss, norms, losses, trace, train_evals = outcome
             steps = len(losses)
             test_loss, accuracy = evaluate(model, data, config.eval_batch_size)
             val = (None, None)
@@ -264,6 +265,7 @@ def train(
                 loss_curve(losses, config.window(steps), done)[0],
                 *val,
                 trace,
+                train_evals,
             )
             done += steps
             records.append(record)
@@ -312,8 +314,8 @@ def _set_rng(rng: dict[str, torch.Tensor], device: torch.device) -> None:
 
 
 def _train_epoch(model, optimizer, data, config, shuffle, on_step=None, done=0):
-    """Run one epoch; return ``(mean loss, grad norms, losses (steps,), trace)`` or the diverged
-    step.
+    """Run one epoch; return ``(mean loss, grad norms, losses (steps,), trace, train_evals)``
+    or the diverged step.
 
     The diverged step is 1-based within the epoch; ``done`` counts the steps before it (the
     trace's steps count from the start: :func:`~initlab.experiments.core.trace_lines`).
@@ -327,11 +329,13 @@ def _train_epoch(model, optimizer, data, config, shuffle, on_step=None, done=0):
     grad_sum = torch.zeros(len(named), device=data.train_x.device)
     losses: list[torch.Tensor] = []
     reported = 0  # steps already passed to on_step
+    eval_size = config.eval_batch_size
     tracing, probe_x = traced(model), data.train_x[:TRACE_BATCH]
     grad_steps, grads, probe_steps, probes = [], [], [], []  # as the stacked trainer's trace
     if tracing and done == 0:
         probe_steps.append(0)
         probes.append(_probe(model, probe_x))
+    evals = []  # EpochRecord.train_evals: (step, full-training-set loss, accuracy)
     for step in range(steps):
         index = order[step * config.batch_size : (step + 1) * config.batch_size]
         loss = sequence_cross_entropy(model(data.train_x[index]), data.train_y[index])
@@ -346,6 +350,8 @@ def _train_epoch(model, optimizer, data, config, shuffle, on_step=None, done=0):
         if tracing and (done + step + 1) % TRACE_EVERY == 0:
             probe_steps.append(done + step + 1)
             probes.append(_probe(model, probe_x))
+        if done + step + 1 in config.eval_steps:  # evaluation draws nothing: same training
+            evals.append((done + step + 1, *evaluate(model, training_view(data), eval_size)))
         losses.append(loss.detach())
         if on_step is not None and (progress_due(step, steps) or check_due(step, steps)):
             on_step(len(losses) - reported)
@@ -362,7 +368,7 @@ def _train_epoch(model, optimizer, data, config, shuffle, on_step=None, done=0):
     trace = trace_lines(
         names, grad_steps, grads, probe_steps, probes, attention=has_attention(model)
     )
-    return float(per_step.mean()), norms, per_step, trace[0] if trace else {}
+    return float(per_step.mean()), norms, per_step, trace[0] if trace else {}, tuple(evals)
 
 
 def _probe(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
