@@ -8,6 +8,7 @@ resume, refusal), not what the networks learn.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 
@@ -288,6 +289,12 @@ def test_estimate_scales_with_steps():
     two = estimate_seconds(GridConfig({"sw2": (1.0, 2.0)}, _base(epochs=2)))
     assert one.run_steps == 2 * 2 * 3 and two.run_steps == 2 * one.run_steps
     assert one.seconds > one.run_steps * one.seconds_per_run_step + 10  # tests, group costs
+    assert one.probe_runs == 4  # 2 cells x 2 seeds, stacked
+    params = {"width": 16, "activation": "tanh", "dropout": 0.1}  # dropout: one by one
+    alone = estimate_seconds(
+        GridConfig({"sw2": (1.0, 2.0)}, dataclasses.replace(_base(), model_params=params))
+    )
+    assert alone.probe_runs == 1 and alone.run_steps == 2 * 2 * 6
 
 
 def test_existing_grid_is_refused(finished):
