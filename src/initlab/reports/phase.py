@@ -164,7 +164,11 @@ def heatmap(
     title: str,
     overlays: Sequence[tuple[Sequence[float], Sequence[float], str, dict]] = (),
 ) -> Figure:
-    """Draw one heatmap (cells by index, ticks at the axis values) with a colorbar; save PNG.
+    """Draw one heatmap with a colorbar and save it as a PNG.
+
+    One cell per axis value, evenly spaced whatever the values (ticks name them); overlay
+    curves are placed linearly between neighbouring values (beyond the ends, by the spacing of
+    the last two), so a curve crosses a cell boundary halfway between the two values.
 
     Args:
         path: where the PNG goes (written atomically).
@@ -183,7 +187,11 @@ def heatmap(
     ax = fig.add_subplot()
     finite = shown[np.isfinite(shown)]
     norm = Normalize(*(finite.min(), finite.max()) if finite.size else (0, 1))
-    cmap = "viridis" if accuracy else "viridis_r"
+    cmap = "viridis" if accuracy else "viridis_r"  # bright is good in both
+
+    def dark(value: float) -> bool:  # the map's dark half, where text is white
+        return norm(value) < 0.5 if accuracy else norm(value) > 0.5
+
     image = ax.pcolormesh(
         np.arange(len(xs) + 1) - 0.5,
         np.arange(len(ys) + 1) - 0.5,
@@ -217,9 +225,7 @@ def heatmap(
                 ha="center",
                 va="center",
                 fontsize=7,
-                color="white"
-                if math.isfinite(shown[i, j]) and norm(shown[i, j]) < 0.5
-                else "black",
+                color="white" if math.isfinite(shown[i, j]) and dark(shown[i, j]) else "black",
             )
     for xv, yv, label, style in overlays:
         ax.plot(_position(xs, xv), _position(ys, yv), label=label, **style)
