@@ -4,7 +4,9 @@ the synthetic tasks."""
 
 from __future__ import annotations
 
+import argparse
 import copy
+import json
 import math
 
 import pytest
@@ -12,6 +14,7 @@ import torch
 from torch import nn
 
 from initlab._checks import ArgumentError
+from initlab.cli import spectrum
 from initlab.datasets.synthetic import first_token, first_token_dataset
 from initlab.diagnostics.jacobian import (
     input_output_jacobian,
@@ -383,3 +386,29 @@ def test_eval_steps_under_stacking_match_the_runs_alone():
                 assert lb == pytest.approx(la, rel=1e-5) and abs(ab - aa) <= 1 / 96 + 1e-12
     with pytest.raises(ValueError, match="eval_steps must be"):
         TrainConfig(eval_steps=(0,))
+
+
+# --- initlab spectrum (not yet in initlab.cli.COMMANDS: through its own register) --------------
+
+
+def _spectrum(argv):
+    parser = argparse.ArgumentParser(prog="initlab")
+    spectrum.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["spectrum", *argv])
+    return args.func(args)
+
+
+def test_spectrum_command_prints_bands_and_writes_its_files(tmp_path, capsys):
+    linear = ["depth=4", "width=16", "activation=linear", "in_features=16", "num_classes=16"]
+    argv = [f"--model-arg={a}" for a in linear]
+    argv += ["--inputs", "gaussian", "--seeds", "2", "--examples", "4", "--out", str(tmp_path)]
+    assert _spectrum(argv) == 0
+    out = capsys.readouterr().out
+    assert "orthogonal    0.00 [0.00, 0.00]" in out and "100% [100%, 100%]" in out
+    summary = json.loads((tmp_path / "spectrum.json").read_text(encoding="utf-8"))
+    assert [len(runs) for runs in summary.values()] == [2, 2]
+    assert all(run["spread_decades"] < 1e-5 for run in summary["orthogonal"])
+    assert all(run["spread_decades"] > 0.5 for run in summary["lecun_normal"])
+    assert (tmp_path / "spectrum.png").read_bytes()[:4] == b"\x89PNG"
+    assert _spectrum(["--model", "cnn", "--inputs", "gaussian"]) == 2
+    assert "--inputs gaussian needs a model with an int in_features" in capsys.readouterr().err
