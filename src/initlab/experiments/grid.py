@@ -416,6 +416,14 @@ def run_grid(
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(out / GRID_FILE, config.to_json() + "\n")
     groups = config.groups()
+    log.info(
+        "grid: %d cells x %d seeds = %d runs in %d groups, writing to %s",
+        len(config.cells()),
+        config.base.seeds,
+        config.runs(),
+        len(groups),
+        out,
+    )
     written = {line["group"] for line in read_results(out / CELLS)}
     for index, (name, (cfg, cells)) in enumerate(groups.items(), 1):
         sub = out / GROUPS / name

@@ -18,6 +18,7 @@ whose seeds all diverged is hatched without a color (its value is NaN).
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,6 +59,8 @@ _LABELS = {
     "lr": "learning rate",
     "width": "width",
 }
+log = logging.getLogger(__name__)
+
 _MAX_SLICES = 8
 _MAX_ANNOTATED = 150
 _CURVE_POINTS = 80
@@ -321,6 +324,12 @@ def write_grid_report(
         if len(axes.get(x, ())) < 2 or len(axes.get(y, ())) < 2:
             continue
         others = [k for k in axes if k not in (x, y) and len(axes[k]) > 1]
+        slices = math.prod(len(axes[k]) for k in others)
+        if slices > _MAX_SLICES:
+            log.warning(
+                "%s over %s: drawing the first %d of %d slices (%s)",
+                y, x, _MAX_SLICES, slices, ", ".join(others),
+            )  # fmt: skip
         for values in itertools.islice(itertools.product(*(axes[k] for k in others)), _MAX_SLICES):
             fixed = dict(zip(others, values, strict=True))
             for k in axes:  # single-valued axes are fixed too
