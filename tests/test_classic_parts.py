@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from initlab._checks import ArgumentError
-from initlab.cli import spectrum
+from initlab.cli import deeplinear, spectrum
 from initlab.datasets.synthetic import first_token, first_token_dataset
 from initlab.diagnostics.jacobian import (
     input_output_jacobian,
@@ -412,3 +412,24 @@ def test_spectrum_command_prints_bands_and_writes_its_files(tmp_path, capsys):
     assert (tmp_path / "spectrum.png").read_bytes()[:4] == b"\x89PNG"
     assert _spectrum(["--model", "cnn", "--inputs", "gaussian"]) == 2
     assert "--inputs gaussian needs a model with an int in_features" in capsys.readouterr().err
+
+
+def _deeplinear(argv):
+    parser = argparse.ArgumentParser(prog="initlab")
+    deeplinear.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["deeplinear", *argv])
+    return args.func(args)
+
+
+def test_deeplinear_command_prints_the_table_and_refuses_bad_depths(capsys):
+    argv = ["--depths", "1,2", "--schemes", "orthogonal,zeros", "--lrs", "0.3", "--seeds", "1"]
+    assert _deeplinear([*argv, "--max-steps", "300"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split() == ["scheme", "depth", "steps", "to", "threshold", "(mean", "[min,",
+                              "max])", "learned", "best", "lr"]  # fmt: skip
+    assert [line.split()[:2] for line in out[2:]] == [
+        ["orthogonal", "1"], ["orthogonal", "2"], ["zeros", "1"], ["zeros", "2"]
+    ]  # fmt: skip
+    assert all(line.split()[-2:] == ["0/1", "-"] for line in out[4:])  # zeros never learn
+    assert _deeplinear(["--depths", "0", "--seeds", "1"]) == 2
+    assert "argument --depths: depth must be" in capsys.readouterr().err
