@@ -20,18 +20,18 @@ Every experiment is one or more ``initlab compare`` / ``initlab diagnose`` comma
 before they run (type them yourself to get the full report, figures and ``summary.csv`` in
 ``--out``), with ``--seeds`` seeds (3 by default), then a table of the mean and the
 ``[min, max]`` over seeds: test accuracy after every 100 SGD steps (2,000 MNIST test images),
-or the diagnosis' numbers. ``saxe`` and ``jacobian`` call the library
-(:mod:`initlab.experiments.deep_linear`, :mod:`initlab.diagnostics.jacobian`), which has no
-command for them yet. Trainings use SGD with momentum: Adam's per-parameter step sizes rescale
-every layer's update and hide initialization failures (a Xavier-initialized deep ReLU net that
-stalls under SGD trains under Adam), so SGD is the fair judge of an initialization. One thread.
+or the diagnosis' numbers; ``saxe`` runs ``initlab deeplinear`` and ``jacobian`` runs
+``initlab spectrum``, which print their own bands. Trainings use SGD with momentum: Adam's
+per-parameter step sizes rescale every layer's update and hide initialization failures (a
+Xavier-initialized deep ReLU net that stalls under SGD trains under Adam), so SGD is the fair
+judge of an initialization. One thread.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
-import math
 import shlex
 import statistics
 from collections import defaultdict
@@ -40,6 +40,7 @@ from pathlib import Path
 import torch
 
 import initlab as il
+from initlab.cli import COMMANDS
 from initlab.cli import main as initlab_main
 from initlab.experiments.results import read_results
 
@@ -64,7 +65,14 @@ def _run(command: str, args) -> int:
     print(f"\n$ initlab {command}", flush=True)
     if args.dry_run:
         return 0
-    return initlab_main(shlex.split(command))
+    argv = shlex.split(command)
+    if argv[0] in COMMANDS:
+        return initlab_main(argv)
+    # a command module not yet listed in initlab.cli.COMMANDS: through its own register()
+    parser = argparse.ArgumentParser(prog="initlab")
+    importlib.import_module(f"initlab.cli.{argv[0]}").register(parser.add_subparsers())
+    parsed = parser.parse_args(argv)
+    return parsed.func(parsed)
 
 
 def _band(values: list[float], fmt: str = "{:.1%}") -> str:
@@ -195,52 +203,23 @@ def forget(args) -> None:
 
 def saxe(args) -> None:
     """Saxe et al. 2014: deep linear nets learn in a depth-independent time from orthogonal."""
-    from initlab.experiments.deep_linear import format_learning_times, learning_time_table
-
-    print("\nSaxe et al. 2014: steps of full-batch GD to 5% of the target's power unexplained")
-    print("  (linear teacher 16 -> 16, 256 examples; each seed at its best rate of 0.03..1)")
-    if args.dry_run:
-        return
-    rows = learning_time_table(
-        [1, 2, 4, 8, 16, 32],
-        ["orthogonal", "lecun_normal"],
-        [0.03, 0.1, 0.3, 1.0],
-        seeds=range(args.first_seed, args.first_seed + args.seeds),
-        max_steps=2000,
-    )
-    print(format_learning_times(rows))
+    print("\nSaxe et al. 2014: deep linear nets (width 16) on a linear teacher, full-batch GD")
+    seeds = f"--seeds {args.seeds} --first-seed {args.first_seed}"
+    _run(f"deeplinear --depths 1,2,4,8,16,32 --schemes orthogonal,lecun_normal {seeds}", args)
 
 
 def jacobian(args) -> None:
     """Saxe et al. 2014, Pennington et al. 2017: input-output Jacobian spectra at init."""
-    from initlab.diagnostics.jacobian import jacobian_spectrum, plot_jacobian_spectra
-    from initlab.schemes.registry import initialize
-    from initlab.zoo.models import build_model
-
-    print("\nJacobian singular values of a 32-layer MLP (width 128) on 16 Gaussian inputs:")
-    print(f"  spread in decades and fraction within 3x of the median, mean [min, max] over "
-          f"{args.seeds} seeds")  # fmt: skip
-    if args.dry_run:
-        return
-    cases = [("linear", "orthogonal"), ("linear", "lecun_normal"), ("tanh", "orthogonal"),
-             ("tanh", "xavier_normal"), ("relu", "kaiming_normal")]  # fmt: skip
-    spectra = {}
-    for activation, scheme in cases:
-        spread, within = [], []
-        for seed in range(args.first_seed, args.first_seed + args.seeds):
-            net = build_model("mlp", depth=32, width=128, activation=activation,
-                              in_features=128, num_classes=128)  # fmt: skip
-            initialize(net, scheme, generator=torch.Generator().manual_seed(seed))
-            x = torch.randn(16, 128, generator=torch.Generator().manual_seed(1000 + seed))
-            spectrum = jacobian_spectrum(net, x)
-            spread.append(spectrum.spread_decades)
-            within.append(spectrum.within_3x_median)
-            spectra.setdefault(f"{activation}, {scheme}", spectrum)  # the first seed's
-        spreads = _band(spread, "{:.2f}") if all(map(math.isfinite, spread)) else "inf"
-        print(f"  {activation + ', ' + scheme:<28} {spreads:>26}  {_band(within, '{:.0%}')}")
-    path = plot_jacobian_spectra(spectra, Path(args.out) / "jacobian.png",
-                                 title="32-layer MLP at initialization")  # fmt: skip
-    print(f"  wrote {path}")
+    print("\nJacobian singular values of 32-layer MLPs (width 128) on 16 Gaussian inputs")
+    seeds = f"--seeds {args.seeds} --first-seed {args.first_seed}"
+    cases = (("linear", "orthogonal,lecun_normal"), ("tanh", "orthogonal,xavier_normal"),
+             ("relu", "kaiming_normal,orthogonal:gain=1.4142135623730951"))  # fmt: skip
+    for activation, schemes in cases:
+        square = " --model-arg in_features=128 --model-arg num_classes=128"  # 128 x 128 maps
+        model = _mlp(32, 128, activation) + square
+        out = Path(args.out) / f"jacobian_{activation}"
+        command = f"spectrum {model} --schemes {schemes} --inputs gaussian {seeds} --out {out}"
+        _run(command, args)
 
 
 EXPERIMENTS = {
