@@ -35,7 +35,7 @@ from initlab.experiments.deep_linear import (
 from initlab.experiments.stacked import train_group
 from initlab.experiments.trainer import evaluate, train
 from initlab.schemes.classic import ForgetBias, set_forget_bias_
-from initlab.schemes.registry import initialize, parse_scheme
+from initlab.schemes.registry import check_fits, initialize, parse_scheme
 from initlab.zoo.models import build_model
 
 
@@ -185,6 +185,14 @@ def test_set_forget_bias_reports_and_refuses():
         set_forget_bias_(lstm, float("inf"))
     with pytest.raises(ArgumentError, match="forget_bias must be a finite number"):
         parse_scheme("normal:forget_bias=nan")
+
+
+def test_forget_bias_on_a_model_without_gates_is_refused_before_training():
+    mlp = build_model("mlp", depth=1, width=4)
+    with pytest.raises(ValueError, match="forget_bias=1 sets the forget-gate bias of LSTM"):
+        initialize(mlp, "xavier_uniform:forget_bias=1", generator=_gen())
+    with pytest.raises(ArgumentError, match="forget_bias needs an LSTM or GRU layer: use model"):
+        check_fits(mlp, "xavier_uniform:forget_bias=1", "mlp")
 
 
 def test_forget_bias_of_rnn_orthogonal_stays_its_own_option():

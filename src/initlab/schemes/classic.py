@@ -107,16 +107,28 @@ def set_forget_bias_(model: nn.Module, value: float) -> list[str]:
 class ForgetBias(Step):
     """Set the LSTM forget-gate (GRU update-gate) bias to ``value`` (:func:`set_forget_bias_`).
 
+    A model without an LSTM or GRU layer with biases is refused (``ValueError``): the option
+    would do nothing, so it is more likely a mistake than a choice.
+
     Attributes:
         value: the gate's total bias (``bias_ih`` rows ``H .. 2H``; ``bias_hh``'s are 0).
     """
 
     name: ClassVar[str] = "forget_bias"
+    misfit_hint: ClassVar[str] = (
+        "forget_bias needs an LSTM or GRU layer: use model 'seq-rnn', 'char-rnn' or 'lstm'"
+    )
 
     value: float = 1.0
 
     def __call__(self, model, *, generator, batch=None, source=None) -> list[str]:
-        return set_forget_bias_(model, self.value)
+        written = set_forget_bias_(model, self.value)
+        if not written:
+            raise ValueError(
+                f"forget_bias={self.value:g} sets the forget-gate bias of LSTM and GRU layers; "
+                f"{type(model).__name__} has no LSTM or GRU layer with biases"
+            )
+        return written
 
 
 def with_forget_bias(scheme: Scheme, value: float) -> Scheme:
