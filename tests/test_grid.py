@@ -183,8 +183,10 @@ def finished(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setitem(registry.SCHEMES, "meanfield", MEANFIELD)
     out = tmp_path_factory.mktemp("grid") / "g"
-    grid = GridConfig({"depth": (1, 2), "sw2": (1.0, 2.0), "sb2": (0.05,)}, _base())
-    run_grid(grid, out, progress=False)
+    grid = GridConfig(
+        {"depth": (1, 2), "sw2": (1.0, 2.0), "sb2": (0.05,)}, _base(eval_steps=(2, 4))
+    )
+    run_grid(grid, out, progress=False, metric="train_accuracy")
     mp.undo()
     return grid, out
 
@@ -198,6 +200,9 @@ def test_grid_writes_cells_groups_report_and_heatmap(finished):
     }
     assert all(c["sb2"] == 0.05 and c["status"] == "finished" for c in cells)
     assert all([e["step"] for e in c["epochs"]] == [3, 6] for c in cells)
+    # training accuracy after steps 2 and 4: fractions of the 256 training images
+    assert all([e["step"] for e in c["evals"]] == [2, 4] for c in cells)
+    assert all((e["train_accuracy"] * 256).is_integer() for c in cells for e in c["evals"])
     # each cell's numbers are its group's epoch lines
     group = read_results(out / "groups" / "depth=2" / "results.jsonl")
     epoch = next(
@@ -211,7 +216,7 @@ def test_grid_writes_cells_groups_report_and_heatmap(finished):
     assert (out / "depth_vs_sw2_sb2=0.05.png").stat().st_size > 10_000
     report = (out / "report.md").read_text()
     assert "![depth_vs_sw2_sb2=0.05](depth_vs_sw2_sb2=0.05.png)" in report
-    assert "| 2 | 2.0 | 0.05 | 2 | 0 |" in report
+    assert "| 2 | 2.0 | 0.05 | 2 | 0 |" in report and "training accuracy" in report
 
 
 def test_grid_group_trained_stacked(finished, caplog):
@@ -297,6 +302,20 @@ def test_estimate_scales_with_steps():
     assert alone.probe_runs == 1 and alone.run_steps == 2 * 2 * 6
 
 
+def test_step_metric_without_eval_steps_is_refused(tmp_path):
+    grid = GridConfig({"sw2": (1.0, 2.0)}, _base())
+    with pytest.raises(ArgumentError, match="'train_accuracy' is measured at the training's"):
+        run_grid(grid, tmp_path / "g", progress=False, metric="train_accuracy")
+    assert not (tmp_path / "g").exists()
+
+
+def test_cli_metrics_are_the_reports():
+    from initlab.cli import sweep
+    from initlab.reports.phase import METRICS
+
+    assert tuple(METRICS) == sweep.METRICS
+
+
 def test_existing_grid_is_refused(finished):
     grid, out = finished
     with pytest.raises(FileExistsError, match="grid.json exists"):
@@ -335,6 +354,8 @@ def test_cli_sweep_sw2_by_sb2_with_diverged_cells(tmp_path, capsys):
         "depth=3",
         "--lr",
         "100",
+        "--eval-steps",
+        "3,1",
     ]  # later wins
     assert _cli(argv) == 0
     printed = capsys.readouterr().out
@@ -345,6 +366,7 @@ def test_cli_sweep_sw2_by_sb2_with_diverged_cells(tmp_path, capsys):
     )
     for c in cells:
         assert c["status"] == ("diverged" if c["sw2"] == 1e8 else "finished")
+        assert [e["step"] for e in c["evals"]] == ([] if c["sw2"] == 1e8 else [1, 3])
     assert list((out / "groups").iterdir()) == [out / "groups" / "all"]
     report = (out / "report.md").read_text()
     assert "| 100000000.0 | 0.5 | 2 | 2 | - |" in report  # both seeds diverged: no value

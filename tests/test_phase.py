@@ -98,6 +98,10 @@ def test_run_value_at_a_step():
     assert run_value(cell, "test_accuracy", None) == 0.8
     assert run_value(cell, "test_accuracy", 15) == 0.5  # the last evaluation by step 15
     assert run_value(cell, "test_accuracy", 9) is None
+    stepped = {**cell, "evals": [{"step": 4, "train_accuracy": 0.3, "full_train_loss": 2.0}]}
+    assert run_value(stepped, "train_accuracy", 5) == 0.3  # from the eval_steps' evaluations
+    assert run_value(stepped, "full_train_loss", None) == 2.0
+    assert run_value(stepped, "train_accuracy", 3) is None
     late = _cell(1.0, 2, 0, diverged=17)
     assert run_value(late, "test_accuracy", 12) == 0.5  # diverged later: fine at step 12
     assert math.isnan(run_value(late, "test_accuracy", 17))

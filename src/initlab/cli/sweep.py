@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -26,13 +27,16 @@ FLAGS = {
     "grid axis": "--grid",
     "budget_minutes": "--budget-minutes",
     "metric": "--metric",
+    "eval_steps": "--eval-steps",
     "seeds": "--seeds",
     "scheme": "--scheme",
     "schemes": "--scheme",
     "train_subset": "--train-subset",
     "test_subset": "--test-subset",
 }
-METRICS = ("test_accuracy", "test_loss", "train_loss")
+#: What the heatmaps can show: :data:`initlab.reports.phase.METRICS` (not imported here, to keep
+#: ``--help`` fast).
+METRICS = ("test_accuracy", "test_loss", "train_loss", "train_accuracy", "full_train_loss")
 
 
 def register(subparsers) -> None:
@@ -80,14 +84,25 @@ def register(subparsers) -> None:
         "--metric",
         choices=METRICS,
         default="test_accuracy",
-        help="what the heatmaps show (default: %(default)s)",
+        help="what the heatmaps show: at the end of each epoch test_accuracy, test_loss, "
+        "train_loss (the epoch's mean batch loss); at --eval-steps train_accuracy, "
+        "full_train_loss (default: %(default)s)",
     )
     add(
         "--step",
         type=non_negative_int,
         default=None,
-        help="show each run's last evaluation at or before this optimizer step (evaluations "
-        "are at the end of each epoch; default: the last)",
+        help="show each run's last evaluation at or before this optimizer step (the ends of "
+        "epochs, or --eval-steps; default: the last)",
+    )
+    add(
+        "--eval-steps",
+        type=_steps,
+        default=(),
+        metavar="STEP,STEP,...",
+        help="optimizer steps (from the start) after which every run measures its training "
+        "accuracy and full-training-set loss, for --metric train_accuracy or full_train_loss; "
+        "each costs a forward pass over the training set (default: none)",
     )
     add("--out", default=None, help="output directory (default: runs/sweep-<UTC timestamp>)")
     add(
@@ -135,7 +150,9 @@ def run(args: argparse.Namespace) -> int:
                 bias_init=args.bias_init,
                 train_subset=args.train_subset,
                 test_subset=args.test_subset,
-                train=train_config(args, args.first_seed),
+                train=dataclasses.replace(
+                    train_config(args, args.first_seed), eval_steps=args.eval_steps
+                ),
             )
             config = GridConfig(axes, base, args.budget_minutes)
         path = run_grid(
@@ -163,6 +180,11 @@ def run(args: argparse.Namespace) -> int:
     for name in figures:
         print(f"  {name}")
     return 0
+
+
+def _steps(text: str) -> tuple[int, ...]:
+    """Parse ``100,200,300``: optimizer steps >= 1."""
+    return tuple(positive_int(part) for part in text.split(","))
 
 
 def _argument(argument: str, message: str):

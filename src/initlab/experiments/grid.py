@@ -55,7 +55,7 @@ from initlab.experiments.results import RESULTS, append_line, read_results
 from initlab.experiments.stacked import train_group, vectorizable
 from initlab.experiments.sweep import run_sweep
 from initlab.experiments.trainer import train as train_step
-from initlab.reports.phase import METRICS, write_grid_report
+from initlab.reports.phase import METRICS, STEP_METRICS, write_grid_report
 from initlab.schemes.meanfield import meanfield_name
 from initlab.zoo.models import build_model, model_defaults
 
@@ -398,6 +398,9 @@ def run_grid(
             anything is written, its message gives the grid's size and the estimate.
         GridExistsError: a new grid into a directory that already holds ``grid.json``.
         FileNotFoundError: resuming a directory without ``grid.json``.
+        ArgumentError: (argument ``metric``) not one of
+            :data:`~initlab.reports.phase.METRICS`, or one measured at ``eval_steps`` by a grid
+            without them; raised before anything is written.
         And the errors of :func:`~initlab.experiments.sweep.run_sweep`.
     """
     out = Path(out_dir)
@@ -409,7 +412,14 @@ def run_grid(
         if not (out / GRID_FILE).is_file():
             raise FileNotFoundError(f"{out} has no {GRID_FILE}: there is no grid to resume")
         config = GridConfig.from_json((out / GRID_FILE).read_text())
-    else:
+    if metric in STEP_METRICS and not config.base.train.eval_steps:
+        raise ArgumentError(
+            "metric",
+            f"metric {metric!r} is measured at the training's eval_steps, and this grid has "
+            "none: set TrainConfig.eval_steps (initlab sweep --eval-steps), or pick "
+            "test_accuracy, test_loss or train_loss",
+        )
+    if not resume:
         if (out / GRID_FILE).exists():
             raise GridExistsError(f"{out / GRID_FILE} exists; resume it or pick another out_dir")
         _check_budget(config)
@@ -486,8 +496,10 @@ def cell_lines(group: str, cells: dict[str, dict], results: list[dict]) -> list[
 
     Each line: ``type`` ``"cell"``, ``group``, the cell's axis values, ``scheme``, ``seed``,
     ``status`` (``finished`` or ``diverged``), ``diverged_step`` (optimizer steps from the start
-    to the first non-finite loss, or ``None``) and ``epochs``: per epoch ``step`` (steps from
-    the start at its end), ``test_accuracy``, ``test_loss``, ``train_loss``.
+    to the first non-finite loss, or ``None``), ``epochs``: per epoch ``step`` (steps from
+    the start at its end), ``test_accuracy``, ``test_loss``, ``train_loss``, and ``evals``: per
+    step of the training's ``eval_steps`` (reached before any divergence), ``step``,
+    ``full_train_loss`` and ``train_accuracy`` (empty without ``eval_steps``).
     """
     epochs: dict[tuple, list[dict]] = {}
     status: dict[tuple, dict] = {}
@@ -510,6 +522,11 @@ def cell_lines(group: str, cells: dict[str, dict], results: list[dict]) -> list[
                     **{k: record[k] for k in ("test_accuracy", "test_loss", "train_loss")},
                 }
             )
+        evals = [
+            {"step": at, "full_train_loss": loss, "train_accuracy": accuracy}
+            for record in sorted(epochs.get(key, []), key=lambda r: r["epoch"])
+            for at, loss, accuracy in record.get("train_evals", ())
+        ]
         diverged = None
         if end["status"] == "diverged":
             diverged = step + end["step"]
@@ -523,6 +540,7 @@ def cell_lines(group: str, cells: dict[str, dict], results: list[dict]) -> list[
                 "status": end["status"],
                 "diverged_step": diverged,
                 "epochs": records,
+                "evals": evals,
             }
         )
     return out

@@ -36,6 +36,7 @@ from initlab.reports.plotting import save_png
 __all__ = [
     "METRICS",
     "PAIRS",
+    "STEP_METRICS",
     "cell_grid",
     "heatmap",
     "order_to_chaos",
@@ -49,7 +50,12 @@ METRICS = {
     "test_accuracy": "test accuracy",
     "test_loss": "test loss",
     "train_loss": "training loss (epoch mean)",
+    "train_accuracy": "training accuracy",
+    "full_train_loss": "full-training-set loss",
 }
+#: The metrics measured at the training's ``eval_steps`` (a cell line's ``evals``), not at the
+#: end of each epoch (its ``epochs``).
+STEP_METRICS = ("train_accuracy", "full_train_loss")
 #: The axis pairs drawn, as (x, y), when a grid varies both.
 PAIRS = (("sw2", "depth"), ("sw2", "sb2"), ("lr", "depth"))
 _LABELS = {
@@ -96,6 +102,9 @@ def trainable_depth(activation: str, weight_vars: Sequence[float], bias_var: flo
 def run_value(line: dict, metric: str, step: int | None) -> float | None:
     """One run's ``metric`` at its last evaluation at or before ``step`` (``None``: its last).
 
+    Evaluations are the ends of epochs, or for :data:`STEP_METRICS` the training's
+    ``eval_steps``.
+
     Returns:
         The value; NaN when the run diverged at or before ``step`` (or, with ``step=None``, at
         all); ``None`` when it has no evaluation by then.
@@ -103,7 +112,8 @@ def run_value(line: dict, metric: str, step: int | None) -> float | None:
     diverged = line.get("diverged_step")
     if diverged is not None and (step is None or diverged <= step):
         return math.nan
-    records = [e for e in line["epochs"] if step is None or e["step"] <= step]
+    source = line.get("evals", []) if metric in STEP_METRICS else line["epochs"]
+    records = [e for e in source if step is None or e["step"] <= step]
     return records[-1][metric] if records else None
 
 
