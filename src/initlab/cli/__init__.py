@@ -24,6 +24,8 @@ COMMANDS: tuple[str, ...] = (
     "plan",
     "models",
     "verify",
+    "spectrum",
+    "deeplinear",
 )
 
 
