@@ -17,6 +17,7 @@ from collections.abc import Mapping
 COMMANDS: tuple[str, ...] = (
     "train",
     "compare",
+    "sweep",
     "transfer",
     "schemes",
     "diagnose",

@@ -27,6 +27,7 @@ from initlab.schemes import weights as w
 from initlab.schemes.auto import Preset
 from initlab.schemes.classic import FORGET_BIAS, ZeroGamma, with_forget_bias
 from initlab.schemes.heads import CLASS_PRIOR, with_class_prior
+from initlab.schemes.meanfield import MEANFIELD
 from initlab.schemes.recurrent import IdentityRNN, RecurrentOrthogonal
 from initlab.schemes.scheme import BiasInit, Scheme, number, parse_bias_init
 from initlab.schemes.steps import LSUV, Fixup, LoadPretrained
@@ -255,6 +256,7 @@ SCHEMES: dict[str, Scheme] = {
             alpha2=0.4,
             beta2=0.4,
         ),
+        MEANFIELD,
     )
 }
 
