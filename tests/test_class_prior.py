@@ -89,3 +89,23 @@ def test_schemes_lists_the_shared_options_after_the_schemes(capsys):
     assert "[options: std=0.02]" in listing  # gpt2's own option, with its default
     names = [line.split()[0] for line in shared.splitlines()[1:]]
     assert names == ["forget_bias=VALUE", "class_prior=1", "scaled_embedding=1", "zero_head=1"]
+
+
+def test_runs_set_the_prior_from_every_training_label_not_the_first_batch():
+    # The runner's scheme batch is (first 256 inputs, all training labels): with the first 256
+    # labels all class 0 and the rest spread, a prior from the first batch alone would give class
+    # 0 log((256 + 1) / (256 + 10)); the whole split's counts give the values below.
+    from types import SimpleNamespace
+
+    from initlab.experiments.trainer import INIT_BATCH, build_initialized, scheme_batch
+
+    y = torch.cat([torch.zeros(INIT_BATCH, dtype=torch.long), torch.arange(10).repeat(50)])
+    data = SimpleNamespace(train_x=torch.zeros(len(y), 1, 28, 28), train_y=y)
+    x, labels = scheme_batch(data)
+    assert x.shape == (INIT_BATCH, 1, 28, 28) and torch.equal(labels, y)
+    net = build_initialized(
+        "mlp-784-128-10", "xavier_uniform:class_prior=1", seed=0, batch=(x, labels)
+    )
+    counts = torch.bincount(y, minlength=10).double()  # class 0: 256 + 50, others: 50
+    expected = torch.log((counts + 1) / (len(y) + 10))
+    torch.testing.assert_close(output_layer(net).bias.double(), expected, rtol=0, atol=1e-6)

@@ -431,7 +431,7 @@ def _train(args: argparse.Namespace) -> int:
     from initlab.experiments.results import run_id
     from initlab.experiments.sweep import check_data, head_params
     from initlab.experiments.tensorboard import TensorBoardLog
-    from initlab.experiments.trainer import build_initialized, init_batch, resolve_device, train
+    from initlab.experiments.trainer import build_initialized, resolve_device, scheme_batch, train
     from initlab.zoo.models import build_model
 
     config = train_config(args, args.seed)
@@ -470,7 +470,7 @@ def _train(args: argparse.Namespace) -> int:
             seed=config.seed,
             model_params=params,
             bias_init=args.bias_init,
-            batch=init_batch(data),
+            batch=scheme_batch(data),
         )
         result = train(net, data, config, on_epoch=show, on_step=bar.update)
     if result.status == "diverged":

@@ -133,7 +133,13 @@ from initlab.experiments.results import (
 from initlab.experiments.stacked import train_group, vectorizable
 from initlab.experiments.tasks import resolve_task
 from initlab.experiments.tensorboard import TensorBoardLog
-from initlab.experiments.trainer import TrainState, build_initialized, init_batch, train
+from initlab.experiments.trainer import (
+    TrainState,
+    build_initialized,
+    init_batch,
+    scheme_batch,
+    train,
+)
 from initlab.reports import compare as report
 from initlab.schemes.registry import check_fits, parse_scheme
 from initlab.zoo.models import build_model
@@ -757,7 +763,7 @@ def _start(ctx: _Context, run: PendingRun):
         seed=run.seed,
         model_params=config.model_params,
         bias_init=config.bias_init,
-        batch=init_batch(data),
+        batch=scheme_batch(data),
         source=source,
     )
     model = model.to(data.train_x.device)

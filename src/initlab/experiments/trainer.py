@@ -102,12 +102,13 @@ def build_initialized(
     seed: int,
     model_params: dict | None = None,
     bias_init: str | None = None,
-    batch: torch.Tensor | None = None,
+    batch: torch.Tensor | tuple[torch.Tensor, ...] | None = None,
     source=None,
 ) -> nn.Module:
     """Build zoo ``model`` on the CPU and initialize it by ``scheme`` from the run ``seed``.
 
-    ``batch`` (on the CPU) is the training batch of data-dependent schemes such as ``lsuv``;
+    ``batch`` (on the CPU) is what data-dependent steps read: inputs, or ``(inputs, labels)``
+    (:func:`scheme_batch`) for ``lsuv`` (inputs) and the ``class_prior`` head bias (labels);
     ``source`` the checkpoint of schemes that load one (``pretrained``; see
     :func:`initlab.experiments.pretrain.source_for_run`).
     Construction runs PyTorch's default init from the global RNG; it happens under a forked
@@ -139,7 +140,7 @@ def train_scheme(
         seed=config.seed,
         model_params=model_params,
         bias_init=bias_init,
-        batch=init_batch(data),
+        batch=scheme_batch(data),
     )
     return train(net, data, config, on_epoch=on_epoch)
 
@@ -147,6 +148,15 @@ def train_scheme(
 def init_batch(data: TensorData) -> torch.Tensor:
     """Return the first :data:`INIT_BATCH` training images on the CPU, ``(B, 1, H, W)``."""
     return data.train_x[:INIT_BATCH].cpu()
+
+
+def scheme_batch(data: TensorData) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return what a scheme's data steps read: ``(init_batch(data), every training label)``.
+
+    Steps that need inputs (LSUV, ``auto``'s trace) read ``batch[0]``; the class-prior head
+    bias reads ``batch[1]``, so its prior is the whole training split's, not the first batch's.
+    """
+    return init_batch(data), data.train_y.cpu()
 
 
 def label_classes(data: TensorData) -> int:
