@@ -40,15 +40,13 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.func import vmap
-from torch.optim.adam import adam as functional_adam
-from torch.optim.sgd import sgd as functional_sgd
 
 from initlab._checks import ArgumentError, one_of, positive_int
 from initlab._files import atomic_write
@@ -63,6 +61,7 @@ from initlab.experiments.core import (
     sequence_cross_entropy,
 )
 from initlab.experiments.data import lm_data, lm_params, load_split, tensor_data
+from initlab.experiments.optim import StackedOptimizer
 from initlab.experiments.results import (
     CONFIG,
     RESULTS,
@@ -103,7 +102,6 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 MODELS = {"mlp": ("width", "depth"), "char-gpt": ("d_model", "n_layer")}
 #: Tasks: MNIST classification, or next-character prediction on Shakespeare.
 TASKS = ("mnist", "char-lm")
-_ADAM_BETAS = (0.9, 0.999)  # PyTorch's defaults (Kingma & Ba 2015, Algorithm 1)
 
 
 def _choice(name: str, value, allowed) -> str:
@@ -652,107 +650,3 @@ def _validate(template, params, data, config, rows) -> tuple[list[float], list[f
     detached = {n: p.detach() for n, p in params.items()}
     size = max(1, 1000 // rows) if config.task == "mnist" else max(1, 64 // rows)
     return evaluate_logits(lambda x: forward(detached, x), data, size, rows)
-
-
-# ----------------------------------------------------------------------------- optimizer
-
-
-class StackedOptimizer:
-    """Adam, AdamW or SGD with momentum over stacked parameters, hyperparameters per run.
-
-    Each parameter ``(R, *shape)`` holds ``R`` runs; its learning rate, epsilon and weight
-    decay are ``R`` numbers (a run's rate times the parameterization's multiplier for that
-    parameter). Each step calls PyTorch's own functional optimizers with their fused kernels
-    (``torch.optim.adam.adam``, ``torch.optim.sgd.sgd``, ``fused=True``), once per distinct
-    ``(lr, eps, weight_decay)``, on the runs' slices ``p[r]`` (contiguous views: the kernel
-    updates the stack in place). So every run steps exactly as ``torch.optim.Adam(fused=True)``
-    (AdamW: ``decoupled_weight_decay``; SGD: ``torch.optim.SGD(fused=True)``) would step it
-    alone (tests/test_transfer.py compares them bit for bit); one pass over memory, where an
-    element-wise rewrite with per-run rate tensors took twice the forward and backward pass
-    (0.8 s against 0.4 s per step for 27 runs of the 784-1024-1024-10 MLP, 1 thread).
-    Adam: Kingma & Ba 2015, "Adam: A Method for Stochastic Optimization", Algorithm 1, with
-    PyTorch's L2 decay added to the gradient; AdamW: Loshchilov & Hutter 2019, "Decoupled
-    Weight Decay Regularization", Algorithm 2; SGD with momentum ``b = mu * b + g``,
-    ``p -= lr * b`` (dampening 0).
-
-    Args:
-        params: ``{name: stacked tensor (R, *shape)}``, leaves requiring grad, float.
-        lr: ``{name: R rates}``.
-        optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"``.
-        eps, weight_decay: ``{name: R values}``; ``None`` or a missing name: 1e-8 and 0.
-        momentum: SGD momentum.
-
-    Raises:
-        ArgumentError: an unknown optimizer (the supported ones named).
-    """
-
-    def __init__(self, params, lr, optimizer="adam", *, eps=None, weight_decay=None, momentum=0.9):
-        self.kind = _choice("optimizer", optimizer, OPTIMIZERS)
-        self.params = dict(params)
-        self.momentum = momentum
-        R = next(iter(self.params.values())).shape[0]
-        # per (name, run): (lr, eps, weight decay), and the run's optimizer state
-        self.hyper = {
-            (n, r): (
-                float(lr[n][r]),
-                float((eps or {}).get(n, [1e-8] * R)[r]),
-                float((weight_decay or {}).get(n, [0.0] * R)[r]),
-            )
-            for n in self.params
-            for r in range(R)
-        }
-        self.state: dict[tuple[str, int], list] = {}
-
-    def zero_grad(self) -> None:
-        for p in self.params.values():
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        groups: dict[tuple[float, float, float], list[tuple[str, int]]] = {}
-        for key, hyper in self.hyper.items():
-            if self.params[key[0]].grad is not None:
-                groups.setdefault(hyper, []).append(key)
-        for (lr, eps, wd), keys in groups.items():
-            params = [self.params[n][r] for n, r in keys]
-            grads = [self.params[n].grad[r] for n, r in keys]
-            if self.kind == "sgd":
-                buffers = [self.state.get(k, [None])[0] for k in keys]
-                functional_sgd(
-                    params, grads, buffers, fused=True, weight_decay=wd,
-                    momentum=self.momentum, lr=lr, dampening=0.0, nesterov=False,
-                    maximize=False,
-                )  # fmt: skip
-                for k, buffer in zip(keys, buffers, strict=True):
-                    self.state[k] = [buffer]
-                continue
-            for k, p in zip(keys, params, strict=True):
-                if k not in self.state:
-                    zero = torch.zeros((), dtype=torch.float32, device=p.device)
-                    self.state[k] = [torch.zeros_like(p), torch.zeros_like(p), zero]
-            states = [self.state[k] for k in keys]
-            functional_adam(
-                params, grads, [s[0] for s in states], [s[1] for s in states], [],
-                [s[2] for s in states], fused=True,
-                decoupled_weight_decay=self.kind == "adamw", amsgrad=False,
-                beta1=_ADAM_BETAS[0], beta2=_ADAM_BETAS[1], lr=lr, weight_decay=wd, eps=eps,
-                maximize=False,
-            )  # fmt: skip
-
-    def keep(self, rows: Sequence[int], params: dict[str, torch.Tensor]) -> None:
-        """Keep only the runs ``rows`` (diverged runs leave); step ``params`` from now on.
-
-        The kept runs' states are copied into the new row order (their slices of the old
-        stack would keep the old stack alive and point into it).
-        """
-        self.params = dict(params)
-        self.hyper = {
-            (n, new): self.hyper[(n, old)] for n in params for new, old in enumerate(rows)
-        }
-        # a run's state tensors are its own (not views of the stack): they move with it
-        self.state = {
-            (n, new): self.state[(n, old)]
-            for n in params
-            for new, old in enumerate(rows)
-            if (n, old) in self.state
-        }
