@@ -5,13 +5,14 @@ a dataset factory) becomes a :class:`~initlab.datasets.families.Dataset`: it che
 arrays (lengths, layouts, dtypes, label values) and raises naming the argument and the file,
 before anything is trained or written. :func:`load_npz` reads the arrays of an ``.npz`` file
 (``np.load(..., allow_pickle=False)``: an object array is refused, never unpickled).
-:func:`standardize` scales the inputs to zero mean and unit variance per channel with the
-training split's statistics.
+:func:`standardize` scales the inputs to zero mean and unit variance per channel (or per
+pixel) with the training split's statistics.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import zipfile
 from pathlib import Path
@@ -19,13 +20,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from initlab._checks import ArgumentError
+from initlab._checks import ArgumentError, one_of
 from initlab.datasets.families import Dataset
 
 __all__ = ["NPZ_KEYS", "from_arrays", "load_npz", "standardize"]
 
 #: The keys an ``.npz`` dataset holds: train images and labels, test images and labels.
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+_log = logging.getLogger(__name__)
 
 
 def from_arrays(
@@ -195,29 +198,48 @@ def _inputs64(images: torch.Tensor) -> torch.Tensor:
     return x / 255.0 if images.dtype == torch.uint8 else x
 
 
-def standardize(dataset: Dataset, *, eps: float = 0.0) -> Dataset:
-    """Standardize both splits per channel with the training split's mean and std.
+def standardize(dataset: Dataset, *, eps: float = 0.0, per: str = "channel") -> Dataset:
+    """Standardize both splits with the training split's mean and std, per channel or per pixel.
 
     The statistics are computed on the training images only, as the model sees them
-    (:meth:`~initlab.datasets.families.Dataset.inputs`: uint8 divided by 255) in float64:
-    per channel ``c`` over all training images and pixels, the mean ``m_c`` and the population
-    standard deviation ``s_c`` (divisor ``N * H * W``); both splits become
-    ``(x - m_c) / s_c`` as float32. ``(N, H, W)`` images and flat ``(N, D)`` vectors have one
-    channel (a single mean and std over all values); ``(N, C, H, W)`` images have ``C``. The
-    test split never enters the statistics, so no test information leaks into training.
+    (:meth:`~initlab.datasets.families.Dataset.inputs`: uint8 divided by 255) in float64, with
+    the population standard deviation (divisor the number of values averaged); both splits
+    become ``(x - mean) / std`` as float32, in their own layout. The test split never enters
+    the statistics, so no test information leaks into training.
+
+    - ``per="channel"`` (the default; ``--standardize``): one mean ``m_c`` and std ``s_c`` per
+      channel ``c`` over all training images and pixels (divisor ``N * H * W``). ``(N, H, W)``
+      images and flat ``(N, D)`` vectors have one channel (a single mean and std over all
+      values); ``(N, C, H, W)`` images have ``C``. A constant channel (std 0) is refused.
+    - ``per="pixel"`` (``--standardize pixel``): one mean and std per input position (each
+      ``(c, h, w)``, or each of the ``D`` features of flat vectors) over the ``N`` training
+      images (divisor ``N``): every pixel has mean 0 and std 1 on the training set, the
+      standardization of LeCun et al. (1998), "Efficient BackProp", Sec. 4.3 (normalizing each
+      input variable). A pixel constant over the training images (the same value on every
+      training image, std 0, as the blank border
+      of MNIST digits) is centred and divided by 1: it is 0 on every training image and its
+      test values keep their offset from the training value. Such pixels are counted in an
+      INFO log line.
 
     Args:
         dataset: the dataset (after any subset, so the statistics are those of what trains).
-        eps: added to each std (default 0).
+        eps: added to each std before dividing (default 0; not to a constant pixel's).
+        per: ``"channel"`` or ``"pixel"``.
 
     Returns:
-        A new dataset with float32 images of the same layout and ``mean``/``std`` recorded.
+        A new dataset with float32 images of the same layout. ``mean``/``std`` record the
+        statistics divided by: one value per channel, or (``per="pixel"``) one per position,
+        flattened in ``(C, H, W)`` order (the std of a constant pixel recorded as 1).
 
     Raises:
-        ArgumentError: (argument ``standardize``) a channel is constant over the training
-            images (its std is 0), so it cannot be scaled.
+        ValueError: ``per`` is neither ``"channel"`` nor ``"pixel"`` (the message names it).
+        ArgumentError: (argument ``standardize``) with ``per="channel"``, a channel is constant
+            over the training images (its std is 0), so it cannot be scaled.
     """
+    one_of("per", per, ("channel", "pixel"))
     train = _inputs64(dataset.train_images)
+    if per == "pixel":
+        return _standardize_pixels(dataset, train, eps)
     axes = [d for d in range(train.ndim) if d != 1] if dataset.train_images.ndim == 4 else None
     if axes is None:
         mean, std = train.mean().reshape(1), train.std(correction=0).reshape(1)
@@ -243,4 +265,32 @@ def standardize(dataset: Dataset, *, eps: float = 0.0) -> Dataset:
         test_images=scale(dataset.test_images),
         mean=tuple(mean.tolist()),
         std=tuple(std.tolist()),
+    )
+
+
+def _standardize_pixels(dataset: Dataset, train: torch.Tensor, eps: float) -> Dataset:
+    """:func:`standardize` with ``per="pixel"``: statistics over the training images (dim 0)."""
+    mean, std = train.mean(dim=0), train.std(dim=0, correction=0) + eps
+    # constant: equal on every training image (a float64 std of equal values need not be 0)
+    constant = train.amax(dim=0) == train.amin(dim=0)
+    std = torch.where(constant, torch.ones_like(std), std)  # centred, divided by 1
+    if bool(constant.any()):
+        _log.info(
+            "standardize per pixel: %d of %d input positions are constant over the %d "
+            "training images of %r (std 0); they are centred and divided by 1",
+            int(constant.sum()),
+            constant.numel(),
+            train.shape[0],
+            dataset.name,
+        )
+
+    def scale(images: torch.Tensor) -> torch.Tensor:
+        return ((_inputs64(images) - mean) / std).float().reshape(images.shape)
+
+    return dataclasses.replace(
+        dataset,
+        train_images=scale(dataset.train_images),
+        test_images=scale(dataset.test_images),
+        mean=tuple(mean.flatten().tolist()),
+        std=tuple(std.flatten().tolist()),
     )

@@ -1,0 +1,69 @@
+"""`standardize(per="pixel")`: mean 0 and std 1 per input position on the training split."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from initlab.datasets.arrays import from_arrays, standardize
+
+
+def test_pixel_statistics_are_hand_values():
+    # two 2x2 training images, pixel by pixel (values / 255):
+    #   (0,0): 0, 255 -> mean 0.5, std 0.5        (0,1): 51, 153 -> mean 0.4, std 0.2
+    #   (1,0): 255, 255 -> constant: mean 1, std 0 (1,1): 0, 0 -> constant: mean 0, std 0
+    train = torch.tensor([[[0, 51], [255, 0]], [[255, 153], [255, 0]]], dtype=torch.uint8)
+    test = torch.tensor([[[102, 102], [0, 255]]], dtype=torch.uint8)
+    scaled = standardize(from_arrays("p", train, [0, 1], test, [1], source="x"), per="pixel")
+    assert scaled.mean == pytest.approx((0.5, 0.4, 1.0, 0.0), abs=1e-12)
+    # the constant pixels are divided by 1 (their std recorded as 1)
+    assert scaled.std == pytest.approx((0.5, 0.2, 1.0, 1.0), abs=1e-12)
+    assert scaled.train_images.dtype == torch.float32
+    assert scaled.train_images.tolist() == [[[-1.0, -1.0], [0.0, 0.0]], [[1.0, 1.0], [0.0, 0.0]]]
+    # test: (0.4 - 0.5) / 0.5 = -0.2; (0.4 - 0.4) / 0.2 = 0; constant pixels keep their offset
+    # from the training value: 0 - 1 = -1 and 1 - 0 = 1
+    assert scaled.test_images.flatten().tolist() == pytest.approx([-0.2, 0.0, -1.0, 1.0], abs=1e-6)
+
+
+def test_every_pixel_has_mean_zero_and_std_one_on_the_training_split():
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 256, (30, 3, 4, 4), dtype=np.uint8)
+    x[:, 0, 0, 0] = 7  # one constant position
+    scaled = standardize(
+        from_arrays("c", x, np.zeros(30, int), x[:4] // 3, [0] * 4, source="x"), per="pixel"
+    )
+    train = scaled.train_images.double()
+    assert train.shape == (30, 3, 4, 4)
+    mean, std = train.mean(dim=0), train.std(dim=0, correction=0)
+    assert mean.abs().max() < 1e-6  # float32 rounding of values of magnitude < 4
+    assert std[0, 0, 0] == 0  # the constant position: centred, not scaled
+    std[0, 0, 0] = 1.0
+    assert (std - 1).abs().max() < 1e-6
+    # the test split is scaled with the training statistics (numpy, float64)
+    values = x / 255.0
+    constant = values.max(axis=0) == values.min(axis=0)
+    expected = (x[:4] // 3 / 255.0 - values.mean(axis=0)) / np.where(
+        constant, 1.0, values.std(axis=0)
+    )
+    assert np.abs(scaled.test_images.numpy() - expected).max() < 1e-5
+
+
+def test_flat_vectors_are_standardized_per_feature_and_constants_are_logged(caplog):
+    flat = torch.tensor([[0.0, 1.0, 3.0], [2.0, 1.0, 5.0]])  # float32: taken as they are
+    dataset = from_arrays("f", flat, [0, 1], flat[:1], [0], source="x")
+    with caplog.at_level(logging.INFO, logger="initlab.datasets.arrays"):
+        scaled = standardize(dataset, per="pixel")
+    assert scaled.mean == pytest.approx((1.0, 1.0, 4.0))
+    assert scaled.std == pytest.approx((1.0, 1.0, 1.0))  # feature 1 is constant
+    assert scaled.train_images.tolist() == [[-1.0, 0.0, -1.0], [1.0, 0.0, 1.0]]
+    assert "1 of 3 input positions are constant" in caplog.text
+    # per channel, the same data is one channel: mean 2, std sqrt(8/3)
+    channel = standardize(dataset)
+    assert channel.mean == pytest.approx((2.0,)) and channel.std == pytest.approx(((8 / 3) ** 0.5,))
+
+
+def test_an_unknown_mode_is_refused_naming_the_argument():
+    flat = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match=r"per must be one of \['channel', 'pixel'\]; got per="):
+        standardize(from_arrays("z", flat, [0, 1], flat[:1], [0], source="x"), per="pixels")
