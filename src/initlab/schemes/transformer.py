@@ -440,8 +440,9 @@ def _tfixup(parts: TransformerParts, g: torch.Generator) -> Rules:
     it is drawn and scaled as the token embedding. q, k and the head stay unscaled Xavier.
 
     Where it applies: the derivation is for a transformer without LayerNorm and trained without
-    learning-rate warm-up (its point is to remove both). On a model with LayerNorm, as the zoo's
-    char-gpt, it is a depth-scaled initialization whose bound no longer holds. The encoder's
+    learning-rate warm-up (its point is to remove both): the zoo's ``char-gpt`` with
+    ``norm="none"`` is that decoder. On a model with LayerNorm (``char-gpt`` ``norm="pre"`` or
+    ``"post"``) it is a depth-scaled initialization whose bound no longer holds. The encoder's
     own factor 0.67 N^(-1/4) is for the encoder of an encoder-decoder pair whose input
     embeddings take the decoder's factor, so a bidirectional (encoder-only) model is refused.
 

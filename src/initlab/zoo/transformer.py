@@ -13,23 +13,27 @@ softmax, ``@ v``) so that an initialization scheme or a diagnostic can reach eve
 ``model.blocks[i].mlp.{fc, act, proj}``
     ``Linear(d, 4d)`` -> exact (erf) GELU -> ``Linear(4d, d)``.
 ``model.blocks[i].{ln1, ln2}``
-    ``nn.LayerNorm(d)``; optional gates ``gate_attn``, ``gate_mlp`` (see ``gate`` below).
+    ``nn.LayerNorm(d)`` (``nn.Identity`` when ``norm="none"``); optional gates ``gate_attn``,
+    ``gate_mlp`` (see ``gate`` below).
 ``model.residual_scale``
     a persistent 0-dim float32 buffer ``alpha`` (1.0 at construction). Every residual update is
 
         pre-LN:   x = alpha * x + g * f(LN(x))
         post-LN:  x = LN(alpha * x + g * f(x))
+        no LN:    x = alpha * x + g * f(x)
 
     with ``f`` the attention or the MLP and ``g`` its gate (1 without gates). Post-LN with
     ``alpha > 1`` is DeepNorm (Wang et al. 2022, "DeepNet: Scaling Transformers to 1,000
     Layers", §3, ``x_{l+1} = LN(alpha x_l + G(x_l))``); pre-LN multiplies the residual stream
     by the same ``alpha`` so that the buffer means one thing in both (at 1.0 both are the
-    standard layers).
+    standard layers). Without LayerNorm (``norm="none"``) the block is the one T-Fixup is
+    derived for (Huang et al. 2020, "Improving Transformer Optimization Through Better
+    Initialization", §3: every LayerNorm removed).
 ``model.pos_emb``, ``model.ln_f``, ``model.head``
     learned positions ``(positions, d)``; the final LayerNorm (pre-LN) or ``nn.Identity``
-    (post-LN, whose last block already ends in a LayerNorm); the output Linear.
+    (post-LN, whose last block already ends in a LayerNorm, and no LN); the output Linear.
 ``model.n_layer``, ``model.d_model``, ``model.n_head``, ``model.norm_position``
-    ints and ``"pre"`` / ``"post"``.
+    ints and ``"pre"`` / ``"post"`` / ``"none"``.
 
 Every forward is a pure function of parameters, buffers and input (no dropout, no buffer
 writes, no data-dependent control flow), so stacked copies train under
@@ -49,9 +53,9 @@ from initlab.zoo._common import choice, positive
 
 __all__ = ["GATES", "NORM_POSITIONS", "Attention", "Block", "CharTransformer", "FeedForward", "ViT"]
 
-#: Where each block's LayerNorm sits: before each sublayer (GPT-2) or after each residual sum
-#: (Vaswani et al. 2017).
-NORM_POSITIONS = ("pre", "post")
+#: Where each block's LayerNorm sits: before each sublayer (GPT-2), after each residual sum
+#: (Vaswani et al. 2017), or nowhere (T-Fixup's setting, Huang et al. 2020, §3).
+NORM_POSITIONS = ("pre", "post", "none")
 #: Residual gates and their value at construction: ReZero's scalar 0 (Bachlechner et al. 2020,
 #: "ReZero is All You Need", §3) and CaiT's per-channel LayerScale 0.1 (Touvron et al. 2021,
 #: "Going deeper with Image Transformers", §3, the value it uses for depth <= 18).
@@ -122,13 +126,14 @@ class Block(nn.Module):
 
     ``forward(x, residual_scale)`` with ``x`` ``(B, T, d_model)`` and ``residual_scale`` the
     0-dim ``alpha`` of the module docstring of :mod:`initlab.zoo.transformer`:
-    pre-LN ``x = alpha x + g f(LN(x))``, post-LN ``x = LN(alpha x + g f(x))``.
+    pre-LN ``x = alpha x + g f(LN(x))``, post-LN ``x = LN(alpha x + g f(x))``, no LN
+    ``x = alpha x + g f(x)`` (``ln1`` and ``ln2`` are then ``nn.Identity``).
 
     Args:
         d_model: token width.
         n_head: attention heads, dividing ``d_model``.
         causal: mask attention to earlier positions.
-        norm: ``"pre"`` or ``"post"``.
+        norm: ``"pre"``, ``"post"`` or ``"none"``.
         gate: ``None`` (no gate attributes), ``"rezero"`` (``gate_attn``, ``gate_mlp``: 0-dim
             parameters, 0) or ``"layerscale"`` (shape ``(d_model,)``, 0.1).
     """
@@ -138,9 +143,10 @@ class Block(nn.Module):
     ) -> None:
         super().__init__()
         self.norm_position = norm
-        self.ln1 = nn.LayerNorm(d_model)
+        layer_norm = nn.Identity if norm == "none" else nn.LayerNorm
+        self.ln1 = layer_norm(d_model)
         self.attn = Attention(d_model, n_head, causal)
-        self.ln2 = nn.LayerNorm(d_model)
+        self.ln2 = layer_norm(d_model)
         self.mlp = FeedForward(d_model)
         self.gated = gate is not None
         if gate is not None:
@@ -153,7 +159,7 @@ class Block(nn.Module):
             (self.ln1, self.attn, "gate_attn"),
             (self.ln2, self.mlp, "gate_mlp"),
         ):
-            update = sublayer(ln(x)) if self.norm_position == "pre" else sublayer(x)
+            update = sublayer(x) if self.norm_position == "post" else sublayer(ln(x))
             if self.gated:
                 update = getattr(self, gate) * update
             x = residual_scale * x + update
@@ -215,7 +221,9 @@ class CharTransformer(_Transformer):
     ``(B, T, vocab_size)`` float32, the logits at ``t`` predicting token ``t + 1``. The
     decoder-only layout of GPT (Radford et al. 2018, §3.1) with GPT-2's pre-LN and final
     LayerNorm (Radford et al. 2019, §2.3) for ``norm="pre"``, the original post-LN layer
-    (Vaswani et al. 2017, §3.1) for ``norm="post"``. Attribute names: module docstring of
+    (Vaswani et al. 2017, §3.1) for ``norm="post"``, and no LayerNorm anywhere for
+    ``norm="none"`` (``ln1``, ``ln2``, ``ln_f`` are ``nn.Identity``: the decoder T-Fixup is
+    derived for, Huang et al. 2020, §3). Attribute names: module docstring of
     :mod:`initlab.zoo.transformer`; plus ``tok_emb`` (``nn.Embedding``), ``vocab_size``,
     ``seq_len``.
 
@@ -230,7 +238,7 @@ class CharTransformer(_Transformer):
         d_model: token width, >= 1, divisible by ``n_head``.
         n_layer: blocks, >= 1.
         n_head: attention heads, >= 1.
-        norm: ``"pre"`` or ``"post"`` LayerNorm placement.
+        norm: ``"pre"`` or ``"post"`` LayerNorm placement, or ``"none"`` (no LayerNorm).
         gate: ``None``, ``"rezero"`` (scalar gates, 0) or ``"layerscale"`` (per-channel, 0.1).
 
     Raises:
