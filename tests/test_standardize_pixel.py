@@ -67,3 +67,73 @@ def test_an_unknown_mode_is_refused_naming_the_argument():
     flat = torch.zeros(2, 3)
     with pytest.raises(ValueError, match=r"per must be one of \['channel', 'pixel'\]; got per="):
         standardize(from_arrays("z", flat, [0, 1], flat[:1], [0], source="x"), per="pixels")
+
+
+# --- the flag: --standardize [channel|pixel] ----------------------------------------------
+
+
+def _parse(command, argv):
+    import argparse
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="initlab")
+    importlib.import_module(f"initlab.cli.{command}").register(
+        parser.add_subparsers(dest="command")
+    )
+    return parser.parse_args([command, *argv])
+
+
+@pytest.mark.parametrize("command", ["train", "sweep", "diagnose"])
+def test_the_flag_bare_channel_pixel_and_absent(command):
+    grid = ["--grid", "sw2=1,2"] if command == "sweep" else []
+    assert _parse(command, [*grid, "--standardize", "--seed", "1"]).standardize is True
+    assert _parse(command, [*grid, "--standardize", "channel"]).standardize is True
+    assert _parse(command, [*grid, "--standardize", "pixel"]).standardize == "pixel"
+    assert _parse(command, grid).standardize is False
+
+
+def test_a_bad_value_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit):
+        _parse("train", ["--standardize", "pixels"])
+    err = capsys.readouterr().err
+    assert "argument --standardize: expected channel or pixel (or no value); got 'pixels'" in err
+
+
+def test_diagnose_standardizes_per_pixel(tmp_path):
+    from initlab.cli import main
+    from initlab.schemes.registry import initialize
+    from initlab.zoo.models import build_model
+
+    rng = np.random.default_rng(11)
+    x = rng.integers(0, 256, (30, 4, 4), dtype=np.uint8)
+    x[:, 0, 0] = 9  # a constant pixel: centred (0 on every training image), not scaled
+    y = np.arange(30) % 3
+    path = tmp_path / "d.npz"
+    np.savez(path, x_train=x, y_train=y, x_test=x[:5], y_test=y[:5])
+    argv = ["--data", str(path), "--standardize", "pixel", "--batch-size", "8", "--depth", "1"]
+    argv += ["--width", "8", "--model-arg", "in_features=16", "--schemes", "kaiming_normal"]
+    assert main(["diagnose", *argv, "--out", str(tmp_path / "o")]) == 0
+    import json
+
+    got = json.loads((tmp_path / "o" / "diagnoses.json").read_text())["kaiming_normal"]["loss"]
+    # by hand: per-pixel statistics of the 30 training images (numpy, float64); diagnose's
+    # model is built under torch.manual_seed(0) and initialized with a generator seeded 0
+    values = x / 255.0
+    std = values.std(axis=0)
+    std[0, 0] = 1.0
+    batch = ((values[:8] - values.mean(axis=0)) / std).astype(np.float32)
+    torch.manual_seed(0)
+    net = build_model("mlp", depth=1, width=8, in_features=16, num_classes=3)
+    initialize(net, "kaiming_normal", generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits = net(torch.from_numpy(batch).unsqueeze(1))
+        want = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y[:8])).item()
+    assert got == pytest.approx(want, rel=1e-6)  # float32 sums, maybe in another order
+
+
+def test_a_saved_comparison_refuses_pixel_before_writing(tmp_path, capsys):
+    out = tmp_path / "s"
+    args = _parse("sweep", ["--grid", "sw2=1,2", "--standardize", "pixel", "--out", str(out)])
+    assert args.func(args) == 2
+    assert "--standardize pixel is taken by initlab train without --out" in capsys.readouterr().err
+    assert not out.exists()

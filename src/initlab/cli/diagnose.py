@@ -11,7 +11,13 @@ import time
 from initlab._files import atomic_write
 from initlab.cli import print_error
 from initlab.cli._tasks import TASK_FLAGS, add_task_options, record_given
-from initlab.cli.train import add_model_options, model_flags, model_params, positive_int
+from initlab.cli.train import (
+    add_model_options,
+    model_flags,
+    model_params,
+    positive_int,
+    standardize_mode,
+)
 
 HELP = "diagnose a model at initialization under several schemes: tables, verdicts, figure"
 DEFAULT_SCHEMES = "normal,xavier_normal,kaiming_normal,orthogonal,lsuv"
@@ -101,9 +107,14 @@ def register(subparsers) -> None:
     )
     add(
         "--standardize",
-        action="store_true",
-        help="standardize the inputs per channel with the whole training split's mean and std, "
-        "as training does (default: off, pixels / 255)",
+        nargs="?",
+        const=True,
+        default=False,
+        type=standardize_mode,
+        metavar="pixel",
+        help="standardize the inputs with the whole training split's mean and std, as "
+        "training does: per channel (the bare flag, or 'channel'); 'pixel': per pixel "
+        "(default: off, pixels / 255)",
     )
     add("--data-dir", default=None, help="directory of the dataset's IDX files (default: none)")
     add(
@@ -243,7 +254,9 @@ def _batch(args: argparse.Namespace, params: dict):
             name, source, data_dir=args.data_dir, download=args.download, standardize=False
         )
         if args.standardize:  # the whole training split's statistics, as training uses them
-            dataset = standardize(dataset)
+            dataset = standardize(
+                dataset, per="pixel" if args.standardize == "pixel" else "channel"
+            )
         x, y = to_inputs(dataset.train_images[:size]), dataset.train_labels[:size]
         num_classes = dataset.num_classes
     params = head_params(args.model, params, name, num_classes)

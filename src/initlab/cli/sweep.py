@@ -12,6 +12,7 @@ from initlab.cli import FLAGS as COMMON_FLAGS
 from initlab.cli import print_error
 from initlab.cli.train import (
     add_common_options,
+    config_standardize,
     data_source,
     model_flags,
     model_params,
@@ -144,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
                 model_params=model_params(args.model_param),
                 dataset=dataset,
                 data=data,
-                standardize=args.standardize,
+                standardize=config_standardize(args),
                 data_dir=args.data_dir,
                 download=args.download,
                 bias_init=args.bias_init,

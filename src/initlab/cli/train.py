@@ -210,9 +210,15 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--standardize",
-        action="store_true",
-        help="standardize the inputs per channel with the training split's mean and std, for "
-        "both splits (default: off, pixels / 255)",
+        nargs="?",
+        const=True,
+        default=False,
+        type=standardize_mode,
+        metavar="pixel",
+        help="standardize the inputs with the training split's mean and std, for both splits: "
+        "per channel (the bare flag, or 'channel'); 'pixel': per pixel (mean 0, std 1 at every "
+        "input position; a pixel constant over the training images is only centred), for "
+        "initlab train without --out or --lr-grid (default: off, pixels / 255)",
     )
     add(
         "--data-dir",
@@ -332,6 +338,34 @@ def fraction(text: str) -> float:
     return value
 
 
+def standardize_mode(text: str) -> bool | str:
+    """Parse ``--standardize``'s value: ``channel`` -> ``True`` (the bare flag's per-channel
+    standardization), ``pixel`` -> ``"pixel"`` (:func:`~initlab.datasets.arrays.standardize`
+    with ``per="pixel"``)."""
+    if text in ("channel", "pixel"):
+        return True if text == "channel" else "pixel"
+    raise argparse.ArgumentTypeError(f"expected channel or pixel (or no value); got {text!r}")
+
+
+def config_standardize(args: argparse.Namespace) -> bool:
+    """``--standardize`` as a comparison's config records it (a bool: per channel or off).
+
+    Raises:
+        ArgumentError: (argument ``standardize``) ``--standardize pixel``, which the
+            comparison config does not record yet.
+    """
+    from initlab._checks import ArgumentError
+
+    if args.standardize == "pixel":
+        raise ArgumentError(
+            "standardize",
+            "--standardize pixel is taken by initlab train without --out or --lr-grid and by "
+            "initlab diagnose; a saved comparison (compare, sweep, train --out, --lr-grid) "
+            "records only per-channel standardization: use --standardize (per channel)",
+        )
+    return bool(args.standardize)
+
+
 def _parse(kind, text: str, expected: str):
     try:
         return kind(text)
@@ -443,7 +477,7 @@ def _train(args: argparse.Namespace) -> int:
         subset_sizes(dataset, args.train_subset, args.test_subset)
         dataset = dataset.subset(args.train_subset, args.test_subset, seed=args.seed)
     if args.standardize:  # statistics of the training images that train, after the subset
-        dataset = standardize(dataset)
+        dataset = standardize(dataset, per="pixel" if args.standardize == "pixel" else "channel")
     params = head_params(args.model, params, name, dataset.num_classes)
     device = resolve_device(args.device)
     with torch.random.fork_rng(devices=[]):  # before training: test images, labels, head
@@ -679,7 +713,7 @@ def _sweep_config(args: argparse.Namespace):
         model_params=params,
         dataset=dataset,
         data=data,
-        standardize=args.standardize,
+        standardize=config_standardize(args),
         data_dir=args.data_dir,
         download=args.download,
         bias_init=args.bias_init,
