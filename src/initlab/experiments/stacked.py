@@ -29,7 +29,9 @@ rounding, because every piece is per run:
   ``r``'s parameters enter only its own loss;
 - optimizer: AdamW and SGD (with momentum and weight decay) are element-wise given the
   gradient, with a step count and hyperparameters shared by all runs, so a step on the stacked
-  tensor is the per-run step on each slice;
+  tensor is the per-run step on each slice; runs at several learning rates (an ``--lr-grid``)
+  share one stack too: :class:`~initlab.experiments.optim.StackedOptimizer` runs the same fused
+  kernels on each run's slice with the run's own rate;
 - divergence: a NaN or infinity stays inside its run's slice (nothing mixes runs); the loss is
   checked every ``_CHECK_EVERY`` steps as in the trainer, and a run that went non-finite is
   reported at its first bad step and removed from the stack (with its optimizer state).
@@ -52,6 +54,7 @@ Runs that continue together must stand at the same epoch (AdamW's step count is 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -91,6 +94,7 @@ from initlab.experiments.core import (
     traced,
     training_view,
 )
+from initlab.experiments.optim import StackedOptimizer
 from initlab.zoo.models import OneHiddenLayerMLP
 
 __all__ = ["train_group", "vectorizable"]
@@ -244,6 +248,7 @@ def train_group(
     start: Sequence[TrainState] | None = None,
     on_state: Callable[[dict[int, TrainState]], None] | None = None,
     on_step: Callable[[int], None] | None = None,
+    lrs: Sequence[float] | None = None,
 ) -> list[RunResult]:
     """Train ``models[r]`` with run seed ``seeds[r]`` for every ``r``, all in one stack.
 
@@ -271,6 +276,10 @@ def train_group(
             :data:`~initlab.experiments.core.PROGRESS_EVERY` steps, after an epoch's last step
             and before diverged runs leave the stack, for a progress bar. It does not change
             the training.
+        lrs: one learning rate per model (an ``--lr-grid``'s rates in one stack); ``None``:
+            ``config.lr`` for every model. With two or more distinct rates the stack steps with
+            :class:`~initlab.experiments.optim.StackedOptimizer` (per-run rates, the same fused
+            kernels on each run's slice); with one rate, ``config``'s optimizer at that rate.
 
     Returns:
         One :class:`~initlab.experiments.trainer.RunResult` per model, in order, with the
@@ -278,9 +287,9 @@ def train_group(
         wall time of the whole group's epoch.
 
     Raises:
-        ValueError: ``len(seeds) != len(models)`` or ``len(start) != len(models)``; the states
-            stand at different epochs or past ``config.epochs``; the models cannot be stacked
-            (the message gives :func:`vectorizable`'s reason).
+        ValueError: ``len(seeds)``, ``len(start)`` or ``len(lrs)`` is not ``len(models)``;
+            the states stand at different epochs or past ``config.epochs``; the models cannot
+            be stacked (the message gives :func:`vectorizable`'s reason).
 
     Example:
         >>> results = train_group(models, data, TrainConfig(epochs=1), [0, 0, 1])  # doctest: +SKIP
@@ -289,6 +298,8 @@ def train_group(
         raise ValueError(
             f"seeds must give one seed per model; got {len(seeds)} seeds for {len(models)} models"
         )
+    if lrs is not None and len(lrs) != len(models):
+        raise ValueError(f"lrs must give one rate per model; got {len(lrs)} for {len(models)}")
     first = _start_epoch(start, len(models), config.epochs)
     device = resolve_device(config.device)
     for r, model in enumerate(models):
@@ -298,7 +309,9 @@ def train_group(
     reason = vectorizable(models, data.train_x[:2])
     if reason is not None:
         raise ValueError(f"models cannot be trained as one stack: {reason}")
-    group = _Group(models, config, seeds, start)
+    if lrs is not None and len(set(lrs)) == 1:  # one rate: the config's optimizer at that rate
+        config = dataclasses.replace(config, lr=float(lrs[0]))
+    group = _Group(models, config, seeds, start, lrs)
     group.on_step = on_step
     with flush_denormals():
         for epoch in range(first, config.epochs + 1):
@@ -336,12 +349,15 @@ class _Group:
         config: TrainConfig,
         seeds: Sequence[int],
         start: Sequence[TrainState] | None = None,
+        lrs: Sequence[float] | None = None,
     ):
         self.models = list(models)
         self.config = config
         self.active = list(range(len(models)))  # run index of each row of the stack
         self.params = {n: p.requires_grad_() for n, p in _stack(models).items()}
-        self.optimizer = make_optimizer(list(self.params.values()), config, fused=True)
+        # runs at several rates: per-run hyperparameters (StackedOptimizer); else torch.optim's
+        self.lrs = None if lrs is None or len(set(lrs)) < 2 else [float(lr) for lr in lrs]
+        self.optimizer = self._make_optimizer()
         self.shuffles = [torch.Generator().manual_seed(run_seeds(s)[1]) for s in seeds]
         self.records: list[list[EpochRecord]] = [[] for _ in models]
         self.results: dict[int, RunResult] = {}
@@ -357,14 +373,38 @@ class _Group:
         self.attention = has_attention(models[0])
         if start is not None:
             self.done = start[0].steps
-            load_optimizer_state(self.optimizer, list(self.params), _stack_states(start))
+            if self.lrs is not None:
+                for r, state in enumerate(start):
+                    self.optimizer.load_run_state(r, state.optimizer)
+            else:
+                load_optimizer_state(self.optimizer, list(self.params), _stack_states(start))
             for shuffle, state in zip(self.shuffles, start, strict=True):
                 shuffle.set_state(state.shuffle)
+
+    def _make_optimizer(self) -> torch.optim.Optimizer | StackedOptimizer:
+        """The optimizer over the stack: torch.optim's (one rate), else per-run rates."""
+        if self.lrs is None:
+            return make_optimizer(list(self.params.values()), self.config, fused=True)
+        rows = len(self.active)
+        return StackedOptimizer(
+            self.params,
+            {name: [self.lrs[r] for r in self.active] for name in self.params},
+            self.config.optimizer,
+            weight_decay={name: [self.config.weight_decay] * rows for name in self.params},
+            momentum=self.config.momentum,
+        )
 
     def state(self, r: int, epoch: int) -> TrainState:
         """Run ``r``'s :class:`TrainState` after ``epoch``: its slice of the stack, on the CPU."""
         row = self.active.index(r)
         self._write_back([row])  # the model's state_dict then holds the run's own weights
+        if self.lrs is not None:  # already per run, in torch.optim's layout
+            optimizer = {
+                name: {k: cpu_copy(v) for k, v in entries.items()}
+                for name, entries in self.optimizer.run_state(row).items()
+            }
+            model = {name: cpu_copy(t) for name, t in self.models[r].state_dict().items()}
+            return TrainState(epoch, self.done, model, optimizer, self.shuffles[r].get_state())
         optimizer = {
             name: {
                 k: cpu_copy(v[row] if _is_stacked(k, v) else v)
@@ -511,6 +551,9 @@ class _Group:
         self.active = [self.active[row] for row in keep]
         old = self.params
         self.params = {n: p.detach()[keep].requires_grad_() for n, p in old.items()}
+        if self.lrs is not None:
+            self.optimizer.keep(keep, self.params)
+            return
         state = self.optimizer.state
         optimizer = make_optimizer(list(self.params.values()), self.config, fused=True)
         for name, p in self.params.items():

@@ -550,17 +550,19 @@ class _Context:
 
 
 def _train_runs(ctx: _Context, runs: list[PendingRun], vectorize: bool) -> None:
-    """Train ``runs``: those that start at the same epoch with the same learning rate together
-    as one stacked group when asked and possible, else one by one.
+    """Train ``runs``: those that start at the same epoch together as one stacked group when
+    asked and possible, else one by one (latest epoch first; within it, a grid's rates in
+    grid order).
 
-    A grid's rates train in separate groups: the optimizer's hyperparameters are shared by the
-    runs of one stack (:func:`~initlab.experiments.core.make_optimizer`).
+    A grid's rates share a stack: each run steps at its own rate
+    (:func:`~initlab.experiments.stacked.train_group`'s ``lrs``,
+    :class:`~initlab.experiments.optim.StackedOptimizer`), so an ``--lr-grid`` of ``k`` rates
+    is one stack of ``k`` times the runs, not ``k`` stacks.
     """
-    keys = sorted(
-        {(run.epoch, run.lr) for run in runs}, key=lambda k: (-k[0], _rate_order(ctx, k[1]))
-    )
-    for epoch, lr in keys:
-        same = [run for run in runs if run.epoch == epoch and run.lr == lr]
+    for epoch in sorted({run.epoch for run in runs}, reverse=True):
+        # stable: a rate's runs keep their order, as when each rate was a group of its own
+        same = [run for run in runs if run.epoch == epoch]
+        same.sort(key=lambda run: _rate_order(ctx, run.lr))
         _train_from(ctx, same, _load_states(same), vectorize)
 
 
@@ -674,13 +676,14 @@ def _run_stack(ctx: _Context, runs: list[PendingRun], models: list, states: dict
         train_group(
             models,
             ctx.data,
-            _train_config(ctx, runs[0]),
+            ctx.config.train,
             [run.seed for run in runs],
             on_epoch=line,
             on_done=done,
             start=[states[run.run] for run in runs] if runs[0].epoch else None,
             on_state=saved,
             on_step=ctx.progress.step,
+            lrs=[ctx.config.train.lr if run.lr is None else run.lr for run in runs],
         )
         ctx.progress.settle()  # an epoch in which every run diverged has no on_state call
     except (KeyboardInterrupt, Exception) as error:
