@@ -17,8 +17,10 @@ from initlab.cli.train import (
     check_tensorboard,
     data_source,
     fraction,
+    learning_rates,
     model_flags,
     model_params,
+    open_fraction,
     positive_int,
     train_config,
 )
@@ -89,7 +91,7 @@ def register(subparsers) -> None:
     )
     add(
         "--lr-grid",
-        type=_rates,
+        type=learning_rates,
         default=None,
         metavar="LR,LR,...",
         help="comma-separated learning rates, e.g. 1e-4,3e-4,1e-3,3e-3: every scheme trains at "
@@ -99,7 +101,7 @@ def register(subparsers) -> None:
     )
     add(
         "--val-fraction",
-        type=_open_fraction,
+        type=open_fraction,
         default=0.1,
         help="with --lr-grid: the fraction of the training data held out (seeded with "
         "--first-seed) to choose the rates on (default: %(default)s)",
@@ -117,29 +119,6 @@ def register(subparsers) -> None:
     add_task_options(parser, metric=True)
     parser.set_defaults(func=run)
     record_given(parser)
-
-
-def _rates(text: str) -> tuple[float, ...]:
-    """Parse ``1e-4,3e-4,...``: at least one finite rate > 0, no repeats."""
-    try:
-        rates = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated learning rates such as 1e-4,3e-4,1e-3; got {text!r}"
-        ) from None
-    if not all(0.0 < r < float("inf") for r in rates):
-        raise argparse.ArgumentTypeError(f"every rate must be a finite number > 0; got {text}")
-    if len(set(rates)) != len(rates):
-        raise argparse.ArgumentTypeError(f"a rate is repeated; got {text}")
-    return rates
-
-
-def _open_fraction(text: str) -> float:
-    """Parse a fraction in the open interval (0, 1)."""
-    value = fraction(text)
-    if value >= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1), e.g. 0.1; got {text}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:
