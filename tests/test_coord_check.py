@@ -232,6 +232,21 @@ def test_table_dict_and_plot(sp_and_mup, tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_plot_ticks_are_the_widths(sp_and_mup, tmp_path, monkeypatch):
+    # the x axis is labeled at the measured widths only (matplotlib's default minor labels
+    # 3x10^2, 4x10^2, ... overlapped on a 64..1024 axis)
+    from matplotlib.figure import Figure
+
+    drawn = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *args, **kwargs: drawn.append(fig))
+    sp, _ = sp_and_mup
+    sp.plot(tmp_path / "coord.png")
+    (fig,) = drawn
+    for ax in fig.axes:
+        assert [t.get_text() for t in ax.get_xticklabels()] == [str(w) for w in WIDTHS]
+        assert list(ax.get_xticks(minor=True)) == []
+
+
 @pytest.fixture(scope="module")
 def library_sp_and_mup(mnist_batches):
     # the same MLP under initlab's own parameterizations (initlab.parameterize.parametrize)

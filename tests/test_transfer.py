@@ -311,7 +311,10 @@ def test_summary_counts_grid_steps_and_decides_check_b():
     assert (sp.steps, sp.ratio, sp.as_expected) == (3, 16, True)
     assert (mup.steps, mup.as_expected) == (1, True)
     assert mup.optima == (2.0**-8, 2.0**-8, 2.0**-9)
-    assert summary.check_b.startswith("check (b) passes")
+    assert summary.check_b == (
+        "check (b) passes: muP's optimum moves by 1 step of the grid (at most 1 expected), "
+        "SP's by 3 steps (at least 2 expected) over 16x width"
+    )
     # muP moving by two grid steps fails the check
     optima[("mup", 1024)] = 2
     assert summarize(_lines(optima, lrs, widths), lrs, 64, 2).check_b.startswith("check (b) fails")
@@ -319,6 +322,11 @@ def test_summary_counts_grid_steps_and_decides_check_b():
     lines = _lines(optima, lrs, widths, diverge={("mup", 64, lrs[4], 1)})
     cell = summarize(lines, lrs, 64, 2).cells[3]
     assert (cell.mean_loss[4], cell.optimum) == (math.inf, 3)
+    # every rate diverged at one width: no optimum there, so the check is not decided
+    everything = {("sp", 256, lr, seed) for lr in lrs for seed in (0, 1)}
+    summary = summarize(_lines(optima, lrs, widths, diverge=everything), lrs, 64, 2)
+    assert summary.shifts[0].steps is None
+    assert summary.check_b.startswith("check (b) not decided: a width has no optimum")
 
 
 def test_summary_says_when_the_widths_span_less_than_16x_or_an_optimum_is_at_the_edge():

@@ -569,6 +569,9 @@ class CoordCheck:
                     label="slope +1",
                 )
             ax.set(xscale="log", yscale="log", xlabel="width", title=f"step {step}")
+            # ticks at the measured widths only: the default minor labels (3x10^2, ...) overlap
+            ax.set_xticks(self.widths, [str(w) for w in self.widths])
+            ax.set_xticks([], minor=True)
             ax.set_ylabel("RMS of output change since step 0")
             ax.legend(fontsize="x-small")
         if title:

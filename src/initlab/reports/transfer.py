@@ -211,12 +211,14 @@ def _check_b(shifts: Sequence[Shift]) -> str | None:
             f"check (b) not decided: the widths span {min(sp.ratio, mup.ratio):g}x, "
             f"the check needs {CHECK_RATIO}x"
         )
+    if sp.steps is None or mup.steps is None:
+        return "check (b) not decided: a width has no optimum (every rate diverged or is missing)"
     passed = bool(mup.as_expected) and bool(sp.as_expected)
     edge = " (an optimum at the grid's edge: widen the grid)" if sp.at_edge or mup.at_edge else ""
     return (
-        f"check (b) {'passes' if passed else 'fails'}: muP's optimum moves by {mup.steps} "
-        f"grid steps (at most 1 expected), SP's by {sp.steps} (at least 2 expected) over "
-        f"{mup.ratio:g}x width{edge}"
+        f"check (b) {'passes' if passed else 'fails'}: muP's optimum moves by "
+        f"{_steps_words(mup.steps)} of the grid (at most 1 expected), SP's by "
+        f"{_steps_words(sp.steps)} (at least 2 expected) over {mup.ratio:g}x width{edge}"
     )
 
 
