@@ -129,6 +129,48 @@ def test_a_diverged_rate_leaves_the_stack_and_the_others_train_on_as_alone(data)
             _assert_records_close(a, b, epoch * STEPS)
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_checkpoints_pass_between_a_stack_of_rates_and_a_stack_of_one_rate(data, optimizer):
+    # A sweep resumed after a stop may stack its runs otherwise than before: a checkpoint of
+    # the stack of two rates continues in a stack of one rate (torch.optim), and one of the
+    # one-rate stacks continues in the stack of two rates; both end as the uninterrupted stack
+    # of two rates, within the band of the steps taken (see the module docstring).
+    low, high = RATES[optimizer]
+    config = TrainConfig(
+        optimizer=optimizer, weight_decay=0.01, batch_size=32, epochs=2, max_steps=STEPS,
+        log_every=1,
+    )  # fmt: skip
+    models = [build_initialized("mlp", "kaiming_uniform", seed=s) for s in (0, 1)]
+    lrs = [low, high]
+    saved = {}
+    whole = train_group(
+        [copy.deepcopy(m) for m in models], data, config, [0, 1], lrs=lrs,
+        on_state=lambda states: saved.setdefault("mixed", states),
+    )  # fmt: skip
+    # on: each run alone at its rate, from the mixed stack's epoch-1 states
+    for r, rate in enumerate(lrs):
+        state = saved["mixed"][r]
+        on = train_group(
+            [copy.deepcopy(models[r])], data, dataclasses.replace(config, lr=rate), [r],
+            start=[state],
+        )[0]  # fmt: skip
+        _assert_records_close(on.epochs[0], whole[r].epochs[1], STEPS)
+    # back: epoch 1 in one-rate stacks, epoch 2 in the stack of both rates
+    states = []
+    for r, rate in enumerate(lrs):
+        kept = {}
+        train_group(
+            [copy.deepcopy(models[r])], data, dataclasses.replace(config, lr=rate), [r],
+            on_state=lambda s, kept=kept: kept.setdefault(0, s[0]),  # after epoch 1
+        )  # fmt: skip
+        states.append(kept[0])
+    back = train_group(
+        [copy.deepcopy(m) for m in models], data, config, [0, 1], lrs=lrs, start=states
+    )
+    for r in range(2):
+        _assert_records_close(back[r].epochs[0], whole[r].epochs[1], STEPS)
+
+
 @pytest.mark.parametrize("kind", ["sgd", "adamw"])
 def test_a_runs_state_passes_to_and_from_torch_optim_unchanged(kind):
     # A run's state in StackedOptimizer has torch.optim's entries: a run stepped twice alone
