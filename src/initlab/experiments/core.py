@@ -229,8 +229,9 @@ def make_optimizer(
     The same optimizer steps a stacked tensor ``(R, *shape)`` exactly as it steps each run's
     slice alone: AdamW, Adam and SGD are element-wise given the gradient, with hyperparameters
     and a step count shared by all runs (runs of different learning rates stack through
-    :class:`initlab.experiments.optim.StackedOptimizer`). Adam adds ``weight_decay`` to the gradient (L2, Kingma & Ba 2015 with
-    PyTorch's coupled decay); AdamW decouples it (Loshchilov & Hutter 2019).
+    :class:`initlab.experiments.optim.StackedOptimizer`). Adam adds ``weight_decay`` to the
+    gradient (L2, Kingma & Ba 2015 with PyTorch's coupled decay); AdamW decouples it
+    (Loshchilov & Hutter 2019).
 
     Args:
         params: the parameters (a model's, or the stacked tensors).
