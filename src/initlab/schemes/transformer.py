@@ -3,11 +3,11 @@
 The contract (:mod:`initlab.zoo.transformer` builds it; any model with these names works):
 ``model.blocks`` (``nn.ModuleList``); ``block.attn.{q, k, v, proj}`` ``nn.Linear(d, d)`` and
 ``block.attn.n_head``; ``block.mlp.fc`` ``Linear(d, 4d)``, ``block.mlp.proj``
-``Linear(4d, d)``; ``block.ln1``, ``block.ln2``; optional gates ``block.gate_attn``,
-``block.gate_mlp``; ``model.residual_scale`` (0-dim buffer, DeepNorm's alpha);
-``model.norm_position`` (``"pre"``/``"post"``); ``model.tok_emb`` (``nn.Embedding``) or
-``model.patch_emb`` (``nn.Linear``); ``model.pos_emb`` ``(T, d)``; ``model.head``
-(``nn.Linear``).
+``Linear(4d, d)``; ``block.ln1``, ``block.ln2`` (``nn.Identity`` without LayerNorm); optional
+gates ``block.gate_attn``, ``block.gate_mlp``; ``model.residual_scale`` (0-dim buffer,
+DeepNorm's alpha); ``model.norm_position`` (``"pre"``/``"post"``/``"none"``); ``model.tok_emb``
+(``nn.Embedding``) or ``model.patch_emb`` (``nn.Linear``); ``model.pos_emb`` ``(T, d)``;
+``model.head`` (``nn.Linear``).
 
 :class:`TransformerPolicy` reads those parts (:func:`transformer_parts`) and fills each one by
 its role: ``tok_emb``, ``patch_emb``, ``pos_emb``, ``q``, ``k``, ``v``, ``attn_proj``,
