@@ -326,7 +326,11 @@ def test_vmapped_backward_equals_each_models_own(case):
             ArgumentError,
             r"^n_head must divide d_model=16; got n_head=3$",
         ),
-        (lambda: tiny_gpt(norm="middle"), ArgumentError, r"norm must be one of \['post', 'pre'\]"),
+        (
+            lambda: tiny_gpt(norm="middle"),
+            ArgumentError,
+            r"norm must be one of \['none', 'post', 'pre'\]",
+        ),
         (
             lambda: tiny_gpt(gate="rezro"),
             ArgumentError,

@@ -229,8 +229,9 @@ SCHEMES: dict[str, Scheme] = {
             "tfixup",
             "T-Fixup, decoder-only: every weight xavier_uniform, token embedding and positions "
             "N(0, (d^-1/2 (9L)^-1/4)^2), v, attn.proj, mlp.fc, mlp.proj xavier_uniform times "
-            "(9L)^-1/4 (Huang et al. 2020 Sec. 3); derived without LayerNorm or warm-up (with "
-            "LN only a depth scaling); causal models only; LN 1/0, biases 0",
+            "(9L)^-1/4 (Huang et al. 2020 Sec. 3); derived without LayerNorm or warm-up (char-gpt "
+            "norm=none is its setting; with LN only a depth scaling); causal models only; LN "
+            "1/0, biases 0",
         ),
         _transformer(
             "rezero",
