@@ -148,6 +148,8 @@ def test_load_pretrained_receipt_names_checkpoint_tensors_and_the_policy(tmp_pat
     report = il.load_pretrained(model, source, seed=0, receipt=tmp_path / "load.json")
     r = read_receipt(tmp_path / "load.json")
     assert r.to_dict() == report.receipt.to_dict() and r.origin == "load_pretrained"
+    assert report.to_dict()["receipt"] == r.to_dict()  # a field of the report, serialized with it
+    json.dumps(report.to_dict())
     assert r["0.weight"].source == {"kind": "checkpoint", "file": report.source,
                                     "tensor": "module.0.weight", "dtype": "float32"}  # fmt: skip
     assert r["0.weight"].sha256 == tensor_hash(source["module.0.weight"])

@@ -235,8 +235,7 @@ def load_pretrained(
     logger.info("load_pretrained from %s: %s", description, report.summary())
     if receipt is not None:
         made = _receipt(model, report, init_plan, seed)
-        # LoadReport is frozen; the receipt rides along as an extra attribute
-        object.__setattr__(report, "receipt", made)
+        report = replace(report, receipt=made)
         if receipt is not True:
             made.save(receipt)
     return report

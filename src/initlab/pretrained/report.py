@@ -4,7 +4,11 @@ dict."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from initlab.policy.receipt import Receipt
 
 __all__ = [
     "LoadReport",
@@ -107,6 +111,8 @@ class LoadReport:
             computes itself, new-head tensors, tensors a key map dropped.
         frozen: loaded or adapted parameters set to ``requires_grad=False``.
         init_plan: the policy plan's ``to_dict()`` for the re-initialized parameters, or None.
+        receipt: the :class:`~initlab.policy.receipt.Receipt` of every tensor after the load
+            (``load_pretrained(..., receipt=...)``), or None when none was asked for.
     """
 
     source: str
@@ -121,6 +127,7 @@ class LoadReport:
     ignored: tuple[Ignored, ...] = ()
     frozen: tuple[str, ...] = ()
     init_plan: dict | None = field(default=None, compare=False)
+    receipt: Receipt | None = field(default=None, compare=False, repr=False)
 
     @property
     def clean(self) -> bool:
@@ -192,7 +199,8 @@ class LoadReport:
 
     def to_dict(self) -> dict:
         """Return the report as JSON-serializable plain data (tuples become lists)."""
-        data = asdict(self)
+        data = asdict(replace(self, receipt=None))
+        data["receipt"] = None if self.receipt is None else self.receipt.to_dict()
         data["clean"] = self.clean
         return _lists(data)
 
