@@ -293,7 +293,7 @@ class Estimate:
         return (
             f"about {self.seconds / 60:.1f} min for {self.run_steps} run-steps, estimated from a "
             f"timed probe of {_PROBE_STEPS - PROGRESS_EVERY} training steps of the largest "
-            f"model ({self.probe_params} parameters, {self.probe_runs} runs stacked: "
+            f"model ({self.probe_params} parameters, {_n(self.probe_runs, 'run')} stacked: "
             f"{self.seconds_per_run_step * 1e3:.2f} ms per run-step), scaled by each group's "
             f"parameter count, plus test passes and {_GROUP_SECONDS:g} s per group"
         )
@@ -427,10 +427,10 @@ def run_grid(
         atomic_write(out / GRID_FILE, config.to_json() + "\n")
     groups = config.groups()
     log.info(
-        "grid: %d cells x %d seeds = %d runs in %d groups, writing to %s",
+        "grid: %d cells x %s = %s in %d groups, writing to %s",
         len(config.cells()),
-        config.base.seeds,
-        config.runs(),
+        _n(config.base.seeds, "seed"),
+        _n(config.runs(), "run"),
         len(groups),
         out,
     )
@@ -441,7 +441,11 @@ def run_grid(
             done = (sub / "summary.csv").is_file()
             if not done:
                 log.info(
-                    "group %d of %d: %s (%d runs)", index, len(groups), name, len(cells) * cfg.seeds
+                    "group %d of %d: %s (%s)",
+                    index,
+                    len(groups),
+                    name,
+                    _n(len(cells) * cfg.seeds, "run"),
                 )
                 again = (sub / "config.json").is_file()
                 run_sweep(
@@ -483,12 +487,17 @@ def _check_budget(config: GridConfig) -> None:
     if estimate.seconds > config.budget_minutes * 60:
         raise GridTooLargeError(
             "budget_minutes",
-            f"the grid has {len(config.cells())} cells x {config.base.seeds} seeds = "
-            f"{config.runs()} runs in {len(config.groups())} groups; {estimate.describe()}: over "
-            f"the budget of {config.budget_minutes:g} min. Nothing was run: use fewer values, "
-            "seeds or steps, or a larger budget",
+            f"the grid has {len(config.cells())} cells x {_n(config.base.seeds, 'seed')} = "
+            f"{_n(config.runs(), 'run')} in {len(config.groups())} groups; "
+            f"{estimate.describe()}: over the budget of {config.budget_minutes:g} min. Nothing "
+            "was run: use fewer values, seeds or steps, or a larger budget",
         )
     log.info("grid estimate: %s", estimate.describe())
+
+
+def _n(count: int, word: str) -> str:
+    """``1 seed``, ``3 seeds``."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def cell_lines(group: str, cells: dict[str, dict], results: list[dict]) -> list[dict]:

