@@ -301,12 +301,50 @@ def _check_model(model: str, params: dict, batch) -> None:
     """
     import torch
 
+    from initlab._checks import ArgumentError
     from initlab.zoo.factory import check_output
     from initlab.zoo.models import build_model
 
     with torch.random.fork_rng(devices=[]):
         net = build_model(model, **params)
-    check_output(net, batch[0], batch[1], model)
+    try:
+        check_output(net, batch[0], batch[1], model)
+    except ArgumentError as error:
+        hint = _input_hint(model, params, batch[0])
+        if not hint:
+            raise
+        raise ArgumentError(error.argument, f"{error}{hint}") from None
+
+
+def _input_hint(model: str, params: dict, inputs) -> str:
+    """The ``--model-arg`` that sizes zoo ``model``'s input to ``inputs`` (``(B, D)`` vectors or
+    ``(B, C, H, W)`` images), as ``initlab compare`` hints for the same data; '' when the model
+    is no zoo model, has no such parameter, or is already built for that size.
+
+    ``in_features`` (the MLPs) takes the values of one example, ``D`` or ``C*H*W``;
+    ``image_size`` (the convolutional and attention models) the side of square images.
+    """
+    from initlab.zoo.models import MODEL_ALIASES, MODELS, model_defaults
+
+    if model not in MODELS and model not in MODEL_ALIASES:
+        return ""
+    takes = {**model_defaults(model), **params}
+    shape = tuple(inputs.shape[1:])
+    values = 1
+    for n in shape:
+        values *= n
+    if "in_features" in takes and takes["in_features"] != values:
+        what = f"inputs of {values} values" if len(shape) == 1 else f"{_size(shape)} images"
+        return f"; for {what} give --model-arg in_features={values}"
+    square = len(shape) == 3 and shape[1] == shape[2]
+    if "image_size" in takes and square and takes["image_size"] != shape[1]:
+        return f"; for {_size(shape)} images give --model-arg image_size={shape[1]}"
+    return ""
+
+
+def _size(shape: tuple) -> str:
+    """``12x12`` for one channel, else ``3x32x32``."""
+    return "x".join(map(str, shape[1:] if shape[0] == 1 else shape))
 
 
 def _unsupported(model: str, params: dict) -> str:

@@ -26,6 +26,7 @@ FLAGS = {
     **COMMON_FLAGS,
     "grid": "--grid",
     "grid axis": "--grid",
+    "resume": "--resume",
     "budget_minutes": "--budget-minutes",
     "metric": "--metric",
     "eval_steps": "--eval-steps",
@@ -133,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
         if args.resume is None:
             if not args.grid:
                 raise _argument("grid", "give at least one axis, e.g. --grid depth=10,20")
+            for text in args.grid:
+                _check_axis_name(text)
             axes = dict(parse_axis(text) for text in args.grid)
             if len(axes) != len(args.grid):
                 raise _argument("grid", f"an axis is given twice: {args.grid}")
@@ -156,6 +159,13 @@ def run(args: argparse.Namespace) -> int:
                 ),
             )
             config = GridConfig(axes, base, args.budget_minutes)
+            _check_cells(config)
+        elif not (Path(out) / "grid.json").is_file():
+            raise _argument(
+                "resume",
+                f"{out} has no grid.json, so there is no grid to resume; start one with "
+                f"initlab sweep --grid ... --out {out}",
+            )
         path = run_grid(
             config,
             out,
@@ -175,12 +185,87 @@ def run(args: argparse.Namespace) -> int:
         print(f"initlab sweep: error: {error}", file=sys.stderr)
         return 2
     except (ValueError, TypeError, OSError) as error:
-        return print_error("sweep", error, model_flags(FLAGS, args))
+        flags = model_flags(FLAGS, args)
+        if any(text.partition("=")[0] == "scheme" for text in args.grid):
+            flags.update(scheme="--grid", schemes="--grid")  # the schemes came from the grid
+        return print_error("sweep", error, flags)
     figures = sorted(p.name for p in Path(path).glob("*.png"))
-    print(f"Wrote {path}: grid.json, cells.jsonl, groups/, report.md, {len(figures)} heatmaps")
+    print(
+        f"Wrote {path}: grid.json, cells.jsonl, groups/, report.md, "
+        f"{len(figures)} heatmap{'' if len(figures) == 1 else 's'}"
+    )
     for name in figures:
         print(f"  {name}")
+    if not figures:
+        print(_no_heatmap(path))
     return 0
+
+
+def _check_axis_name(text: str) -> None:
+    """Refuse an unknown axis in ``--grid NAME=...`` in the flag's words, with a close match."""
+    import difflib
+
+    from initlab.experiments.grid import AXES
+
+    name = text.partition("=")[0]
+    if name in AXES:
+        return
+    close = difflib.get_close_matches(name, list(AXES), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise _argument("grid", f"unknown axis {name!r} in {text!r}{hint}; the axes: {', '.join(AXES)}")
+
+
+def _check_cells(config) -> None:
+    """Build every cell's model once (on the meta device: no memory, no random draws), so a
+    value the model refuses (``--grid activation=tanh,foo``) stops the grid before its first
+    group trains.
+
+    Raises:
+        ArgumentError: (argument ``grid``) a cell's model cannot be built; the model that the
+            grid does not vary failing is left to the run (its own flags, e.g. --model-arg).
+    """
+    import torch
+
+    from initlab.experiments.grid import GROUP_AXES
+    from initlab.zoo.models import build_model
+
+    base = config.base
+    try:
+        with torch.device("meta"):
+            build_model(base.model, **base.model_params)
+    except (ValueError, TypeError):
+        return  # not the grid's fault: the run reports it under its own flag
+    seen = set()
+    for cfg, cells in config.groups().values():
+        key = repr(sorted(cfg.model_params.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        cell = next(iter(cells.values()))
+        values = " ".join(f"{k}={cell[k]}" for k in GROUP_AXES if k in cell)
+        try:
+            with torch.device("meta"):
+                build_model(cfg.model, **cfg.model_params)
+        except (ValueError, TypeError) as error:
+            raise _argument(
+                "grid", f"the cell {values} fails: model {cfg.model!r} refuses it: {error}"
+            ) from None
+
+
+def _no_heatmap(path) -> str:
+    """Why a finished grid drew no heatmap: the axis pairs that are drawn, and this grid's."""
+    import json
+
+    from initlab.reports.phase import PAIRS
+
+    axes = json.loads((Path(path) / "grid.json").read_text())["axes"]
+    varied = [k for k, v in axes.items() if len(v) > 1]
+    pairs = ", ".join(f"{x}-{y}" for x, y in PAIRS)
+    return (
+        f"No heatmap: one is drawn for each of the axis pairs {pairs} that the grid varies both "
+        f"of (with at least two values each); this grid varies "
+        f"{', '.join(varied) or 'no axis'}. report.md has every cell's numbers."
+    )
 
 
 def _steps(text: str) -> tuple[int, ...]:

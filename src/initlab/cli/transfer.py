@@ -25,6 +25,8 @@ FLAGS = {
     "lrs": "--lr-grid",
     "steps": "--steps",
     "seeds": "--seeds",
+    "device": "--device",
+    "resume": "--resume",
     "optimizer": "--optimizer",
     "batch_size": "--batch-size",
     "model_params": "--model-arg",
@@ -83,14 +85,16 @@ def register(subparsers) -> None:
         help="learning rates, numbers or powers like 2^-8 (default: 2^-13,...,2^-5: one grid "
         "step is a factor 2)")  # fmt: skip
     add("--steps", type=positive_int, default=200, help="steps per run (default: %(default)s)")
-    add("--seeds", type=_ints0, default=(0, 1, 2), metavar="S,S,...",
-        help="run seeds (default: 0,1,2)")  # fmt: skip
+    add("--seeds", type=positive_int, default=3,
+        help="seeds per cell, from --first-seed (default: %(default)s)")  # fmt: skip
+    add("--first-seed", type=int, default=0, help="first run seed (default: %(default)s)")
     add("--optimizer", default="adam", help="adam, adamw or sgd (default: %(default)s)")
     add("--batch-size", type=positive_int, default=64, help="default: %(default)s")
     add("--weight-decay", type=float, default=0.0, help="default: %(default)s")
     add("--model-arg", action="append", default=[], metavar="NAME=VALUE", dest="model_param",
         help="a further keyword argument of the model, repeatable")  # fmt: skip
-    add("--device", default="cpu", help="default: %(default)s")
+    add("--device", default="cpu", choices=("cpu", "cuda", "auto"),
+        help="where to train; auto picks cuda when available (default: %(default)s)")  # fmt: skip
     add("--out", default=None, help="output directory (default: runs/transfer-<UTC timestamp>)")
     add("--resume", default=None, metavar="DIR",
         help="resume the sweep in DIR (its saved config; other options ignored)")  # fmt: skip
@@ -101,16 +105,6 @@ def register(subparsers) -> None:
 
 def _ints(text: str) -> tuple[int, ...]:
     values = tuple(positive_int(t.strip()) for t in text.split(",") if t.strip())
-    if not values:
-        raise argparse.ArgumentTypeError(f"give comma-separated integers; got {text!r}")
-    return values
-
-
-def _ints0(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"give comma-separated integers; got {text!r}") from None
     if not values:
         raise argparse.ArgumentTypeError(f"give comma-separated integers; got {text!r}")
     return values
@@ -172,7 +166,13 @@ def run(args: argparse.Namespace) -> int:
     out = args.resume or args.out or time.strftime("runs/transfer-%Y%m%d-%H%M%S", time.gmtime())
     try:
         config = None
+        if args.coord_check_only and args.resume is not None:
+            raise ArgumentError(
+                "resume", "--coord-check-only starts no sweep, so there is nothing to resume: "
+                "drop --resume (or --coord-check-only to go on with the sweep)"
+            )  # fmt: skip
         if args.resume is None:
+            _check_flags(args)
             config = TransferConfig(
                 model=args.model,
                 task=args.task,
@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
                 base_depth=args.base_depth,
                 lrs=args.lr_grid or default_lrs(),
                 steps=args.steps,
-                seeds=args.seeds,
+                seeds=tuple(range(args.first_seed, args.first_seed + args.seeds)),
                 optimizer=args.optimizer,
                 batch_size=args.batch_size,
                 weight_decay=args.weight_decay,
@@ -193,8 +193,6 @@ def run(args: argparse.Namespace) -> int:
                 device=args.device,
             )
         if args.coord_check_only:
-            if config is None:
-                raise ArgumentError("out_dir", "--coord-check-only starts no sweep: drop --resume")
             checks = run_coord_checks(config, out)
             for name, check in checks.items():
                 print(f"{name}:\n{check.table()}\n")
@@ -208,6 +206,110 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(result, int):
         return result
     print(format_table(result.summary))
-    print("\n" + "\n".join(f"- {s}" for s in result.summary.sentences()))
+    print("\n" + "\n".join(f"- {s}" for s in sentences(result.summary)))
     print(f"\nWrote {result.out_dir}: config.json, results.jsonl, summary.csv, report.md, figures")
     return 0
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """Refuse, in the flags' words, what the library would refuse in its arguments' words:
+    an unknown parameterization, fewer than two distinct widths, ``--device cuda`` without
+    CUDA.
+
+    Raises:
+        ArgumentError: (``parameterizations``, ``widths``, ``device``) as above.
+    """
+    import difflib
+
+    import torch
+
+    from initlab._checks import ArgumentError
+    from initlab.experiments.transfer import PARAMETERIZATIONS
+
+    for name in (p.strip() for p in args.parameterizations.split(",")):
+        if name not in PARAMETERIZATIONS:
+            close = difflib.get_close_matches(name, PARAMETERIZATIONS, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ArgumentError(
+                "parameterizations",
+                f"unknown parameterization {name!r} in {args.parameterizations!r}{hint}; give "
+                f"comma-separated names of: {', '.join(PARAMETERIZATIONS)}",
+            )
+    if len(set(args.widths)) < 2:
+        raise ArgumentError(
+            "widths",
+            "give at least two distinct widths, e.g. --widths 64,1024 (the optimal rate is "
+            f"compared across them); got --widths {','.join(map(str, args.widths))}",
+        )
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ArgumentError(
+            "device",
+            "CUDA is not available on this machine (PyTorch "
+            f"{torch.__version__}); use --device cpu, or --device auto to take CUDA only "
+            "where there is one",
+        )
+
+
+#: What the width comparison checks, in words (Yang et al. 2022, "Tensor Programs V", Sec. 3,
+#: Fig. 1: under muP the optimal learning rate stays put as the width grows; under SP it moves).
+CLAIM = (
+    "the optimal rate moves by at most one grid step over {ratio}x width under muP, at least "
+    "two under SP"
+)
+
+
+def sentences(summary) -> list[str]:
+    """The summary's findings as the command prints them: per parameterization and axis how
+    far the optimal rate moves, against what is expected over a
+    :data:`~initlab.reports.transfer.CHECK_RATIO` range (and "not decided" over a shorter one),
+    then whether muP and SP together behave as :data:`CLAIM` says.
+
+    Args:
+        summary: a :class:`~initlab.reports.transfer.TransferSummary`.
+
+    Returns:
+        One sentence per shift, then (when both ``sp`` and ``mup`` swept width) the verdict.
+    """
+    from initlab.reports.transfer import CHECK_RATIO
+
+    out = []
+    for shift in summary.shifts:
+        if shift.steps is None or shift.expected is None:
+            out.append(shift.sentence())  # no optimum somewhere, or nothing expected: as is
+            continue
+        bound, k = shift.expected
+        text = (
+            f"{shift.parameterization}: the optimum moves by {_steps(shift.steps)} over "
+            f"{shift.ratio:g}x {shift.axis} ({shift.values[0]} -> {shift.values[-1]}); "
+        )
+        expected = f"{bound} {_steps(k)} expected over {CHECK_RATIO}x {shift.axis}"
+        if shift.ratio < CHECK_RATIO:
+            text += f"not decided: {expected}, and this spans {shift.ratio:g}x"
+        else:
+            text += f"{'as expected' if shift.as_expected else 'NOT as expected'} ({expected})"
+        if shift.at_edge:
+            text += "; an optimum lies at the grid's edge, so the shift is a bound: widen the grid"
+        out.append(text)
+    width = {s.parameterization: s for s in summary.shifts if s.axis == "width"}
+    if "sp" in width and "mup" in width:
+        sp, mup = width["sp"], width["mup"]
+        claim = CLAIM.format(ratio=CHECK_RATIO)
+        ratio = min(sp.ratio, mup.ratio)
+        if ratio < CHECK_RATIO:
+            verdict = f"not decided: the widths span {ratio:g}x, {CHECK_RATIO}x are needed"
+        elif sp.steps is None or mup.steps is None:
+            verdict = "not decided: a width has no optimum (every rate diverged or is missing)"
+        else:
+            held = bool(mup.as_expected) and bool(sp.as_expected)
+            verdict = (
+                f"{'holds' if held else 'does not hold'}: muP's moves by {_steps(mup.steps)}, "
+                f"SP's by {_steps(sp.steps)} over {ratio:g}x width"
+            )
+            if sp.at_edge or mup.at_edge:
+                verdict += " (an optimum at the grid's edge: widen the grid)"
+        out.append(f"muP against SP ({claim}): {verdict}")
+    return out
+
+
+def _steps(count: int) -> str:
+    return f"{count} grid step{'' if count == 1 else 's'}"
