@@ -130,38 +130,62 @@ CLAIM = (
 )
 
 
-def test_transfer_says_not_decided_when_the_widths_span_less_than_16x():
+def _printed(argv, summary, tmp_path, monkeypatch, capsys) -> list[str]:
+    """The ``- `` lines ``initlab transfer`` prints for ``summary`` (the sweep stubbed out)."""
+
+    class Result:
+        out_dir = tmp_path
+
+    Result.summary = summary
+    monkeypatch.setattr(transfer_module, "run_transfer", lambda *a, **k: Result)
+    assert _command(cli_transfer, "transfer", [*argv, "--out", str(tmp_path / "t")]) == 0
+    return [s[2:] for s in capsys.readouterr().out.splitlines() if s.startswith("- ")]
+
+
+def test_transfer_says_not_decided_when_the_widths_span_less_than_16x(
+    tmp_path, monkeypatch, capsys
+):
     lrs = [2.0**k for k in range(-8, -3)]  # 5 rates; optima inside the grid, not at its edge
     # SP's optimum moves by 0 steps over 2x width: under 16x, neither as nor NOT as expected
     optima = {("sp", 16): 2, ("sp", 32): 2, ("mup", 16): 1, ("mup", 32): 2}
-    got = cli_transfer.sentences(summarize(_lines(optima, lrs), lrs, 16, 2))
+    summary = summarize(_lines(optima, lrs), lrs, 16, 2)
+    got = _printed(["--widths", "16,32"], summary, tmp_path, monkeypatch, capsys)
     assert got == [
         "sp: the optimum moves by 0 grid steps over 2x width (16 -> 32); not decided: at least "
-        "2 grid steps expected over 16x width, and this spans 2x",
+        "2 steps expected over 16x width, and this spans 2x",
         "mup: the optimum moves by 1 grid step over 2x width (16 -> 32); not decided: at most "
-        "1 grid step expected over 16x width, and this spans 2x",
+        "1 step expected over 16x width, and this spans 2x",
         CLAIM + "not decided: the widths span 2x, 16x are needed",
     ]
 
 
-def test_transfer_decides_over_16x_without_internal_names():
+def test_transfer_decides_over_16x_without_internal_names(tmp_path, monkeypatch, capsys):
     lrs = [2.0**k for k in range(-10, -3)]  # 7 rates
     optima = {("sp", 64): 4, ("sp", 1024): 1, ("mup", 64): 3, ("mup", 1024): 3}
-    got = cli_transfer.sentences(summarize(_lines(optima, lrs), lrs, 64, 2))
+    got = summarize(_lines(optima, lrs), lrs, 64, 2).sentences()
     assert got == [
         "sp: the optimum moves by 3 grid steps over 16x width (64 -> 1024); as expected "
-        "(at least 2 grid steps expected over 16x width)",
+        "(at least 2 steps expected over 16x width)",
         "mup: the optimum moves by 0 grid steps over 16x width (64 -> 1024); as expected "
-        "(at most 1 grid step expected over 16x width)",
-        CLAIM + "holds: muP's moves by 0 grid steps, SP's by 3 grid steps over 16x width",
+        "(at most 1 step expected over 16x width)",
+        CLAIM + "holds: muP's optimum moves by 0 steps, SP's by 3 steps over 16x width",
     ]
     optima[("sp", 1024)] = 3  # SP moves by one step only: the claim does not hold
-    got = cli_transfer.sentences(summarize(_lines(optima, lrs), lrs, 64, 2))
-    assert "NOT as expected (at least 2 grid steps expected over 16x width)" in got[0]
+    summary = summarize(_lines(optima, lrs), lrs, 64, 2)
+    got = _printed(["--widths", "64,1024"], summary, tmp_path, monkeypatch, capsys)
+    assert "NOT as expected (at least 2 steps expected over 16x width)" in got[0]
     assert got[-1] == CLAIM + (
-        "does not hold: muP's moves by 0 grid steps, SP's by 1 grid step over 16x width"
+        "does not hold: muP's optimum moves by 0 steps, SP's by 1 step over 16x width"
     )
     assert not any("check (b)" in s or "issue" in s for s in got)
+    # report.md says the same
+    from initlab.reports.transfer import write_report
+
+    config = {"lrs": lrs, "resolved_base_width": 64, "resolved_base_depth": 2, "steps": 3,
+              "optimizer": "adam", "model": "mlp", "seeds": [0]}  # fmt: skip
+    write_report(tmp_path, config, _lines(optima, lrs))
+    report = (tmp_path / "report.md").read_text()
+    assert f"- {got[-1]}" in report and "check (b)" not in report
 
 
 # --- 5, 6, 10. transfer and sweep: errors named by the flag, in the flags' words ------------

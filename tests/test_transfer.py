@@ -312,12 +312,15 @@ def test_summary_counts_grid_steps_and_decides_check_b():
     assert (mup.steps, mup.as_expected) == (1, True)
     assert mup.optima == (2.0**-8, 2.0**-8, 2.0**-9)
     assert summary.check_b == (
-        "check (b) passes: muP's optimum moves by 1 step of the grid (at most 1 expected), "
-        "SP's by 3 steps (at least 2 expected) over 16x width"
+        "muP against SP (the optimal rate moves by at most one grid step over 16x width under "
+        "muP, at least two under SP): holds: muP's optimum moves by 1 step, SP's by 3 steps "
+        "over 16x width"
     )
     # muP moving by two grid steps fails the check
     optima[("mup", 1024)] = 2
-    assert summarize(_lines(optima, lrs, widths), lrs, 64, 2).check_b.startswith("check (b) fails")
+    assert summarize(_lines(optima, lrs, widths), lrs, 64, 2).check_b.endswith(
+        "does not hold: muP's optimum moves by 2 steps, SP's by 3 steps over 16x width"
+    )
     # a rate where one seed diverged is excluded: the optimum moves to the next best rate
     lines = _lines(optima, lrs, widths, diverge={("mup", 64, lrs[4], 1)})
     cell = summarize(lines, lrs, 64, 2).cells[3]
@@ -326,14 +329,20 @@ def test_summary_counts_grid_steps_and_decides_check_b():
     everything = {("sp", 256, lr, seed) for lr in lrs for seed in (0, 1)}
     summary = summarize(_lines(optima, lrs, widths, diverge=everything), lrs, 64, 2)
     assert summary.shifts[0].steps is None
-    assert summary.check_b.startswith("check (b) not decided: a width has no optimum")
+    assert summary.check_b.endswith("not decided: a width has no optimum (every rate diverged "
+                                    "or is missing)")  # fmt: skip
 
 
 def test_summary_says_when_the_widths_span_less_than_16x_or_an_optimum_is_at_the_edge():
     lrs = [2.0**k for k in range(-8, -4)]
     optima = {("sp", 64): 0, ("sp", 256): 1, ("mup", 64): 1, ("mup", 256): 1}
     summary = summarize(_lines(optima, lrs, (64, 256)), lrs, 64, 2)
-    assert summary.check_b == "check (b) not decided: the widths span 4x, the check needs 16x"
+    assert summary.check_b.endswith("under SP): not decided: the widths span 4x, 16x are needed")
+    # nor is either shift: "as expected" is stated over 16x width
+    assert summary.shifts[1].sentence() == (
+        "mup: the optimum moves by 0 grid steps over 4x width (64 -> 256); not decided: at most "
+        "1 step expected over 16x width, and this spans 4x"
+    )
     assert "grid's edge" in summary.shifts[0].sentence()
     assert "grid's edge" not in summary.shifts[1].sentence()
 

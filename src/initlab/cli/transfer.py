@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(result, int):
         return result
     print(format_table(result.summary))
-    print("\n" + "\n".join(f"- {s}" for s in sentences(result.summary)))
+    print("\n" + "\n".join(f"- {s}" for s in result.summary.sentences()))
     print(f"\nWrote {result.out_dir}: config.json, results.jsonl, summary.csv, report.md, figures")
     return 0
 
@@ -248,68 +248,3 @@ def _check_flags(args: argparse.Namespace) -> None:
             f"{torch.__version__}); use --device cpu, or --device auto to take CUDA only "
             "where there is one",
         )
-
-
-#: What the width comparison checks, in words (Yang et al. 2022, "Tensor Programs V", Sec. 3,
-#: Fig. 1: under muP the optimal learning rate stays put as the width grows; under SP it moves).
-CLAIM = (
-    "the optimal rate moves by at most one grid step over {ratio}x width under muP, at least "
-    "two under SP"
-)
-
-
-def sentences(summary) -> list[str]:
-    """The summary's findings as the command prints them: per parameterization and axis how
-    far the optimal rate moves, against what is expected over a
-    :data:`~initlab.reports.transfer.CHECK_RATIO` range (and "not decided" over a shorter one),
-    then whether muP and SP together behave as :data:`CLAIM` says.
-
-    Args:
-        summary: a :class:`~initlab.reports.transfer.TransferSummary`.
-
-    Returns:
-        One sentence per shift, then (when both ``sp`` and ``mup`` swept width) the verdict.
-    """
-    from initlab.reports.transfer import CHECK_RATIO
-
-    out = []
-    for shift in summary.shifts:
-        if shift.steps is None or shift.expected is None:
-            out.append(shift.sentence())  # no optimum somewhere, or nothing expected: as is
-            continue
-        bound, k = shift.expected
-        text = (
-            f"{shift.parameterization}: the optimum moves by {_steps(shift.steps)} over "
-            f"{shift.ratio:g}x {shift.axis} ({shift.values[0]} -> {shift.values[-1]}); "
-        )
-        expected = f"{bound} {_steps(k)} expected over {CHECK_RATIO}x {shift.axis}"
-        if shift.ratio < CHECK_RATIO:
-            text += f"not decided: {expected}, and this spans {shift.ratio:g}x"
-        else:
-            text += f"{'as expected' if shift.as_expected else 'NOT as expected'} ({expected})"
-        if shift.at_edge:
-            text += "; an optimum lies at the grid's edge, so the shift is a bound: widen the grid"
-        out.append(text)
-    width = {s.parameterization: s for s in summary.shifts if s.axis == "width"}
-    if "sp" in width and "mup" in width:
-        sp, mup = width["sp"], width["mup"]
-        claim = CLAIM.format(ratio=CHECK_RATIO)
-        ratio = min(sp.ratio, mup.ratio)
-        if ratio < CHECK_RATIO:
-            verdict = f"not decided: the widths span {ratio:g}x, {CHECK_RATIO}x are needed"
-        elif sp.steps is None or mup.steps is None:
-            verdict = "not decided: a width has no optimum (every rate diverged or is missing)"
-        else:
-            held = bool(mup.as_expected) and bool(sp.as_expected)
-            verdict = (
-                f"{'holds' if held else 'does not hold'}: muP's moves by {_steps(mup.steps)}, "
-                f"SP's by {_steps(sp.steps)} over {ratio:g}x width"
-            )
-            if sp.at_edge or mup.at_edge:
-                verdict += " (an optimum at the grid's edge: widen the grid)"
-        out.append(f"muP against SP ({claim}): {verdict}")
-    return out
-
-
-def _steps(count: int) -> str:
-    return f"{count} grid step{'' if count == 1 else 's'}"

@@ -120,9 +120,13 @@ class Shift:
             f"step{'s' if self.steps != 1 else ''} over {self.ratio:g}x {self.axis} "
             f"({lo} -> {hi})"
         )
-        if self.expected is not None:
+        if self.expected is not None:  # stated over CHECK_RATIO: a shorter range decides nothing
             bound, k = self.expected
-            text += f"; {'as expected' if self.as_expected else 'NOT as expected'} ({bound} {k})"
+            expected = f"{bound} {_steps_words(k)} expected over {CHECK_RATIO}x {self.axis}"
+            if self.ratio < CHECK_RATIO:
+                text += f"; not decided: {expected}, and this spans {self.ratio:g}x"
+            else:
+                text += f"; {'as expected' if self.as_expected else 'NOT as expected'} ({expected})"
         if self.at_edge:
             text += "; an optimum lies at the grid's edge, so the shift is a bound: widen the grid"
         return text
@@ -206,19 +210,21 @@ def _check_b(shifts: Sequence[Shift]) -> str | None:
     if "sp" not in width or "mup" not in width:
         return None
     sp, mup = width["sp"], width["mup"]
+    claim = (
+        f"muP against SP (the optimal rate moves by at most one grid step over {CHECK_RATIO}x "
+        "width under muP, at least two under SP): "
+    )
     if min(sp.ratio, mup.ratio) < CHECK_RATIO:
-        return (
-            f"check (b) not decided: the widths span {min(sp.ratio, mup.ratio):g}x, "
-            f"the check needs {CHECK_RATIO}x"
-        )
+        ratio = min(sp.ratio, mup.ratio)
+        return claim + f"not decided: the widths span {ratio:g}x, {CHECK_RATIO}x are needed"
     if sp.steps is None or mup.steps is None:
-        return "check (b) not decided: a width has no optimum (every rate diverged or is missing)"
+        return claim + "not decided: a width has no optimum (every rate diverged or is missing)"
     passed = bool(mup.as_expected) and bool(sp.as_expected)
     edge = " (an optimum at the grid's edge: widen the grid)" if sp.at_edge or mup.at_edge else ""
-    return (
-        f"check (b) {'passes' if passed else 'fails'}: muP's optimum moves by "
-        f"{_steps_words(mup.steps)} of the grid (at most 1 expected), SP's by "
-        f"{_steps_words(sp.steps)} (at least 2 expected) over {mup.ratio:g}x width{edge}"
+    return claim + (
+        f"{'holds' if passed else 'does not hold'}: muP's optimum moves by "
+        f"{_steps_words(mup.steps)}, SP's by {_steps_words(sp.steps)} over {mup.ratio:g}x "
+        f"width{edge}"
     )
 
 
