@@ -221,8 +221,9 @@ def _check_cells(config) -> None:
     group trains.
 
     Raises:
-        ArgumentError: (argument ``grid``) a cell's model cannot be built; the model that the
-            grid does not vary failing is left to the run (its own flags, e.g. --model-arg).
+        ArgumentError: (argument ``grid``) a cell's model refuses its values (ValueError,
+            TypeError). The model failing without the grid's values, or failing on the meta
+            device otherwise, is left to the run (its own flags, e.g. --model-arg).
     """
     import torch
 
@@ -233,8 +234,8 @@ def _check_cells(config) -> None:
     try:
         with torch.device("meta"):
             build_model(base.model, **base.model_params)
-    except (ValueError, TypeError):
-        return  # not the grid's fault: the run reports it under its own flag
+    except Exception:  # noqa: BLE001 - not the grid's fault (or a model the meta device cannot
+        return  # build): the run reports it under its own flag
     seen = set()
     for cfg, cells in config.groups().values():
         key = repr(sorted(cfg.model_params.items()))
@@ -250,6 +251,8 @@ def _check_cells(config) -> None:
             raise _argument(
                 "grid", f"the cell {values} fails: model {cfg.model!r} refuses it: {error}"
             ) from None
+        except Exception:  # noqa: BLE001 - e.g. an operation the meta device lacks: the run checks
+            continue
 
 
 def _no_heatmap(path) -> str:
