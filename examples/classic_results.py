@@ -105,10 +105,11 @@ def compare(name: str, title: str, options: str, args) -> None:
     epochs = sorted(steps)
     done = [sum(steps[e] for e in epochs if e <= epoch) for epoch in epochs]
     print(f"\n  test accuracy, mean [min, max] over {args.seeds} seeds, after this many steps:")
-    print(f"  {'scheme':<28} " + " ".join(f"{s:>22}" for s in done) + "  diverged")
+    width = max([28, *map(len, accuracy)])  # long names (orthogonal:gain=...) stay aligned
+    print(f"  {'scheme':<{width}} " + " ".join(f"{s:>22}" for s in done) + "  diverged")
     for scheme, by_epoch in accuracy.items():
         cells = " ".join(f"{_band(by_epoch.get(e, [])):>22}" for e in epochs)
-        print(f"  {scheme:<28} {cells}  {diverged[scheme]}/{args.seeds}")
+        print(f"  {scheme:<{width}} {cells}  {diverged[scheme]}/{args.seeds}")
 
 
 def glorot(args) -> None:
