@@ -34,6 +34,7 @@ import importlib
 import json
 import shlex
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -60,19 +61,27 @@ def _mlp(depth: int, width: int, activation: str) -> str:
     )
 
 
+#: The commands that exited with an error; the script's exit status is 1 when there is one.
+FAILED: list[str] = []
+
+
 def _run(command: str, args) -> int:
-    """Print ``initlab COMMAND`` and run it in this process (unless ``--dry-run``)."""
+    """Print ``initlab COMMAND`` and run it in this process (unless ``--dry-run``); a command
+    that fails is recorded in :data:`FAILED` and the script goes on with the next one."""
     print(f"\n$ initlab {command}", flush=True)
     if args.dry_run:
         return 0
     argv = shlex.split(command)
     if argv[0] in COMMANDS:
-        return initlab_main(argv)
-    # a command module not yet listed in initlab.cli.COMMANDS: through its own register()
-    parser = argparse.ArgumentParser(prog="initlab")
-    importlib.import_module(f"initlab.cli.{argv[0]}").register(parser.add_subparsers())
-    parsed = parser.parse_args(argv)
-    return parsed.func(parsed)
+        status = initlab_main(argv)
+    else:  # a command module not yet listed in initlab.cli.COMMANDS: its own register()
+        parser = argparse.ArgumentParser(prog="initlab")
+        importlib.import_module(f"initlab.cli.{argv[0]}").register(parser.add_subparsers())
+        parsed = parser.parse_args(argv)
+        status = parsed.func(parsed)
+    if status:
+        FAILED.append(f"initlab {command} (exit status {status})")
+    return status
 
 
 def _band(values: list[float], fmt: str = "{:.1%}") -> str:
@@ -241,6 +250,9 @@ def main() -> None:
     for name, run in EXPERIMENTS.items():
         if args.experiment in (name, "all"):
             run(args)
+    if FAILED:
+        print("\nfailed:\n  " + "\n  ".join(FAILED), file=sys.stderr)
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ def script():
     return module
 
 
-def test_band_table_has_hand_values_and_stays_aligned_with_long_names(script, tmp_path, capsys):
+def test_band_table_has_hand_values_and_stays_aligned_with_long_names(
+    script, tmp_path, capsys, monkeypatch
+):
     long = "orthogonal:gain=1.4142135623730951"  # 34 characters, past the 28 of the column
     lines = []
     for scheme, accuracies in (("he", (0.5, 0.7, 0.6)), (long, (0.1, 0.2, 0.3))):
@@ -30,7 +32,7 @@ def test_band_table_has_hand_values_and_stays_aligned_with_long_names(script, tm
     lines.append({"type": "status", "run": f"{long}/2", "status": "diverged"})
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "results.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
-    script._run = lambda command, args: 0  # the results are there: run nothing
+    monkeypatch.setattr(script, "_run", lambda command, args: 0)  # the results are there
     args = argparse.Namespace(out=str(tmp_path), seeds=3, first_seed=0, dry_run=False)
     script.compare("x", "title", "", args)
     out = capsys.readouterr().out.splitlines()
@@ -44,3 +46,19 @@ def test_band_table_has_hand_values_and_stays_aligned_with_long_names(script, tm
     # the columns line up: every row's step columns end where the header's do
     assert len({len(row.rsplit("  ", 1)[0]) for row in rows}) == 1
     assert rows[0].index("100") == rows[1].index("60.0%") + len("60.0% [50.0%, 70.0%]") - 3
+
+
+def test_a_failing_command_is_recorded_and_the_script_exits_1(script, monkeypatch, capsys):
+    args = argparse.Namespace(out="unused", seeds=1, first_seed=0, dry_run=False)
+    monkeypatch.setattr(script, "FAILED", [])
+    assert script._run("deeplinear --depths 0 --seeds 1", args) == 2  # refused by argparse
+    assert script.FAILED == ["initlab deeplinear --depths 0 --seeds 1 (exit status 2)"]
+    monkeypatch.setattr(script, "EXPERIMENTS", {"saxe": lambda args: script._run("x", args)})
+    monkeypatch.setattr(script, "_run", lambda command, args: script.FAILED.append(command))
+    monkeypatch.setattr("sys.argv", ["classic_results.py", "saxe"])
+    with pytest.raises(SystemExit) as stopped:
+        script.main()
+    assert stopped.value.code == 1
+    assert "failed:\n  initlab deeplinear --depths 0 --seeds 1 (exit status 2)\n  x" in (
+        capsys.readouterr().err
+    )
