@@ -98,12 +98,14 @@ def test_images_no_zoo_size_fits_are_refused_with_the_parameter_that_would(tmp_p
     assert compare(data, out) == 2
     err = capsys.readouterr().err
     assert err.startswith(
-        "initlab compare: error: model 'mlp-784-128-10' does not take the training images of "
+        "initlab compare: error: argument --model: model 'mlp-784-128-10' does not take the "
+        "training images of "
         "dataset 'glyphs', 27x28 pixels (a batch of shape (2, 1, 27, 28)): shape '[2, 784]' is "
         "invalid for input of size 1512; model 'mlp-784-128-10' takes 28x28 images only"
     )
     assert compare(data, out, "--model", "mlp") == 2
     err = capsys.readouterr().err
+    assert err.startswith("initlab compare: error: argument --model-arg: model 'mlp' does not")
     assert err.rstrip().endswith("; for 27x28 images build it with in_features=756")
     assert compare(data, out, "--model", "cnn") == 2
     err = capsys.readouterr().err

@@ -37,6 +37,7 @@ FLAGS: dict[str, str] = {
     "data": "--data",
     "data_dir": "--data-dir",
     "dataset": "--dataset",
+    "device": "--device",
     "download": "--download",
     "model": "--model",
     "standardize": "--standardize",

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from initlab._checks import one_of
+from initlab._checks import ArgumentError, one_of
 from initlab.experiments.config import TrainConfig
 
 __all__ = [
@@ -198,13 +198,18 @@ def resolve_device(device: str) -> torch.device:
     ``cuda:{LOCAL_RANK mod device_count}``, so the ranks on one machine do not all share GPU 0.
 
     Raises:
-        ValueError: unknown name, or ``"cuda"`` when CUDA is not available.
+        ArgumentError: (a ValueError naming ``device``) unknown name, or ``"cuda"`` when CUDA is
+            not available.
     """
     one_of("device", device, ("cpu", "cuda", "auto"))
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' but CUDA is not available; use device='cpu' or 'auto'")
+        raise ArgumentError(
+            "device",
+            f"device 'cuda' is not available on this machine (PyTorch {torch.__version__}); "
+            "use 'cpu', or 'auto' to take CUDA only where there is one",
+        )
     local_rank = os.environ.get("LOCAL_RANK")
     if device == "cuda" and local_rank is not None:
         return torch.device("cuda", int(local_rank) % torch.cuda.device_count())

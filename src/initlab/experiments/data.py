@@ -231,10 +231,12 @@ def _logits(model, images, split, name, model_name, device) -> int:
         with torch.no_grad():
             logits = model(x)
     except (RuntimeError, ValueError, IndexError) as error:
-        raise ValueError(
+        hint = _input_hint(model_name, images)
+        raise ArgumentError(
+            _hint_argument(hint),
             f"model {model_name or type(model).__name__!r} does not take the {split} images of "
             f"dataset {name!r}, {_size(images)} pixels (a batch of shape {tuple(x.shape)}): "
-            f"{error}{_input_hint(model_name, images)}"
+            f"{error}{hint}",
         ) from None
     finally:
         model.train(training)
@@ -248,6 +250,12 @@ def _logits(model, images, split, name, model_name, device) -> int:
     return logits.shape[1]
 
 
+def _hint_argument(hint: str) -> str:
+    """The argument a model's input-size error names: ``model_params`` where a parameter of the
+    model would fit the data (``build it with ...``), else ``model`` (another model would)."""
+    return "model_params" if "build it with" in hint else "model"
+
+
 def _input_hint(model_name: str | None, images: torch.Tensor) -> str:
     """Which of the zoo model's parameters set its input size, for ``images``' size."""
     if model_name not in (*MODELS, *MODEL_ALIASES):
@@ -257,7 +265,10 @@ def _input_hint(model_name: str | None, images: torch.Tensor) -> str:
         features = images[0].numel()
         if "in_features" in accepted:
             return f"; for inputs of {features} values build it with in_features={features}"
-        return f"; model {model_name!r} takes one-channel (N, H, W) images only"
+        return (
+            f"; model {model_name!r} takes one-channel (N, H, W) images only; the zoo's 'mlp' "
+            f"takes vectors (in_features={features})"
+        )
     h, w = images.shape[1:]
     if "in_features" in accepted:
         return f"; for {h}x{w} images build it with in_features={h * w}"
