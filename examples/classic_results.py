@@ -102,18 +102,22 @@ def compare(name: str, title: str, options: str, args) -> None:
     lines = read_results(out / "results.jsonl")
     accuracy: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     steps: dict[int, int] = {}
+    diverged = defaultdict(int)
     for line in lines:
+        if "run" in line:  # every scheme gets a row, also one whose runs all diverged early
+            accuracy[line["run"].rsplit("/", 1)[0]]  # noqa: B018 (creates the row)
         if line.get("type") == "epoch":
             scheme = line["run"].rsplit("/", 1)[0]
             accuracy[scheme][line["epoch"]].append(line["test_accuracy"])
             steps[line["epoch"]] = line["steps"]
-    diverged = defaultdict(int)
-    for line in lines:
         if line.get("type") == "status" and line.get("status") == "diverged":
             diverged[line["run"].rsplit("/", 1)[0]] += 1
     epochs = sorted(steps)
     done = [sum(steps[e] for e in epochs if e <= epoch) for epoch in epochs]
-    print(f"\n  test accuracy, mean [min, max] over {args.seeds} seeds, after this many steps:")
+    print(
+        f"\n  test accuracy, mean [min, max] over {args.seeds} seeds (those that had not "
+        "diverged by then), after this many steps:"
+    )
     width = max([28, *map(len, accuracy)])  # long names (orthogonal:gain=...) stay aligned
     print(f"  {'scheme':<{width}} " + " ".join(f"{s:>22}" for s in done) + "  diverged")
     for scheme, by_epoch in accuracy.items():

@@ -30,6 +30,9 @@ def test_band_table_has_hand_values_and_stays_aligned_with_long_names(
                 line = {"type": "epoch", "run": run, "epoch": epoch, "steps": steps}
                 lines.append({**line, "test_accuracy": accuracy + (epoch - 1) * 0.05})
     lines.append({"type": "status", "run": f"{long}/2", "status": "diverged"})
+    for seed in range(3):  # diverged before its first evaluation: no epoch line at all
+        lines.append({"type": "init", "run": f"dead/{seed}"})
+        lines.append({"type": "status", "run": f"dead/{seed}", "status": "diverged"})
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "results.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
     monkeypatch.setattr(script, "_run", lambda command, args: 0)  # the results are there
@@ -37,12 +40,13 @@ def test_band_table_has_hand_values_and_stays_aligned_with_long_names(
     script.compare("x", "title", "", args)
     out = capsys.readouterr().out.splitlines()
     header = next(i for i, text in enumerate(out) if text.lstrip().startswith("scheme"))
-    rows = out[header : header + 3]
+    rows = out[header : header + 4]
     # after 100 and 200 steps: mean [min, max] over the 3 seeds, by hand
     assert "60.0% [50.0%, 70.0%]" in rows[1] and "65.0% [55.0%, 75.0%]" in rows[1]
     assert "20.0% [10.0%, 30.0%]" in rows[2] and "25.0% [15.0%, 35.0%]" in rows[2]
     assert rows[1].endswith("0/3") and rows[2].endswith("1/3")
     assert rows[2].startswith(f"  {long} ")
+    assert rows[3].split() == ["dead", "-", "-", "3/3"]  # a row, not left out
     # the columns line up: every row's step columns end where the header's do
     assert len({len(row.rsplit("  ", 1)[0]) for row in rows}) == 1
     assert rows[0].index("100") == rows[1].index("60.0%") + len("60.0% [50.0%, 70.0%]") - 3
