@@ -326,8 +326,6 @@ def _checked_config(config: CompareConfig | None, out: Path, resume: bool) -> Co
         require_config(out)
         return CompareConfig.from_json((out / CONFIG).read_text())
     refuse_existing(out)
-    if resolve_task(config.task).kind != "lm":  # a language model needs its corpus's vocabulary
-        _check_applicable(config)
     return config
 
 
@@ -391,15 +389,16 @@ def _discard_failed_start(out: Path) -> None:
         log.info("removed the empty results.jsonl and config.json of the failed start in %s", out)
 
 
-def _check_applicable(config: CompareConfig) -> None:
+def _check_applicable(config: CompareConfig, data: TensorData) -> None:
     """Build the model once and apply every scheme to a copy; raise if one fails.
 
-    Steps that need data (LSUV's batch, a source checkpoint) are left to the runs.
+    The policy traces the data's first inputs (``auto`` on vectors, not a 28x28 probe); steps
+    that need more data (LSUV's batch, a source checkpoint) are left to the runs.
     """
     with torch.random.fork_rng(devices=[]):  # construction draws from the global RNG
         model = build_model(config.model, **config.model_params)
     for scheme in config.schemes:
-        check_fits(model, scheme, config.model)
+        check_fits(model, scheme, config.model, batch=init_batch(data))
 
 
 def _prepare(saved: CompareConfig) -> tuple[CompareConfig, TensorData]:
@@ -446,7 +445,9 @@ def _prepare(saved: CompareConfig) -> tuple[CompareConfig, TensorData]:
         model = build_model(config.model, **config.model_params).to(device)
     check_data(model, dataset, model_name=config.model, device=device)
     _check_pretrain_data(config, model, device)
-    return config, tensor_data(dataset, device, val)
+    data = tensor_data(dataset, device, val)
+    _check_applicable(config, data)
+    return config, data
 
 
 def _prepare_lm(saved: CompareConfig) -> tuple[CompareConfig, TensorData]:
@@ -466,7 +467,7 @@ def _prepare_lm(saved: CompareConfig) -> tuple[CompareConfig, TensorData]:
     with torch.random.fork_rng(devices=[]):  # PyTorch's default init draws globally
         model = build_model(config.model, **config.model_params).to(device)
     check_fit(resolve_task(config.task), model, data, config.model)
-    _check_applicable(config)
+    _check_applicable(config, data)
     return config, data
 
 

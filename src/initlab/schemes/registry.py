@@ -396,11 +396,13 @@ def initialize(
     return model
 
 
-def check_fits(model: nn.Module, scheme: str, model_name: str) -> None:
+def check_fits(model: nn.Module, scheme: str, model_name: str, *, batch=None) -> None:
     """Initialize a copy of ``model`` by ``scheme``; say so if the scheme does not fit it.
 
     The steps that need data (a batch, a source checkpoint) are left out: they are checked
-    when they run. ``model`` itself is not changed.
+    when they run. ``model`` itself is not changed. ``batch`` (a tensor or ``(inputs, ...)``,
+    as :meth:`Scheme.apply` takes it) is what the policy traces, e.g. ``auto`` on inputs that
+    are not 28x28 images; without it ``auto`` traces a zero MNIST-sized image.
 
     Raises:
         ArgumentError: the scheme fails on the model (argument ``model``), e.g. ``fixup``
@@ -414,7 +416,7 @@ def check_fits(model: nn.Module, scheme: str, model_name: str) -> None:
     checks = [s for s in spec.steps if s not in offline and hasattr(s, "check_model")]
     try:
         dataclasses.replace(spec, steps=offline).apply(
-            copy.deepcopy(model), options, generator=torch.Generator().manual_seed(0)
+            copy.deepcopy(model), options, generator=torch.Generator().manual_seed(0), batch=batch
         )
         for step in checks:
             step.check_model(model)
