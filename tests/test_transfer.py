@@ -347,6 +347,29 @@ def test_summary_says_when_the_widths_span_less_than_16x_or_an_optimum_is_at_the
     assert "grid's edge" not in summary.shifts[1].sentence()
 
 
+def test_depth_shift_is_decided_over_2_to_16_blocks():
+    # issue 15 check c asks depth transfer over 2 to 16 blocks (8x), not 16x as for width
+    lrs = [2.0**k for k in range(-8, -4)]
+    lines = [
+        {"type": "run", "parameterization": "completep", "width": 32, "depth": d, "lr": lr,
+         "seed": 0, "status": "finished", "val_loss": abs(i - 1) + 1.0}  # optimum: index 1
+        for d in (2, 4, 8, 16) for i, lr in enumerate(lrs)
+    ]  # fmt: skip
+    (shift,) = summarize(lines, lrs, 32, 2).shifts
+    assert (shift.axis, shift.steps, shift.ratio, shift.as_expected) == ("depth", 0, 8, True)
+    assert shift.sentence() == (
+        "completep: the optimum moves by 0 grid steps over 8x depth (2 -> 16); as expected "
+        "(at most 1 step expected over 8x depth)"
+    )
+    shorter = [line for line in lines if line["depth"] in (2, 8)]
+    assert (
+        summarize(shorter, lrs, 32, 2)
+        .shifts[0]
+        .sentence()
+        .endswith("not decided: at most 1 step expected over 8x depth, and this spans 4x")
+    )
+
+
 def test_format_lr_writes_powers_of_two():
     assert [format_lr(2.0**-8), format_lr(3e-4), format_lr(None)] == ["2^-8", "0.0003", "-"]
 

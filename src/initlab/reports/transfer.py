@@ -39,7 +39,8 @@ __all__ = [
     "write_report",
 ]
 
-#: What each parameterization should do over a 16x range, per axis: ("at most"|"at least", k).
+#: What each parameterization should do over the axis's range (:data:`AXIS_RATIO`), per axis:
+#: ("at most"|"at least", k).
 EXPECTED: dict[tuple[str, str], tuple[str, int]] = {
     ("sp", "width"): ("at least", 2),
     ("mup", "width"): ("at most", 1),
@@ -51,6 +52,9 @@ EXPECTED: dict[tuple[str, str], tuple[str, int]] = {
 }
 #: The range over which check (b) is stated.
 CHECK_RATIO = 16
+#: The range each axis's expectation is stated over: 16x width (issue 15, checks b and c), 8x
+#: depth (issue 15, check c: 2 to 16 blocks).
+AXIS_RATIO = {"width": CHECK_RATIO, "depth": 8}
 
 
 @dataclass(frozen=True)
@@ -120,10 +124,11 @@ class Shift:
             f"step{'s' if self.steps != 1 else ''} over {self.ratio:g}x {self.axis} "
             f"({lo} -> {hi})"
         )
-        if self.expected is not None:  # stated over CHECK_RATIO: a shorter range decides nothing
+        if self.expected is not None:  # stated over AXIS_RATIO: a shorter range decides nothing
             bound, k = self.expected
-            expected = f"{bound} {_steps_words(k)} expected over {CHECK_RATIO}x {self.axis}"
-            if self.ratio < CHECK_RATIO:
+            needed = AXIS_RATIO[self.axis]
+            expected = f"{bound} {_steps_words(k)} expected over {needed}x {self.axis}"
+            if self.ratio < needed:
                 text += f"; not decided: {expected}, and this spans {self.ratio:g}x"
             else:
                 text += f"; {'as expected' if self.as_expected else 'NOT as expected'} ({expected})"
