@@ -131,9 +131,35 @@ def test_diagnose_standardizes_per_pixel(tmp_path):
     assert got == pytest.approx(want, rel=1e-6)  # float32 sums, maybe in another order
 
 
-def test_a_saved_comparison_refuses_pixel_before_writing(tmp_path, capsys):
-    out = tmp_path / "s"
-    args = _parse("sweep", ["--grid", "sw2=1,2", "--standardize", "pixel", "--out", str(out)])
-    assert args.func(args) == 2
-    assert "--standardize pixel is taken by initlab train without --out" in capsys.readouterr().err
-    assert not out.exists()
+def test_a_saved_comparison_records_pixel_and_loads_per_pixel(tmp_path, capsys):
+    import json
+
+    from initlab.cli import main
+    from initlab.experiments.config import CompareConfig
+    from initlab.experiments.data import load_data
+
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 256, (40, 4, 4), dtype=np.uint8)
+    x[:, 1, 2] = 200  # constant over the training images: centred only
+    y = np.arange(40) % 2
+    path = tmp_path / "d.npz"
+    np.savez(path, x_train=x, y_train=y, x_test=x[:6], y_test=y[:6])
+    out = tmp_path / "c"
+    argv = ["compare", "--data", str(path), "--model", "mlp", "--model-arg", "in_features=16"]
+    argv += ["--standardize", "pixel", "--schemes", "xavier_uniform", "--seeds", "1"]
+    argv += ["--epochs", "1", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["standardize"] == "pixel"
+    assert CompareConfig.from_json((out / "config.json").read_text()).standardize == "pixel"
+    # what the runs trained on: every position mean 0, std 1 over the 40 training images (the
+    # population std, as standardize computes it), the constant one exactly 0
+    train = load_data("npz", str(path), standardize="pixel").inputs("train").reshape(40, 16)
+    train = torch.as_tensor(train, dtype=torch.float64)
+    torch.testing.assert_close(
+        train.mean(0), torch.zeros(16, dtype=torch.float64), atol=1e-6, rtol=0
+    )
+    std = train.std(0, correction=0)
+    assert std[6] == 0 and torch.allclose(
+        std[torch.arange(16) != 6], torch.ones(15, dtype=torch.float64), atol=1e-5
+    )

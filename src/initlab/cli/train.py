@@ -217,8 +217,8 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         metavar="pixel",
         help="standardize the inputs with the training split's mean and std, for both splits: "
         "per channel (the bare flag, or 'channel'); 'pixel': per pixel (mean 0, std 1 at every "
-        "input position; a pixel constant over the training images is only centred), for "
-        "initlab train without --out or --lr-grid (default: off, pixels / 255)",
+        "input position; a pixel constant over the training images is only centred) "
+        "(default: off, pixels / 255)",
     )
     add(
         "--data-dir",
@@ -347,23 +347,10 @@ def standardize_mode(text: str) -> bool | str:
     raise argparse.ArgumentTypeError(f"expected channel or pixel (or no value); got {text!r}")
 
 
-def config_standardize(args: argparse.Namespace) -> bool:
-    """``--standardize`` as a comparison's config records it (a bool: per channel or off).
-
-    Raises:
-        ArgumentError: (argument ``standardize``) ``--standardize pixel``, which the
-            comparison config does not record yet.
-    """
-    from initlab._checks import ArgumentError
-
-    if args.standardize == "pixel":
-        raise ArgumentError(
-            "standardize",
-            "--standardize pixel is taken by initlab train without --out or --lr-grid and by "
-            "initlab diagnose; a saved comparison (compare, sweep, train --out, --lr-grid) "
-            "records only per-channel standardization: use --standardize (per channel)",
-        )
-    return bool(args.standardize)
+def config_standardize(args: argparse.Namespace) -> bool | str:
+    """``--standardize`` as a comparison's config records it: ``False`` (off), ``True`` (per
+    channel) or ``"pixel"`` (:class:`~initlab.experiments.config.CompareConfig`)."""
+    return "pixel" if args.standardize == "pixel" else bool(args.standardize)
 
 
 def _parse(kind, text: str, expected: str):

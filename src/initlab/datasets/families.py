@@ -322,8 +322,9 @@ class Dataset:
         test_labels: ``(M,)`` int64.
         num_classes: number of classes.
         source: ``"embedded"`` or the directory the files came from.
-        mean, std: per-channel statistics the images were standardized with
-            (:func:`~initlab.datasets.arrays.standardize`); ``None`` when not standardized.
+        mean, std: the statistics the images were standardized with
+            (:func:`~initlab.datasets.arrays.standardize`): per channel, or per input position
+            (flattened) for ``per="pixel"``; ``None`` when not standardized.
     """
 
     name: str

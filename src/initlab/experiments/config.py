@@ -154,8 +154,9 @@ class CompareConfig:
             folder, or ``dataset`` a factory ``"package.module:function"``
             (:mod:`initlab.datasets.sources`); ``config.json`` records both, so ``--resume``
             reloads the same source.
-        standardize: standardize the inputs per channel with the training split's mean and
-            std (:func:`~initlab.datasets.arrays.standardize`); off by default.
+        standardize: standardize the inputs with the training split's mean and std
+            (:func:`~initlab.datasets.arrays.standardize`): ``True`` per channel, ``"pixel"``
+            per input position; off (``False``) by default.
         bias_init: bias rule for every run (``None``: each scheme's default).
         target_accuracy: test accuracy (fraction) whose first epoch the report counts.
         train_subset, test_subset: optional sizes (>= 1) of seeded random subsets, for quick
@@ -210,7 +211,7 @@ class CompareConfig:
     data_dir: str | None = None
     download: bool = False
     data: str | None = None
-    standardize: bool = False
+    standardize: bool | str = False
     bias_init: str | None = None
     target_accuracy: float = 0.97
     train_subset: int | None = None
@@ -245,8 +246,10 @@ class CompareConfig:
         # the data source, checked without reading it; "auto" resolved to "npz" or "folder"
         dataset, _ = resolve_source(self.dataset, self.data, data_dir=self.data_dir)
         object.__setattr__(self, "dataset", dataset)
-        if not isinstance(self.standardize, bool):
-            raise TypeError(f"standardize must be a bool; got standardize={self.standardize!r}")
+        if not (isinstance(self.standardize, bool) or self.standardize == "pixel"):
+            raise TypeError(
+                f"standardize must be True, False or 'pixel'; got standardize={self.standardize!r}"
+            )
         if not 0.0 < self.target_accuracy <= 1.0:
             raise ValueError(
                 "target_accuracy is a fraction in (0, 1]; "

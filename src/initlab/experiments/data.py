@@ -45,15 +45,16 @@ def load_data(
     train_subset: int | None = None,
     test_subset: int | None = None,
     seed: int = 0,
-    standardize: bool = False,
+    standardize: bool | str = False,
 ) -> Dataset:
     """Load a run's data source, take its subsets, standardize it if asked; write nothing.
 
     The source is ``(dataset, data)`` of :func:`~initlab.datasets.sources.load_source`
     (an IDX family, an ``.npz`` file, an image folder or a dataset factory). Subsets are drawn
     first (:meth:`~initlab.datasets.families.Dataset.subset`, seeded with ``seed``), then
-    :func:`~initlab.datasets.arrays.standardize` computes its per-channel statistics on the
-    training images that will train, never on the test split.
+    :func:`~initlab.datasets.arrays.standardize` computes its statistics (per channel for
+    ``True``, per input position for ``"pixel"``) on the training images that will train,
+    never on the test split.
 
     Raises:
         As :func:`~initlab.datasets.sources.load_source`, ``Dataset.subset`` and
@@ -62,7 +63,12 @@ def load_data(
     loaded = load_source(dataset, data, data_dir=data_dir, download=download)
     if train_subset is not None or test_subset is not None:
         loaded = loaded.subset(train_subset, test_subset, seed=seed)
-    return standardize_dataset(loaded) if standardize else loaded
+    return standardize_dataset(loaded, per=_per(standardize)) if standardize else loaded
+
+
+def _per(standardize: bool | str) -> str:
+    """``standardize``'s ``per`` argument: ``"pixel"`` for ``"pixel"``, else ``"channel"``."""
+    return "pixel" if standardize == "pixel" else "channel"
 
 
 def load_split(
@@ -80,7 +86,8 @@ def load_split(
     scale = options.pop("standardize", False)
     fit, val = hold_out(load_data(dataset, data, **options), val_fraction, options.get("seed", 0))
     if scale:
-        fit, val = standardize_dataset(fit), standardize_dataset(val)
+        per = _per(scale)
+        fit, val = standardize_dataset(fit, per=per), standardize_dataset(val, per=per)
     return fit, val
 
 
