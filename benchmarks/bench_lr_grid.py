@@ -1,7 +1,7 @@
 """Time ``initlab compare --lr-grid`` of 4 rates against the same sweep without it, per run.
 
-The goal (issue 13, Speed): "an ``--lr-grid`` of 4 rates costs at most 1.5x the sweep without
-it per run (stacking)". Both are :func:`initlab.experiments.sweep.run_sweep` with
+The goal: an ``--lr-grid`` of 4 rates costs at most 1.5x the sweep without it per run
+(stacking). Both are :func:`initlab.experiments.sweep.run_sweep` with
 ``vectorize=True``, end to end as ``initlab compare`` runs them (data, inits with their
 diagnosis files, training stacked, results, report and figures) into temporary directories:
 
@@ -10,7 +10,7 @@ diagnosis files, training stacked, results, report and figures) into temporary d
 - with ``--lr-grid 1e-4,3e-4,1e-3,3e-3``: the same sweep at 4 rates, 72 runs in one stack
   (:class:`~initlab.experiments.optim.StackedOptimizer` steps each at its own rate). A grid
   holds out a validation split (10% of the training images) and evaluates it every epoch, so
-  its runs take 10% fewer steps; the ratio is printed per run (the issue's measure) and per
+  its runs take 10% fewer steps; the ratio is printed per run (the goal's measure) and per
   optimizer step of a run.
 - with ``--per-rate``, also the way a grid trained before one stack held every rate: each rate
   as a sweep of its own (a one-rate grid: the same validation split, one stack of 18 runs).
@@ -22,7 +22,7 @@ Run it alone (nothing else on the CPU):
     .venv/bin/python benchmarks/bench_lr_grid.py
     .venv/bin/python benchmarks/bench_lr_grid.py --train-subset 5000 --test-subset 1000 --epochs 1
 
-The second line is a smoke run; the first is the issue's measurement.
+The second line is a smoke run; the first is the measurement the goal refers to.
 """
 
 from __future__ import annotations

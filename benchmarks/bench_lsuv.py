@@ -1,6 +1,6 @@
 """Time LSUV on a 30-layer MLP: ``initlab.lsuv_`` against the ``lsuv`` package from PyPI.
 
-The goal (issue "Speed and scale", item 3): at least 10 times faster at equal tolerance.
+The goal: at least 10 times faster at equal tolerance.
 
 Both run Mishkin and Matas's Algorithm 1 ("All you need is a good init", ICLR 2016) on the same
 model and batch with the same settings: orthonormal pre-initialization, biases zero, target

@@ -1,4 +1,4 @@
-"""Time stacked training of the sequence models against plain PyTorch loops (issue 14, Speed).
+"""Time stacked training of the sequence models against plain PyTorch loops.
 
 The goal: for the character-level transformer (``char-gpt``) and LSTM (``char-rnn``) of the
 ``char-lm`` task, a sweep of 4 schemes x 3 seeds trained stacked at least 3 times faster than
@@ -35,7 +35,7 @@ alone (nothing else on the CPU):
     .venv/bin/python benchmarks/bench_sequence.py --model char-rnn --repeats 3
     .venv/bin/python benchmarks/bench_sequence.py --smoke  # a few steps: checks it runs
 
-The first line is the issue's measurement.
+The first line is the measurement the goal refers to.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ SCHEMES = {
     "char-rnn": ("torch_default", "xavier_uniform", "rnn_orthogonal", "orthogonal"),
 }
 SEEDS = 3
-GOAL = 3.0  # the issue's speed-up, plain / stacked
+GOAL = 3.0  # the speed-up to reach, plain / stacked
 WEIGHT_DECAY = 0.01  # TrainConfig's default, as initlab compare --task char-lm trains
 EVAL_BATCH = 1000  # TrainConfig's default eval_batch_size
 

@@ -1,6 +1,6 @@
 """Time the default sweep: ``initlab compare`` (runs stacked) against the seed's plain loop.
 
-The goal (issue "Speed and scale", item 2): the default comparison, 6 schemes x 3 seeds of the
+The goal: the default comparison, 6 schemes x 3 seeds of the
 seed's InitNet, 5 epochs on full MNIST, at least 4 times faster than 18 sequential runs of the
 seed's plain PyTorch loop.
 
@@ -21,7 +21,7 @@ Both run in one process with the same thread count. Run it alone (nothing else o
     .venv/bin/python benchmarks/bench_sweep.py
     .venv/bin/python benchmarks/bench_sweep.py --train-subset 5000 --test-subset 1000 --epochs 1
 
-The second line is a smoke run; the first is the issue's measurement.
+The second line is a smoke run; the first is the measurement the goal refers to.
 """
 
 from __future__ import annotations

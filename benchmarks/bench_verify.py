@@ -1,5 +1,5 @@
 """Time ``initlab.policy.verify.verify`` on a GPT-2-small-sized model against one ``normal_``
-fill of its parameters (issue 17: target at most 2x).
+fill of its parameters (target: at most 2x).
 
 The model is Hugging Face's ``GPT2LMHeadModel`` with the GPT-2 small config (n_embd 768, 12
 layers, 12 heads, vocabulary 50257, 1024 positions: 124.4M parameters, the token embedding

@@ -1,4 +1,4 @@
-"""The parts the classic experiments need (issue 16, item 3): the linear activation, the residual
+"""The parts the classic experiments need: the linear activation, the residual
 block without post-activation, zero-gamma, forget bias for any scheme, the Jacobian spectrum and
 the synthetic tasks."""
 

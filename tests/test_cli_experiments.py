@@ -33,7 +33,7 @@ def test_help_explains_every_option_with_its_default(command, capsys):
     assert parser.description.split()[0] in capsys.readouterr().out
 
 
-def test_compare_defaults_are_the_issues():
+def test_compare_defaults():
     args = build_parser().parse_args(["compare"])
     assert args.schemes == "xavier-then-he,zeros,normal,xavier_uniform,kaiming_uniform,orthogonal"
     assert (args.seeds, args.epochs, args.model, args.target_accuracy) == (

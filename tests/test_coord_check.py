@@ -1,4 +1,4 @@
-"""The quantitative coordinate check (issue 15, item 2 and check a).
+"""The quantitative coordinate check.
 
 Exact values on a model whose updates are computed by hand; the log-log fit against hand
 arithmetic; standard parameterization against muP on MNIST (Tensor Programs V);
@@ -194,7 +194,7 @@ def test_hidden_layer_change_grows_under_sp_and_is_flat_under_mup(sp_and_mup):
     # Tensor Programs V and mup's coord check (README): under SP with Adam a hidden layer's
     # change grows about like width, under muP it is width-independent. Measured (seeds 0..2,
     # steps 1..3): SP slope 0.76..0.79, muP 0.03, standard errors 0.02..0.03 from 12 points; the
-    # thresholds (0.5 and 0.15, the issue's) are 9 and 6 standard errors from the measurements.
+    # expected thresholds (0.5 and 0.15) are 9 and 6 standard errors from the measurements.
     sp, mup = sp_and_mup
     for step in (1, 2, 3):
         (sp_row,) = sp.select(role="hidden", quantity="change", step=step)

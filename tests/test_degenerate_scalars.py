@@ -1,5 +1,5 @@
 """Degenerate scalars: a ValueError naming the argument, its value and the dtype, never a silent
-inf, NaN or zero tensor (issue 11, item 11). Nothing is written when an argument is refused."""
+inf, NaN or zero tensor. Nothing is written when an argument is refused."""
 
 from __future__ import annotations
 
@@ -77,17 +77,17 @@ def test_trunc_normal_bounds_may_be_infinite_but_not_nan(argument):
     assert torch.isfinite(il.trunc_normal_(tensor, **{argument: bound})).all()
 
 
-# --- the issue's examples ---
+# --- infinite, NaN and overflowing arguments ---
 
 
 def test_kaiming_with_infinite_slope_raises_instead_of_filling_zeros():
-    # before: gain sqrt(2 / (1 + inf)) = 0, so a weight of zeros without a word
+    # without the check: gain sqrt(2 / (1 + inf)) = 0, so a weight of zeros without a word
     with pytest.raises(ValueError, match=r"a must be a finite number; got a=inf"):
         il.kaiming_normal_(torch.empty(8, 4), a=INF)
 
 
 def test_kaiming_with_nan_slope_raises_a_value_error_naming_a():
-    # before: a raw RuntimeError from Tensor.normal_ about its std
+    # without the check: a raw RuntimeError from Tensor.normal_ about its std
     with pytest.raises(ValueError, match=r"a must not be NaN; got a=nan"):
         il.kaiming_normal_(torch.empty(8, 4), a=NAN)
 
@@ -95,7 +95,7 @@ def test_kaiming_with_nan_slope_raises_a_value_error_naming_a():
 @pytest.mark.parametrize("nonlinearity", ["leaky_relu", "relu", "tanh", "linear"])
 @pytest.mark.parametrize("param", [NAN, INF, -INF], ids=["nan", "inf", "-inf"])
 def test_calculate_gain_refuses_a_non_finite_param(nonlinearity, param):
-    # before: leaky_relu gave NaN (nan) or 0 (inf); the others ignored it
+    # without the check: leaky_relu gives NaN (nan) or 0 (inf); the others ignore it
     with pytest.raises(ValueError, match=re.escape(f"got param={param!r}")):
         il.calculate_gain(nonlinearity, param)
 
@@ -123,7 +123,7 @@ def test_compute_gain_with_an_overflowing_parameter_names_it():
     ("dtype", "std"), [(torch.float32, 1e300), (torch.float16, 1e5)], ids=["float32", "float16"]
 )
 def test_normal_whose_draws_overflow_the_dtype_raises(dtype, std):
-    # before: a tensor of inf (float32: std itself rounds to inf; float16: |x| > 65504)
+    # without the check: a tensor of inf (float32: std itself rounds to inf; float16: |x| > 65504)
     tensor = torch.zeros(1000, dtype=dtype)
     message = rf"{re.escape(f'std={std!r}')} gives values up to .*largest {dtype}"
     with pytest.raises(ValueError, match=message):
@@ -191,7 +191,7 @@ def test_normal_reach_bound_is_the_box_muller_limit_of_64_bit_uniforms():
 
 def test_trunc_normal_parent_std_beyond_float32_with_bounds_inside_it_is_sampled():
     # std 5e38 is not a float32 number, but N(0, 5e38) cut to +-3e38 is a law on float32 values
-    # (before: a raw RuntimeError from the float32 sampler)
+    # (without the check: a raw RuntimeError from the float32 sampler)
     tensor = torch.empty(10_000)
     il.trunc_normal_(
         tensor, std=5e38, a=-3e38, b=3e38, bounds="absolute", generator=torch.Generator()

@@ -1,7 +1,7 @@
 """diagnose on NaN and inf, compiled models, meta-device models and batch-coupled Jacobians.
 
-Each case crashed with a raw torch error or gave a wrong verdict before (issue 11, item 8):
-a NaN weight (``linalg.svd`` failed to converge), a NaN loss (``healthy``), NaN gradients
+Each case gets a right verdict where a naive version raises a raw torch error or gives a wrong one:
+a NaN weight (``linalg.svd`` fails to converge), a NaN loss (``healthy``), NaN gradients
 (``exploding_gradients``), a compiled model (``AttributeError`` inside dynamo), a train-mode
 BatchNorm model with ``jacobian`` ("Expected more than 1 value per channel", or the statistics
 of one example for a convolution), a meta-device model (a device-mismatch ``RuntimeError``).

@@ -256,7 +256,7 @@ def test_weights_lsuv_leaves_alone_are_named_in_warnings():
     assert str(report) == report.table() and str(report).splitlines()[1].startswith("head")
 
 
-# --- all or nothing (issue 11, item 10) ------------------------------------------------------
+# --- all or nothing ------------------------------------------------------------------------------
 
 
 def _snapshot(model):

@@ -1,4 +1,4 @@
-"""Peer check (issue 15, check e): initlab's muP for an MLP equals what the ``mup`` package
+"""Peer check: initlab's muP for an MLP equals what the ``mup`` package
 (1.0.0, Yang et al. 2022's reference code) produces for the same model after its manual
 changes (``MuReadout`` as the output layer, ``set_base_shapes``, ``MuAdam``/``MuAdamW``/
 ``MuSGD``): per parameter learning rate and weight decay, init scale and the output

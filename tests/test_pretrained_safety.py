@@ -1,4 +1,4 @@
-"""load_pretrained refuses bad data instead of loading it silently (issue 11, item 5).
+"""load_pretrained refuses bad data instead of loading it silently.
 
 Each refusal is checked three ways: the error names the source, the tensor and the way out
 (an option, or key_map={name: None} to drop the tensor); it is raised before anything is

@@ -1,7 +1,8 @@
-"""The spectral audit (issue 15, item 3 and check d): Yang, Simon & Bernstein 2023, Condition 1.
+"""The spectral audit: Yang, Simon & Bernstein 2023, Condition 1.
 
 The applied weight read through hooks and parametrizations; exact norms, updates and feature
-changes on a model computed by hand; the four setups of check d labeled; bad input.
+changes on a model computed by hand; the four setups (SP, NTK, muP, muP without
+its readout multiplier) labeled; bad input.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def _first(build):
     return wrapped
 
 
-# ----------------------------------------------------------------------------- check d
+# ----------------------------------------------------------------------------- four setups
 
 WIDTHS = [64, 128, 256, 512]
 BASE = WIDTHS[0]

@@ -5,7 +5,7 @@ seed (``torch.manual_seed``) gives the same tensor bit for bit where the semanti
 where they differ on purpose (``trunc_normal_``'s bounds in std, ``sparse_``'s zero pattern
 drawn from the generator) the documented contract is checked instead. The error cases PyTorch
 tests raise ValueError here too; zero-element tensors warn as there, also through the policy;
-PyTorch's deprecated unsuffixed names exist and warn FutureWarning (issue 11, items 12 and 13).
+PyTorch's deprecated unsuffixed names exist and warn FutureWarning.
 """
 
 from __future__ import annotations
@@ -246,7 +246,7 @@ def test_deprecated_name_keeps_keyword_only_options():
         il.normal(torch.empty(3), 0.0, 0.02)
 
 
-# --- zero-element layers through the policy (item 12) ----------------------------------------
+# --- zero-element layers through the policy ------------------------------------------------------
 
 
 # model -> (factory, the parameters PyTorch's own init fixes: no elements, or the bias of a layer

@@ -348,7 +348,7 @@ def test_summary_says_when_the_widths_span_less_than_16x_or_an_optimum_is_at_the
 
 
 def test_depth_shift_is_decided_over_2_to_16_blocks():
-    # issue 15 check c asks depth transfer over 2 to 16 blocks (8x), not 16x as for width
+    # depth transfer is expected over 2 to 16 blocks (8x), not 16x as for width
     lrs = [2.0**k for k in range(-8, -4)]
     lines = [
         {"type": "run", "parameterization": "completep", "width": 32, "depth": d, "lr": lr,
@@ -520,7 +520,7 @@ def test_cli_ctrl_c_says_how_to_resume(tmp_path, monkeypatch, capsys):
     assert f"initlab transfer --resume {tmp_path / 'o'}" in capsys.readouterr().err
 
 
-def test_cli_help_names_every_flag_of_the_issue(capsys):
+def test_cli_help_names_every_flag(capsys):
     parser = argparse.ArgumentParser(prog="initlab")
     cli_transfer.register(parser.add_subparsers(dest="command"))
     with pytest.raises(SystemExit):

@@ -1,7 +1,7 @@
 """Fault injection: known initialization bugs, each injected into a model initlab handles, each
 caught by ``verify``; and no false alarm on correctly initialized or loaded models.
 
-The patterns (issue 17): re-init after load, ``to_empty`` without init, a tie broken after
+The patterns: re-init after load, ``to_empty`` without init, a tie broken after
 ``to_empty``, buffers left uninitialized after meta materialization, a reused seeded
 initializer, double initialization at another scale, a bfloat16 round trip, a transposed
 (wrong-layout) weight from a checkpoint, a sharded init on 2 ranks that each draw with the same

@@ -678,7 +678,7 @@ def _cross_entropy_and_grad(
     the kernel's formula (``g - exp(logp) * sum(g)``) with other ops. Autograd runs the very
     kernel the vmapped step runs (the same numbers as calling the private
     ``torch._log_softmax_backward_data`` directly, bit for bit); the one-node graph costs 4 to
-    6% of a step of the default sweep, under the issue's 10% bar
+    6% of a step of the default sweep, under the goal of 10%
     (``benchmarks/bench_stacked_step.py``).
     """
     target = y.unsqueeze(2)

@@ -622,7 +622,7 @@ def coord_check(
             owning or parametrizing a parameter, so forward multipliers attached to it by hooks
             or parametrizations are in its output), less those the forward never calls.
         grows_above, shrinks_below: verdict thresholds on the slope (defaults +-0.15, the
-            issue's tolerance for muP's slope 0).
+            expected tolerance for muP's slope 0).
 
     Returns:
         A :class:`CoordCheck`.
@@ -762,8 +762,9 @@ def mlp_builder(
     assumes), initialized with ``seed``; the optimizer is built from the parameterization's
     groups at base rate ``lr``; the loss is cross-entropy (targets are class indices).
 
-    Issue 15's check a is ``coord_check(mlp_builder(name, 784, 10), [64, ..., 1024], mnist)``
-    for ``name`` in ``("sp", "mup")`` (see ``docs/parameterize_checks.md`` for the command).
+    The coordinate check of SP against muP on MNIST is
+    ``coord_check(mlp_builder(name, 784, 10), [64, ..., 1024], mnist)`` for ``name`` in
+    ``("sp", "mup")`` (see ``docs/parameterize_checks.md`` for the command).
 
     Args:
         parameterization: a name :func:`~initlab.parameterize.parametrize` accepts.

@@ -8,8 +8,8 @@ depth) is how many grid steps the optimum moves: the largest minus the smallest 
 the optima. This is the transfer test of Yang et al. 2022 (Tensor Programs V, sec. 3 and
 Fig. 1: under muP the optimum stays put as width grows, under the standard parameterization it
 moves), stated as a number with a verdict: a parameterization of the muP family should move by
-at most one grid step, the standard one by at least two (issue 15, check b, over a 16x width
-range; Fig. 1 of the paper shows about 2^3 over 2^5 widths under SP with Adam).
+at most one grid step, the standard one by at least two (over a 16x width range;
+Fig. 1 of the paper shows about 2^3 over 2^5 widths under SP with Adam).
 
 Files: ``summary.csv`` (one row per cell and rate), ``report.md``, ``loss_vs_lr.png`` (one
 panel per parameterization, validation loss against rate, a line per width) and
@@ -50,10 +50,9 @@ EXPECTED: dict[tuple[str, str], tuple[str, int]] = {
     ("depth-mup", "depth"): ("at most", 1),
     ("completep", "depth"): ("at most", 1),
 }
-#: The range over which check (b) is stated.
+#: The width range over which the muP-against-SP transfer test is stated.
 CHECK_RATIO = 16
-#: The range each axis's expectation is stated over: 16x width (issue 15, checks b and c), 8x
-#: depth (issue 15, check c: 2 to 16 blocks).
+#: The range each axis's expectation is stated over: 16x width, 8x depth (2 to 16 blocks).
 AXIS_RATIO = {"width": CHECK_RATIO, "depth": 8}
 
 
@@ -139,7 +138,8 @@ class Shift:
 
 @dataclass(frozen=True)
 class TransferSummary:
-    """Every cell, every shift and the verdict of check (b) (``None`` when not applicable)."""
+    """Every cell, every shift and the verdict of the muP-against-SP width transfer test
+    (``check_b``; ``None`` when not applicable)."""
 
     cells: tuple[Cell, ...]
     shifts: tuple[Shift, ...]
@@ -152,7 +152,7 @@ class TransferSummary:
 def summarize(
     lines: Sequence[dict], lrs: Sequence[float], base_width: int, base_depth: int | None
 ) -> TransferSummary:
-    """Cells, shifts and check (b) from the run lines (``type == "run"``)."""
+    """Cells, shifts and the width transfer verdict from the run lines (``type == "run"``)."""
     runs = [line for line in lines if line.get("type") == "run"]
     keys = list(dict.fromkeys((r["parameterization"], r["width"], r["depth"]) for r in runs))
     lrs = tuple(sorted(lrs))
@@ -210,7 +210,8 @@ def summarize(
 
 
 def _check_b(shifts: Sequence[Shift]) -> str | None:
-    """Check (b): over >= 16x width, muP moves by at most one grid step and SP by at least two."""
+    """The width transfer test: over >= 16x width, muP moves by at most one grid step, SP by at
+    least two."""
     width = {s.parameterization: s for s in shifts if s.axis == "width"}
     if "sp" not in width or "mup" not in width:
         return None
