@@ -17,7 +17,7 @@ from torch import nn
 
 import initlab as il
 from initlab.policy import plan
-from initlab.policy.receipt import record_model
+from initlab.policy.receipt import record_model, tensor_hash
 from initlab.policy.verify import verify
 from initlab.zoo.models import build_model
 
@@ -78,9 +78,14 @@ def test_to_empty_without_init_llama():
     model.to_empty(device="cpu")  # and nothing else: every tensor is whatever memory held
     report = verify(model, receipt)
     assert not report.ok
-    params = [n for n, _ in model.named_parameters()]
     bad = failed(report, "receipt")
-    assert all(n in bad for n in params if n != "lm_head.weight"), set(params) - set(bad)
+    # Memory is whatever it held: a norm weight can land on freed memory that held ones and then
+    # is what was planned (verify is right to pass it). Every tensor whose bytes differ from the
+    # receipt's fails, and every weight matrix does (no allocation reproduces a drawn matrix).
+    changed = [n for n, p in model.named_parameters() if tensor_hash(p) != receipt[n].sha256]
+    assert changed and all(n in bad for n in changed), set(changed) - set(bad)
+    matrices = [n for n, p in model.named_parameters() if p.dim() == 2 and n != "lm_head.weight"]
+    assert all(n in bad for n in matrices), set(matrices) - set(bad)
 
 
 def test_tie_broken_after_to_empty_gpt2():
