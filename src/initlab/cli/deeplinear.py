@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from initlab.cli import print_error
 
 HELP = "steps a deep linear network takes to learn a linear teacher, per depth and scheme"
 
@@ -73,17 +74,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from initlab._checks import ArgumentError
-
     try:
         return _run(args)
-    except ArgumentError as error:
-        flag = _FLAGS.get(error.argument, error.argument)
-        print(f"initlab deeplinear: error: argument {flag}: {error}", file=sys.stderr)
-        return 2
-    except (TypeError, ValueError) as error:
-        print(f"initlab deeplinear: error: {error}", file=sys.stderr)
-        return 2
+    except (TypeError, ValueError) as error:  # ArgumentError is led by its flag (_FLAGS)
+        return print_error("deeplinear", error, _FLAGS)
 
 
 def _numbers(flag: str, text: str, kind: type) -> list:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from initlab.cli import print_error
 
 HELP = "singular values of the input-output Jacobian at initialization, per scheme and seed"
 
@@ -81,17 +82,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from initlab._checks import ArgumentError
-
     try:
         return _run(args)
-    except ArgumentError as error:
-        flag = _FLAGS.get(error.argument, error.argument)
-        print(f"initlab spectrum: error: argument {flag}: {error}", file=sys.stderr)
-        return 2
-    except (TypeError, ValueError) as error:
-        print(f"initlab spectrum: error: {error}", file=sys.stderr)
-        return 2
+    except (TypeError, ValueError) as error:  # ArgumentError is led by its flag (_FLAGS)
+        return print_error("spectrum", error, _FLAGS)
 
 
 def _run(args: argparse.Namespace) -> int:
