@@ -282,7 +282,7 @@ def test_budget_refusal_before_anything_runs(tmp_path):
         run_grid(grid, tmp_path / "g", progress=False)
     message = str(error.value)
     assert error.value.argument == "budget_minutes"
-    assert "4 cells x 2 seeds = 8 runs in 1 groups" in message
+    assert "4 cells x 2 seeds = 8 runs in 1 group;" in message
     assert "estimated from a timed probe of 5 training steps" in message
     assert "over the budget of 1e-06 min. Nothing was run" in message
     assert not (tmp_path / "g").exists()

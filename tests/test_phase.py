@@ -164,7 +164,8 @@ def test_write_grid_report_pairs_and_slices(tmp_path):
         "depth_vs_lr_sw2=2.png",
     ]
     report = (tmp_path / "report.md").read_text()
-    assert "| 1.0 | 10 | 0.1 | 1 | 0 | 0.8 ± 0 |" in report
+    assert "| sw2 | depth | lr | seeds | diverged | test accuracy (%) |" in report
+    assert "| 1.0 | 10 | 0.1 | 1 | 0 | 80 ± 0 |" in report  # accuracy 0.8, in percent
     with pytest.raises(ArgumentError, match="metric must be one of") as error:
         write_grid_report(tmp_path, axes, cells, metric="accuracy")
     assert error.value.argument == "metric"

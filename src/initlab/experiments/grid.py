@@ -427,11 +427,11 @@ def run_grid(
         atomic_write(out / GRID_FILE, config.to_json() + "\n")
     groups = config.groups()
     log.info(
-        "grid: %d cells x %s = %s in %d groups, writing to %s",
-        len(config.cells()),
+        "grid: %s x %s = %s in %s, writing to %s",
+        _n(len(config.cells()), "cell"),
         _n(config.base.seeds, "seed"),
         _n(config.runs(), "run"),
-        len(groups),
+        _n(len(groups), "group"),
         out,
     )
     written = {line["group"] for line in read_results(out / CELLS)}
@@ -487,8 +487,8 @@ def _check_budget(config: GridConfig) -> None:
     if estimate.seconds > config.budget_minutes * 60:
         raise GridTooLargeError(
             "budget_minutes",
-            f"the grid has {len(config.cells())} cells x {_n(config.base.seeds, 'seed')} = "
-            f"{_n(config.runs(), 'run')} in {len(config.groups())} groups; "
+            f"the grid has {_n(len(config.cells()), 'cell')} x {_n(config.base.seeds, 'seed')} "
+            f"= {_n(config.runs(), 'run')} in {_n(len(config.groups()), 'group')}; "
             f"{estimate.describe()}: over the budget of {config.budget_minutes:g} min. Nothing "
             "was run: use fewer values, seeds or steps, or a larger budget",
         )

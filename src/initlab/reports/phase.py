@@ -394,12 +394,14 @@ def _markdown(axes, cells, figures, metric, step) -> str:
     ]
     lines += [f"![{p.stem}]({p.name})" for p in figures]
     names = [k for k in axes]
-    lines += ["", "| " + " | ".join([*names, "seeds", "diverged", METRICS[metric]]) + " |"]
+    percent = metric.endswith("accuracy")  # as the heatmap and the other commands show it
+    header = f"{METRICS[metric]} (%)" if percent else METRICS[metric]
+    lines += ["", "| " + " | ".join([*names, "seeds", "diverged", header]) + " |"]
     lines.append("|" + "---|" * (len(names) + 3))
     for values in itertools.product(*axes.values()):
         runs = [c for c in cells if all(c.get(k) == v for k, v in zip(names, values, strict=True))]
         got = [run_value(c, metric, step) for c in runs]
-        finite = [v for v in got if v is not None and math.isfinite(v)]
+        finite = [(100 * v if percent else v) for v in got if v is not None and math.isfinite(v)]
         spread = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
         shown = f"{np.mean(finite):.4g} ± {spread:.2g}" if finite else "-"
         div = sum(v is not None and not math.isfinite(v) for v in got)
