@@ -19,6 +19,7 @@ from initlab._checks import ArgumentError
 from initlab.datasets import load_dataset
 from initlab.parameterize.coord_check import (
     coord_check,
+    layer_kind,
     loglog_slope,
     mlp_builder,
     shape_role,
@@ -64,6 +65,14 @@ def test_verdict_thresholds():
     assert verdict_of(0.3, 0.5, -0.15) == "stable"
 
 
+class _Gain(nn.Module):
+    """A learned per-feature scale that is no normalization layer: role ``vector``."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(width))
+
+
 class _Positions(nn.Module):
     def __init__(self, width: int):
         super().__init__()
@@ -76,16 +85,19 @@ class _Positions(nn.Module):
         (lambda w: nn.Linear(3, w), "input"),
         (lambda w: nn.Linear(w, w), "hidden"),
         (lambda w: nn.Linear(w, 3), "output"),
-        (lambda w: nn.Embedding(50, w), "input"),  # stored (num, dim): read as (dim, num)
+        (lambda w: nn.Embedding(50, w), "embedding"),  # stored (num, dim): read as (dim, num)
         (lambda w: nn.Conv2d(w, w, 3), "hidden"),
-        (lambda w: nn.LayerNorm(w), "vector"),
+        (lambda w: nn.LayerNorm(w), "norm"),
+        (lambda w: _Gain(w), "vector"),
         (lambda w: nn.LayerNorm(4), "fixed"),
         (lambda w: nn.MultiheadAttention(w, 1), "hidden"),
         (lambda w: _Positions(w), "-"),
     ],
 )
 def test_roles_from_the_weight_shapes_at_two_widths(make, role):
-    assert shape_role([weight_shape(make(8)), weight_shape(make(16))]) == role
+    small, large = make(8), make(16)
+    kind = layer_kind(small)
+    assert shape_role([weight_shape(small), weight_shape(large)], kind) == role
 
 
 # ----------------------------------------------------------------------------- exact values

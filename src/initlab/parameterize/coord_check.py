@@ -35,6 +35,7 @@ from torch.nn.utils import parametrize as torch_parametrize
 
 from initlab._checks import ArgumentError, finite, positive_int
 from initlab.introspect.hooks import forward_hooks, preserved_modes
+from initlab.introspect.kinds import is_norm
 from initlab.parameterize.parametrize import parametrize
 
 __all__ = ["CoordCheck", "CoordRow", "DepthRow", "coord_check", "loglog_slope", "mlp_builder"]
@@ -267,15 +268,17 @@ def resolve_layers(model: nn.Module, layers: Iterable[str] | None, *, what: str)
     return layers
 
 
-def shape_role(shapes: Sequence[tuple[int, ...] | None]) -> str:
+def shape_role(shapes: Sequence[tuple[int, ...] | None], kind: str | None = None) -> str:
     """A layer's role from the shape of its weight at the smallest and largest width.
 
     ``"hidden"``: both the output and input dimension grow with width; ``"input"``: only the
-    output dimension does; ``"output"``: only the input dimension (the readout); ``"vector"``:
-    a 1-D weight that grows (norm gains); ``"fixed"``: nothing grows; ``"-"``: no weight
-    (e.g. a module holding only a positional embedding). This is Tensor Programs V's base-shape
-    rule (dims that differ between two widths are infinite), read from ``(out, in, *kernel)``
-    shapes as :func:`weight_shape` gives them.
+    output dimension does (``"embedding"`` for an ``nn.Embedding``); ``"output"``: only the
+    input dimension (the readout); ``"vector"``: a 1-D weight that grows (``"norm"`` for a
+    normalization layer's gain); ``"fixed"``: nothing grows; ``"-"``: no weight (e.g. a module
+    holding only a positional embedding). The words are :func:`~initlab.parameterize.parametrize`'s
+    roles. This is Tensor Programs V's base-shape rule (dims that differ between two widths are
+    infinite), read from ``(out, in, *kernel)`` shapes as :func:`weight_shape` gives them;
+    ``kind`` is :func:`layer_kind` of the module.
     """
     first, last = shapes[0], shapes[-1]
     if first is None or last is None:
@@ -284,11 +287,21 @@ def shape_role(shapes: Sequence[tuple[int, ...] | None]) -> str:
         return "fixed"
     grows = [a != b for a, b in zip(first, last, strict=True)]
     if len(first) == 1:
-        return "vector" if grows[0] else "fixed"
+        return ("norm" if kind == "norm" else "vector") if grows[0] else "fixed"
     out_grows, in_grows = grows[0], grows[1]
     if out_grows and in_grows:
         return "hidden"
-    return "input" if out_grows else ("output" if in_grows else "fixed")
+    if out_grows:
+        return "embedding" if kind == "embedding" else "input"
+    return "output" if in_grows else "fixed"
+
+
+def layer_kind(module: nn.Module) -> str | None:
+    """``"embedding"`` for an ``nn.Embedding``, ``"norm"`` for a normalization layer, else None
+    (what :func:`shape_role` names more precisely than the shapes alone can)."""
+    if isinstance(module, nn.Embedding):
+        return "embedding"
+    return "norm" if is_norm(module) else None
 
 
 def weight_shape(module: nn.Module) -> tuple[int, ...] | None:
@@ -653,6 +666,7 @@ def coord_check(
     act: dict = {}
     change: dict = {}
     shapes: dict = {}
+    kinds: dict = {}
     order: dict = {}
     losses: dict = {}
     for depth in spec.depths:
@@ -668,6 +682,7 @@ def coord_check(
                 modules = dict(model.named_modules())
                 for name in names:
                     shapes.setdefault((depth, name), {})[width] = weight_shape(modules[name])
+                    kinds[(depth, name)] = layer_kind(modules[name])
                 for name in names:
                     act.setdefault((depth, name), {}).setdefault(width, []).append(rms(start[name]))
                 run_losses = []
@@ -686,7 +701,9 @@ def coord_check(
     for depth in spec.depths:
         names = order[depth]
         for name in names:
-            role = shape_role([shapes[(depth, name)][w] for w in spec.widths])
+            role = shape_role(
+                [shapes[(depth, name)][w] for w in spec.widths], kinds[(depth, name)]
+            )
             series = [("activation", 0, act[(depth, name)])]
             series += [("change", t, change[(depth, name, t)]) for t in spec.steps]
             for quantity, step, per_width in series:
