@@ -172,7 +172,7 @@ def _signature(named) -> list[tuple[str, tuple[int, ...], torch.dtype]]:
 @torch.no_grad()
 def _probe_reason(models: Sequence[nn.Module], x: torch.Tensor) -> str | None:
     try:
-        stacked = vmap(_forward(models[0]), in_dims=(0, None))(_stack(models), x)
+        stacked = vmap(stacked_forward(models[0]), in_dims=(0, None))(stack_parameters(models), x)
     except Exception as error:  # any op vmap has no batching rule for
         hint = ""
         if any(isinstance(m, nn.RNNBase) for m in models[0].modules()):
@@ -193,7 +193,11 @@ def _probe_reason(models: Sequence[nn.Module], x: torch.Tensor) -> str | None:
     return None
 
 
-def _forward(template: nn.Module) -> Callable:
+def stacked_forward(template: nn.Module) -> Callable:
+    """Return ``forward(params, x)``: ``template``'s forward with ``params`` (``{name: tensor}``)
+    in place of its parameters, through ``torch.func.functional_call``; vmap it over a stack of
+    :func:`stack_parameters`. Weight-times-input products of non-recurrent models go through
+    ``_WeightTimesInput`` (one batched product per layer under vmap)."""
     # A recurrent model's F.linear calls run plain: W @ h^T per time step made its stacked
     # step 1.6x slower (char-rnn, seq-rnn; benchmarks/bench_sequence.py).
     recurrent = any(isinstance(m, nn.RNNBase) for m in template.modules())
@@ -231,7 +235,7 @@ class _WeightTimesInput(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def _stack(models: Sequence[nn.Module]) -> dict[str, torch.Tensor]:
+def stack_parameters(models: Sequence[nn.Module]) -> dict[str, torch.Tensor]:
     """Stack every parameter over runs: ``{name: (R, *shape)}``, detached."""
     names = [name for name, _ in models[0].named_parameters()]
     return {n: torch.stack([m.get_parameter(n).detach() for m in models]) for n in names}
@@ -354,7 +358,7 @@ class _Group:
         self.models = list(models)
         self.config = config
         self.active = list(range(len(models)))  # run index of each row of the stack
-        self.params = {n: p.requires_grad_() for n, p in _stack(models).items()}
+        self.params = {n: p.requires_grad_() for n, p in stack_parameters(models).items()}
         # runs at several rates: per-run hyperparameters (StackedOptimizer); else torch.optim's
         self.lrs = None if lrs is None or len(set(lrs)) < 2 else [float(lr) for lr in lrs]
         self.optimizer = self._make_optimizer()
@@ -363,7 +367,7 @@ class _Group:
         self.results: dict[int, RunResult] = {}
         self.done = 0  # steps of the finished epochs, for the loss curve's step counts
         self.on_step: Callable[[int], None] | None = None  # progress (see train_group)
-        forward = _forward(models[0])
+        forward = stacked_forward(models[0])
         # (R, B, ...) inputs and (R, B, ...) targets -> (R,) mean cross-entropy per run
         self.loss = vmap(lambda p, x, y: sequence_cross_entropy(forward(p, x), y))
         # mlp-784-128-10 (784 -> 128 -> ReLU -> 10) gets a hand-written step without vmap.
@@ -710,7 +714,7 @@ def _set_grad(p: torch.Tensor, compute: Callable[[torch.Tensor], torch.Tensor]) 
 
 def _evaluate(group: _Group, data: TensorData) -> tuple[list[float], list[float]]:
     """Per active run: (mean test cross-entropy, test accuracy), as the sequential trainer's."""
-    forward = _initnet_logits if group.direct else vmap(_forward(group.models[0]), (0, None))
+    forward = _initnet_logits if group.direct else vmap(stacked_forward(group.models[0]), (0, None))
     params = {n: p.detach() for n, p in group.params.items()}
     rows = len(group.active)
     # R runs x this many images: the activations of one run's eval_batch_size, the trainer's

@@ -72,7 +72,7 @@ from initlab.experiments.results import (
     refuse_existing,
     require_config,
 )
-from initlab.experiments.stacked import _forward, _stack, vectorizable
+from initlab.experiments.stacked import stack_parameters, stacked_forward, vectorizable
 from initlab.reports import transfer as report
 from initlab.zoo.factory import is_factory_spec
 from initlab.zoo.models import build_model
@@ -551,7 +551,7 @@ def _per_run_hyper(models, groups, eps: float) -> dict[str, dict[str, list[float
 def _train_stack(config, data, models, groups, seeds) -> list[dict]:
     """Train ``models`` stacked for ``config.steps``; one result dict per model."""
     R = len(models)
-    params = {n: p.requires_grad_() for n, p in _stack(models).items()}
+    params = {n: p.requires_grad_() for n, p in stack_parameters(models).items()}
     hyper = _per_run_hyper(models, groups, config.eps)
     optimizer = StackedOptimizer(
         params,
@@ -561,7 +561,7 @@ def _train_stack(config, data, models, groups, seeds) -> list[dict]:
         weight_decay={n: h["weight_decay"] for n, h in hyper.items()},
         momentum=config.momentum,
     )
-    forward = _forward(models[0])
+    forward = stacked_forward(models[0])
     loss_of = vmap(lambda p, x, y: sequence_cross_entropy(forward(p, x), y))
     orders = torch.stack([_batch_order(data, config, s) for s in seeds])  # (R, steps, B)
     orders = orders.to(data.train_x.device)
@@ -646,7 +646,7 @@ def _batch_order(data: TensorData, config: TransferConfig, seed: int) -> torch.T
 
 @torch.no_grad()
 def _validate(template, params, data, config, rows) -> tuple[list[float], list[float]]:
-    forward = vmap(_forward(template), (0, None))
+    forward = vmap(stacked_forward(template), (0, None))
     detached = {n: p.detach() for n, p in params.items()}
     size = max(1, 1000 // rows) if config.task == "mnist" else max(1, 64 // rows)
     return evaluate_logits(lambda x: forward(detached, x), data, size, rows)
