@@ -128,27 +128,28 @@ def test_grid_config_refuses_bad_axes():
 
 
 def test_groups_stack_what_shares_shapes_and_optimizer():
-    """depth x lr separate groups; sw2 x sb2 are the schemes of one stacked comparison."""
+    """depth separates groups; sw2 x sb2 are the schemes, lr the rates of one stacked comparison."""
     grid = GridConfig(
         {"depth": (1, 2), "sw2": (1.0, 2.0), "sb2": (0.0, 0.1), "lr": (0.1, 0.01)}, _base()
     )
     groups = grid.groups()
-    assert list(groups) == [
-        "depth=1_lr=0.1",
-        "depth=1_lr=0.01",
-        "depth=2_lr=0.1",
-        "depth=2_lr=0.01",
-    ]
-    config, cells = groups["depth=2_lr=0.01"]
+    assert list(groups) == ["depth=1", "depth=2"]
+    config, cells = groups["depth=2"]
     assert config.model_params == {"width": 16, "activation": "tanh", "depth": 2}
-    assert config.train.lr == 0.01 and config.seeds == 2
+    assert config.lr_grid == (0.1, 0.01) and config.seeds == 2
     assert config.schemes == (
         "meanfield:sw2=1.0:sb2=0.0",
         "meanfield:sw2=1.0:sb2=0.1",
         "meanfield:sw2=2.0:sb2=0.0",
         "meanfield:sw2=2.0:sb2=0.1",
     )
-    assert cells["meanfield:sw2=2.0:sb2=0.1"] == {"depth": 2, "sw2": 2.0, "sb2": 0.1, "lr": 0.01}
+    assert len(cells) == 8
+    assert cells[("meanfield:sw2=2.0:sb2=0.1", 0.01)] == {
+        "depth": 2,
+        "sw2": 2.0,
+        "sb2": 0.1,
+        "lr": 0.01,
+    }
     assert grid.runs() == 16 * 2
     by_scheme = GridConfig(
         {"scheme": ("auto", "orthogonal"), "optimizer": ("sgd", "adamw")}, _base()
@@ -166,7 +167,7 @@ def test_cell_lines_count_steps_from_the_start_and_locate_divergence():
          "test_loss": 1.0, "train_loss": 1.1},
         {"type": "status", "scheme": "a", "seed": 0, "status": "diverged", "epoch": 2, "step": 2},
     ]  # fmt: skip
-    (line,) = cell_lines("depth=2", {"a": {"depth": 2, "sw2": 9.0}}, results)
+    (line,) = cell_lines("depth=2", {("a", None): {"depth": 2, "sw2": 9.0}}, results)
     assert line["diverged_step"] == 5 and line["status"] == "diverged"
     assert line["epochs"] == [
         {"epoch": 1, "step": 3, "test_accuracy": 0.5, "test_loss": 1.0, "train_loss": 1.1}

@@ -10,17 +10,20 @@ A grid (:class:`GridConfig`) varies any of :data:`AXES` around a base
 - ``scheme``: any scheme name of :mod:`initlab.schemes.registry`;
 - ``lr``, ``optimizer``: the training settings.
 
-Cells that differ only in ``sw2``, ``sb2``, ``scheme`` (and seed) share the model's shapes and
-the optimizer's hyperparameters, so they form one *group*, run as one comparison
-(:func:`~initlab.experiments.sweep.run_sweep`, stacked) whose schemes are the cells; every other
-axis (:data:`GROUP_AXES`) starts a new group.
+Cells that differ only in ``sw2``, ``sb2``, ``scheme``, ``lr`` (and seed) share the model's
+shapes and the optimizer, so they form one *group*, run as one comparison
+(:func:`~initlab.experiments.sweep.run_sweep`, stacked) whose schemes are the cells' schemes and
+whose rates (``lr_grid``, with ``select_rates=False``: every rate trains on the whole training
+set, each run at its own rate in the one stack, and no rate is chosen) are the cells' rates;
+every other axis (:data:`GROUP_AXES`) starts a new group.
 
 Output directory layout:
 
 - ``grid.json``: the :class:`GridConfig`;
 - ``groups/<name>/``: each group's comparison directory (its ``config.json``, ``results.jsonl``
-  written epoch by epoch as training goes, ``report.md``); ``<name>`` spells the group's values,
-  e.g. ``depth=20_lr=0.01``;
+  written epoch by epoch as training goes, ``summary.csv``, ``report.md``; with an ``lr`` axis
+  one row per scheme and rate, and each rate's report in ``lr=<rate>/``); ``<name>`` spells the group's values,
+  e.g. ``depth=20_width=64`` (``all`` when no group axis varies);
 - ``cells.jsonl``: one line per run (cell x seed), appended once its group has finished
   (:func:`cell_lines`): the cell's axis values, seed, status and per-epoch metrics;
 - ``report.md`` and the heatmaps (:func:`initlab.reports.phase.write_grid_report`).
@@ -85,9 +88,9 @@ AXES: dict[str, type] = {
     "lr": float,
     "optimizer": str,
 }
-#: The axes that separate groups (model shapes, optimizer hyperparameters); the others
-#: (``sw2``, ``sb2``, ``scheme``) are the schemes of one stacked comparison.
-GROUP_AXES = ("depth", "width", "activation", "optimizer", "lr")
+#: The axes that separate groups (model shapes, the optimizer); the others (``sw2``, ``sb2``,
+#: ``scheme``: its schemes; ``lr``: its rates) are the runs of one stacked comparison.
+GROUP_AXES = ("depth", "width", "activation", "optimizer")
 GRID_FILE, CELLS, GROUPS = "grid.json", "cells.jsonl", "groups"
 # The probe trains this many steps; progress is reported after PROGRESS_EVERY and after the
 # last, and the steps between the two reports are timed (the first ones warm up).
@@ -173,31 +176,42 @@ class GridConfig:
             return meanfield_name(cell.get("sw2", 1.0), cell.get("sb2", 0.0))
         return cell.get("scheme", self.base.schemes[0])
 
-    def groups(self) -> dict[str, tuple[CompareConfig, dict[str, dict]]]:
-        """Each group's name -> (its comparison config, scheme -> the cell it trains).
+    def groups(self) -> dict[str, tuple[CompareConfig, dict[tuple, dict]]]:
+        """Each group's name -> (its comparison config, ``(scheme, lr)`` -> the cell it trains).
+
+        ``lr`` is the cell's rate with an ``lr`` axis (the config's ``lr_grid`` then holds the
+        group's rates in axis order), else ``None``.
 
         Raises:
             ValueError, TypeError: as :class:`CompareConfig` for a group's settings.
         """
-        out: dict[str, tuple[CompareConfig, dict[str, dict]]] = {}
+        out: dict[str, tuple[dict, dict[tuple, dict]]] = {}
         for cell in self.cells():
             key = {k: cell[k] for k in GROUP_AXES if k in cell}
             name = "_".join(
                 f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}" for k, v in key.items()
             )
-            out.setdefault(name or "all", (key, {}))[1][self.scheme_of(cell)] = cell
+            out.setdefault(name or "all", (key, {}))[1][(self.scheme_of(cell), cell.get("lr"))] = (
+                cell
+            )
         return {name: (self._group_config(key, list(by)), by) for name, (key, by) in out.items()}
 
-    def _group_config(self, key: dict, schemes: list[str]) -> CompareConfig:
+    def _group_config(self, key: dict, runs: list[tuple]) -> CompareConfig:
+        schemes = list(dict.fromkeys(scheme for scheme, _ in runs))
+        rates = list(dict.fromkeys(lr for _, lr in runs if lr is not None))
         base = self.base
         params = {
             **base.model_params,
             **{k: key[k] for k in ("depth", "width", "activation") if k in key},
         }
-        train = dataclasses.replace(
-            base.train, **{k: key[k] for k in ("lr", "optimizer") if k in key}
+        train = dataclasses.replace(base.train, **{k: key[k] for k in ("optimizer",) if k in key})
+        return dataclasses.replace(
+            base,
+            schemes=tuple(schemes),
+            model_params=params,
+            train=train,
+            lr_grid=tuple(rates) if rates else None,
         )
-        return dataclasses.replace(base, schemes=tuple(schemes), model_params=params, train=train)
 
     def runs(self) -> int:
         """The number of runs: cells x seeds."""
@@ -454,6 +468,7 @@ def run_grid(
                     resume=again,
                     progress=progress,
                     vectorize=vectorize,
+                    select_rates=False,  # every cell is reported: no split held out
                 )
             with open(out / CELLS, "a", encoding="utf-8") as sink:
                 for line in cell_lines(name, cells, read_results(sub / RESULTS)):
@@ -500,8 +515,11 @@ def _n(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
-def cell_lines(group: str, cells: dict[str, dict], results: list[dict]) -> list[dict]:
+def cell_lines(group: str, cells: dict[tuple, dict], results: list[dict]) -> list[dict]:
     """One ``cells.jsonl`` line per run of a finished group, from its ``results.jsonl`` lines.
+
+    ``cells`` maps ``(scheme, lr)`` (``lr`` ``None`` for runs without one) to the cell's axis
+    values, as :meth:`GridConfig.groups` gives it.
 
     Each line: ``type`` ``"cell"``, ``group``, the cell's axis values, ``scheme``, ``seed``,
     ``status`` (``finished`` or ``diverged``), ``diverged_step`` (optimizer steps from the start
@@ -513,14 +531,14 @@ def cell_lines(group: str, cells: dict[str, dict], results: list[dict]) -> list[
     epochs: dict[tuple, list[dict]] = {}
     status: dict[tuple, dict] = {}
     for line in results:
-        key = (line.get("scheme"), line.get("seed"))
+        key = (line.get("scheme"), line.get("lr"), line.get("seed"))
         if line.get("type") == "epoch":
             epochs.setdefault(key, []).append(line)
         elif line.get("type") == "status":
             status[key] = line
     out = []
     for key, end in status.items():
-        scheme, seed = key
+        scheme, lr, seed = key
         records, step = [], 0
         for record in sorted(epochs.get(key, []), key=lambda r: r["epoch"]):
             step += record["steps"]
@@ -543,7 +561,7 @@ def cell_lines(group: str, cells: dict[str, dict], results: list[dict]) -> list[
             {
                 "type": "cell",
                 "group": group,
-                **cells[scheme],
+                **cells[(scheme, lr)],
                 "scheme": scheme,
                 "seed": seed,
                 "status": end["status"],

@@ -182,6 +182,7 @@ def run_sweep(
     on_epoch: Callable[[str, EpochRecord], None] | None = None,
     vectorize: bool = False,
     tensorboard: str | os.PathLike | None = None,
+    select_rates: bool = True,
 ) -> SweepResult:
     """Run (or resume) a comparison into ``out_dir`` and write its summary, report and figures.
 
@@ -209,6 +210,14 @@ def run_sweep(
             scalars, before ``on_epoch`` is called, one TensorBoard run per run id
             (:class:`~initlab.experiments.tensorboard.TensorBoardLog`; under torchrun each
             rank writes its own runs). ``None`` (the default): no TensorBoard logging.
+        select_rates: with the config's ``lr_grid``, choose each scheme's rate on a
+            validation split held out of the training data (the default, as ``initlab compare
+            --lr-grid``). ``False``: no split is held out and no rate chosen; every rate's runs
+            train on the whole training set (stacked together, as with a choice) and are
+            reported rate by rate: ``summary.csv`` holds one row per scheme and rate (its
+            ``lr`` column), and each rate's report and figures go to ``out_dir/lr=<rate>/``
+            (a grid's ``lr`` axis, :func:`~initlab.experiments.grid.run_grid`). Not recorded
+            in ``config.json``: a resumed sweep must be given the same value.
 
     Returns:
         A :class:`SweepResult`; its rows (one per scheme) are those of ``summary.csv``.
@@ -251,7 +260,7 @@ def run_sweep(
         if locked:
             ranks.from_main(lock)
         saved = ranks.from_main(lambda: _checked_config(config, out, resume))
-        config, data = _prepare(saved)
+        config, data = _prepare(saved, hold_out=select_rates)
         if not locked:
             ranks.from_main(lock)
         pending, session = ranks.from_main(lambda: _begin(out, config, saved, resume))
@@ -278,7 +287,9 @@ def run_sweep(
         _gather(ranks, results, own)
         if ranks.rank == 0:  # every run has ended: no checkpoint is needed any more
             shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
-        rows = ranks.from_main(lambda: report.write_report(out, config, read_results(results)))
+        rows = ranks.from_main(
+            lambda: _write_report(out, config, read_results(results), select_rates)
+        )
     return SweepResult(config, out, rows)
 
 
@@ -401,8 +412,30 @@ def _check_applicable(config: CompareConfig, data: TensorData) -> None:
         check_fits(model, scheme, config.model, batch=init_batch(data))
 
 
-def _prepare(saved: CompareConfig) -> tuple[CompareConfig, TensorData]:
+def _write_report(
+    out: Path, config: CompareConfig, lines: list[dict], select_rates: bool
+) -> list[report.SummaryRow]:
+    """The sweep's report; with ``select_rates=False`` one per rate (see :func:`run_sweep`)."""
+    if select_rates or config.lr_grid is None:
+        return report.write_report(out, config, lines)
+    rows = []
+    for lr in config.lr_grid:
+        own = dataclasses.replace(
+            config, lr_grid=None, train=dataclasses.replace(config.train, lr=lr)
+        )
+        sub = out / f"lr={lr!r}"
+        sub.mkdir(exist_ok=True)
+        at = [line for line in lines if line.get("lr") == lr]
+        rows += [dataclasses.replace(r, lr=lr) for r in report.write_report(sub, own, at)]
+    report.write_summary(out / "summary.csv", rows)
+    return rows
+
+
+def _prepare(saved: CompareConfig, hold_out: bool = True) -> tuple[CompareConfig, TensorData]:
     """Load the data, fit the model's head to the dataset and check both; write nothing.
+
+    With the config's ``lr_grid`` and ``hold_out``, a validation split is held out of the
+    training data (to choose the rates on).
 
     Returns:
         ``(config, data)``: ``saved`` with :func:`head_params`, and the data on the device.
@@ -424,7 +457,7 @@ def _prepare(saved: CompareConfig) -> tuple[CompareConfig, TensorData]:
         return _prepare_lm(saved)
     val = None
     try:
-        if saved.lr_grid is None:
+        if saved.lr_grid is None or not hold_out:
             dataset = load_data(saved.dataset, saved.data, **options)
         else:  # the rates are chosen on a split held out of the training data, never on the test
             dataset, val = load_split(

@@ -1,0 +1,120 @@
+"""A grid's ``lr`` axis trains in its group's stack (``initlab.experiments.grid``).
+
+Cells that differ only in ``lr`` and ``sw2`` form one group: one stacked sweep whose runs step
+at their own rates (``run_sweep(select_rates=False)``: no validation split is held out, every
+cell is reported). Its cells must be those of the former layout, one plain group per rate,
+within the stacking tolerance of :mod:`tests.rounding`: the two differ only in how the stacked
+sums are rounded (the same data, batches, initial weights and rates). A held-out split would
+train on other batches and move the losses by far more than the band (tests/rounding.py: a
+batch mix-up moves them 30 to 250 times it), so the comparison also checks that none is held
+out.
+
+Tiny MLPs (width 16, 3 steps per epoch on 256 MNIST images) keep the file at a few seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+
+import pytest
+
+from initlab.experiments.config import CompareConfig, TrainConfig
+from initlab.experiments.grid import GridConfig, run_grid
+from initlab.experiments.results import read_results
+from initlab.schemes import registry
+from initlab.schemes.meanfield import MEANFIELD
+from tests.rounding import accuracy_tolerance, band
+
+RATES = (0.05, 0.01)
+TEST_IMAGES = 128
+
+
+@pytest.fixture(autouse=True)
+def meanfield_registered(monkeypatch):
+    monkeypatch.setitem(registry.SCHEMES, "meanfield", MEANFIELD)
+
+
+def _base(lr: float = 0.01) -> CompareConfig:
+    return CompareConfig(
+        schemes=("meanfield",),
+        seeds=1,
+        model="mlp",
+        model_params={"width": 16, "activation": "tanh", "depth": 2},
+        standardize=True,
+        train_subset=256,
+        test_subset=TEST_IMAGES,
+        train=TrainConfig(
+            optimizer="sgd",
+            lr=lr,
+            momentum=0.9,
+            weight_decay=0.0,
+            batch_size=32,
+            epochs=2,
+            max_steps=3,
+        ),
+    )
+
+
+def _by_cell(lines: list[dict]) -> dict[tuple, dict]:
+    return {(line["lr"], line["sw2"], line["seed"]): line for line in lines}
+
+
+def test_an_lr_axis_is_one_stacked_group_equal_to_a_group_per_rate(tmp_path):
+    grid = GridConfig({"lr": RATES, "sw2": (1.0, 2.0)}, _base())
+    groups = grid.groups()
+    assert list(groups) == ["all"]
+    config, cells = groups["all"]
+    assert config.lr_grid == RATES and len(cells) == 4
+    run_grid(grid, tmp_path / "stacked", progress=False)
+    got = _by_cell(read_results(tmp_path / "stacked" / "cells.jsonl"))
+    assert set(got) == {(lr, s, 0) for lr in RATES for s in (1.0, 2.0)}
+
+    want = {}  # the former layout: each rate a group of its own, trained at train.lr
+    for lr in RATES:
+        alone = GridConfig({"sw2": (1.0, 2.0)}, _base(lr))
+        run_grid(alone, tmp_path / f"alone{lr}", progress=False)
+        for line in read_results(tmp_path / f"alone{lr}" / "cells.jsonl"):
+            want[(lr, line["sw2"], line["seed"])] = {**line, "lr": lr}
+    assert set(want) == set(got)
+    for key, line in got.items():
+        ref = want[key]
+        assert line["status"] == ref["status"] == "finished"
+        assert len(line["epochs"]) == len(ref["epochs"]) == 2
+        for a, b in zip(line["epochs"], ref["epochs"], strict=True):
+            assert a["step"] == b["step"]  # the whole training set: 3 steps per epoch, no split
+            for k in ("train_loss", "test_loss"):
+                assert a[k] == pytest.approx(b[k], rel=band(a["step"])), (key, k)
+            tolerance = accuracy_tolerance(a["step"], TEST_IMAGES)
+            assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=tolerance)
+    # the rates really differ (else the stack could have used one rate for all)
+    assert got[(0.05, 1.0, 0)]["epochs"][-1]["train_loss"] != pytest.approx(
+        got[(0.01, 1.0, 0)]["epochs"][-1]["train_loss"], rel=100 * band(6)
+    )
+    group = tmp_path / "stacked" / "groups" / "all"
+    assert not any("val_accuracy" in line for line in read_results(group / "results.jsonl"))
+    with open(group / "summary.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [(float(r["lr"]), r["scheme"]) for r in rows] == [
+        (lr, s) for lr in RATES for s in config.schemes
+    ]
+    for lr in RATES:
+        assert (group / f"lr={lr!r}" / "report.md").is_file()
+
+
+def test_an_lr_by_depth_grid_resumes_and_draws_its_heatmap(tmp_path):
+    grid = GridConfig({"lr": RATES, "depth": (1, 2)}, _base())
+    assert list(grid.groups()) == ["depth=1", "depth=2"]
+    out = tmp_path / "g"
+    run_grid(grid, out, progress=False)
+    cells = read_results(out / "cells.jsonl")
+    assert {(c["lr"], c["depth"]) for c in cells} == {(lr, d) for lr in RATES for d in (1, 2)}
+    (figure,) = out.glob("depth_vs_lr*.png")
+    assert figure.stat().st_size > 10_000
+    # a finished grid resumed: nothing retrained, no cell line repeated
+    before = (out / "cells.jsonl").read_text()
+    run_grid(None, out, resume=True, progress=False)
+    assert (out / "cells.jsonl").read_text() == before
+    assert dataclasses.asdict(grid.base) == dataclasses.asdict(
+        GridConfig.from_json((out / "grid.json").read_text()).base
+    )
