@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 
 import pytest
 
@@ -70,12 +71,13 @@ def test_an_lr_axis_is_one_stacked_group_equal_to_a_group_per_rate(tmp_path):
     got = _by_cell(read_results(tmp_path / "stacked" / "cells.jsonl"))
     assert set(got) == {(lr, s, 0) for lr in RATES for s in (1.0, 2.0)}
 
-    want = {}  # the former layout: each rate a group of its own, trained at train.lr
-    for lr in RATES:
-        alone = GridConfig({"sw2": (1.0, 2.0)}, _base(lr))
-        run_grid(alone, tmp_path / f"alone{lr}", progress=False)
-        for line in read_results(tmp_path / f"alone{lr}" / "cells.jsonl"):
-            want[(lr, line["sw2"], line["seed"])] = {**line, "lr": lr}
+    # the former layout: each rate a group of its own, trained at train.lr without an lr_grid
+    alone = dataclasses.replace(grid, stack_lr=False)
+    assert list(alone.groups()) == ["lr=0.05", "lr=0.01"]
+    assert [cfg.lr_grid for cfg, _ in alone.groups().values()] == [None, None]
+    assert [cfg.train.lr for cfg, _ in alone.groups().values()] == list(RATES)
+    run_grid(alone, tmp_path / "alone", progress=False)
+    want = _by_cell(read_results(tmp_path / "alone" / "cells.jsonl"))
     assert set(want) == set(got)
     for key, line in got.items():
         ref = want[key]
@@ -100,6 +102,15 @@ def test_an_lr_axis_is_one_stacked_group_equal_to_a_group_per_rate(tmp_path):
     ]
     for lr in RATES:
         assert (group / f"lr={lr!r}" / "report.md").is_file()
+
+
+def test_a_grid_json_written_before_stack_lr_resumes_into_a_group_per_rate():
+    grid = GridConfig({"lr": RATES, "sw2": (1.0, 2.0)}, _base())
+    assert GridConfig.from_json(grid.to_json()) == grid
+    raw = json.loads(grid.to_json())
+    del raw["stack_lr"]  # as written before the field existed
+    old = GridConfig.from_json(json.dumps(raw))
+    assert old.stack_lr is False and list(old.groups()) == ["lr=0.05", "lr=0.01"]
 
 
 def test_an_lr_by_depth_grid_resumes_and_draws_its_heatmap(tmp_path):

@@ -22,8 +22,8 @@ Output directory layout:
 - ``grid.json``: the :class:`GridConfig`;
 - ``groups/<name>/``: each group's comparison directory (its ``config.json``, ``results.jsonl``
   written epoch by epoch as training goes, ``summary.csv``, ``report.md``; with an ``lr`` axis
-  one row per scheme and rate, and each rate's report in ``lr=<rate>/``); ``<name>`` spells the group's values,
-  e.g. ``depth=20_width=64`` (``all`` when no group axis varies);
+  one row per scheme and rate, and each rate's report in ``lr=<rate>/``); ``<name>`` spells
+  the group's values, e.g. ``depth=20_width=64`` (``all`` when no group axis varies);
 - ``cells.jsonl``: one line per run (cell x seed), appended once its group has finished
   (:func:`cell_lines`): the cell's axis values, seed, status and per-epoch metrics;
 - ``report.md`` and the heatmaps (:func:`initlab.reports.phase.write_grid_report`).
@@ -119,6 +119,10 @@ class GridConfig:
         base: everything else (model, its other parameters, data, optimization, seeds, the
             scheme of cells without a ``scheme``/``sw2``/``sb2`` axis: ``base.schemes[0]``).
         budget_minutes: refuse to start when the estimated time exceeds it (``None``: no limit).
+        stack_lr: the ``lr`` axis's rates are the runs of their group's stack (the default);
+            ``False``: each rate is a group of its own, the layout of grids written before
+            (a ``grid.json`` without this field reads as ``False``, so such a grid resumes into
+            the groups it started).
 
     Raises:
         ArgumentError: (argument ``grid``) an unknown axis, an empty or repeated value list, a
@@ -130,6 +134,7 @@ class GridConfig:
     axes: dict[str, tuple]
     base: CompareConfig = field(default_factory=lambda: CompareConfig(model="mlp"))
     budget_minutes: float | None = None
+    stack_lr: bool = True
 
     def __post_init__(self) -> None:
         axes = {}
@@ -187,14 +192,16 @@ class GridConfig:
         """
         out: dict[str, tuple[dict, dict[tuple, dict]]] = {}
         for cell in self.cells():
-            key = {k: cell[k] for k in GROUP_AXES if k in cell}
+            key = {k: cell[k] for k in self._group_axes() if k in cell}
             name = "_".join(
                 f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}" for k, v in key.items()
             )
-            out.setdefault(name or "all", (key, {}))[1][(self.scheme_of(cell), cell.get("lr"))] = (
-                cell
-            )
+            rate = cell.get("lr") if self.stack_lr else None
+            out.setdefault(name or "all", (key, {}))[1][(self.scheme_of(cell), rate)] = cell
         return {name: (self._group_config(key, list(by)), by) for name, (key, by) in out.items()}
+
+    def _group_axes(self) -> tuple[str, ...]:
+        return GROUP_AXES if self.stack_lr else (*GROUP_AXES, "lr")
 
     def _group_config(self, key: dict, runs: list[tuple]) -> CompareConfig:
         schemes = list(dict.fromkeys(scheme for scheme, _ in runs))
@@ -204,7 +211,9 @@ class GridConfig:
             **base.model_params,
             **{k: key[k] for k in ("depth", "width", "activation") if k in key},
         }
-        train = dataclasses.replace(base.train, **{k: key[k] for k in ("optimizer",) if k in key})
+        train = dataclasses.replace(
+            base.train, **{k: key[k] for k in ("optimizer", "lr") if k in key}
+        )
         return dataclasses.replace(
             base,
             schemes=tuple(schemes),
@@ -223,6 +232,7 @@ class GridConfig:
             "axes": {k: list(v) for k, v in self.axes.items()},
             "base": json.loads(self.base.to_json()),
             "budget_minutes": self.budget_minutes,
+            "stack_lr": self.stack_lr,
         }
         return json.dumps(raw, indent=2)
 
@@ -231,7 +241,8 @@ class GridConfig:
         """Rebuild a config written by :meth:`to_json`."""
         raw = json.loads(text)
         base = CompareConfig.from_json(json.dumps(raw["base"]))
-        return cls({k: tuple(v) for k, v in raw["axes"].items()}, base, raw["budget_minutes"])
+        axes = {k: tuple(v) for k, v in raw["axes"].items()}
+        return cls(axes, base, raw["budget_minutes"], raw.get("stack_lr", False))
 
 
 def _axis(name: str) -> None:
