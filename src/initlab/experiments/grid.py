@@ -22,8 +22,9 @@ Output directory layout:
 - ``grid.json``: the :class:`GridConfig`;
 - ``groups/<name>/``: each group's comparison directory (its ``config.json``, ``results.jsonl``
   written epoch by epoch as training goes, ``summary.csv``, ``report.md``; with an ``lr`` axis
-  one row per scheme and rate, and each rate's report in ``lr=<rate>/``); ``<name>`` spells
-  the group's values, e.g. ``depth=20_width=64`` (``all`` when no group axis varies);
+  ``summary.csv`` has one row per scheme and rate, and each rate's ``report.md`` and figures
+  are in ``lr=<rate>/``); ``<name>`` spells the group's values, e.g. ``depth=20_width=64``
+  (``all`` when no group axis varies);
 - ``cells.jsonl``: one line per run (cell x seed), appended once its group has finished
   (:func:`cell_lines`): the cell's axis values, seed, status and per-epoch metrics;
 - ``report.md`` and the heatmaps (:func:`initlab.reports.phase.write_grid_report`).

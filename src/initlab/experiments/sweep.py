@@ -220,7 +220,8 @@ def run_sweep(
             in ``config.json``: a resumed sweep must be given the same value.
 
     Returns:
-        A :class:`SweepResult`; its rows (one per scheme) are those of ``summary.csv``.
+        A :class:`SweepResult`; its rows (one per scheme; with ``select_rates=False`` and an
+        ``lr_grid``, one per rate and scheme) are those of ``summary.csv``.
 
     Raises:
         OutDirInUseError: another sweep holds ``out_dir``'s lock (see the module docstring);
