@@ -288,7 +288,7 @@ def test_first_token_task_builds_its_data_model_and_schemes():
     assert config.dataset == "initlab.datasets.synthetic:first_token"
     data = load_data(config.dataset, train_subset=64, test_subset=32)
     params = head_params(config.model, config.model_params, config.dataset, data.num_classes)
-    assert params["num_classes"] == 4 and params["image_size"] ** 2 == 49
+    assert params["num_classes"] == 4 and params["image_size"] ** 2 == 25
     x = data.inputs("train")[:8]
     for scheme in config.schemes:
         model = initialize(build_model(config.model, **params), scheme, generator=_gen())

@@ -36,9 +36,9 @@ def _positive(argument: str, value, minimum: int = 1) -> int:
 
 def first_token_dataset(
     *,
-    side: int = 7,
+    side: int = 5,
     vocab: int = 4,
-    n_train: int = 4000,
+    n_train: int = 12800,
     n_test: int = 1000,
     seed: int = 0,
 ) -> Dataset:
@@ -92,8 +92,9 @@ def first_token_dataset(
 
 
 def first_token() -> Dataset:
-    """The ``first-token`` task's data: :func:`first_token_dataset` with its defaults (49
-    steps, 4 tokens, 4000 training and 1000 test sequences, seed 0)."""
+    """The ``first-token`` task's data: :func:`first_token_dataset` with its defaults (25
+    steps, 4 tokens, 12,800 training sequences, 200 batches of 64, and 1000 test sequences,
+    seed 0)."""
     return first_token_dataset()
 
 
