@@ -47,9 +47,10 @@ def register(subparsers) -> None:
         help=HELP,
         description=(
             "Train a model family (default: the zoo's mlp) over the product of --grid axes, "
-            "every cell over --seeds seeds. Cells that differ only in sw2, sb2 or scheme train "
-            "together, stacked; each other combination (depth, width, activation, optimizer, "
-            "lr) is a group, run as an `initlab compare` into OUT/groups/NAME. Writes "
+            "every cell over --seeds seeds. Cells that differ only in sw2, sb2, scheme or lr "
+            "train together, stacked, each run at its own rate (no validation split held out); "
+            "each other combination (depth, width, activation, optimizer) is a group, run as "
+            "an `initlab compare` into OUT/groups/NAME. Writes "
             "grid.json, cells.jsonl (a line per run as its group ends), report.md and heatmaps "
             "with the mean-field overlays (order-to-chaos line, 6 xi_c trainable depth). "
             "sw2/sb2 cells use the mean-field Gaussian scheme meanfield:sw2=..:sb2=.. "
