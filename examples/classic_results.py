@@ -24,7 +24,8 @@ or the diagnosis' numbers; ``saxe`` runs ``initlab deeplinear`` and ``jacobian``
 ``initlab spectrum``, which print their own bands. Trainings use SGD with momentum: Adam's
 per-parameter step sizes rescale every layer's update and hide initialization failures (a
 Xavier-initialized deep ReLU net that stalls under SGD trains under Adam), so SGD is the fair
-judge of an initialization. One thread.
+judge of an initialization. The exception is ``forget``, the LSTM task ``first-token``, which
+trains with its task's AdamW 0.01. One thread.
 """
 
 from __future__ import annotations
