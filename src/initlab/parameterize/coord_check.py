@@ -701,9 +701,7 @@ def coord_check(
     for depth in spec.depths:
         names = order[depth]
         for name in names:
-            role = shape_role(
-                [shapes[(depth, name)][w] for w in spec.widths], kinds[(depth, name)]
-            )
+            role = shape_role([shapes[(depth, name)][w] for w in spec.widths], kinds[(depth, name)])
             series = [("activation", 0, act[(depth, name)])]
             series += [("change", t, change[(depth, name, t)]) for t in spec.steps]
             for quantity, step, per_width in series:
