@@ -51,7 +51,12 @@ from initlab.reports.plotting import (
     scheme_style,
 )
 from initlab.reports.summary import LN2
-from initlab.reports.trace_figures import draw_first_steps, draw_logit_scales, draw_test_bpc
+from initlab.reports.trace_figures import (
+    draw_first_steps,
+    draw_logit_scales,
+    draw_test_bpc,
+    scheme_legend,
+)
 
 __all__ = [
     "DIVERGED_MARKER",
@@ -429,15 +434,7 @@ def _grad_norm_figure(path: Path, runs: dict, config) -> Figure:
     if not shown:
         axes[0].set_axis_off()
         axes[0].text(0.5, 0.5, "no gradient norms recorded", ha="center", va="center")
-    order = [s for s in config.schemes if s in handles]
-    if order:
-        fig.legend(
-            [handles[s] for s in order],
-            order,
-            loc="outside right upper",
-            fontsize="small",
-            title="scheme",
-        )
+    scheme_legend(fig, config.schemes, handles)
     which = "" if len(shown) == len(names) else f" ({len(shown)} of {len(names)}, evenly spaced)"
     fig.suptitle(
         f"Gradient L2 norm per parameter{which}, mean over the steps of each epoch\n"

@@ -84,7 +84,8 @@ def _draw_schemes(ax, runs: dict, schemes: Sequence[str], steps: str, values, ha
     return drawn
 
 
-def _legend(fig: Figure, schemes: Sequence[str], handles: dict) -> None:
+def scheme_legend(fig: Figure, schemes: Sequence[str], handles: dict) -> None:
+    """One figure legend outside on the right: a handle per scheme, in ``schemes``' order."""
     order = [s for s in schemes if s in handles]
     if order:
         fig.legend(
@@ -144,7 +145,7 @@ def draw_first_steps(
         ax.set_xlabel("optimizer step", fontsize="small")
     if not shown:
         _nothing(axes[0], "no per-step gradient norms recorded (sequence models only)")
-    _legend(fig, schemes, handles)
+    scheme_legend(fig, schemes, handles)
     which = "" if len(shown) == len(names) else f" ({len(shown)} of {len(names)}, evenly spaced)"
     fig.suptitle(
         f"Gradient L2 norm per parameter{which} at each of the first optimizer steps\n"
@@ -174,7 +175,7 @@ def draw_logit_scales(path: Path, runs: dict, schemes: Sequence[str]) -> Figure:
         ax.tick_params(labelsize="x-small")
     if not keys:
         _nothing(axes[0], "no logit scales recorded (sequence models only)")
-    _legend(fig, schemes, handles)
+    scheme_legend(fig, schemes, handles)
     fig.suptitle(
         "Logit scales on a fixed probe batch (the first training examples) during training\n"
         "(log scale; line: mean over seeds, band: min..max)",
