@@ -30,8 +30,9 @@ import torch
 from initlab.datasets.families import load_dataset
 from initlab.experiments import stacked
 from initlab.experiments.config import CompareConfig, TrainConfig
-from initlab.experiments.core import TensorData, flush_denormals
+from initlab.experiments.core import TensorData
 from initlab.experiments.trainer import build_initialized, init_batch
+from initlab.introspect.hooks import flush_denormal
 
 
 def private_cross_entropy_and_grad(
@@ -75,7 +76,7 @@ def time_epoch(group: stacked._Group, data: TensorData, way: str) -> float:
     """One epoch of ``group`` with ``way``; return seconds per step."""
     stacked._cross_entropy_and_grad = WAYS[way]
     try:
-        with flush_denormals():  # as train_group trains (denormals are slow on the CPU)
+        with flush_denormal():  # as train_group trains (denormals are slow on the CPU)
             start = time.perf_counter()
             outcome = group.train_epoch(data)
             return (time.perf_counter() - start) / outcome.steps

@@ -24,11 +24,10 @@ steps (and at step 0, before training) the logit scales of a fixed probe batch, 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -51,7 +50,6 @@ __all__ = [
     "check_due",
     "evaluate_logits",
     "first_non_finite",
-    "flush_denormals",
     "grad_norms",
     "has_attention",
     "logit_scales",
@@ -413,21 +411,6 @@ def loss_curve(losses: torch.Tensor, every: int, done: int) -> list[tuple[tuple[
     steps = per_run.shape[0]
     ends = [done + min(end, steps) for end in range(every, steps + every, every)]
     return [tuple(zip(ends, row, strict=True)) for row in means]
-
-
-@contextlib.contextmanager
-def flush_denormals() -> Iterator[None]:
-    """Flush denormal floats to zero on the CPU for the ``with`` block.
-
-    Denormals make CPU float math orders of magnitude slower when weights or activations get
-    tiny (e.g. near-zero inits); flushing them to zero costs nothing in accuracy here. On exit
-    the flag returns to PyTorch's default, off (there is no getter to restore from).
-    """
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
 
 
 def traced(model: nn.Module) -> bool:

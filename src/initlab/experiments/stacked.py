@@ -80,7 +80,6 @@ from initlab.experiments.core import (
     check_due,
     evaluate_logits,
     first_non_finite,
-    flush_denormals,
     grad_norms,
     has_attention,
     logit_scales,
@@ -95,6 +94,7 @@ from initlab.experiments.core import (
     training_view,
 )
 from initlab.experiments.optim import StackedOptimizer
+from initlab.introspect.hooks import flush_denormal
 from initlab.zoo.models import OneHiddenLayerMLP
 
 __all__ = ["train_group", "vectorizable"]
@@ -317,7 +317,7 @@ def train_group(
         config = dataclasses.replace(config, lr=float(lrs[0]))
     group = _Group(models, config, seeds, start, lrs)
     group.on_step = on_step
-    with flush_denormals():
+    with flush_denormal():
         for epoch in range(first, config.epochs + 1):
             group.run_epoch(epoch, data, on_epoch, on_done)
             if not group.active:

@@ -50,7 +50,6 @@ from initlab.experiments.core import (
     check_due,
     evaluate_logits,
     first_non_finite,
-    flush_denormals,
     grad_norms,
     has_attention,
     logit_scales,
@@ -64,6 +63,7 @@ from initlab.experiments.core import (
     traced,
     training_view,
 )
+from initlab.introspect.hooks import flush_denormal
 from initlab.schemes.registry import initialize
 from initlab.zoo.models import build_model
 
@@ -249,7 +249,7 @@ def train(
         _restore(model, optimizer, shuffle, start, config)
         done = start.steps
     fork = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
-    with flush_denormals(), fork:
+    with flush_denormal(), fork:
         torch.manual_seed(dropout_seed)
         if start is not None:
             _set_rng(start.rng, device)

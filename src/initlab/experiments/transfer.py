@@ -55,7 +55,6 @@ from initlab.experiments.core import (
     TensorData,
     evaluate_logits,
     first_non_finite,
-    flush_denormals,
     resolve_device,
     run_seeds,
     sequence_cross_entropy,
@@ -73,6 +72,7 @@ from initlab.experiments.results import (
     require_config,
 )
 from initlab.experiments.stacked import stack_parameters, stacked_forward, vectorizable
+from initlab.introspect.hooks import flush_denormal
 from initlab.reports import transfer as report
 from initlab.zoo.factory import is_factory_spec
 from initlab.zoo.models import build_model
@@ -328,7 +328,7 @@ def run_transfer(
         done = {
             line["run"] for line in read_results(out / RESULTS) if line.get("status") in TERMINAL
         }
-        with open(out / RESULTS, "a", encoding="utf-8") as sink, flush_denormals():
+        with open(out / RESULTS, "a", encoding="utf-8") as sink, flush_denormal():
             for name in config.parameterizations:
                 for width, depth in config.cells(name):
                     runs = [

@@ -1,0 +1,73 @@
+"""flush_denormal reaches PyTorch's intra-op workers, not only the calling thread.
+
+The probe: a batched product whose every entry is 256 * (1e-22)^2 = 2.56e-42, a float32
+subnormal. On two threads each worker computes part of the batch; an entry comes out 0 exactly
+when the thread that computed it flushes. Before the fix one of two threads did (half the
+entries were 0); any share of nonzero entries inside the block is a worker left out.
+"""
+
+import pytest
+import torch
+
+from initlab.introspect import hooks
+from initlab.introspect.hooks import _denormals_flushed, flush_denormal
+
+pytestmark = pytest.mark.skipif(
+    not torch.backends.openmp.is_available(), reason="PyTorch built without OpenMP"
+)
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    torch.bmm(torch.randn(18, 64, 64), torch.randn(18, 64, 64))  # the team exists before
+    yield
+    torch.set_num_threads(before)
+
+
+def _flushed_share() -> float:
+    """Share of the probe product's entries flushed to zero (see the module docstring)."""
+    a = torch.full((18, 256, 256), 1e-22)
+    return float((torch.bmm(a, a) == 0).float().mean())
+
+
+def _elementwise_flushed_share() -> float:
+    x = torch.full((1 << 20,), 1e-20)  # 1e-40 squared: subnormal, elementwise in parallel
+    return float((x * x == 0).float().mean())
+
+
+def test_every_worker_flushes_inside_and_none_after(two_threads):
+    if hooks._libgomp() is None:
+        pytest.skip("PyTorch does not run on GNU libgomp here")
+    assert _flushed_share() == 0.0 and _elementwise_flushed_share() == 0.0
+    with flush_denormal():
+        assert _flushed_share() == 1.0
+        assert _elementwise_flushed_share() == 1.0
+        assert _denormals_flushed()
+    assert _flushed_share() == 0.0 and _elementwise_flushed_share() == 0.0
+    assert not _denormals_flushed()
+
+
+def test_restores_on_exception_and_keeps_an_outer_setting(two_threads):
+    if hooks._libgomp() is None:
+        pytest.skip("PyTorch does not run on GNU libgomp here")
+    with pytest.raises(RuntimeError, match="boom"), flush_denormal():
+        raise RuntimeError("boom")
+    assert _flushed_share() == 0.0
+    with flush_denormal():
+        with flush_denormal():
+            pass
+        assert _flushed_share() == 1.0  # the inner block restored the outer block's setting
+    assert _flushed_share() == 0.0
+
+
+def test_one_thread_calling_thread_only():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with flush_denormal():
+            assert _flushed_share() == 1.0
+        assert _flushed_share() == 0.0
+    finally:
+        torch.set_num_threads(before)
