@@ -654,16 +654,17 @@ def _initnet_step(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Ten
     w1, b1 = params["fc1.weight"], params["fc1.bias"]
     w2, b2 = params["fc2.weight"], params["fc2.bias"]
     x = x.reshape(x.shape[0], x.shape[1], -1)  # (R, B, 784)
-    # Products in _WeightTimesInput's layout (W @ x^T), which the vmapped path rounds like.
-    pre = torch.bmm(w1, x.mT).mT + b1.unsqueeze(1)  # (R, B, 128)
-    hidden = pre.clamp_min(0)
-    loss, grad = _cross_entropy_and_grad(torch.bmm(w2, hidden.mT).mT + b2.unsqueeze(1), y)
-    _set_grad(w2, lambda out: torch.bmm(grad.mT, hidden, out=out))
+    # Products in _WeightTimesInput's layout (W @ x^T), which the vmapped path rounds like;
+    # the activations are kept feature-major, (R, 128, B), the products' own layout, so the
+    # element-wise steps run in place on contiguous memory (the same values in any layout).
+    hidden = torch.bmm(w1, x.mT).add_(b1.unsqueeze(2)).clamp_min_(0)  # (R, 128, B)
+    loss, grad = _cross_entropy_and_grad(torch.bmm(w2, hidden).mT + b2.unsqueeze(1), y)
+    _set_grad(w2, lambda out: torch.bmm(grad.mT, hidden.mT, out=out))
     _set_grad(b2, lambda out: torch.sum(grad, 1, out=out))
     # ReLU's backward, autograd's own kernel: zero where the output is <= 0.
-    grad_hidden = torch.ops.aten.threshold_backward(torch.bmm(w2.mT, grad.mT).mT, hidden, 0)
-    _set_grad(w1, lambda out: torch.bmm(grad_hidden.mT, x, out=out))
-    _set_grad(b1, lambda out: torch.sum(grad_hidden, 1, out=out))
+    grad_hidden = torch.ops.aten.threshold_backward(torch.bmm(w2.mT, grad.mT), hidden, 0)
+    _set_grad(w1, lambda out: torch.bmm(grad_hidden, x, out=out))
+    _set_grad(b1, lambda out: torch.sum(grad_hidden, 2, out=out))
     return loss
 
 
