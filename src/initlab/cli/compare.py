@@ -15,7 +15,7 @@ from initlab.cli.train import (
     add_common_options,
     add_tensorboard_option,
     check_tensorboard,
-    config_standardize,
+    compare_config,
     data_source,
     fraction,
     learning_rates,
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     from initlab.cli._validate import output_dir, split_schemes
     from initlab.experiments.distributed import is_main_process
     from initlab.experiments.pretrain import PretrainConfig
-    from initlab.experiments.sweep import CompareConfig, run_sweep
+    from initlab.experiments.sweep import run_sweep
     from initlab.reports.compare import format_conclusions, format_table
 
     if args.resume is not None:
@@ -143,22 +143,13 @@ def run(args: argparse.Namespace) -> int:
             output_dir(out)
             task_params = apply_task_defaults(args)
             _check_subsets(args)
-            dataset, data = data_source(args)
-            config = CompareConfig(
+            config = compare_config(
+                args,
                 schemes=split_schemes(args.schemes, source=True),
                 seeds=args.seeds,
                 first_seed=args.first_seed,
-                model=args.model,
                 model_params={**task_params, **model_params(args.model_param)},
-                dataset=dataset,
-                data=data,
-                standardize=config_standardize(args),
-                data_dir=args.data_dir,
-                download=args.download,
-                bias_init=args.bias_init,
                 target_accuracy=args.target_accuracy,
-                train_subset=args.train_subset,
-                test_subset=args.test_subset,
                 train=train_config(args, args.first_seed),
                 pretrain=PretrainConfig(
                     dataset=args.pretrain_dataset,

@@ -12,8 +12,7 @@ from initlab.cli import FLAGS as COMMON_FLAGS
 from initlab.cli import print_error
 from initlab.cli.train import (
     add_common_options,
-    config_standardize,
-    data_source,
+    compare_config,
     model_flags,
     model_params,
     non_negative_int,
@@ -125,7 +124,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from initlab.experiments.config import CompareConfig
     from initlab.experiments.grid import GridConfig, GridExistsError, parse_axis, run_grid
     from initlab.experiments.results import OutDirInUseError
 
@@ -140,21 +138,12 @@ def run(args: argparse.Namespace) -> int:
             axes = dict(parse_axis(text) for text in args.grid)
             if len(axes) != len(args.grid):
                 raise _argument("grid", f"an axis is given twice: {args.grid}")
-            dataset, data = data_source(args)
-            base = CompareConfig(
+            base = compare_config(
+                args,
                 schemes=(args.scheme,),
                 seeds=args.seeds,
                 first_seed=args.first_seed,
-                model=args.model,
                 model_params=model_params(args.model_param),
-                dataset=dataset,
-                data=data,
-                standardize=config_standardize(args),
-                data_dir=args.data_dir,
-                download=args.download,
-                bias_init=args.bias_init,
-                train_subset=args.train_subset,
-                test_subset=args.test_subset,
                 train=dataclasses.replace(
                     train_config(args, args.first_seed), eval_steps=args.eval_steps
                 ),

@@ -374,6 +374,28 @@ def data_source(args: argparse.Namespace) -> tuple[str, str | None]:
     return dataset, data
 
 
+def compare_config(args: argparse.Namespace, **fields):
+    """A :class:`~initlab.experiments.sweep.CompareConfig` from the flags that ``compare``,
+    ``sweep`` and ``train --out`` share (``--model``, ``--dataset``/``--data``,
+    ``--standardize``, ``--data-dir``, ``--download``, ``--bias-init``, the subsets), with the
+    command's own ``fields`` (schemes, seeds, model parameters, training settings, ...)."""
+    from initlab.experiments.sweep import CompareConfig
+
+    dataset, data = data_source(args)
+    return CompareConfig(
+        model=args.model,
+        dataset=dataset,
+        data=data,
+        standardize=config_standardize(args),
+        data_dir=args.data_dir,
+        download=args.download,
+        bias_init=args.bias_init,
+        train_subset=args.train_subset,
+        test_subset=args.test_subset,
+        **fields,
+    )
+
+
 def train_config(args: argparse.Namespace, seed: int):
     """Build the :class:`TrainConfig` from parsed options."""
     from initlab.experiments.trainer import TrainConfig
@@ -680,7 +702,6 @@ def _sweep_config(args: argparse.Namespace):
     ``initlab train`` checks its options, before anything is written."""
     from initlab.cli._validate import output_dir, scheme_applies, subset_sizes
     from initlab.datasets.sources import load_source
-    from initlab.experiments.sweep import CompareConfig
 
     if args.out is not None:  # --lr-grid alone trains into a temporary directory
         output_dir(args.out)
@@ -692,20 +713,12 @@ def _sweep_config(args: argparse.Namespace):
         loaded = load_source(dataset, data, data_dir=args.data_dir, download=args.download)
         subset_sizes(loaded, args.train_subset, args.test_subset)
     text_file = None if args.text_file is None else str(Path(args.text_file).resolve())
-    return CompareConfig(
+    return compare_config(
+        args,
         schemes=(args.scheme,),
         seeds=1,
         first_seed=args.seed,
-        model=args.model,
         model_params=params,
-        dataset=dataset,
-        data=data,
-        standardize=config_standardize(args),
-        data_dir=args.data_dir,
-        download=args.download,
-        bias_init=args.bias_init,
-        train_subset=args.train_subset,
-        test_subset=args.test_subset,
         train=train_config(args, args.seed),
         lr_grid=args.lr_grid,
         val_fraction=args.val_fraction,
