@@ -12,11 +12,11 @@ from initlab._files import atomic_write
 from initlab.cli import print_error
 from initlab.cli._tasks import TASK_FLAGS, add_task_options, record_given
 from initlab.cli.train import (
+    add_data_options,
     add_model_options,
     model_flags,
     model_params,
     positive_int,
-    standardize_mode,
 )
 
 HELP = "diagnose a model at initialization under several schemes: tables, verdicts, figure"
@@ -89,39 +89,7 @@ def register(subparsers) -> None:
         help="training examples in the batch, the first ones of the training split (default: "
         "256; a --task's batch size when --task is given)",
     )
-    add(
-        "--dataset",
-        default=None,
-        metavar="NAME|npz|folder|MODULE:FUNCTION",
-        help="an IDX dataset name (mnist, fashion-mnist, kmnist, emnist-<split>; with --data-dir "
-        "any name); npz or folder, read from --data; or your own dataset factory "
-        "MODULE:FUNCTION (default: mnist, embedded; with --data: npz for a file, folder for a "
-        "directory)",
-    )
-    add(
-        "--data",
-        default=None,
-        metavar="PATH",
-        help="your data: an .npz file with x_train, y_train, x_test, y_test, or an image folder "
-        "DIR/train/<class>/*.png and DIR/test/<class>/*.png (Pillow) (default: none)",
-    )
-    add(
-        "--standardize",
-        nargs="?",
-        const=True,
-        default=False,
-        type=standardize_mode,
-        metavar="pixel",
-        help="standardize the inputs with the whole training split's mean and std, as "
-        "training does: per channel (the bare flag, or 'channel'); 'pixel': per pixel "
-        "(default: off, pixels / 255)",
-    )
-    add("--data-dir", default=None, help="directory of the dataset's IDX files (default: none)")
-    add(
-        "--download",
-        action="store_true",
-        help="download missing files from the public mirrors, checksum-verified (default: off)",
-    )
+    add_data_options(parser)
     add("--seed", type=int, default=0, help="construction and init seed (default: 0)")
     add("--out", default=None, help="output directory (default: runs/diagnose-<UTC timestamp>)")
     add_task_options(parser, metric=False)

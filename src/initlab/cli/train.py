@@ -182,16 +182,10 @@ def add_model_options(parser: argparse.ArgumentParser, *, default: str, arg_note
     )
 
 
-def add_common_options(parser: argparse.ArgumentParser) -> None:
-    """Add the model, data and optimization options shared by ``train`` and ``compare``."""
-    add_model_options(parser, default="mlp-784-128-10")
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """Add the data options (``--dataset``, ``--data``, ``--standardize``, ``--data-dir``,
+    ``--download``) that ``train``, ``compare``, ``sweep`` and ``diagnose`` read alike."""
     add = parser.add_argument
-    add(
-        "--bias-init",
-        default=None,
-        help="bias rule: zeros, constant:VALUE or torch (default: the scheme's own rule, zeros "
-        "for every scheme except torch_default)",
-    )
     add(
         "--dataset",
         default=None,
@@ -230,6 +224,19 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="download missing files from the public mirrors, checksum-verified (default: off)",
     )
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """Add the model, data and optimization options shared by ``train`` and ``compare``."""
+    add_model_options(parser, default="mlp-784-128-10")
+    add = parser.add_argument
+    add(
+        "--bias-init",
+        default=None,
+        help="bias rule: zeros, constant:VALUE or torch (default: the scheme's own rule, zeros "
+        "for every scheme except torch_default)",
+    )
+    add_data_options(parser)
     add(
         "--train-subset",
         type=positive_int,
