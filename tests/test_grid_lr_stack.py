@@ -1,7 +1,7 @@
 """A grid's ``lr`` axis trains in its group's stack (``initlab.experiments.grid``).
 
 Cells that differ only in ``lr`` and ``sw2`` form one group: one stacked sweep whose runs step
-at their own rates (``run_sweep(select_rates=False)``: no validation split is held out, every
+at their own rates (``CompareConfig(select_rates=False)``: no validation split is held out, every
 cell is reported). Its cells must be those of the former layout, one plain group per rate,
 within the stacking tolerance of :mod:`tests.rounding`: the two differ only in how the stacked
 sums are rounded (the same data, batches, initial weights and rates). A held-out split would
@@ -102,6 +102,18 @@ def test_an_lr_axis_is_one_stacked_group_equal_to_a_group_per_rate(tmp_path):
     ]
     for lr in RATES:
         assert (group / f"lr={lr!r}" / "report.md").is_file()
+    # the group records that it chose no rate, so a resume of the group alone holds out none
+    saved = CompareConfig.from_json((group / "config.json").read_text())
+    assert saved.select_rates is False and saved.lr_grid == RATES
+
+
+def test_select_rates_is_written_only_when_off():
+    base = dataclasses.replace(_base(), lr_grid=RATES)
+    assert "select_rates" not in json.loads(base.to_json())
+    off = dataclasses.replace(base, select_rates=False)
+    assert json.loads(off.to_json())["select_rates"] is False
+    assert CompareConfig.from_json(off.to_json()) == off
+    assert CompareConfig.from_json(base.to_json()).select_rates is True
 
 
 def test_a_grid_json_written_before_stack_lr_resumes_into_a_group_per_rate():

@@ -174,6 +174,12 @@ class CompareConfig:
             when a grid is given (a config without one is written as before).
         val_fraction: the held-out fraction of the training data, in (0, 1); used only with
             ``lr_grid``.
+        select_rates: with ``lr_grid``, choose each scheme's rate on the validation split (the
+            default, ``initlab compare --lr-grid``). ``False``: no split is held out and no
+            rate chosen; every rate's runs train on the whole training set and are reported
+            rate by rate (a grid's ``lr`` axis, :func:`~initlab.experiments.grid.run_grid`;
+            see :func:`~initlab.experiments.sweep.run_sweep`). ``config.json`` records it only
+            when ``False``, so a resumed sweep reads it back.
         task: what is trained (:data:`~initlab.experiments.tasks.TASKS`): ``"image"`` (the
             default: images -> classes), ``"char-lm"`` (a character language model on
             ``text_file``, the embedded Shakespeare when ``None``), ``"seq-mnist"``,
@@ -220,6 +226,7 @@ class CompareConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     lr_grid: tuple[float, ...] | None = None
     val_fraction: float = 0.1
+    select_rates: bool = True
     task: str = "image"
     text_file: str | None = None
     seq_len: int | None = None
@@ -338,6 +345,8 @@ class CompareConfig:
             del raw["train"]["eval_steps"]
         else:
             raw["train"]["eval_steps"] = list(self.train.eval_steps)
+        if self.select_rates:  # as written before rate-by-rate reports existed
+            del raw["select_rates"]
         if self.lr_grid is None:  # as written before grids existed
             del raw["lr_grid"], raw["val_fraction"]
         else:

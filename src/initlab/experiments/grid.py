@@ -13,8 +13,9 @@ A grid (:class:`GridConfig`) varies any of :data:`AXES` around a base
 Cells that differ only in ``sw2``, ``sb2``, ``scheme``, ``lr`` (and seed) share the model's
 shapes and the optimizer, so they form one *group*, run as one comparison
 (:func:`~initlab.experiments.sweep.run_sweep`, stacked) whose schemes are the cells' schemes and
-whose rates (``lr_grid``, with ``select_rates=False``: every rate trains on the whole training
-set, each run at its own rate in the one stack, and no rate is chosen) are the cells' rates;
+whose rates (``lr_grid``, with ``select_rates=False`` recorded in its ``config.json``: every
+rate trains on the whole training set, each run at its own rate in the one stack, and no rate
+is chosen) are the cells' rates;
 every other axis (:data:`GROUP_AXES`) starts a new group.
 
 Output directory layout:
@@ -221,6 +222,7 @@ class GridConfig:
             model_params=params,
             train=train,
             lr_grid=tuple(rates) if rates else None,
+            select_rates=not rates,  # an lr axis: every rate is reported, no split held out
         )
 
     def runs(self) -> int:
@@ -480,7 +482,6 @@ def run_grid(
                     resume=again,
                     progress=progress,
                     vectorize=vectorize,
-                    select_rates=False,  # every cell is reported: no split held out
                 )
             with open(out / CELLS, "a", encoding="utf-8") as sink:
                 for line in cell_lines(name, cells, read_results(sub / RESULTS)):

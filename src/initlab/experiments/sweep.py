@@ -182,7 +182,6 @@ def run_sweep(
     on_epoch: Callable[[str, EpochRecord], None] | None = None,
     vectorize: bool = False,
     tensorboard: str | os.PathLike | None = None,
-    select_rates: bool = True,
 ) -> SweepResult:
     """Run (or resume) a comparison into ``out_dir`` and write its summary, report and figures.
 
@@ -210,18 +209,12 @@ def run_sweep(
             scalars, before ``on_epoch`` is called, one TensorBoard run per run id
             (:class:`~initlab.experiments.tensorboard.TensorBoardLog`; under torchrun each
             rank writes its own runs). ``None`` (the default): no TensorBoard logging.
-        select_rates: with the config's ``lr_grid``, choose each scheme's rate on a
-            validation split held out of the training data (the default, as ``initlab compare
-            --lr-grid``). ``False``: no split is held out and no rate chosen; every rate's runs
-            train on the whole training set (stacked together, as with a choice) and are
-            reported rate by rate: ``summary.csv`` holds one row per scheme and rate (its
-            ``lr`` column), and each rate's report and figures go to ``out_dir/lr=<rate>/``
-            (a grid's ``lr`` axis, :func:`~initlab.experiments.grid.run_grid`). Not recorded
-            in ``config.json``: a resumed sweep must be given the same value.
-
     Returns:
-        A :class:`SweepResult`; its rows (one per scheme; with ``select_rates=False`` and an
-        ``lr_grid``, one per rate and scheme) are those of ``summary.csv``.
+        A :class:`SweepResult`; its rows (one per scheme; with an ``lr_grid`` and
+        ``select_rates=False`` in the config, one per rate and scheme) are those of
+        ``summary.csv``. With ``select_rates=False`` (see :class:`CompareConfig`) each rate's
+        report and figures go to ``out_dir/lr=<rate>/`` and ``summary.csv`` has an ``lr``
+        column.
 
     Raises:
         OutDirInUseError: another sweep holds ``out_dir``'s lock (see the module docstring);
@@ -261,7 +254,7 @@ def run_sweep(
         if locked:
             ranks.from_main(lock)
         saved = ranks.from_main(lambda: _checked_config(config, out, resume))
-        config, data = _prepare(saved, hold_out=select_rates)
+        config, data = _prepare(saved, hold_out=saved.select_rates)
         if not locked:
             ranks.from_main(lock)
         pending, session = ranks.from_main(lambda: _begin(out, config, saved, resume))
@@ -288,9 +281,7 @@ def run_sweep(
         _gather(ranks, results, own)
         if ranks.rank == 0:  # every run has ended: no checkpoint is needed any more
             shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
-        rows = ranks.from_main(
-            lambda: _write_report(out, config, read_results(results), select_rates)
-        )
+        rows = ranks.from_main(lambda: _write_report(out, config, read_results(results)))
     return SweepResult(config, out, rows)
 
 
@@ -413,11 +404,9 @@ def _check_applicable(config: CompareConfig, data: TensorData) -> None:
         check_fits(model, scheme, config.model, batch=init_batch(data))
 
 
-def _write_report(
-    out: Path, config: CompareConfig, lines: list[dict], select_rates: bool
-) -> list[report.SummaryRow]:
+def _write_report(out: Path, config: CompareConfig, lines: list[dict]) -> list[report.SummaryRow]:
     """The sweep's report; with ``select_rates=False`` one per rate (see :func:`run_sweep`)."""
-    if select_rates or config.lr_grid is None:
+    if config.select_rates or config.lr_grid is None:
         return report.write_report(out, config, lines)
     rows = []
     for lr in config.lr_grid:
