@@ -662,6 +662,42 @@ def test_initnet_hand_written_step_equals_the_vmapped_autograd_step(data):
             assert (difference <= 914 * eps * magnitude).all(), r
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_initnet_runs_of_one_seed_share_a_batch_and_a_product(data, threads):
+    # The stack puts the runs of one seed side by side; rows that draw the same batches take
+    # one gather and one first-layer product per block (cut so every thread gets as many).
+    # Each output is still one run's 784-term dot product: the losses agree with the per-run
+    # products within band(1) (tests/rounding.py) and the gradients within as much of their
+    # largest magnitude. Measured here they are equal bit for bit.
+    from initlab.experiments.stacked import _Group, _products_per_block, _shared_batches
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        models = _build([("seed", 0), ("normal:std=0.1", 1), ("zeros", 0), ("seed", 1)] * 2)
+        group = _Group(models, TrainConfig(), [0, 1, 0, 1, 0, 1, 0, 1])
+        assert group.active == [0, 2, 4, 6, 1, 3, 5, 7]  # by seed, stable
+        order = torch.randperm(1000, generator=torch.Generator().manual_seed(0))
+        orders = torch.stack([order[:192].view(3, 64)[r // 4] for r in range(8)])  # 2 blocks
+        assert _shared_batches(orders) == 4
+        assert _shared_batches(orders[[0, 1, 2, 4, 5, 6, 7]]) == 1  # blocks of 3 and 4
+        assert _shared_batches(orders[:1]) == 1
+        assert _products_per_block(2, 4) == 1 and _products_per_block(3, 6) == threads
+        x, y = data.train_x[orders], data.train_y[orders]
+        out = {}
+        for shared in (1, 4):
+            for p in group.params.values():
+                p.grad = None
+            loss = group.loss_and_grads(x[::shared], y)
+            out[shared] = loss, {n: p.grad.clone() for n, p in group.params.items()}
+        torch.testing.assert_close(out[4][0], out[1][0], rtol=band(1), atol=0)
+        for name, grad in out[1][1].items():
+            scale = grad.abs().max().item()
+            torch.testing.assert_close(out[4][1][name], grad, rtol=0, atol=band(1) * scale)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_only_the_plain_initnet_takes_the_hand_written_step():
     from initlab.experiments.stacked import _Group
 
