@@ -685,7 +685,7 @@ def _initnet_step(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Ten
     batches). The first layer of the runs that share a batch is one product,
     ``[W1_a; W1_b; ...] @ x^T``, and so is its weight gradient, cut into
     :func:`_products_per_block` pieces so that every thread gets as many: one gather and larger
-    products instead of one per run (about 8% of a step of the default sweep, on 1 and 2
+    products instead of one per run (5 to 7% of a step of the default sweep, on 2 and 1
     threads). Each output is still one 784-term dot product of a run's weights and an image;
     measured here the results equal the per-run products bit for bit, and in general they are
     within the products' rounding bound (tests/test_vectorized.py).
