@@ -129,14 +129,21 @@ def _set_everywhere(on: bool) -> None:
 
 
 def _libgomp() -> ctypes.CDLL | None:
-    """The GNU OpenMP runtime already loaded into this process by PyTorch, or ``None``."""
+    """The GNU OpenMP runtime already loaded into this process by PyTorch, or ``None``.
+
+    PyTorch's own copy (the wheels ship one in ``torch/lib``) when loaded, else the one
+    libgomp of the process; ``None`` when there is none, or several and none is PyTorch's
+    (another package's runtime has other threads).
+    """
     global _gomp
     if _gomp is False:
         _gomp = None
         if torch.backends.openmp.is_available() and os.path.exists("/proc/self/maps"):
             with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
                 paths = {line.split()[-1] for line in maps if "libgomp" in line}
-            for path in sorted(paths):
+            home = os.path.dirname(os.path.realpath(torch.__file__)) + os.sep
+            own = [path for path in paths if os.path.realpath(path).startswith(home)]
+            for path in own or (list(paths) if len(paths) == 1 else []):
                 try:  # RTLD_NOLOAD: only the copy already loaded, never a second one
                     library = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
                     parallel = library.GOMP_parallel
