@@ -65,6 +65,15 @@ def test_restores_on_exception_and_keeps_an_outer_setting(two_threads):
     assert _flushed_share() == 0.0
 
 
+def test_workers_are_restored_when_the_block_lowered_the_thread_count(two_threads):
+    if hooks._libgomp() is None:
+        pytest.skip("PyTorch does not run on GNU libgomp here")
+    with flush_denormal():
+        torch.set_num_threads(1)  # the worker sits idle at exit, still flushing unless reset
+    torch.set_num_threads(2)
+    assert _flushed_share() == 0.0
+
+
 def test_one_thread_calling_thread_only():
     before = torch.get_num_threads()
     torch.set_num_threads(1)

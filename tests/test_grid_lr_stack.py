@@ -107,6 +107,26 @@ def test_an_lr_axis_is_one_stacked_group_equal_to_a_group_per_rate(tmp_path):
     assert saved.select_rates is False and saved.lr_grid == RATES
 
 
+def test_a_group_written_without_select_rates_resumes_choosing_no_rate(tmp_path):
+    # A group's config.json from before the field existed reads back as choosing rates; the
+    # grid writes the field in before resuming, so the group is reported rate by rate again.
+    grid = GridConfig({"lr": RATES}, dataclasses.replace(_base(), train_subset=64))
+    out = tmp_path / "g"
+    run_grid(grid, out, progress=False)
+    group = out / "groups" / "all"
+    raw = json.loads((group / "config.json").read_text())
+    del raw["select_rates"]  # as written before
+    (group / "config.json").write_text(json.dumps(raw))
+    (group / "summary.csv").unlink()
+    (out / "cells.jsonl").write_text("")
+    for lr in RATES:
+        (group / f"lr={lr!r}" / "report.md").unlink()
+    run_grid(None, out, resume=True, progress=False)
+    assert json.loads((group / "config.json").read_text())["select_rates"] is False
+    for lr in RATES:
+        assert (group / f"lr={lr!r}" / "report.md").is_file()
+
+
 def test_select_rates_is_written_only_when_off():
     base = dataclasses.replace(_base(), lr_grid=RATES)
     assert "select_rates" not in json.loads(base.to_json())

@@ -476,6 +476,8 @@ def run_grid(
                     _n(len(cells) * cfg.seeds, "run"),
                 )
                 again = (sub / "config.json").is_file()
+                if again:
+                    _record_select_rates(sub, cfg)
                 run_sweep(
                     None if again else cfg,
                     sub,
@@ -584,3 +586,19 @@ def cell_lines(group: str, cells: dict[tuple, dict], results: list[dict]) -> lis
             }
         )
     return out
+
+
+def _record_select_rates(group: Path, config: CompareConfig) -> None:
+    """Write ``select_rates=False`` into a group's ``config.json`` that lacks it.
+
+    A group with an ``lr`` axis chooses no rate; its ``config.json`` records that since
+    :attr:`CompareConfig.select_rates` exists. A group written before reads back as choosing
+    (the field's default) and would resume holding out a validation split its finished runs
+    never had, so the field is added before the group resumes; nothing else is changed.
+    """
+    path = group / "config.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    if config.select_rates or "select_rates" in raw:
+        return
+    raw["select_rates"] = False
+    atomic_write(path, json.dumps(raw, indent=2, sort_keys=True))

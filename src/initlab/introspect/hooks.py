@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 
@@ -106,19 +107,25 @@ def flush_denormal() -> Iterator[None]:
         (0.0, True)
     """
     previous = _denormals_flushed()
-    _set_everywhere(True)
+    threads = torch.get_num_threads()
+    _set_everywhere(True, threads)
     try:
         yield
     finally:
-        _set_everywhere(previous)
+        # every worker the block may have used: the team at entry, or a larger one made inside
+        _set_everywhere(previous, max(threads, torch.get_num_threads()))
 
 
-def _set_everywhere(on: bool) -> None:
-    """``torch.set_flush_denormal(on)`` on the calling thread and each worker of its team."""
-    torch.set_flush_denormal(on)
+def _set_everywhere(on: bool, threads: int) -> None:
+    """``torch.set_flush_denormal(on)`` on the calling thread and on the first ``threads``
+    threads of its OpenMP team (the calling thread is its thread 0).
+
+    Not on the team while the interpreter shuts down: the workers' callbacks would wait for a
+    GIL that is never handed out again.
+    """
     gomp = _libgomp()
-    threads = torch.get_num_threads()
-    if gomp is None or threads < 2:
+    torch.set_flush_denormal(on)
+    if gomp is None or threads < 2 or sys.is_finalizing():
         return
 
     def each_thread(_data) -> None:
