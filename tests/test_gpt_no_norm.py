@@ -12,7 +12,6 @@ import math
 import pytest
 import torch
 from torch import nn
-from torch.func import functional_call, grad, stack_module_state, vmap
 
 from initlab._checks import ArgumentError
 from initlab.schemes.registry import initialize
@@ -88,43 +87,7 @@ def test_rezero_gates_combine_with_no_norm():
         torch.testing.assert_close(model(x), expected, rtol=0, atol=0)
 
 
-# ---------------------------------------------------------------- stacked (vmap) training
-
-
-def _stack():
-    models = [tiny(seed) for seed in range(3)]
-    params, buffers = stack_module_state(models)
-
-    def forward(p, b, x):
-        return functional_call(models[0], (p, b), (x,))
-
-    return models, params, buffers, forward
-
-
-def test_vmapped_forward_equals_each_models_own():
-    models, params, buffers, forward = _stack()
-    x = tokens(3, 8)
-    out = vmap(forward, in_dims=(0, 0, None))(params, buffers, x)
-    assert not torch.equal(out[0], out[1])  # the seeds differ, so a shared weight would show
-    for r, model in enumerate(models):
-        torch.testing.assert_close(out[r], model(x), rtol=0, atol=ATOL)
-
-
-def test_vmapped_backward_equals_each_models_own():
-    models, params, buffers, forward = _stack()
-    x = tokens(3, 8)
-
-    def loss(p, b, x):
-        return forward(p, b, x).square().mean()
-
-    grads = vmap(grad(loss), in_dims=(0, 0, None))(params, buffers, x)
-    assert grads.keys() == params.keys()
-    for r in (0, 2):
-        models[r].zero_grad()
-        models[r](x).square().mean().backward()
-        for name, p in models[r].named_parameters():
-            torch.testing.assert_close(grads[name][r], p.grad, rtol=1e-4, atol=ATOL, msg=name)
-
+# Stacked (vmap) forward and backward: the 'char-gpt no norm' case of tests/test_zoo_sequence.py.
 
 # ---------------------------------------------------------------- T-Fixup in its own setting
 

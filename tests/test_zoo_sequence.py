@@ -259,6 +259,7 @@ def test_seq_rnn_orders():
 STACKABLE = {
     "char-gpt pre layerscale": (lambda: tiny_gpt(gate="layerscale"), lambda: tokens(3, 8)),
     "char-gpt post": (lambda: tiny_gpt(norm="post"), lambda: tokens(3, 8)),
+    "char-gpt no norm": (lambda: tiny_gpt(norm="none"), lambda: tokens(3, 8)),
     "vit rezero": (lambda: ViT(d_model=16, depth=2, n_head=2, gate="rezero"), images),
     "char-rnn lstm x2": (
         lambda: CharRNN(vocab_size=11, embed=4, hidden=8, num_layers=2),
