@@ -501,10 +501,8 @@ class _Group:
         shared = _shared_batches(orders) if self.direct else 1
         for step in range(steps):
             index = orders[:, step * size : (step + 1) * size]  # (R, B)
-            x, y = _gather(data, index[::shared])  # (R / shared, B, ...)
-            if shared > 1:
-                y = data.train_y[index]
-            loss = self.loss_and_grads(x, y)  # (R,)
+            x = _gather(data, index[::shared])  # (R / shared, B, ...)
+            loss = self.loss_and_grads(x, data.train_y[index])  # (R,)
             norms = grad_norms(list(self.params.values()), len(self.active))  # (R, P)
             grad_sum += norms
             if self.tracing and self.done + step < TRACE_STEPS:
@@ -646,14 +644,14 @@ class _EpochOutcome:
     train_evals: list[tuple]  # EpochRecord.train_evals per active run
 
 
-def _gather(data: TensorData, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each run's batch: images ``(R, B, *image)`` and labels ``(R, B)`` for ``index (R, B)``.
+def _gather(data: TensorData, index: torch.Tensor) -> torch.Tensor:
+    """The training images ``(R, B, *image)`` of ``index (R, B)``.
 
     ``index_select`` on the flattened images is the same gather as ``train_x[index]``, about
     twice as fast on the CPU (measured: 0.5 against 1.1 ms for 18 x 64 MNIST images).
     """
     x = data.train_x.flatten(1).index_select(0, index.flatten())
-    return x.view(*index.shape, *data.train_x.shape[1:]), data.train_y[index]
+    return x.view(*index.shape, *data.train_x.shape[1:])
 
 
 def _shared_batches(orders: torch.Tensor) -> int:
