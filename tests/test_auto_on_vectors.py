@@ -1,8 +1,9 @@
 """The ``auto`` scheme on data that are not 28x28 images: its fit check traces the data's inputs.
 
 ``auto`` plans by tracing an example input through the model. The check that every scheme fits
-the model before anything is written used to trace a zero MNIST image, so ``auto`` was refused
-on any model of vector inputs (``shape '[2, 20]' is invalid for input of size 1568``).
+the model before anything is written must trace the data's own inputs: a zero MNIST image
+would refuse ``auto`` on any model of vector inputs (``shape '[2, 20]' is invalid for input
+of size 1568``).
 """
 
 from __future__ import annotations

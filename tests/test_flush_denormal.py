@@ -2,8 +2,8 @@
 
 The probe: a batched product whose every entry is 256 * (1e-22)^2 = 2.56e-42, a float32
 subnormal. On two threads each worker computes part of the batch; an entry comes out 0 exactly
-when the thread that computed it flushes. Before the fix one of two threads did (half the
-entries were 0); any share of nonzero entries inside the block is a worker left out.
+when the thread that computed it flushes. With the flag on the calling thread alone, one of two
+threads flushes (half the entries are 0); any nonzero entry inside the block is a worker left out.
 """
 
 import pytest

@@ -250,8 +250,8 @@ class _ScaledLinear(nn.Module):
 
 @pytest.mark.parametrize("policy", ["torch", "auto", "keras", "flax", "gpt2", "bert"])
 def test_bare_parameter_is_uncovered_under_every_preset(policy):
-    # The torch preset's catch-all "own reset_parameters" rule used to raise a ValueError on a
-    # parameter whose module has no reset_parameters; now it is uncovered like elsewhere.
+    # The torch preset's catch-all "own reset_parameters" rule does not apply to a parameter
+    # whose module has no reset_parameters: it is uncovered there, as under every preset.
     model = _ScaledLinear()
     with pytest.warns(UserWarning, match=r"no rule covers 1 parameter\(s\).*'scale'"):
         p = plan(model, policy)

@@ -398,7 +398,7 @@ def test_a_weight_normed_new_head_is_reported_as_what_happened_to_it(style):
 def test_parameters_the_plan_does_not_write_are_reported_as_left_as_constructed(style, monkeypatch):
     # A plan whose rows write nothing: no rule covers g ('none'), and an own init ('keep')
     # that does not touch v, as the old weight_norm's Linear.reset_parameters (it writes the
-    # computed weight). Before the fix both were reported re-initialized.
+    # computed weight). Neither may be reported as re-initialized.
     import initlab.policy
 
     g, v = weight_norm_names(style, "2")

@@ -227,7 +227,7 @@ def test_convolutions_and_layernorm_stack_too(data, model, params):
 
 def test_resmlp_with_fixup_and_its_0_dim_branch_scalars_stacks_like_sequential_runs(data):
     # resmlp's branch scalars are 0-dim parameters: stacked they are (R,), and their
-    # per-run gradient norms must still be one number per run (this used to raise IndexError)
+    # per-run gradient norms must still be one number per run (not an IndexError)
     runs = [("fixup", 0), ("fixup", 1)]
     config = TrainConfig(epochs=1, max_steps=8)
     alone, models = _separate(runs, data, config, "resmlp")
