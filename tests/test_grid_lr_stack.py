@@ -134,6 +134,8 @@ def test_select_rates_is_written_only_when_off():
     assert json.loads(off.to_json())["select_rates"] is False
     assert CompareConfig.from_json(off.to_json()) == off
     assert CompareConfig.from_json(base.to_json()).select_rates is True
+    with pytest.raises(TypeError, match="select_rates must be True or False; got 'no'"):
+        dataclasses.replace(base, select_rates="no")
 
 
 def test_a_grid_json_written_before_stack_lr_resumes_into_a_group_per_rate():

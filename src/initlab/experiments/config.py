@@ -205,7 +205,7 @@ class CompareConfig:
             not fit the task, ``text_file``/``seq_len``/``bpc`` for a task that is no language
             model, a ``dataset`` or ``data`` for one that is (``ArgumentError`` naming the
             argument).
-        TypeError: a count that is not an int.
+        TypeError: a count that is not an int; a ``select_rates`` that is not a bool.
     """
 
     schemes: tuple[str, ...] = DEFAULT_SCHEMES
@@ -237,6 +237,8 @@ class CompareConfig:
         if self.lr_grid is not None:
             object.__setattr__(self, "lr_grid", _check_grid(self.lr_grid))
         check_fraction(self.val_fraction)
+        if not isinstance(self.select_rates, bool):
+            raise TypeError(f"select_rates must be True or False; got {self.select_rates!r}")
         if not self.schemes:
             raise ValueError("schemes must name at least one scheme; got schemes=()")
         for scheme in self.schemes:
